@@ -1,0 +1,63 @@
+# Local RAG Chat — the README's two commands are `make run` and `make test`.
+# Every step is idempotent: what is already there is skipped (stamps, cached model folders).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FOUNDRY_VENV := .venv-foundry
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup models foundry-setup chromium run test test-fast foundry bench eval clean-venv help
+
+help:
+	@echo "make run    - set up what is missing and start the chat on http://$(HOST):$(PORT)"
+	@echo "make test   - set up what is missing and run the whole test suite"
+	@echo "make foundry - start a local Foundry Local service with the SmolLM2 model"
+	@echo "make bench / make eval - benchmarks and retrieval evaluation (docs/BENCHMARKS.md)"
+
+$(BIN)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+setup: $(BIN)/.installed
+
+# Builds SmolLM2-135M-Instruct (int8) and the tiny test model into the cache folder; skipped when present.
+models: setup
+	$(BIN)/python -m rag models pull smollm2
+	$(BIN)/python -m rag models pull tiny
+
+$(FOUNDRY_VENV)/.installed: scripts/foundry-requirements.txt
+	test -x $(FOUNDRY_VENV)/bin/python || $(PY) -m venv $(FOUNDRY_VENV)
+	$(FOUNDRY_VENV)/bin/pip install -q --disable-pip-version-check -r scripts/foundry-requirements.txt
+	touch $@
+
+foundry-setup: $(FOUNDRY_VENV)/.installed
+
+chromium:
+	@bash scripts/ensure_chromium.sh
+
+run: models
+	$(BIN)/chainlit run app.py --host $(HOST) --port $(PORT) --headless
+
+test: models foundry-setup chromium
+	$(BIN)/python -m pytest -q
+
+test-fast: models
+	$(BIN)/python -m pytest -q -m "not e2e and not foundry"
+
+foundry: models foundry-setup
+	$(BIN)/python scripts/foundry_local.py --model smollm2
+
+bench: models foundry-setup
+	$(BIN)/python -m rag bench all
+
+eval: setup
+	$(BIN)/python -m rag eval --dataset ../shared/datasets/pyfaq
+
+clean-venv:
+	rm -rf $(VENV) $(FOUNDRY_VENV)

@@ -1,0 +1,1 @@
+"""Ways of generating text, behind the one interface in ``engines.base``."""

@@ -1,0 +1,158 @@
+"""The one small interface every engine implements, its options, usage report and typed errors.
+
+An engine turns chat ``messages`` (OpenAI-style ``[{"role": ..., "content": ...}]``) into a stream
+of text pieces. The rest of the app only talks to this interface; ``engines.registry`` picks the
+engine by name.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Protocol, runtime_checkable
+
+Message = dict  # {"role": "system"|"user"|"assistant", "content": str}
+
+
+@dataclass
+class GenerationOptions:
+    """What a caller may ask of any engine. temperature 0 means greedy decoding."""
+
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+
+@dataclass
+class Usage:
+    """Filled while a generation runs; complete once its stream ends."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    time_to_first_token: float | None = None  # seconds from request to first text piece
+    total_time: float = 0.0  # seconds from request to end of stream
+    finish_reason: str | None = None  # "stop", "length", "cancelled"
+
+    @property
+    def decode_seconds(self) -> float:
+        if self.time_to_first_token is None:
+            return 0.0
+        return max(self.total_time - self.time_to_first_token, 0.0)
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Decode speed: tokens after the first one over the time after the first one."""
+        secs = self.decode_seconds
+        if secs <= 0 or self.completion_tokens < 2:
+            return 0.0
+        return (self.completion_tokens - 1) / secs
+
+
+@dataclass
+class ModelInfo:
+    id: str  # what to pass back as ``model``
+    engine: str
+    name: str = ""  # human label for the settings panel
+    context_length: int | None = None
+    path: str | None = None  # local folder, for in-process models
+
+
+class EngineError(Exception):
+    """Base of all engine errors. ``str(err)`` is a sentence a user can read; ``hint`` says what to do."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def user_text(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot be reached or started (service down, model folder missing...)."""
+
+
+class ModelNotFound(EngineError):
+    """The requested model is not known to the engine."""
+
+
+class ModelNotLoaded(EngineError):
+    """The model exists but is not loaded by the service."""
+
+
+class PromptTooLong(EngineError):
+    """The prompt plus the answer budget does not fit the model's context."""
+
+    def __init__(self, message: str, hint: str = "", prompt_tokens: int | None = None,
+                 context_length: int | None = None):
+        super().__init__(message, hint)
+        self.prompt_tokens = prompt_tokens
+        self.context_length = context_length
+
+
+class EngineTimeout(EngineError):
+    """No answer within the configured time."""
+
+
+class StreamBroken(EngineError):
+    """The answer started but was cut off or arrived garbled."""
+
+
+class GenerationFailed(EngineError):
+    """Any other failure while generating."""
+
+
+@runtime_checkable
+class Generation(Protocol):
+    """One running answer: iterate it for text pieces; ``usage`` is final when iteration ends."""
+
+    usage: Usage
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    async def cancel(self) -> None:
+        """Stop generating as soon as possible; iteration then ends with finish_reason 'cancelled'."""
+        ...
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str  # registry key, e.g. "onnx" or "foundry"
+    label: str  # for the settings panel
+
+    async def list_models(self) -> list[ModelInfo]: ...
+
+    def stream(self, messages: list[Message], options: GenerationOptions | None = None,
+               model: str | None = None) -> Generation:
+        """Start an answer. Errors are raised as EngineError subclasses from the iteration."""
+        ...
+
+    async def count_tokens(self, messages: list[Message], model: str | None = None) -> int:
+        """Prompt tokens these messages would take (exact where the engine can tell, else an estimate)."""
+        ...
+
+    async def context_length(self, model: str | None = None) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count for engines that cannot tokenize locally (≈ 3.5 characters a token, rounded up)."""
+    return int(len(text) / 3.5) + 1
+
+
+class Clock:
+    """Measures time to first token and total time for a Usage."""
+
+    def __init__(self, usage: Usage):
+        self.usage = usage
+        self.start = time.perf_counter()
+
+    def piece(self) -> None:
+        if self.usage.time_to_first_token is None:
+            self.usage.time_to_first_token = time.perf_counter() - self.start
+
+    def end(self) -> None:
+        self.usage.total_time = time.perf_counter() - self.start

@@ -1,0 +1,46 @@
+"""Picks an engine by name. Adding an engine is one new module and one line in ENGINES.
+
+Engines are process-wide: one instance per name, shared by all chats (the in-process engine
+holds one loaded model per process).
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+
+from engines.base import Engine, EngineUnavailable
+
+# name -> (module, class, label shown in the settings panel)
+ENGINES: dict[str, tuple[str, str, str]] = {
+    "onnx": ("engines.onnx_genai", "OnnxGenaiEngine", "In-process (ONNX Runtime GenAI)"),
+    "foundry": ("engines.foundry", "FoundryEngine", "Foundry Local"),
+}
+
+_instances: dict[str, Engine] = {}
+_lock = asyncio.Lock()
+
+
+def labels() -> dict[str, str]:
+    return {name: spec[2] for name, spec in ENGINES.items()}
+
+
+def create(name: str, **kwargs) -> Engine:
+    """A new engine instance (tests use this to point an engine at their own service)."""
+    if name not in ENGINES:
+        raise EngineUnavailable(f"Unknown engine '{name}'.", f"Choose one of: {', '.join(ENGINES)}.")
+    module_name, class_name, _ = ENGINES[name]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(**kwargs)
+
+
+def get(name: str) -> Engine:
+    """The shared instance for this process, created on first use from settings."""
+    if name not in _instances:
+        _instances[name] = create(name)
+    return _instances[name]
+
+
+async def close_all() -> None:
+    for engine in list(_instances.values()):
+        await engine.aclose()
+    _instances.clear()

@@ -1,0 +1,1 @@
+"""Local RAG Chat: everything between a file or a question and a prompt."""

@@ -1,0 +1,1 @@
+"""One module per `python -m rag` command (see rag/cli.py)."""

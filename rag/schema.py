@@ -1,0 +1,31 @@
+"""Plain data passed between the retrieval modules, the pipeline and the UI."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Chunk:
+    id: int  # row in the store; stable while the chunk lives
+    text: str
+    source: str  # absolute path of the file it came from
+    page: int | None = None  # 1-based page for PDFs, None otherwise
+    start: int = 0  # character offsets in the page/section text
+    end: int = 0
+    heading: str = ""  # nearest heading above the chunk, if any
+    doc_id: str = ""  # file-level id (corpus id for eval datasets)
+
+    @property
+    def name(self) -> str:
+        return self.source.rsplit("/", 1)[-1]
+
+    def citation(self) -> str:
+        return f"{self.name}, p. {self.page}" if self.page else self.name
+
+
+@dataclass
+class Hit:
+    chunk: Chunk
+    score: float  # the fused (or single-mode) score the ranking used
+    rank: int  # 1-based
+    scores: dict = field(default_factory=dict)  # per mode, e.g. {"dense": .61, "lexical": 12.3}
