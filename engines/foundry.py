@@ -1,0 +1,547 @@
+"""Foundry Local (or any OpenAI-compatible endpoint) over httpx: list models, stream chat completions.
+
+Finding the endpoint, first match wins:
+1. ``base_url`` given to the constructor, or FOUNDRY_BASE_URL (``http://127.0.0.1:PORT/v1`` for the
+   desktop service, ``.../catalogs/local/v1`` for ``make foundry``);
+2. the state file ``scripts/foundry_local.py`` writes while it runs (``<cache>/foundry.json``);
+3. ``foundry service status`` when the desktop ``foundry`` command is installed (its port is dynamic).
+A discovered endpoint is looked up again after a connection failure (a restarted service may
+listen elsewhere); a configured one is not.
+
+The model is FOUNDRY_MODEL (an alias such as ``phi-4-mini`` or a full id such as
+``Phi-4-mini-instruct-generic-cpu:5``), else the launcher's model, else the first one the service
+lists. Aliases are resolved to the id the service lists, since the service accepts ids only.
+
+Every failure is raised as an ``engines.base`` error whose text says what to do. Only connecting
+is retried; a half-streamed answer never is.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator
+from urllib.parse import urlsplit
+
+import httpx
+
+from engines.base import (Clock, EngineError, EngineTimeout, EngineUnavailable, GenerationFailed,
+                          GenerationOptions, Message, ModelInfo, ModelNotFound, ModelNotLoaded,
+                          PromptTooLong, StreamBroken, Usage, estimate_tokens)
+from rag.config import settings
+
+START_HINT = ("Start it with `make foundry` (or `foundry service start` with the desktop app), "
+              "or point FOUNDRY_BASE_URL at a running endpoint.")
+CONNECT_ATTEMPTS = 3
+CONNECT_BACKOFF = 0.2  # seconds, doubled after each failed attempt
+MODELS_TTL = 10.0  # seconds a model listing is reused for alias resolution
+DEFAULT_CONTEXT_LENGTH = 4096
+_URL_RE = re.compile(r"https?://[^\s/'\"<>]+")
+
+
+def _state_file() -> Path:
+    return settings().cache_dir / "foundry.json"
+
+
+def _pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+def read_state_file(path: Path) -> dict | None:
+    """The launcher's {base_url, model, pid, ...} if the file exists and its launcher still runs."""
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or not state.get("base_url"):
+        return None
+    if "pid" in state and not _pid_alive(state["pid"]):
+        return None
+    return state
+
+
+def parse_service_status(text: str) -> str | None:
+    """Base URL (``scheme://host:port/v1``) from ``foundry service status`` output, if it names one."""
+    for match in _URL_RE.finditer(text):
+        parts = urlsplit(match.group(0).rstrip(".,;:)"))
+        if parts.hostname and parts.port:
+            return f"{parts.scheme}://{parts.netloc}/v1"
+    return None
+
+
+def _error_text(body: bytes) -> str:
+    """The message of an OpenAI-style error body ({"error": {"message": ...}}), else the raw text."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text[:500]
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            for key in ("message", "detail", "title", "error"):
+                if isinstance(err.get(key), str) and err[key]:
+                    return err[key]
+        elif isinstance(err, str):
+            return err
+    return text[:500]
+
+
+def _version(model_id: str) -> int:
+    tail = model_id.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def resolve_alias(name: str, ids: list[str]) -> str | None:
+    """The listed id that ``name`` means: the id itself, an id without its version, or an alias.
+
+    ``phi-4-mini`` -> ``Phi-4-mini-instruct-generic-cpu:5``: ids that start with the alias followed by
+    ``-``, preferring ``<alias>-instruct``, then CPU builds, then the highest version.
+    """
+    if name in ids:
+        return name
+    low = name.lower()
+    exact = [i for i in ids if i.lower() == low]
+    if exact:
+        return exact[0]
+    if ":" not in low:
+        same_base = [i for i in ids if i.lower().rsplit(":", 1)[0] == low]
+        if same_base:
+            return max(same_base, key=_version)
+    base = low.rsplit(":", 1)[0] if ":" in low else low
+    prefixed = [i for i in ids if i.lower().startswith(base + "-")]
+    if not prefixed:
+        return None
+
+    def rank(model_id: str) -> tuple:
+        rest = model_id.lower()[len(base) + 1:]
+        return (rest.startswith("instruct"), "cpu" in rest, -len(rest.split(":")[0]), _version(model_id))
+
+    return max(prefixed, key=rank)
+
+
+class FoundryGeneration:
+    """One streamed answer. Iterate for text pieces; ``usage`` is final when iteration ends."""
+
+    def __init__(self, engine: "FoundryEngine", messages: list[Message], options: GenerationOptions,
+                 model: str | None):
+        self.engine = engine
+        self.messages = messages
+        self.options = options
+        self.model = model
+        self.usage = Usage()
+        self._cancelled = False
+        self._read_task: asyncio.Task | None = None
+        self._started = False
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        if self._started:
+            raise RuntimeError("a generation can be iterated only once")
+        self._started = True
+        return self._run()
+
+    async def cancel(self) -> None:
+        """Stop now: the pending read is cancelled, the HTTP stream closed, iteration ends."""
+        self._cancelled = True
+        task = self._read_task
+        if task is not None and not task.done():
+            task.cancel()
+
+    async def _next(self, lines: AsyncIterator[str], timeout: float, waiting_for: str) -> str | None:
+        """Next SSE line, None at end of body; EngineTimeout after ``timeout`` seconds."""
+        self._read_task = asyncio.ensure_future(lines.__anext__())
+        try:
+            done, _ = await asyncio.wait({self._read_task}, timeout=timeout)
+        except asyncio.CancelledError:
+            self._read_task.cancel()
+            raise
+        if not done:
+            self._read_task.cancel()
+            raise EngineTimeout(
+                f"Foundry Local sent no {waiting_for} within {timeout:g} s.",
+                "The model may be overloaded or the prompt too long for this machine; try again, "
+                "use a shorter question, or raise FOUNDRY_FIRST_BYTE_TIMEOUT.")
+        task, self._read_task = self._read_task, None
+        if task.cancelled():
+            return None  # cancel() was called
+        try:
+            return task.result()
+        except StopAsyncIteration:
+            return None
+
+    async def _run(self) -> AsyncIterator[str]:
+        engine, usage = self.engine, self.usage
+        clock = Clock(usage)
+        pieces = 0
+        response: httpx.Response | None = None
+        try:
+            model_id = await engine.resolve_model(self.model)
+            deadline = time.monotonic() + engine.first_byte_timeout
+            try:  # the first-byte budget covers sending, the headers and the first token
+                response = await asyncio.wait_for(
+                    engine._open_stream(model_id, self.messages, self.options), engine.first_byte_timeout)
+            except asyncio.TimeoutError as exc:
+                raise EngineTimeout(
+                    f"Foundry Local did not start answering within {engine.first_byte_timeout:g} s.",
+                    "The model may be overloaded or the prompt too long for this machine; try again, "
+                    "use a shorter question, or raise FOUNDRY_FIRST_BYTE_TIMEOUT.") from exc
+            usage.prompt_tokens = await engine.count_tokens(self.messages)
+            lines = response.aiter_lines()
+            timeout = max(deadline - time.monotonic(), 0.01)
+            waiting_for = "first token"
+            done = False
+            while not self._cancelled:
+                try:
+                    line = await self._next(lines, timeout, waiting_for)
+                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.NetworkError) as exc:
+                    raise StreamBroken(
+                        "Foundry Local stopped in the middle of the answer "
+                        f"({type(exc).__name__}: {exc or 'connection closed'}).",
+                        "The answer above is incomplete. Check that the service still runs "
+                        f"({START_HINT}) and ask again.") from exc
+                except httpx.TimeoutException as exc:
+                    raise EngineTimeout(f"Foundry Local stopped sending ({type(exc).__name__}).",
+                                        "Try again; if it persists, restart the service.") from exc
+                if line is None:
+                    break
+                line = line.strip()
+                if not line or line.startswith(":"):
+                    continue  # keep-alive / comment
+                if not line.startswith("data:"):
+                    if line.startswith(("event:", "id:", "retry:")):
+                        continue
+                    raise StreamBroken(f"Foundry Local sent a malformed stream line: {line[:120]!r}.",
+                                       "The answer is incomplete; ask again or restart the service.")
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    done = True
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError as exc:
+                    raise StreamBroken(f"Foundry Local sent a garbled stream chunk: {data[:120]!r}.",
+                                       "The answer is incomplete; ask again or restart the service."
+                                       ) from exc
+                if not isinstance(chunk, dict):
+                    raise StreamBroken(f"Foundry Local sent an unexpected stream chunk: {data[:120]!r}.",
+                                       "The answer is incomplete; ask again.")
+                if "error" in chunk:
+                    raise GenerationFailed(f"Foundry Local failed while answering: "
+                                           f"{_error_text(data.encode())}", "Ask again.")
+                if isinstance(chunk.get("usage"), dict):
+                    u = chunk["usage"]
+                    usage.prompt_tokens = int(u.get("prompt_tokens") or usage.prompt_tokens)
+                    usage.completion_tokens = int(u.get("completion_tokens") or 0)
+                for choice in chunk.get("choices") or []:
+                    if choice.get("finish_reason"):
+                        usage.finish_reason = str(choice["finish_reason"])
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content") if isinstance(delta, dict) else None
+                    if text is None:
+                        text = choice.get("text")  # legacy completions shape
+                    if text:
+                        clock.piece()
+                        pieces += 1
+                        timeout, waiting_for = engine.read_timeout, "further tokens"
+                        yield text
+            if self._cancelled:
+                usage.finish_reason = "cancelled"
+            elif not done and usage.finish_reason is None:
+                raise StreamBroken("Foundry Local's answer stopped before its end (the stream was cut off).",
+                                   "The answer above is incomplete. Check the service and ask again.")
+        finally:
+            if self._read_task is not None and not self._read_task.done():
+                self._read_task.cancel()
+            if response is not None:
+                try:
+                    await response.aclose()
+                except Exception:  # noqa: BLE001 - closing a broken stream
+                    pass
+            if usage.completion_tokens == 0:
+                usage.completion_tokens = pieces  # one SSE delta is about one token
+            if usage.finish_reason is None and self._cancelled:
+                usage.finish_reason = "cancelled"
+            clock.end()
+
+
+class FoundryEngine:
+    name = "foundry"
+    label = "Foundry Local"
+
+    def __init__(self, base_url: str | None = None, model: str | None = None, api_key: str | None = None,
+                 connect_timeout: float | None = None, first_byte_timeout: float | None = None,
+                 read_timeout: float | None = None, default_context_length: int | None = None,
+                 state_file: str | Path | None = None, discover_cli: bool = True):
+        cfg = settings()
+        self._configured_url = (base_url or cfg.foundry_base_url or "").rstrip("/") or None
+        self._configured_model = model or cfg.foundry_model or None
+        self.api_key = api_key if api_key is not None else (cfg.foundry_api_key or None)
+        self.connect_timeout = connect_timeout if connect_timeout is not None else cfg.foundry_connect_timeout
+        self.first_byte_timeout = (first_byte_timeout if first_byte_timeout is not None
+                                   else cfg.foundry_first_byte_timeout)
+        self.read_timeout = read_timeout if read_timeout is not None else max(self.first_byte_timeout, 60.0)
+        self.default_context_length = (default_context_length or
+                                       int(os.environ.get("FOUNDRY_CONTEXT_LENGTH", "0") or 0) or
+                                       DEFAULT_CONTEXT_LENGTH)
+        self.state_file = Path(state_file) if state_file else _state_file()
+        self.discover_cli = discover_cli
+        self._base_url: str | None = self._configured_url
+        self._state_model: str | None = None
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
+        self._models: list[ModelInfo] = []
+        self._models_at = 0.0
+        self._resolved: dict[str, str] = {}
+        self._usage_supported = True  # stream_options.include_usage; dropped if the service refuses it
+
+    # ---------------------------------------------------------------- endpoint
+    @property
+    def base_url(self) -> str | None:
+        return self._base_url
+
+    async def _discover(self) -> str:
+        """Base URL from configuration, the launcher's state file, or `foundry service status`."""
+        if self._configured_url:
+            return self._configured_url
+        state = read_state_file(self.state_file)
+        if state:
+            self._state_model = state.get("model") or None
+            return str(state["base_url"]).rstrip("/")
+        if self.discover_cli and shutil.which("foundry"):
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    "foundry", "service", "status", stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT)
+                out, _ = await asyncio.wait_for(proc.communicate(), timeout=10)
+                url = parse_service_status(out.decode("utf-8", "replace"))
+            except (OSError, asyncio.TimeoutError):
+                url = None
+            if url:
+                return url
+            raise EngineUnavailable("The Foundry Local service is not running "
+                                    "(`foundry service status` names no endpoint).",
+                                    "Start it with `foundry service start`, or `make foundry`.")
+        raise EngineUnavailable("No Foundry Local endpoint is configured or running.", START_HINT)
+
+    async def _base(self) -> str:
+        if self._base_url is None:
+            self._base_url = await self._discover()
+        return self._base_url
+
+    def _client(self) -> httpx.AsyncClient:
+        """One client per event loop (a client must not outlive or cross its loop)."""
+        loop = asyncio.get_running_loop()
+        for key, (other_loop, _) in list(self._clients.items()):
+            if other_loop.is_closed():
+                del self._clients[key]  # its connections died with their loop
+        entry = self._clients.get(id(loop))
+        client = entry[1] if entry and entry[0] is loop else None
+        if client is None or client.is_closed:
+            headers = {"Accept": "application/json"}
+            if self.api_key:
+                headers["Authorization"] = f"Bearer {self.api_key}"
+            client = httpx.AsyncClient(
+                headers=headers,
+                timeout=httpx.Timeout(connect=self.connect_timeout,
+                                      read=max(self.read_timeout, self.first_byte_timeout) + 5,
+                                      write=30.0, pool=30.0),
+                limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+                trust_env=False)  # a proxy must never see a local request
+            self._clients[id(loop)] = (loop, client)
+        return client
+
+    def _unreachable(self, base: str, exc: Exception) -> EngineUnavailable:
+        return EngineUnavailable(f"Foundry Local is not reachable at {base} ({type(exc).__name__}).",
+                                 START_HINT)
+
+    async def _send(self, method: str, path: str, *, json_body: dict | None = None,
+                    stream: bool = False) -> httpx.Response:
+        """Send a request; only connecting is retried (and rediscovered, for a discovered URL)."""
+        delay = CONNECT_BACKOFF
+        last: Exception | None = None
+        for attempt in range(CONNECT_ATTEMPTS):
+            base = await self._base()
+            request = self._client().build_request(method, f"{base}{path}", json=json_body)
+            try:
+                return await self._client().send(request, stream=stream)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                last = exc
+                if not self._configured_url:
+                    self._base_url = None  # a restarted service may listen elsewhere
+                    self._models_at = 0.0
+                if attempt + 1 < CONNECT_ATTEMPTS:
+                    await asyncio.sleep(delay)
+                    delay *= 2
+            except httpx.TimeoutException as exc:
+                raise EngineTimeout(f"Foundry Local at {base} did not answer in time ({type(exc).__name__}).",
+                                    "Try again; if it persists, restart the service.") from exc
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                raise EngineUnavailable(f"Foundry Local at {base} dropped the connection "
+                                        f"({type(exc).__name__}).", START_HINT) from exc
+            except EngineError:
+                raise
+        raise self._unreachable(self._base_url or self._configured_url or "its last address", last)
+
+    # ---------------------------------------------------------------- models
+    async def list_models(self) -> list[ModelInfo]:
+        response = await self._send("GET", "/models")
+        if response.status_code != 200:
+            raise await self._http_error(response, None)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise GenerationFailed(f"Foundry Local sent an unreadable model list: {response.text[:200]!r}.",
+                                   "Check that FOUNDRY_BASE_URL points at an OpenAI-compatible /v1 base."
+                                   ) from exc
+        entries = data.get("data", data) if isinstance(data, dict) else data
+        models = []
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict) or not entry.get("id"):
+                continue
+            ctx = None
+            for key in ("context_length", "max_model_len", "context_window", "max_context_length",
+                        "maxInputTokens", "max_input_tokens"):
+                if isinstance(entry.get(key), int) and entry[key] > 0:
+                    ctx = entry[key]
+                    break
+            models.append(ModelInfo(id=str(entry["id"]), engine=self.name,
+                                    name=str(entry.get("display_name") or entry.get("alias") or entry["id"]),
+                                    context_length=ctx))
+        self._models, self._models_at = models, time.monotonic()
+        return models
+
+    async def _listing(self) -> list[ModelInfo]:
+        if not self._models or time.monotonic() - self._models_at > MODELS_TTL:
+            await self.list_models()
+        return self._models
+
+    async def resolve_model(self, model: str | None = None) -> str:
+        """The id to send: the given/configured model (alias or id) as the service lists it."""
+        await self._base()  # discovery also reads the launcher's model
+        wanted = model or self._configured_model or self._state_model
+        if wanted and wanted in self._resolved:
+            return self._resolved[wanted]
+        models = await self._listing()
+        ids = [m.id for m in models]
+        if not wanted:
+            if not ids:
+                raise ModelNotFound("Foundry Local lists no models.",
+                                    "Load one first (`foundry model load phi-4-mini`, or `make foundry`).")
+            return ids[0]
+        found = resolve_alias(wanted, ids)
+        if found is None:
+            models = await self.list_models()  # refresh once: it may have been loaded just now
+            ids = [m.id for m in models]
+            found = resolve_alias(wanted, ids)
+        if found is None:
+            raise ModelNotFound(f"Foundry Local has no model '{wanted}'.",
+                                f"Available: {', '.join(ids) or 'none'}. Set FOUNDRY_MODEL to one of them.")
+        self._resolved[wanted] = found
+        return found
+
+    async def context_length(self, model: str | None = None) -> int:
+        try:
+            model_id = await self.resolve_model(model)
+            for m in await self._listing():
+                if m.id == model_id and m.context_length:
+                    return m.context_length
+        except EngineError:
+            pass
+        return self.default_context_length
+
+    async def count_tokens(self, messages: list[Message], model: str | None = None) -> int:
+        """An estimate: the service offers no tokenizer endpoint (about 4 tokens of framing a message)."""
+        return sum(estimate_tokens(str(m.get("content") or "")) + 4 for m in messages) + 2
+
+    # ---------------------------------------------------------------- generation
+    def stream(self, messages: list[Message], options: GenerationOptions | None = None,
+               model: str | None = None) -> FoundryGeneration:
+        return FoundryGeneration(self, list(messages), options or GenerationOptions(), model)
+
+    def _body(self, model_id: str, messages: list[Message], options: GenerationOptions) -> dict:
+        body: dict[str, Any] = {
+            "model": model_id,
+            "messages": messages,
+            "stream": True,
+            "max_tokens": int(options.max_new_tokens),
+            "temperature": float(options.temperature),
+            "top_p": float(options.top_p),
+        }
+        if options.stop:
+            body["stop"] = list(options.stop)[:4]
+        if options.seed is not None:
+            body["seed"] = int(options.seed)
+        if self._usage_supported:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def _open_stream(self, model_id: str, messages: list[Message],
+                           options: GenerationOptions) -> httpx.Response:
+        for _ in range(2):
+            response = await self._send("POST", "/chat/completions",
+                                        json_body=self._body(model_id, messages, options), stream=True)
+            if response.status_code == 200:
+                return response
+            await response.aread()
+            await response.aclose()
+            text = _error_text(response.content)
+            if (response.status_code == 400 and self._usage_supported
+                    and "stream_options" in text.lower()):
+                self._usage_supported = False  # refused before any answer: safe to resend without
+                continue
+            raise await self._http_error(response, model_id, text)
+        raise await self._http_error(response, model_id, text)
+
+    async def _http_error(self, response: httpx.Response, model_id: str | None,
+                          text: str | None = None) -> EngineError:
+        if text is None:
+            await response.aread()
+            text = _error_text(response.content)
+        status, low = response.status_code, text.lower()
+        where = str(response.request.url)
+        if status in (401, 403):
+            return EngineUnavailable(f"Foundry Local refused the request ({status}: {text}).",
+                                     "Check FOUNDRY_API_KEY.")
+        if status == 404 and model_id and ("model" in low or model_id.lower() in low):
+            self._resolved = {k: v for k, v in self._resolved.items() if v != model_id}
+            self._models_at = 0.0
+            try:
+                ids = [m.id for m in await self.list_models()]
+            except EngineError:
+                ids = []
+            return ModelNotFound(f"Foundry Local has no model '{model_id}' ({text}).",
+                                 f"Available: {', '.join(ids) or 'none'}. Set FOUNDRY_MODEL to one of them.")
+        if status == 404:
+            return EngineUnavailable(f"No OpenAI-compatible API at {where} (404: {text}).",
+                                     "FOUNDRY_BASE_URL should end in /v1 (desktop service) or "
+                                     "/catalogs/local/v1 (`make foundry`).")
+        if status in (400, 409, 422) and "load" in low:
+            return ModelNotLoaded(f"The model '{model_id}' is not loaded in Foundry Local ({text}).",
+                                  f"Load it with `foundry model load {model_id}` or restart `make foundry`.")
+        if status in (400, 413, 422) and any(k in low for k in (
+                "too long", "context", "max_length", "maximum length", "exceed", "too many tokens")):
+            return PromptTooLong(f"The prompt does not fit the model's context ({text}).",
+                                 "Ask a shorter question, start a new chat, or retrieve fewer passages.")
+        if status >= 500:
+            return GenerationFailed(f"Foundry Local failed with HTTP {status}: {text or response.reason_phrase}.",
+                                    "Try again; if it keeps failing, restart the service.")
+        return GenerationFailed(f"Foundry Local rejected the request (HTTP {status}: {text}).",
+                                "Check the chat settings (model, max tokens, temperature).")
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        clients, self._clients = list(self._clients.values()), {}
+        for client_loop, client in clients:
+            if client_loop is not loop:
+                continue  # cannot be closed from here; dropped
+            try:
+                await client.aclose()
+            except Exception:  # noqa: BLE001 - a client of a closed loop
+                pass

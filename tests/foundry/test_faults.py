@@ -1,0 +1,141 @@
+"""Faults a chat must survive, produced for real: a closed port, and a misbehaving HTTP server
+(tests/foundry/foundry_support.py) for garbled/cut streams, 5xx and a slow first byte."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from engines.base import (EngineTimeout, EngineUnavailable, GenerationFailed, GenerationOptions,
+                          ModelNotFound, StreamBroken)
+from engines.foundry import FoundryEngine, parse_service_status, read_state_file, resolve_alias
+from foundry_support import FaultServer, free_port
+
+pytestmark = pytest.mark.foundry
+
+Q = [{"role": "user", "content": "Say hello."}]
+
+
+async def collect(gen) -> list[str]:
+    return [piece async for piece in gen]
+
+
+@pytest.fixture
+def fault_server():
+    with FaultServer(slow_seconds=30) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def fault_engine(fault_server):
+    eng = FoundryEngine(base_url=fault_server.base_url, first_byte_timeout=1.0, read_timeout=5.0)
+    yield eng
+    await eng.aclose()
+
+
+async def test_nothing_listening_is_unavailable_within_2s(tmp_path):
+    eng = FoundryEngine(base_url=f"http://127.0.0.1:{free_port()}/v1", model="anything",
+                        state_file=tmp_path / "none.json")
+    t0 = time.perf_counter()
+    with pytest.raises(EngineUnavailable) as err:
+        await collect(eng.stream(Q))
+    assert time.perf_counter() - t0 < 2.0
+    assert "make foundry" in err.value.user_text()
+    t0 = time.perf_counter()
+    with pytest.raises(EngineUnavailable):
+        await eng.list_models()
+    assert time.perf_counter() - t0 < 2.0
+    await eng.aclose()
+
+
+async def test_nothing_configured_says_how_to_start(tmp_path, monkeypatch):
+    from rag.config import settings
+
+    monkeypatch.setattr(settings(), "foundry_base_url", "")
+    eng = FoundryEngine(state_file=tmp_path / "absent.json", discover_cli=False)
+    with pytest.raises(EngineUnavailable) as err:
+        await eng.list_models()
+    assert "make foundry" in err.value.user_text()
+
+
+async def test_well_formed_stream_reads_usage(fault_engine, fault_server):
+    gen = fault_engine.stream(Q, GenerationOptions(max_new_tokens=7, temperature=0.5, top_p=0.9,
+                                                   stop=["\n\n"], seed=3), model="ok")
+    assert "".join(await collect(gen)) == "Hello there."
+    assert gen.usage.prompt_tokens == 11 and gen.usage.completion_tokens == 3
+    assert gen.usage.finish_reason == "stop"
+    assert gen.usage.time_to_first_token is not None and gen.usage.total_time >= gen.usage.time_to_first_token
+    sent = fault_server.requests[-1]
+    assert sent["stream"] is True and sent["max_tokens"] == 7 and sent["temperature"] == 0.5
+    assert sent["top_p"] == 0.9 and sent["stop"] == ["\n\n"] and sent["seed"] == 3
+
+
+@pytest.mark.parametrize("model", ["garbage", "not-sse", "truncated", "no-done"])
+async def test_broken_streams_raise_stream_broken(fault_engine, model):
+    got = []
+    with pytest.raises(StreamBroken) as err:
+        async for piece in fault_engine.stream(Q, model=model):
+            got.append(piece)
+    assert got and got[0] == "Hello"  # what arrived before the fault was delivered
+    assert "incomplete" in err.value.user_text() or "cut off" in err.value.user_text()
+
+
+@pytest.mark.parametrize("model,status", [("http500", "500"), ("http503", "503")])
+async def test_5xx_is_generation_failed(fault_engine, fault_server, model, status):
+    with pytest.raises(GenerationFailed) as err:
+        await collect(fault_engine.stream(Q, model=model))
+    assert status in str(err.value)
+    assert len(fault_server.requests) == 1  # a server error is never retried
+
+
+async def test_slow_first_byte_times_out(fault_engine):
+    t0 = time.perf_counter()
+    with pytest.raises(EngineTimeout) as err:
+        await collect(fault_engine.stream(Q, model="slow"))
+    assert 0.9 < time.perf_counter() - t0 < 3.0
+    assert "FOUNDRY_FIRST_BYTE_TIMEOUT" in err.value.user_text()
+
+
+async def test_unknown_model_lists_available(fault_engine):
+    with pytest.raises(ModelNotFound) as err:
+        await collect(fault_engine.stream(Q, model="no-such-model"))
+    assert "garbage" in err.value.user_text() and "ok" in err.value.user_text()
+
+
+async def test_cancel_during_slow_first_byte_is_prompt(fault_server):
+    eng = FoundryEngine(base_url=fault_server.base_url, first_byte_timeout=30.0)
+    gen = eng.stream(Q, model="slow")
+    task = asyncio.create_task(collect(gen))
+    await asyncio.to_thread(fault_server.httpd.slow_started.wait, 5)
+    await asyncio.sleep(0.1)
+    t0 = time.perf_counter()
+    await gen.cancel()
+    assert await asyncio.wait_for(task, 2.0) == []
+    assert time.perf_counter() - t0 < 1.0
+    assert gen.usage.finish_reason == "cancelled"
+    await eng.aclose()
+
+
+def test_alias_resolution():
+    ids = ["Phi-4-mini-reasoning-generic-cpu:2", "Phi-4-mini-instruct-generic-gpu:5",
+           "Phi-4-mini-instruct-generic-cpu:5", "Phi-4-mini-instruct-generic-cpu:4", "qwen2.5-0.5b-instruct-generic-cpu:4"]
+    assert resolve_alias("phi-4-mini", ids) == "Phi-4-mini-instruct-generic-cpu:5"
+    assert resolve_alias("Phi-4-mini-instruct-generic-cpu:4", ids) == "Phi-4-mini-instruct-generic-cpu:4"
+    assert resolve_alias("phi-4-mini-instruct-generic-cpu", ids) == "Phi-4-mini-instruct-generic-cpu:5"
+    assert resolve_alias("qwen2.5-0.5b", ids) == "qwen2.5-0.5b-instruct-generic-cpu:4"
+    assert resolve_alias("llama", ids) is None
+
+
+def test_service_status_parsing():
+    out = "🟢 Model management service is running on http://127.0.0.1:56051/openai/status\n"
+    assert parse_service_status(out) == "http://127.0.0.1:56051/v1"
+    assert parse_service_status("🔴 Model management service is not running!") is None
+
+
+def test_state_file_of_a_dead_launcher_is_ignored(tmp_path):
+    path = tmp_path / "foundry.json"
+    path.write_text('{"base_url": "http://127.0.0.1:1/v1", "model": "m:1", "pid": 999999999}')
+    assert read_state_file(path) is None
+    path.write_text('{"base_url": "http://127.0.0.1:1/v1", "model": "m:1", "pid": %d}' % __import__("os").getpid())
+    assert read_state_file(path)["model"] == "m:1"
