@@ -1,0 +1,60 @@
+"""`python -m rag models [list | pull NAME [--precision int8|int4] [--force] | path NAME]`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "list the local models, or provision one (pull smollm2 | tiny | phi-4-mini)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", nargs="?", default="list", choices=["list", "pull", "path"],
+                   help="list (default), pull NAME, or path NAME (print the model's folder)")
+    p.add_argument("name", nargs="?", help="smollm2, tiny, phi-4-mini, a model id or a folder")
+    p.add_argument("--precision", choices=["int8", "int4"], default=None,
+                   help="for pull smollm2: int8 (default, answers better) or int4 (smaller)")
+    p.add_argument("--force", action="store_true", help="rebuild even if already provisioned")
+
+
+def _list() -> int:
+    from rag import models
+
+    found = models.list_local_models()
+    default = models.default_model()
+    print(f"Models folder: {models.models_dir()}")
+    if not found:
+        print("No models yet. Run `python -m rag models pull smollm2` (or `make models`).")
+        return 0
+    width = max(len(m.id) for m in found)
+    for m in found:
+        mark = "*" if m.id == default else " "
+        ctx = f"ctx {m.context_length}" if m.context_length else "ctx ?"
+        print(f"{mark} {m.id:<{width}}  {ctx:<10}  {m.name}  [{m.path}]")
+    print("(* = default; set LRC_MODEL to choose, LRC_MODELS to add your own ONNX Runtime GenAI folders)")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from engines.base import EngineError
+    from rag import models
+
+    if args.action == "list":
+        return _list()
+    if not args.name:
+        print(f"`models {args.action}` needs a NAME (one of: {', '.join(models.RECIPES)})", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "path":
+            print(models.resolve(args.name))
+            return 0
+        name = args.name
+        if args.precision:
+            if models.ALIASES.get(name, name) not in ("smollm2", "smollm2-int4"):
+                print("--precision applies to smollm2 only", file=sys.stderr)
+                return 2
+            name = "smollm2" if args.precision == "int8" else "smollm2-int4"
+        models.pull(name, force=args.force)
+        return 0
+    except EngineError as exc:
+        print(f"error: {exc.user_text()}", file=sys.stderr)
+        return 1

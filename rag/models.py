@@ -1,0 +1,292 @@
+"""Model folders for the in-process engine: what is provisioned, name -> folder, and `pull`.
+
+A model is any ONNX Runtime GenAI folder (it has a ``genai_config.json``). They come from two places:
+
+* provisioned ones under ``settings().models_dir`` (built offline by ``python -m rag models pull``);
+* folders named in ``LRC_MODELS`` (``os.pathsep``-separated): a model folder itself, or a folder whose
+  sub-folders are models ("bring your own model", e.g. Phi-4-mini-instruct ONNX CPU int4).
+
+A model's id is its folder name; short aliases (``smollm2``, ``tiny``, ``phi-4-mini``) and plain
+paths are accepted wherever a model name is.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from engines.base import EngineUnavailable, ModelInfo, ModelNotFound
+from rag.config import REPO_ROOT, settings
+
+ENGINE_NAME = "onnx"
+CONFIG_FILE = "genai_config.json"
+INFO_FILE = "lrc_model.json"  # written next to a provisioned model: how it was made
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A model `python -m rag models pull` knows how to provision."""
+
+    folder: str
+    label: str
+    kind: str  # "smollm2" | "tiny" | "phi-4-mini"
+    precision: str = ""
+
+
+RECIPES: dict[str, Recipe] = {
+    "smollm2": Recipe("smollm2-135m-instruct-int8", "SmolLM2-135M-Instruct (int8)", "smollm2", "int8"),
+    "smollm2-int4": Recipe("smollm2-135m-instruct-int4", "SmolLM2-135M-Instruct (int4)", "smollm2", "int4"),
+    "tiny": Recipe("tiny-random-smollm2", "Tiny random-weight test model", "tiny", "fp32"),
+    "phi-4-mini": Recipe("phi-4-mini-instruct-cpu-int4", "Phi-4-mini-instruct (CPU int4)", "phi-4-mini", "int4"),
+}
+ALIASES = {"smollm2-int8": "smollm2", **{r.folder: key for key, r in RECIPES.items()}}
+DEFAULT_ORDER = ["smollm2", "smollm2-int4", "phi-4-mini"]  # the default model, best available first
+
+PHI_REPO = "microsoft/Phi-4-mini-instruct-onnx"
+PHI_SUBFOLDER = "cpu_and_mobile/cpu-int4-rtn-block-32-acc-level-4"
+HF_HOST = "https://huggingface.co"
+
+
+def models_dir() -> Path:
+    return settings().models_dir
+
+
+def is_model_dir(path: Path) -> bool:
+    return (path / CONFIG_FILE).is_file()
+
+
+def read_context_length(path: Path) -> int | None:
+    try:
+        cfg = json.loads((path / CONFIG_FILE).read_text())
+        value = cfg.get("model", {}).get("context_length") or cfg.get("search", {}).get("max_length")
+        return int(value) if value else None
+    except (OSError, ValueError):
+        return None
+
+
+def _label(path: Path) -> str:
+    key = ALIASES.get(path.name)
+    if key and path.parent == models_dir():
+        return RECIPES[key].label
+    return path.name
+
+
+def _info(path: Path, model_id: str) -> ModelInfo:
+    return ModelInfo(id=model_id, engine=ENGINE_NAME, name=_label(path),
+                     context_length=read_context_length(path), path=str(path))
+
+
+def _extra_dirs() -> Iterator[Path]:
+    for base in settings().extra_models:
+        if is_model_dir(base):
+            yield base
+        elif base.is_dir():
+            yield from sorted(p for p in base.iterdir() if p.is_dir() and is_model_dir(p))
+
+
+def list_local_models() -> list[ModelInfo]:
+    """Provisioned models first (known recipes in a fixed order), then LRC_MODELS folders."""
+    found: list[ModelInfo] = []
+    seen: set[str] = set()
+    root = models_dir()
+    if root.is_dir():
+        known = [RECIPES[k].folder for k in RECIPES]
+        folders = sorted((p for p in root.iterdir() if p.is_dir() and is_model_dir(p)),
+                         key=lambda p: (known.index(p.name) if p.name in known else len(known), p.name))
+        for p in folders:
+            found.append(_info(p, p.name))
+            seen.add(p.name)
+    for p in _extra_dirs():
+        model_id = p.name if p.name not in seen else str(p)
+        found.append(_info(p, model_id))
+        seen.add(model_id)
+    return found
+
+
+def _pull_hint(name: str) -> str:
+    key = ALIASES.get(name, name)
+    if key in RECIPES:
+        return f"Run `python -m rag models pull {key}` (or `make models`)."
+    return ("Run `python -m rag models` to see what is available, `make models` to build the default model, "
+            "or name a folder containing genai_config.json in LRC_MODELS.")
+
+
+def resolve(name_or_path: str | os.PathLike | None = None) -> Path:
+    """The folder of a model given its id, alias or path; ModelNotFound (with a hint) if absent."""
+    name = str(name_or_path or "").strip() or default_model()
+    key = ALIASES.get(name, name)
+    if key in RECIPES:
+        path = models_dir() / RECIPES[key].folder
+        if is_model_dir(path):
+            return path
+        for p in _extra_dirs():  # a bring-your-own copy under the same folder name
+            if p.name == path.name:
+                return p
+        raise ModelNotFound(f"Model '{name}' is not provisioned (looked in {models_dir()}).", _pull_hint(key))
+    for info in list_local_models():
+        if info.id == name:
+            return Path(info.path)
+    path = Path(name).expanduser()
+    if is_model_dir(path):
+        return path.resolve()
+    if path.is_dir():
+        raise ModelNotFound(f"'{path}' is not an ONNX Runtime GenAI model folder (no {CONFIG_FILE} inside).",
+                            "Point to the folder that contains genai_config.json.")
+    raise ModelNotFound(f"Unknown model '{name}'.", _pull_hint(name))
+
+
+def default_model() -> str:
+    """LRC_MODEL if set, else the best provisioned model, else 'smollm2' (which names its pull command)."""
+    chosen = settings().model
+    if chosen:
+        return chosen
+    for key in DEFAULT_ORDER:
+        if is_model_dir(models_dir() / RECIPES[key].folder):
+            return RECIPES[key].folder
+    for info in list_local_models():
+        if info.id != RECIPES["tiny"].folder:
+            return info.id
+    return RECIPES["smollm2"].folder
+
+
+def require(name: str) -> Path:
+    """For tests and scripts: the model's folder, or ModelNotFound naming `make models`."""
+    try:
+        return resolve(name)
+    except ModelNotFound as exc:
+        raise ModelNotFound(exc.message, "Run `make models` to build the test models.") from None
+
+
+# ---------------------------------------------------------------- provisioning
+
+@contextlib.contextmanager
+def _pull_lock(folder: str) -> Iterator[None]:
+    """One build per model folder at a time, across processes (others wait, then find it built)."""
+    root = models_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{folder}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def verify(path: Path, expect_words: bool = True, max_new_tokens: int = 24) -> str:
+    """Load the model, answer one question greedily; return the answer (raises if it cannot)."""
+    import onnxruntime_genai as og
+
+    model = og.Model(str(path))
+    tokenizer = og.Tokenizer(model)
+    messages = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
+    prompt = tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
+    ids = tokenizer.encode(prompt)
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + max_new_tokens, do_sample=False)
+    gen = og.Generator(model, params)
+    gen.append_tokens(ids)
+    stream = tokenizer.create_stream()
+    pieces, count = [], 0
+    while not gen.is_done():
+        gen.generate_next_token()
+        pieces.append(stream.decode(gen.get_next_tokens()[0]))
+        count += 1
+    answer = "".join(pieces)
+    if count == 0 or (expect_words and not answer.strip()):
+        raise RuntimeError(f"model in {path} loaded but produced no answer")
+    return answer
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import httpx
+
+    try:
+        httpx.head(HF_HOST, timeout=timeout, follow_redirects=False)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+def _build_local(recipe: Recipe, tmp: Path, log: Callable[[str], None]) -> None:
+    work = settings().cache_dir / "build"
+    cmd = [sys.executable, str(REPO_ROOT / "scripts" / "build_model.py"), recipe.kind, "--out", str(tmp),
+           "--work", str(work)]
+    if recipe.kind == "smollm2":
+        cmd += ["--precision", recipe.precision]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    log(f"building {recipe.label} (a few minutes on 2 cores; log: {tmp}.log)")
+    with open(f"{tmp}.log", "w") as logfile:
+        done = subprocess.run(cmd, env=env, stdout=logfile, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        tail = Path(f"{tmp}.log").read_text(errors="replace").splitlines()[-15:]
+        raise EngineUnavailable(f"Building {recipe.label} failed (exit {done.returncode}).",
+                                "Last lines of the build log:\n" + "\n".join(tail))
+
+
+def _download_phi(tmp: Path, log: Callable[[str], None]) -> None:
+    if not _hub_reachable():
+        raise EngineUnavailable(
+            f"Cannot download Phi-4-mini: the Hugging Face hub ({HF_HOST}) is not reachable from this machine.",
+            f"On a machine that is online, download {PHI_REPO} (folder {PHI_SUBFOLDER}), copy that folder here "
+            "and name it in LRC_MODELS.")
+    log(f"downloading {PHI_REPO}/{PHI_SUBFOLDER} (~4.9 GB)")
+    code = ("import sys; from huggingface_hub import snapshot_download; "
+            "snapshot_download(sys.argv[1], allow_patterns=[sys.argv[2] + '/*'], local_dir=sys.argv[3])")
+    raw = tmp.with_name(tmp.name + "-raw")
+    env = {**os.environ, "HF_HUB_OFFLINE": "0"}
+    done = subprocess.run([sys.executable, "-c", code, PHI_REPO, PHI_SUBFOLDER, str(raw)], env=env)
+    if done.returncode != 0:
+        shutil.rmtree(raw, ignore_errors=True)
+        raise EngineUnavailable("Downloading Phi-4-mini failed.", "See the messages above; try again when online.")
+    (raw / PHI_SUBFOLDER).rename(tmp)
+    shutil.rmtree(raw, ignore_errors=True)
+
+
+def pull(name: str, force: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Provision a model into models_dir atomically (built in a temp folder, verified, then renamed).
+    Skipped when already present unless ``force``."""
+    key = ALIASES.get(name, name)
+    if key not in RECIPES:
+        raise ModelNotFound(f"No recipe for '{name}'.", f"Known: {', '.join(RECIPES)}.")
+    recipe = RECIPES[key]
+    final = models_dir() / recipe.folder
+    if is_model_dir(final) and not force:
+        log(f"{recipe.label}: already provisioned in {final}")
+        return final
+    with _pull_lock(recipe.folder):
+        if is_model_dir(final) and not force:  # another process built it while we waited
+            log(f"{recipe.label}: already provisioned in {final}")
+            return final
+        tmp = models_dir() / f".tmp-{recipe.folder}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        start = time.perf_counter()
+        try:
+            if recipe.kind == "phi-4-mini":
+                _download_phi(tmp, log)
+            else:
+                _build_local(recipe, tmp, log)
+            answer = verify(tmp, expect_words=recipe.kind != "tiny")
+            built = time.perf_counter() - start
+            (tmp / INFO_FILE).write_text(json.dumps({
+                "name": key, "label": recipe.label, "precision": recipe.precision, "kind": recipe.kind,
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "build_seconds": round(built, 1),
+                "verify_answer": answer}, indent=2))
+            if final.exists():
+                old = final.with_name(f".old-{recipe.folder}-{os.getpid()}")
+                final.rename(old)
+                shutil.rmtree(old, ignore_errors=True)
+            tmp.rename(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                Path(f"{tmp}.log").unlink()
+        log(f"{recipe.label}: ready in {final} ({built:.0f} s). Test answer: {answer.strip()[:80]!r}")
+        return final

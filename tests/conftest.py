@@ -1,0 +1,56 @@
+"""Shared fixtures for the whole suite: the provisioned models and free ports.
+
+Models are built by `make models` (python -m rag models pull smollm2 / tiny); a test that needs one
+FAILS (never skips) when it is absent.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _model_dir(name: str) -> Path:
+    from engines.base import ModelNotFound
+    from rag.models import require
+
+    try:
+        return require(name)
+    except ModelNotFound as exc:
+        pytest.fail(f"model '{name}' is missing: {exc.message} Run `make models`.", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """Folder of the real SmolLM2-135M-Instruct int8 build."""
+    return _model_dir("smollm2")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    """Folder of the tiny random-weight model (real SmolLM2 tokenizer, gibberish answers)."""
+    return _model_dir("tiny")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    return _free_port()
+
+
+@pytest.fixture
+def free_port_factory():
+    """Call it for as many free 127.0.0.1 ports as a test needs."""
+    return _free_port
