@@ -1,0 +1,244 @@
+"""Local RAG Chat: the Chainlit handlers. Rendering only: everything else is rag.pipeline.
+
+Process-wide state (the library, the engines) has one owner each (rag.library / engines.registry);
+per-chat choices live in cl.user_session ("options", "history", "control").
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import chainlit as cl  # noqa: E402
+from chainlit.input_widget import Select, Slider  # noqa: E402
+
+from engines import registry  # noqa: E402
+from engines.base import EngineError  # noqa: E402
+from rag import pipeline as pl  # noqa: E402
+from rag.config import settings  # noqa: E402
+
+log = logging.getLogger("local-rag-chat")
+_corpus_lock = asyncio.Lock()  # the first chat on an empty library indexes docs_corpus; others wait
+_warm_task: asyncio.Task | None = None
+
+
+# ------------------------------------------------------------------ process start: warm models
+async def _warm() -> None:
+    """Load the index + embedder and the default engine's model once, in the background."""
+    t = time.perf_counter()
+    try:
+        await asyncio.to_thread(lambda: pl.library().search("warm up", 1, "dense"))
+        engine = registry.get(settings().engine)
+        warm = getattr(engine, "warm", None) or getattr(engine, "load", None)
+        if warm:
+            result = warm()
+            if asyncio.iscoroutine(result):
+                await result
+        await engine.count_tokens([{"role": "user", "content": "warm up"}])
+        log.info("warm: library and %s engine ready in %.1fs", engine.name, time.perf_counter() - t)
+    except Exception as exc:  # the chat reports problems when they matter; never crash the server
+        log.warning("warm-up failed: %s", exc)
+
+
+@cl.on_app_startup
+async def startup() -> None:
+    global _warm_task
+    _warm_task = asyncio.create_task(_warm())
+
+
+# ------------------------------------------------------------------ settings panel
+async def _model_items(engine_name: str) -> dict[str, str]:
+    """Label -> model id for the engine; raises EngineError when it cannot be reached."""
+    engine = registry.get(engine_name)
+    models = await asyncio.wait_for(engine.list_models(), timeout=15)
+    return {(m.name or m.id): m.id for m in models} or {"(engine default)": ""}
+
+
+async def _send_settings(opts: pl.Options, models: dict[str, str]) -> None:
+    if opts.model not in models.values():
+        opts.model = next(iter(models.values()))
+    engines = {label: name for name, label in registry.labels().items()}
+    await cl.ChatSettings([
+        Select(id="engine", label="Engine", items=engines, initial_value=opts.engine),
+        Select(id="model", label="Model", items=models, initial_value=opts.model,
+               description="Models of the chosen engine (confirm a new engine to refresh this list)"),
+        Slider(id="top_k", label="Passages", initial=opts.top_k, min=1, max=10, step=1),
+        Select(id="mode", label="Retrieval mode", values=list(pl.MODES), initial_value=opts.mode),
+        Slider(id="temperature", label="Temperature", initial=opts.temperature, min=0, max=1.5, step=0.1),
+        Slider(id="max_new_tokens", label="Max answer tokens", initial=opts.max_new_tokens, min=32, max=1024,
+               step=32),
+    ]).send()
+
+
+@cl.on_settings_update
+async def settings_update(values: dict) -> None:
+    old: pl.Options = cl.user_session.get("options")
+    new = pl.Options(engine=values.get("engine", old.engine), model=values.get("model", old.model),
+                     top_k=values.get("top_k", old.top_k), mode=values.get("mode", old.mode),
+                     temperature=values.get("temperature", old.temperature),
+                     max_new_tokens=values.get("max_new_tokens", old.max_new_tokens)).normalised()
+    try:
+        models = await _model_items(new.engine)
+    except (EngineError, asyncio.TimeoutError) as err:
+        text = err.user_text() if isinstance(err, EngineError) else "It did not answer within 15 s."
+        how = ("Start it with `make foundry` (or `foundry service start`), or set FOUNDRY_BASE_URL to its "
+               "address, then choose it again." if new.engine == "foundry" else "")
+        label = registry.labels().get(new.engine, new.engine)
+        await cl.Message(content=f"**{label} is not reachable.** {text} {how}\n\n"
+                                 f"Still using **{registry.labels().get(old.engine, old.engine)}**.").send()
+        new.engine, new.model = old.engine, old.model
+        models = await _model_items(old.engine)
+    if new.engine != old.engine and new.model not in models.values():
+        new.model = ""
+    await _send_settings(new, models)
+    cl.user_session.set("options", new)
+
+
+# ------------------------------------------------------------------ chat start
+async def _index_corpus_if_empty() -> None:
+    async with _corpus_lock:
+        stats = await asyncio.to_thread(lambda: pl.library().stats())
+        corpus = settings().docs_corpus
+        if stats.chunks or not corpus.is_dir():
+            return
+        files = sorted(p for p in corpus.rglob("*") if p.is_file())
+        await _run_ingest(pl.ingest(files), f"First start: indexing the {len(files)} documents in `{corpus.name}/`")
+
+
+def _count(value) -> int:
+    return value if isinstance(value, int) else len(value or ())
+
+
+@cl.on_chat_start
+async def start() -> None:
+    opts = pl.Options().normalised()
+    cl.user_session.set("options", opts)
+    cl.user_session.set("history", [])
+    await _index_corpus_if_empty()
+    try:
+        models = await _model_items(opts.engine)
+    except (EngineError, asyncio.TimeoutError) as err:
+        await cl.Message(content=f"The default engine is not ready: {getattr(err, 'user_text', str)()}").send()
+        models = {"(engine default)": ""}
+    await _send_settings(opts, models)
+    stats = await asyncio.to_thread(lambda: pl.library().stats())
+    await cl.Message(content=(
+        f"**Welcome to Local RAG Chat.** Your library holds **{_count(stats.files)} files** "
+        f"(**{stats.chunks} passages**). Ask a question about them: answers cite their sources like [1].\n\n"
+        "To add documents, drop PDF, Markdown, text, reStructuredText or HTML files into the chat (or use "
+        "the paperclip), or run `python -m rag index PATH`. The gear button next to the message box "
+        "changes the engine, model and retrieval settings for this chat.")).send()
+
+
+@cl.set_starters
+async def starters(*_args) -> list[cl.Starter]:
+    return [
+        cl.Starter(label="How do I add documents?", message="How do I add documents to the library?"),
+        cl.Starter(label="Use Phi-4-mini", message="How do I use Phi-4-mini with the in-process engine?"),
+        cl.Starter(label="Connect Foundry Local", message="How do I connect a Foundry Local endpoint?"),
+        cl.Starter(label="Is my data private?", message="Does Local RAG Chat send my documents to the internet?"),
+    ]
+
+
+# ------------------------------------------------------------------ messages
+async def _run_ingest(events, title: str) -> None:
+    msg = cl.Message(content=f"{title}…")
+    await msg.send()
+    last = 0.0
+    async for ev in events:
+        if isinstance(ev, pl.Progress) and time.monotonic() - last > 0.5:
+            p = ev.progress
+            name = os.path.basename(str(getattr(p, "file", "") or ""))
+            msg.content = f"{title}… {p.stage} {name} ({p.done}/{p.total})"
+            await msg.update()
+            last = time.monotonic()
+        elif isinstance(ev, pl.Ingested):
+            r = ev.report
+            lines = [f"{title}: done. {r.summary()}"]
+            lines += [f"- ✗ **{os.path.basename(str(f))}** was not indexed: {reason}" for f, reason in r.failed]
+            msg.content = "\n".join(lines)
+            await msg.update()
+        elif isinstance(ev, pl.Failed):
+            msg.content = f"{title}: failed. {ev.text}"
+            await msg.update()
+
+
+def _retrieval_text(ev: pl.Retrieved) -> str:
+    if ev.mode == "off":
+        return "Retrieval is off."
+    lines = [f"mode: {ev.mode} · {len(ev.hits)} passages · {ev.seconds:.2f} s", ""]
+    for h in ev.hits:
+        extra = " ".join(f"{k}={v:.3f}" for k, v in (h.scores or {}).items() if isinstance(v, (int, float)))
+        lines += [f"#{h.rank} {h.chunk.citation()}  score={h.score:.3f} {extra}".rstrip(),
+                  " ".join(h.chunk.text.split())[:600], ""]
+    return "\n".join(lines)
+
+
+async def _source_elements(src: pl.Sources) -> tuple[list, str]:
+    elements, names, pdfs = [], [], set()
+    for h in src.shown:
+        n = src.used.index(h) + 1
+        name = f"[{n}] {h.chunk.citation()}"
+        names.append(name)
+        elements.append(cl.Text(name=name, content=h.chunk.text, language="text", display="side"))
+        if h.chunk.source.lower().endswith(".pdf") and os.path.isfile(h.chunk.source) \
+                and (h.chunk.source, h.chunk.page) not in pdfs:
+            pdfs.add((h.chunk.source, h.chunk.page))
+            pdf_name = f"open {h.chunk.name} at p. {h.chunk.page or 1}"
+            names.append(pdf_name)
+            elements.append(cl.Pdf(name=pdf_name, path=h.chunk.source, page=h.chunk.page or 1, display="side"))
+    return elements, " · ".join(names)
+
+
+@cl.on_message
+async def on_message(message: cl.Message) -> None:
+    files = [(e.path, e.name) for e in (message.elements or []) if getattr(e, "path", None)]
+    if files:
+        await _run_ingest(pl.ingest_uploads(files), f"Indexing {len(files)} file(s)")
+    question = (message.content or "").strip()
+    if not question:
+        return
+    opts: pl.Options = cl.user_session.get("options")
+    history: list = cl.user_session.get("history")
+    control = pl.Control()
+    cl.user_session.set("control", control)
+    msg = cl.Message(content="")
+    text = ""
+    async for ev in pl.answer(question, history, opts, control):
+        if isinstance(ev, pl.Retrieved):
+            async with cl.Step(name="Retrieval", type="retrieval", language="text", show_input="text") as step:
+                step.input = ev.query
+                step.output = _retrieval_text(ev)
+        elif isinstance(ev, (pl.NothingFound, pl.Notice)):
+            note = ev.message if isinstance(ev, pl.NothingFound) else ev.text
+            await cl.Message(content=f"*{note}*").send()
+        elif isinstance(ev, pl.Token):
+            await msg.stream_token(ev.text)
+        elif isinstance(ev, pl.Sources) and ev.shown:
+            msg.elements, names = await _source_elements(ev)
+            await msg.stream_token(f"\n\n**Sources:** {names}")
+        elif isinstance(ev, pl.Done):
+            text, u = ev.text, ev.usage
+            ttft = f"{u.time_to_first_token:.2f} s" if u.time_to_first_token is not None else "–"
+            await msg.stream_token(f"\n\n`{registry.labels().get(ev.engine, ev.engine)} · {ev.model} · "
+                                   f"TTFT {ttft} · {u.tokens_per_second:.1f} tokens/s · "
+                                   f"{u.completion_tokens} tokens`")
+        elif isinstance(ev, pl.Failed):
+            await msg.stream_token(f"\n\n**Error:** {ev.text}")
+    if msg.content or msg.elements:
+        await msg.send()
+    if text:
+        history += [{"role": "user", "content": question}, {"role": "assistant", "content": text}]
+        cl.user_session.set("history", history[-12:])
+
+
+@cl.on_stop
+async def on_stop() -> None:
+    control = cl.user_session.get("control")
+    if control:
+        await control.cancel()

@@ -1,0 +1,78 @@
+"""`python -m rag ask "question"`: the chat's pipeline in a terminal (streamed answer, sources, timings)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+HELP = "ask the library a question; the answer streams to the terminal, then sources and timings"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("question", nargs="+", help="the question (quote it, or pass several words)")
+    p.add_argument("--engine", help="onnx (in-process) or foundry; default: LRC_ENGINE")
+    p.add_argument("--model", help="model id or name for that engine; default: the engine's default")
+    p.add_argument("-k", "--top-k", type=int, dest="top_k", help="passages given to the model; default: LRC_TOP_K")
+    p.add_argument("--mode", choices=["hybrid", "dense", "lexical", "off"], help="retrieval mode")
+    p.add_argument("--temperature", type=float, help="0 = greedy (default: LRC_TEMPERATURE)")
+    p.add_argument("--max-tokens", type=int, dest="max_new_tokens", help="longest answer in tokens")
+    p.add_argument("--show-passages", action="store_true", help="print the retrieved passages before the answer")
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from engines import registry
+    from rag import pipeline as pl
+
+    opts = pl.Options()
+    for name in ("engine", "model", "top_k", "mode", "temperature", "max_new_tokens"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(opts, name, value)
+    out, err = sys.stdout, sys.stderr
+    status = 0
+    control = pl.Control()
+    try:
+        async for ev in pl.answer(" ".join(args.question), [], opts, control):
+            if isinstance(ev, pl.Retrieved):
+                print(f"[retrieval: {len(ev.hits)} passages, {ev.mode}, {ev.seconds:.2f}s]", file=err)
+                if args.show_passages:
+                    for h in ev.hits:
+                        snippet = " ".join(h.chunk.text.split())[:160]
+                        print(f"  #{h.rank} {h.chunk.citation()} score={h.score:.3f}: {snippet}", file=err)
+            elif isinstance(ev, pl.NothingFound):
+                print(f"[{ev.message}]", file=err if ev.answering else out)
+            elif isinstance(ev, pl.Notice):
+                print(f"[{ev.text}]", file=err)
+            elif isinstance(ev, pl.Token):
+                out.write(ev.text)
+                out.flush()
+            elif isinstance(ev, pl.Sources):
+                if ev.used:
+                    print("\n\nSources:")
+                    for i, h in enumerate(ev.used, start=1):
+                        mark = "*" if h in ev.cited else " "
+                        print(f" {mark}[{i}] {h.chunk.citation()}  ({h.chunk.source})")
+            elif isinstance(ev, pl.Done):
+                u, t = ev.usage, ev.timings
+                ttft = f"{u.time_to_first_token:.2f}s" if u.time_to_first_token is not None else "-"
+                print(f"\n[{ev.engine} · {ev.model} · retrieval {t.get('retrieval', 0):.2f}s · "
+                      f"prompt {u.prompt_tokens} tok · TTFT {ttft} · {u.completion_tokens} tok at "
+                      f"{u.tokens_per_second:.1f} tok/s · total {t.get('total', 0):.2f}s]", file=err)
+            elif isinstance(ev, pl.Failed):
+                print(f"\nError: {ev.text}", file=err)
+                status = 1
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        await control.cancel()
+        print("\n[stopped]", file=err)
+        status = 130
+    finally:
+        await registry.close_all()
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return asyncio.run(_run(args))

@@ -1,0 +1,361 @@
+"""The one path from a question (or dropped files) to typed events; the chat, the CLI and the
+benchmarks all consume it and only render what it yields.
+
+    async for event in answer(question, history, Options(engine="onnx", top_k=4)):
+        Retrieved -> [NothingFound] -> [Notice] -> Token* -> Sources -> Done      (or Failed)
+
+    async for event in ingest(paths):
+        Progress* -> Ingested
+
+Retrieval and indexing run in worker threads (``asyncio.to_thread``); generation goes through
+``engines.registry.get(options.engine)``. Engine errors become :class:`Failed` events carrying the
+error's readable text. Cancelling the consuming task (Chainlit's stop button) or calling
+``Control.cancel()`` cancels the running Generation.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterable, Sequence
+
+from engines import registry
+from engines.base import EngineError, GenerationOptions, Message, PromptTooLong, Usage
+from rag import prompt as prompt_mod
+from rag.config import settings
+from rag.schema import Hit
+
+MODES = ("hybrid", "dense", "lexical", "off")
+# Cosine similarity (all-MiniLM-L6-v2) below which a passage is not about the question at all.
+MIN_DENSE_SCORE = 0.2
+
+
+# ------------------------------------------------------------------------------------ events
+@dataclass
+class Retrieved:
+    query: str
+    hits: list[Hit]
+    mode: str
+    seconds: float
+
+
+@dataclass
+class NothingFound:
+    """Retrieval gave nothing to ground an answer on. ``answering`` says whether the model still
+    answers (without passages, labelled as such) or the pipeline stops here."""
+
+    reason: str  # "off" | "empty" | "irrelevant" | "no-room"
+    message: str
+    answering: bool
+
+
+@dataclass
+class Notice:
+    """Something the user should know about this answer (e.g. passages left out to fit)."""
+
+    text: str
+
+
+@dataclass
+class Token:
+    text: str
+
+
+@dataclass
+class Sources:
+    cited: list[Hit]  # passages the answer cites with [n], in order of first citation
+    used: list[Hit]  # every passage the prompt held, numbered 1..n in this order
+
+    @property
+    def shown(self) -> list[Hit]:
+        return self.cited or self.used
+
+
+@dataclass
+class Done:
+    usage: Usage
+    engine: str
+    model: str
+    text: str  # the whole answer
+    timings: dict = field(default_factory=dict)  # seconds: retrieval, prompt, generation, total
+
+
+@dataclass
+class Failed:
+    error: str
+    hint: str = ""
+    kind: str = ""  # the exception class name
+
+    @property
+    def text(self) -> str:
+        return f"{self.error} {self.hint}".strip()
+
+
+@dataclass
+class Progress:
+    """rag.library.IngestProgress passed through (stage, file, done, total)."""
+
+    progress: Any
+
+
+@dataclass
+class Ingested:
+    report: Any  # rag.library.IngestReport
+
+
+Event = Retrieved | NothingFound | Notice | Token | Sources | Done | Failed | Progress | Ingested
+
+
+# ------------------------------------------------------------------------------------ options
+@dataclass
+class Options:
+    engine: str = field(default_factory=lambda: settings().engine)
+    model: str = field(default_factory=lambda: settings().model)  # "" = the engine's default
+    top_k: int = field(default_factory=lambda: settings().top_k)
+    mode: str = field(default_factory=lambda: settings().retrieval_mode)
+    temperature: float = field(default_factory=lambda: settings().temperature)
+    max_new_tokens: int = field(default_factory=lambda: settings().max_new_tokens)
+    min_score: float = MIN_DENSE_SCORE
+    context_length: int | None = None  # None = ask the engine
+
+    def normalised(self) -> "Options":
+        """Values from sliders arrive as floats or strings: make them the right types and ranges."""
+        mode = str(self.mode).lower()
+        return Options(engine=str(self.engine), model=str(self.model or ""),
+                       top_k=max(1, min(int(float(self.top_k)), 20)),
+                       mode=mode if mode in MODES else "hybrid",
+                       temperature=max(0.0, min(float(self.temperature), 2.0)),
+                       max_new_tokens=max(16, int(float(self.max_new_tokens))),
+                       min_score=float(self.min_score), context_length=self.context_length)
+
+
+class Control:
+    """Lets another task stop a running answer (the CLI's Ctrl-C, a test)."""
+
+    def __init__(self) -> None:
+        self.generation = None
+        self.cancelled = False
+
+    async def cancel(self) -> None:
+        self.cancelled = True
+        if self.generation is not None:
+            await self.generation.cancel()
+
+
+# ------------------------------------------------------------------------------------ helpers
+def library():
+    from rag.library import Library  # imported late: it pulls in torch
+
+    return Library.shared()
+
+
+def relevant(hits: Sequence[Hit], mode: str, min_score: float) -> bool:
+    """Does any hit look related to the question? Dense cosine decides where it is known;
+    lexical-only results count when they have a positive score."""
+    if not hits:
+        return False
+    dense = [h.scores["dense"] for h in hits if "dense" in (h.scores or {})]
+    if dense and mode != "lexical":
+        return max(dense) >= min_score
+    return max(h.score for h in hits) > 0
+
+
+_CITE = re.compile(r"\[(\d{1,2}(?:\s*[,;]\s*\d{1,2})*)\]")
+
+
+def cited(text: str, hits: Sequence[Hit]) -> list[Hit]:
+    """Hits referenced as [n] (also [1, 2]) in the answer, in order of first citation."""
+    order: list[int] = []
+    for m in _CITE.finditer(text):
+        for part in re.split(r"[,;]", m.group(1)):
+            n = int(part)
+            if 1 <= n <= len(hits) and n not in order:
+                order.append(n)
+    return [hits[n - 1] for n in order]
+
+
+def model_label(generation: Any, options: Options) -> str:
+    for attr in ("model_id", "model"):
+        value = getattr(generation, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return options.model or "default"
+
+
+# ------------------------------------------------------------------------------------ answer
+async def answer(question: str, history: Sequence[Message] | None = None, options: Options | None = None,
+                 control: Control | None = None) -> AsyncIterator[Event]:
+    opts = (options or Options()).normalised()
+    control = control or Control()
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    question = (question or "").strip()
+    if not question:
+        yield Failed("The question is empty.", "Type a question about your documents.", "ValueError")
+        return
+
+    # 1. retrieval (off the loop)
+    hits: list[Hit] = []
+    if opts.mode == "off":
+        yield Retrieved(question, [], "off", 0.0)
+        yield NothingFound("off", "Retrieval is off: this answer does not use your documents.", True)
+    else:
+        t = time.perf_counter()
+        try:
+            lib = await asyncio.to_thread(library)  # the first call loads the index and the embedder
+            stats = await asyncio.to_thread(lib.stats)
+            if stats.chunks:
+                hits = await asyncio.to_thread(lib.search, question, opts.top_k, opts.mode)
+        except Exception as exc:  # a broken index must not take the chat down
+            yield Failed(f"Searching the library failed: {exc}", "Re-index your documents (`python -m rag index`).",
+                         type(exc).__name__)
+            return
+        timings["retrieval"] = time.perf_counter() - t
+        yield Retrieved(question, list(hits), opts.mode, timings["retrieval"])
+        if not stats.chunks:
+            yield NothingFound("empty", "Your library is empty: drop files into the chat to add documents. "
+                                        "This answer does not use your documents.", True)
+        elif not relevant(hits, opts.mode, opts.min_score):
+            yield NothingFound("irrelevant", "I found nothing about this in your documents, so I cannot answer "
+                                             "it from them. Try other words, another retrieval mode, or add a "
+                                             "document that covers it.", False)
+            timings["total"] = time.perf_counter() - t0
+            yield Sources([], [])
+            return
+
+    # 2. prompt + generation, with one retry if the engine says the prompt is too long
+    try:
+        engine = registry.get(opts.engine)
+    except EngineError as err:
+        yield Failed(err.message, err.hint, type(err).__name__)
+        return
+    model = opts.model or None
+    gen_opts = GenerationOptions(max_new_tokens=opts.max_new_tokens, temperature=opts.temperature)
+
+    async def counter(messages: list[Message]) -> int:
+        return await engine.count_tokens(messages, model=model)
+
+    context_length = opts.context_length
+    text_parts: list[str] = []
+    prompt = None
+    for attempt in (1, 2):
+        try:
+            t = time.perf_counter()
+            if context_length is None:
+                context_length = await engine.context_length(model)
+            answer_budget = min(gen_opts.max_new_tokens, max(context_length // 2, 16))
+            gen_opts.max_new_tokens = answer_budget
+            prompt = await prompt_mod.build(question, history, hits, counter=counter,
+                                            context_length=context_length, max_new_tokens=answer_budget)
+            timings["prompt"] = timings.get("prompt", 0.0) + time.perf_counter() - t
+            if attempt == 1:
+                for note in prompt.notes:
+                    yield Notice(note.capitalize() + ".")
+                if hits and not prompt.grounded:
+                    yield NothingFound("no-room", "No passage fits the model's context next to this question: "
+                                                  "this answer does not use your documents.", True)
+            if control.cancelled:
+                return
+            generation = engine.stream(prompt.messages, gen_opts, model=model)
+            control.generation = generation
+            t = time.perf_counter()
+            try:
+                async for piece in generation:
+                    if piece:
+                        text_parts.append(piece)
+                        yield Token(piece)
+            finally:
+                if generation.usage.finish_reason is None or control.cancelled:
+                    await generation.cancel()  # stop the engine if our consumer went away (stop button)
+            timings["generation"] = time.perf_counter() - t
+            break
+        except PromptTooLong as err:
+            if attempt == 2 or text_parts or prompt is None:
+                yield Failed(err.message, err.hint, type(err).__name__)
+                return
+            # our count was off (or the context is smaller than we were told): shrink and retry once
+            real_ctx = err.context_length or context_length
+            ratio = max((err.prompt_tokens or 0) / max(prompt.tokens, 1), 1.0)
+            room = int((real_ctx - answer_budget) / ratio * 0.9)
+            if room <= 0:
+                answer_budget = max(real_ctx // 4, 16)
+                room = int((real_ctx - answer_budget) / ratio * 0.9)
+            context_length = room + answer_budget
+            gen_opts.max_new_tokens = answer_budget
+            yield Notice("The prompt was too long for the model; retried with fewer passages.")
+        except EngineError as err:
+            yield Failed(err.message, err.hint, type(err).__name__)
+            return
+
+    text = "".join(text_parts)
+    used = prompt.hits if prompt else []
+    yield Sources(cited(text, used), list(used))
+    timings["total"] = time.perf_counter() - t0
+    yield Done(generation.usage, opts.engine, model_label(generation, opts), text, timings)
+
+
+# ------------------------------------------------------------------------------------ ingest
+_UNSAFE = re.compile(r"[^\w.\- ()+,@]+")
+
+
+def store_upload(src: str | Path, name: str, uploads_dir: Path | None = None) -> Path:
+    """Copy an uploaded temp file into ``data_dir/uploads/<content hash>/<original name>``: the
+    original name survives (citations show it), equal content maps to the same file (re-uploading
+    is a no-op for the index), and two different files with one name never overwrite each other."""
+    src = Path(src)
+    uploads_dir = uploads_dir or settings().data_dir / "uploads"
+    digest = hashlib.sha256()
+    with src.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    clean = _UNSAFE.sub("_", Path(str(name).replace("\\", "/")).name).strip(" .") or src.name
+    dest = uploads_dir / digest.hexdigest()[:16] / clean
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dest)
+    return dest
+
+
+async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | None = None) -> AsyncIterator[Event]:
+    """Index files into the shared library in a worker thread, yielding its progress as it goes."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    paths = [str(p) for p in paths]
+
+    def progress(p) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, Progress(p))
+
+    def work():
+        return library().ingest(paths, progress=progress, display_names=display_names)
+
+    task = asyncio.ensure_future(asyncio.to_thread(work))
+    while True:
+        getter = asyncio.ensure_future(queue.get())
+        done, _ = await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+        if getter in done:
+            yield getter.result()
+            continue
+        getter.cancel()
+        break
+    while not queue.empty():
+        yield queue.get_nowait()
+    try:
+        report = task.result()
+    except Exception as exc:  # the library reports bad files itself; this is an unexpected failure
+        yield Failed(f"Indexing failed: {exc}", "See the server log for details.", type(exc).__name__)
+        return
+    yield Ingested(report)
+
+
+async def ingest_uploads(files: Sequence[tuple[str | Path, str]]) -> AsyncIterator[Event]:
+    """Chat uploads (temp path, original name): copy into the library's uploads folder, index."""
+    stored = [await asyncio.to_thread(store_upload, path, name) for path, name in files]
+    names = {str(p): p.name for p in stored}
+    async for event in ingest(stored, display_names=names):
+        yield event
