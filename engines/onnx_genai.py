@@ -1,0 +1,371 @@
+"""The in-process engine: ONNX Runtime GenAI models from local folders (see ``rag.models``).
+
+Generation runs in ONE worker process per engine (``engines._onnx_worker``), because
+onnxruntime-genai holds the GIL while it computes and would freeze the app's event loop. The model
+is loaded once in the worker and shared by every chat; concurrent answers are interleaved token by
+token. The app side never imports onnxruntime-genai: it sends small pickled messages over a socket
+pair and reads the replies with ``loop.add_reader`` (sends go through one background thread), so the
+event loop never waits on the worker. A worker that dies fails the answer it was giving with a
+readable error and is restarted by the next request.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from engines.base import (Clock, EngineError, EngineUnavailable, GenerationFailed, GenerationOptions, Message,
+                          ModelInfo, ModelNotFound, PromptTooLong, Usage)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_READY_TIMEOUT = 60.0
+
+
+class _Worker:
+    """One child process and its connection. Replies are routed to per-request queues."""
+
+    def __init__(self, proc: subprocess.Popen, conn: Connection):
+        self.proc = proc
+        self.conn = conn
+        self.dead = False
+        self.exit_reason = ""
+        self.sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-worker-send")
+
+    def send(self, msg: tuple) -> None:
+        """Queue a message for the worker; never blocks the caller (a full pipe blocks the sender thread)."""
+        if self.dead:
+            return
+        try:
+            self.sender.submit(self._send, msg)
+        except RuntimeError:  # executor already shut down
+            pass
+
+    def _send(self, msg: tuple) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send(msg)
+
+    def describe_exit(self) -> str:
+        code = self.proc.poll()
+        if code is None:
+            return "the worker stopped answering"
+        if code < 0:
+            return f"the worker process was killed by signal {-code}"
+        return f"the worker process exited with code {code}"
+
+
+class OnnxGenaiEngine:
+    name = "onnx"
+    label = "In-process (ONNX Runtime GenAI)"
+
+    def __init__(self, model: str | None = None, max_active: int = 4, prompt_chunk: int = 256):
+        """``model``: default model id/alias/path (else ``rag.models.default_model()``).
+        ``max_active``: answers generated at once (more wait in line). ``prompt_chunk``: prompt tokens
+        fed per step (smaller = quicker cancel and fairer interleaving, larger = a bit faster)."""
+        self.model = model
+        self.max_active = max_active
+        self.prompt_chunk = prompt_chunk
+        self._worker: _Worker | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock: asyncio.Lock | None = None
+        self._queues: dict[int, asyncio.Queue] = {}
+        self._ids = itertools.count(1)
+        self._ready: asyncio.Future | None = None
+
+    # ------------------------------------------------------------ models
+    async def list_models(self) -> list[ModelInfo]:
+        from rag import models
+
+        return models.list_local_models()
+
+    def _resolve(self, model: str | None) -> Path:
+        from rag import models
+
+        return models.resolve(model or self.model or None)
+
+    async def context_length(self, model: str | None = None) -> int:
+        from rag import models
+
+        path = self._resolve(model)
+        ctx = models.read_context_length(path)
+        if not ctx:
+            raise EngineUnavailable(f"{path}/genai_config.json does not state the model's context length.")
+        return ctx
+
+    async def count_tokens(self, messages: list[Message], model: str | None = None) -> int:
+        _check_messages(messages)
+        path = self._resolve(model)
+        rid, queue = await self._open()
+        try:
+            self._worker.send(("count", rid, str(path), messages))
+            msg = await queue.get()
+        finally:
+            self._queues.pop(rid, None)
+        if msg[0] == "count":
+            return int(msg[2])
+        raise _error_from(msg)
+
+    # ------------------------------------------------------------ answers
+    def stream(self, messages: list[Message], options: GenerationOptions | None = None,
+               model: str | None = None) -> "OnnxGeneration":
+        return OnnxGeneration(self, messages, options or GenerationOptions(), model)
+
+    # ------------------------------------------------------------ worker management
+    def _bind_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return
+        old, self._loop = self._loop, loop
+        self._lock = asyncio.Lock()
+        # answers started on a previous loop cannot be resumed on this one
+        for rid in list(self._queues):
+            if self._worker:
+                self._worker.send(("cancel", rid))
+        self._queues.clear()
+        if self._worker and not self._worker.dead:
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    old.remove_reader(self._worker.conn.fileno())
+            loop.add_reader(self._worker.conn.fileno(), self._on_readable)
+
+    async def _open(self) -> tuple[int, asyncio.Queue]:
+        """A fresh request id and its reply queue, with a live worker behind them."""
+        await self._ensure_worker()
+        rid = next(self._ids)
+        queue: asyncio.Queue = asyncio.Queue()
+        self._queues[rid] = queue
+        return rid, queue
+
+    async def _ensure_worker(self) -> None:
+        self._bind_loop()
+        async with self._lock:
+            if self._worker and not self._worker.dead and self._worker.proc.poll() is None:
+                return
+            if self._worker:
+                self._discard_worker()
+            loop = asyncio.get_running_loop()
+            worker = await loop.run_in_executor(None, self._spawn)
+            ready: asyncio.Future = loop.create_future()
+            self._worker = worker
+            self._ready = ready
+            loop.add_reader(worker.conn.fileno(), self._on_readable)
+            try:
+                await asyncio.wait_for(asyncio.shield(ready), _READY_TIMEOUT)
+            except (asyncio.TimeoutError, EngineError) as exc:
+                reason = worker.describe_exit()
+                self._discard_worker()
+                raise EngineUnavailable(f"The generation worker did not start ({reason}).",
+                                        "Check that onnxruntime-genai is installed in this environment "
+                                        "(`make setup`).") from exc
+
+    def _spawn(self) -> _Worker:
+        parent_sock, child_sock = socket.socketpair()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "engines._onnx_worker", "--fd", str(child_sock.fileno()),
+                 "--max-active", str(self.max_active), "--prompt-chunk", str(self.prompt_chunk)],
+                pass_fds=[child_sock.fileno()], env=env, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL)
+        finally:
+            child_sock.close()
+        conn = Connection(parent_sock.detach())
+        return _Worker(proc, conn)
+
+    def _on_readable(self) -> None:
+        """Called by the event loop when the worker has written something: route every message."""
+        worker = self._worker
+        if worker is None or worker.dead:
+            return
+        try:
+            while worker.conn.poll():
+                self._route(worker.conn.recv())
+        except (EOFError, OSError):
+            self._worker_died(worker)
+
+    def _route(self, msg: tuple) -> None:
+        if msg[0] == "ready":
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(msg[1])
+            return
+        queue = self._queues.get(msg[1])
+        if queue is not None:
+            queue.put_nowait(msg)
+
+    def _worker_died(self, worker: _Worker) -> None:
+        reason = worker.describe_exit()
+        if worker.proc.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.proc.wait(timeout=0.2)
+            reason = worker.describe_exit()
+        self._discard_worker()
+        err = ("error", 0, "WorkerDied", f"The generation worker stopped unexpectedly ({reason}).", {})
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(GenerationFailed(err[3]))
+        for queue in self._queues.values():
+            queue.put_nowait(err)
+
+    def _discard_worker(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        worker.dead = True
+        if self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(worker.conn.fileno())
+        if worker.proc.poll() is None:
+            worker.proc.kill()
+        worker.sender.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(OSError):
+            worker.conn.close()
+        with contextlib.suppress(Exception):
+            worker.proc.wait(timeout=2)
+
+    def _send_cancel(self, rid: int) -> None:
+        if self._worker is not None:
+            self._worker.send(("cancel", rid))
+
+    async def aclose(self) -> None:
+        worker = self._worker
+        if worker is None:
+            return
+        worker.send(("shutdown",))
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.run_in_executor(None, worker.proc.wait), 5)
+        except asyncio.TimeoutError:
+            pass
+        self._discard_worker()
+        for queue in self._queues.values():
+            queue.put_nowait(("error", 0, "Closed", "The engine was closed.", {}))
+        self._queues.clear()
+
+    @property
+    def worker_pid(self) -> int | None:
+        """Process id of the generation worker (None before the first request)."""
+        return self._worker.proc.pid if self._worker and not self._worker.dead else None
+
+
+class OnnxGeneration:
+    """One running answer. Iterate it for text pieces; ``usage`` is complete when iteration ends."""
+
+    def __init__(self, engine: OnnxGenaiEngine, messages: list[Message], options: GenerationOptions,
+                 model: str | None):
+        self.engine = engine
+        self.messages = messages
+        self.options = options
+        self.model = model
+        self.usage = Usage()
+        self._clock = Clock(self.usage)
+        self._rid: int | None = None
+        self._queue: asyncio.Queue | None = None
+        self._finished = False
+        self._cancelled = False
+
+    def __aiter__(self) -> "OnnxGeneration":
+        return self
+
+    async def __anext__(self) -> str:
+        if self._finished:
+            raise StopAsyncIteration
+        if self._rid is None:
+            await self._start()
+        while True:
+            if self._cancelled:
+                self._end("cancelled")
+                raise StopAsyncIteration
+            msg = await self._queue.get()
+            kind = msg[0]
+            if kind == "piece":
+                if self._cancelled:
+                    continue
+                self._clock.piece()
+                return msg[2]
+            if kind == "started":
+                self.usage.prompt_tokens = int(msg[2])
+            elif kind == "done":
+                self.usage.completion_tokens = int(msg[3])
+                self._end(msg[2])
+                raise StopAsyncIteration
+            elif kind == "cancel-local":
+                continue  # loop top sees _cancelled
+            elif kind == "error":
+                self._end("error")
+                raise _error_from(msg)
+
+    async def _start(self) -> None:
+        try:
+            _check_messages(self.messages)
+            opts = _check_options(self.options)
+            path = self.engine._resolve(self.model)
+        except EngineError:
+            self._end("error")
+            raise
+        if self._cancelled:
+            self._end("cancelled")
+            raise StopAsyncIteration
+        self._rid, self._queue = await self.engine._open()
+        self.engine._worker.send(("start", self._rid, str(path), self.messages, opts))
+
+    def _end(self, reason: str) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self.usage.finish_reason = reason
+        self._clock.end()
+        if self._rid is not None:
+            self.engine._queues.pop(self._rid, None)
+
+    async def cancel(self) -> None:
+        """Stop as soon as possible: the worker drops this answer at its next step."""
+        if self._finished or self._cancelled:
+            return
+        self._cancelled = True
+        if self._rid is not None:
+            self.engine._send_cancel(self._rid)
+            if self._queue is not None:
+                self._queue.put_nowait(("cancel-local", self._rid))
+
+    def __del__(self) -> None:  # an answer abandoned half-way must not keep the worker busy
+        if not self._finished and self._rid is not None:
+            with contextlib.suppress(Exception):
+                self.engine._send_cancel(self._rid)
+
+
+def _check_messages(messages: list[Message]) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise GenerationFailed("No messages to answer.", "Pass a non-empty list of {role, content} messages.")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or \
+                m.get("role") not in ("system", "user", "assistant"):
+            raise GenerationFailed(f"Message {i} is not a valid chat message: {str(m)[:80]!r}.",
+                                   "Each message needs role system/user/assistant and a text content.")
+
+
+def _check_options(o: GenerationOptions) -> dict:
+    if not isinstance(o.max_new_tokens, int) or o.max_new_tokens < 1:
+        raise GenerationFailed(f"max_new_tokens must be a whole number of at least 1, not {o.max_new_tokens!r}.")
+    if o.temperature < 0 or not 0 < o.top_p <= 1:
+        raise GenerationFailed(f"temperature must be >= 0 and top_p in (0, 1]; got {o.temperature}, {o.top_p}.")
+    return {"max_new_tokens": o.max_new_tokens, "temperature": float(o.temperature), "top_p": float(o.top_p),
+            "stop": [s for s in (o.stop or []) if isinstance(s, str) and s], "seed": o.seed}
+
+
+def _error_from(msg: tuple) -> EngineError:
+    _, _, kind, text, extra = msg
+    if kind == "PromptTooLong":
+        return PromptTooLong(text, "Use fewer or shorter passages, a shorter history, or a smaller answer budget.",
+                             prompt_tokens=extra.get("prompt_tokens"), context_length=extra.get("context_length"))
+    if kind == "ModelLoad":
+        return ModelNotFound(text, "Rebuild it with `python -m rag models pull NAME --force` or check the folder.")
+    if kind == "WorkerDied":
+        return GenerationFailed(text, "Try again: the worker is restarted on the next request.")
+    if kind == "Closed":
+        return EngineUnavailable(text)
+    return GenerationFailed(text)
