@@ -203,10 +203,10 @@ class FoundryGeneration:
                     line = await self._next(lines, timeout, waiting_for)
                 except (httpx.RemoteProtocolError, httpx.ReadError, httpx.NetworkError) as exc:
                     raise StreamBroken(
-                        "Foundry Local stopped in the middle of the answer "
-                        f"({type(exc).__name__}: {exc or 'connection closed'}).",
-                        "The answer above is incomplete. Check that the service still runs "
-                        f"({START_HINT}) and ask again.") from exc
+                        "Foundry Local stopped in the middle of the answer (the connection closed).",
+                        "The answer above is incomplete. If the service has stopped, start it again "
+                        "(`make foundry`, or `foundry service start` with the desktop app), then ask again."
+                    ) from exc
                 except httpx.TimeoutException as exc:
                     raise EngineTimeout(f"Foundry Local stopped sending ({type(exc).__name__}).",
                                         "Try again; if it persists, restart the service.") from exc
@@ -233,9 +233,9 @@ class FoundryGeneration:
                 if not isinstance(chunk, dict):
                     raise StreamBroken(f"Foundry Local sent an unexpected stream chunk: {data[:120]!r}.",
                                        "The answer is incomplete; ask again.")
-                if "error" in chunk:
-                    raise GenerationFailed(f"Foundry Local failed while answering: "
-                                           f"{_error_text(data.encode())}", "Ask again.")
+                if "error" in chunk:  # e.g. a prompt too long is reported inside a 200 stream
+                    raise await engine._classify(400 if not pieces else 500, _error_text(data.encode()),
+                                                 model_id, str(response.request.url))
                 if isinstance(chunk.get("usage"), dict):
                     u = chunk["usage"]
                     usage.prompt_tokens = int(u.get("prompt_tokens") or usage.prompt_tokens)
@@ -299,6 +299,7 @@ class FoundryEngine:
         self._models: list[ModelInfo] = []
         self._models_at = 0.0
         self._resolved: dict[str, str] = {}
+        self._learned_context: dict[str, int] = {}  # from the launcher's state or an error message
         self._usage_supported = True  # stream_options.include_usage; dropped if the service refuses it
 
     # ---------------------------------------------------------------- endpoint
@@ -313,6 +314,8 @@ class FoundryEngine:
         state = read_state_file(self.state_file)
         if state:
             self._state_model = state.get("model") or None
+            if self._state_model and isinstance(state.get("context_length"), int):
+                self._learned_context[self._state_model] = state["context_length"]
             return str(state["base_url"]).rstrip("/")
         if self.discover_cli and shutil.which("foundry"):
             try:
@@ -452,6 +455,8 @@ class FoundryEngine:
             for m in await self._listing():
                 if m.id == model_id and m.context_length:
                     return m.context_length
+            if model_id in self._learned_context:
+                return self._learned_context[model_id]
         except EngineError:
             pass
         return self.default_context_length
@@ -504,8 +509,12 @@ class FoundryEngine:
         if text is None:
             await response.aread()
             text = _error_text(response.content)
-        status, low = response.status_code, text.lower()
-        where = str(response.request.url)
+        return await self._classify(response.status_code, text or response.reason_phrase, model_id,
+                                    str(response.request.url))
+
+    async def _classify(self, status: int, text: str, model_id: str | None, where: str) -> EngineError:
+        """An error response (or an error event inside a stream) as a typed error with a hint."""
+        low = text.lower()
         if status in (401, 403):
             return EngineUnavailable(f"Foundry Local refused the request ({status}: {text}).",
                                      "Check FOUNDRY_API_KEY.")
@@ -522,15 +531,26 @@ class FoundryEngine:
             return EngineUnavailable(f"No OpenAI-compatible API at {where} (404: {text}).",
                                      "FOUNDRY_BASE_URL should end in /v1 (desktop service) or "
                                      "/catalogs/local/v1 (`make foundry`).")
-        if status in (400, 409, 422) and "load" in low:
-            return ModelNotLoaded(f"The model '{model_id}' is not loaded in Foundry Local ({text}).",
-                                  f"Load it with `foundry model load {model_id}` or restart `make foundry`.")
-        if status in (400, 413, 422) and any(k in low for k in (
-                "too long", "context", "max_length", "maximum length", "exceed", "too many tokens")):
-            return PromptTooLong(f"The prompt does not fit the model's context ({text}).",
-                                 "Ask a shorter question, start a new chat, or retrieve fewer passages.")
+        if "not loaded" in low or "must be loaded" in low:
+            return ModelNotLoaded(f"The model '{model_id}' is not loaded in Foundry Local.",
+                                  "Load it (`foundry model load <alias>` with the desktop app), "
+                                  "or restart `make foundry`, which loads its model.")
+        if any(k in low for k in ("context length", "context window", "too long", "max_length",
+                                  "maximum length", "too many tokens", "request length")):
+            prompt_tokens = context = None
+            if m := re.search(r"\((\d+) input", text):
+                prompt_tokens = int(m.group(1))
+            if m := re.search(r"context length of (\d+)", text):
+                context = int(m.group(1))
+                if model_id:
+                    self._learned_context[model_id] = context
+            told = f" ({prompt_tokens} prompt tokens; the model holds {context})" if prompt_tokens and context else ""
+            return PromptTooLong(f"The question and its passages are too long for the model{told}.",
+                                 "Ask a shorter question, start a new chat, retrieve fewer passages "
+                                 "or lower the answer length.", prompt_tokens=prompt_tokens,
+                                 context_length=context)
         if status >= 500:
-            return GenerationFailed(f"Foundry Local failed with HTTP {status}: {text or response.reason_phrase}.",
+            return GenerationFailed(f"Foundry Local failed with HTTP {status}: {text}.",
                                     "Try again; if it keeps failing, restart the service.")
         return GenerationFailed(f"Foundry Local rejected the request (HTTP {status}: {text}).",
                                 "Check the chat settings (model, max tokens, temperature).")

@@ -41,7 +41,7 @@ APP_NAME = "local-rag-chat"
 # model ids must look like <name>:<version>; Foundry Local's convention is <name>-<device>:<version>
 KNOWN_IDS = {
     "smollm2": "smollm2-135m-instruct-generic-cpu:1",
-    "tiny": "tiny-random-llama-generic-cpu:1",
+    "tiny": "tiny-random-smollm2-generic-cpu:1",
 }
 
 
@@ -62,35 +62,24 @@ def resolve_model_dir(name_or_path: str) -> Path:
     as_path = Path(name_or_path).expanduser()
     if _is_model_dir(as_path):
         return as_path.resolve()
-    if os.sep in name_or_path or as_path.exists():
-        raise SystemExit(f"error: {as_path} is not an ONNX Runtime GenAI model folder "
-                         "(no genai_config.json in it).")
-    try:  # the app's model registry (importable in .venv; may need onnxruntime_genai)
-        from rag import models as rag_models  # type: ignore
+    from rag import models as rag_models  # stdlib-only: importable from both venvs
+    from engines.base import EngineError
 
-        resolved = Path(rag_models.resolve(name_or_path))
-        if _is_model_dir(resolved):
-            return resolved.resolve()
-    except SystemExit:
-        raise
-    except Exception as exc:  # noqa: BLE001 - fall back to looking in the models folder
-        log(f"rag.models could not resolve '{name_or_path}' ({type(exc).__name__}: {exc}); "
-            "looking in the models folder")
-    models_dir = settings().models_dir
-    candidates = [models_dir / name_or_path] + sorted(models_dir.glob(f"{name_or_path}*"))
-    for candidate in candidates:
-        if _is_model_dir(candidate):
-            return candidate.resolve()
-        for sub in sorted(candidate.glob("*/genai_config.json")) if candidate.is_dir() else []:
-            return sub.parent.resolve()
-    raise SystemExit(f"error: model '{name_or_path}' is not provisioned in {models_dir}. "
-                     f"Build it with `python -m rag models pull {name_or_path}` (or `make models`), "
-                     "or pass --model /path/to/model-folder.")
+    try:
+        return Path(rag_models.resolve(name_or_path)).resolve()
+    except EngineError as exc:
+        raise SystemExit(f"error: {exc.user_text()}") from None
 
 
 def default_model_id(name_or_path: str, model_dir: Path) -> str:
-    if name_or_path in KNOWN_IDS:
-        return KNOWN_IDS[name_or_path]
+    """``<name>-generic-cpu:1``; provisioned models keep a stable id whatever their folder is called."""
+    key = name_or_path
+    try:
+        key = json.loads((model_dir / "lrc_model.json").read_text()).get("name") or key
+    except (OSError, ValueError):
+        pass
+    if key in KNOWN_IDS:
+        return KNOWN_IDS[key]
     slug = re.sub(r"[^a-z0-9]+", "-", model_dir.name.lower()).strip("-") or "model"
     return f"{slug}-generic-cpu:1"
 
@@ -210,11 +199,12 @@ def serve(args: argparse.Namespace, model_dir: Path) -> int:
             return 1
         root = urls[0].rstrip("/")
         base_url = f"{root}/catalogs/local/v1"
-        state = {"base_url": base_url, "model": model.id, "model_path": str(model_dir),
+        state = {"base_url": base_url, "model": model.id, "alias": model.alias,
+                 "context_length": model.context_length, "model_path": str(model_dir),
                  "pid": os.getpid(), "started_at": time.time(), "data_dir": str(data_dir)}
         write_state(state_file, state)
         log(f"ready in {time.perf_counter() - t0:.1f}s; state in {state_file}")
-        print(f"READY base_url={base_url} model={model.id}", flush=True)
+        print(f"READY base_url={base_url} model={model.id} alias={model.alias}", flush=True)
         while not stop.wait(0.5):
             pass
         return 0

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from foundry_support import Launcher, free_port, smollm2_dir
+from foundry_support import Launcher, free_port
 
 
 @pytest.fixture(scope="session")
-def model_dir() -> Path:
-    return smollm2_dir()
+def model_dir(smollm2_dir) -> Path:
+    """The real SmolLM2-135M-Instruct int8 build (tests/conftest.py fails naming `make models` if absent)."""
+    return smollm2_dir
 
 
 @pytest.fixture(scope="session")

@@ -32,21 +32,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def smollm2_dir() -> Path:
-    """The provisioned SmolLM2 ONNX Runtime GenAI folder, or a failure naming how to build it."""
-    try:
-        from rag import models as rag_models
-    except ImportError as exc:
-        pytest.fail(f"rag.models is missing ({exc}); the SmolLM2 build cannot be located.")
-    try:
-        path = Path(rag_models.resolve("smollm2"))
-    except Exception as exc:  # noqa: BLE001 - any failure here means: not provisioned
-        pytest.fail(f"SmolLM2 model is not provisioned ({type(exc).__name__}: {exc}). Run `make models`.")
-    if not (path / "genai_config.json").is_file():
-        pytest.fail(f"SmolLM2 model folder {path} has no genai_config.json. Run `make models`.")
-    return path
-
-
 @dataclass
 class Launcher:
     """One real Foundry Local service (scripts/foundry_local.py) in a child process."""
@@ -57,6 +42,7 @@ class Launcher:
     proc: subprocess.Popen | None = None
     base_url: str = ""
     model: str = ""
+    alias: str = ""
     lines: list[str] = field(default_factory=list)
 
     @property
@@ -95,7 +81,7 @@ class Launcher:
                 pytest.fail(f"Foundry Local launcher did not become ready (exit {self.proc.returncode}).\n"
                             f"stdout: {self.lines}\nstderr tail:\n{tail}")
         fields = dict(part.split("=", 1) for part in self.lines[-1].split()[1:])
-        self.base_url, self.model = fields["base_url"], fields["model"]
+        self.base_url, self.model, self.alias = fields["base_url"], fields["model"], fields.get("alias", "")
         return self
 
     def kill(self) -> None:
