@@ -8,6 +8,7 @@ parent -> worker
     ("start", rid, model_path, messages, opts)   opts: max_new_tokens, temperature, top_p, stop, seed
     ("count", rid, model_path, messages)
     ("cancel", rid)
+    ("status", rid)
     ("shutdown",)
 worker -> parent
     ("ready", pid)
@@ -15,6 +16,7 @@ worker -> parent
     ("piece", rid, text)
     ("done", rid, finish_reason, completion_tokens)   finish_reason: stop | length | cancelled
     ("count", rid, n)
+    ("status", rid, {"active": n, "waiting": n, "models": [paths]})
     ("error", rid, kind, message, extra)             kind: PromptTooLong | ModelLoad | BadRequest | GenerationFailed
 
 Several requests run at once: each step the worker gives every active request one unit of work (one
@@ -101,6 +103,9 @@ class Worker:
             self.count(*msg[1:])
         elif kind == "cancel":
             self.cancel(msg[1])
+        elif kind == "status":
+            self.send("status", msg[1], {"active": len(self.active), "waiting": len(self.waiting),
+                                         "models": list(self.models)})
         return True
 
     # ------------------------------------------------------------ models and prompts

@@ -111,6 +111,18 @@ class OnnxGenaiEngine:
             return int(msg[2])
         raise _error_from(msg)
 
+    async def worker_status(self) -> dict:
+        """What the worker is doing: {"active": answers generating, "waiting": queued, "models": loaded}."""
+        rid, queue = await self._open()
+        try:
+            self._worker.send(("status", rid))
+            msg = await queue.get()
+        finally:
+            self._queues.pop(rid, None)
+        if msg[0] == "status":
+            return msg[2]
+        raise _error_from(msg)
+
     # ------------------------------------------------------------ answers
     def stream(self, messages: list[Message], options: GenerationOptions | None = None,
                model: str | None = None) -> "OnnxGeneration":
