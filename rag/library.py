@@ -1,0 +1,377 @@
+"""The document library: one writer, many readers, over the persistent store.
+
+``Library`` owns the store (SQLite: vectors, chunk metadata, manifest), the embedder and the
+in-memory search structures (FAISS + BM25). ``ingest`` is synchronous and thread-safe (one
+writer at a time); ``search`` may run in any number of threads, also while an ingest runs.
+Call both from a worker thread in async code (``asyncio.to_thread``): they do CPU work.
+
+Ingest: files and folders (recursive) -> unchanged files are skipped by size+mtime, then by
+content hash (nothing is embedded for them) -> a background thread loads and chunks the next
+files while the calling thread embeds chunks in large batches (what keeps ingest close to the
+bare model's throughput) -> each batch of files is committed in one transaction. Files planned
+but not yet committed are recorded as pending, so an interrupted run says what it left out and
+a re-run (or ``resume()``) completes it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from rag import loaders
+from rag.chunking import Chunker
+from rag.embedder import DEFAULT_MODEL, Embedder
+from rag.lexical import LexicalIndex
+from rag.retriever import MODES, DenseIndex, rank
+from rag.schema import Hit
+from rag.store import FileCommit, FileEntry, Store
+
+BATCH_CHUNKS = int(os.environ.get("LRC_INGEST_BATCH", "256") or 256)  # chunks per embedding call / commit
+
+
+@dataclass
+class IngestProgress:
+    stage: str  # "loading" | "embedding" | "saving"
+    file: str
+    done: int  # files finished so far
+    total: int  # files in this run
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (file, readable reason)
+    chunks_added: int = 0
+    seconds: float = 0.0
+    skipped_contents_pages: int = 0
+
+    def summary(self) -> str:
+        parts = [f"{len(self.added)} added", f"{len(self.updated)} updated", f"{len(self.unchanged)} unchanged",
+                 f"{len(self.failed)} failed"]
+        return f"{', '.join(parts)}; {self.chunks_added} chunks in {self.seconds:.1f} s"
+
+
+@dataclass
+class LibraryStats:
+    files: int
+    chunks: int
+    missing: list[str]  # files a run planned but an interrupted run left out (re-run to complete)
+    model: str = ""
+    index_dir: str = ""
+
+    def summary(self) -> str:
+        s = f"{self.files} files, {self.chunks} chunks, model {self.model or '(none yet)'}"
+        if self.missing:
+            s += f"; {len(self.missing)} file(s) missing from an interrupted run"
+        return s
+
+
+def file_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Library:
+    _shared: "Library | None" = None
+    _shared_lock = threading.Lock()
+
+    def __init__(self, index_dir: Path | str, embed_model: str | None = None, max_file_mb: float | None = None,
+                 batch_chunks: int | None = None):
+        self.index_dir = Path(index_dir).expanduser()
+        self.store = Store(self.index_dir)
+        self.embed_model = embed_model or DEFAULT_MODEL
+        self.max_file_mb = 50.0 if max_file_mb is None else float(max_file_mb)
+        self.batch_chunks = batch_chunks or BATCH_CHUNKS
+        self._writer = threading.Lock()
+        self._mem = threading.RLock()
+        self._embedder: Embedder | None = None
+        self._chunker: Chunker | None = None
+        self._dense: DenseIndex | None = None
+        self._lexical: LexicalIndex | None = None
+        self._gen: int | None = None
+        self._running: set[str] = set()
+
+    @classmethod
+    def shared(cls) -> "Library":
+        """The process-wide library from ``rag.config.settings()`` (created on first use)."""
+        with cls._shared_lock:
+            if cls._shared is None:
+                from rag.config import settings
+
+                s = settings()
+                cls._shared = cls(s.index_dir, s.embed_model, s.max_file_mb)
+            return cls._shared
+
+    # ------------------------------------------------------------------ model & memory
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = Embedder.get(self.embed_model)
+        return self._embedder
+
+    @property
+    def chunker(self) -> Chunker:
+        if self._chunker is None:
+            e = self.embedder
+            self._chunker = Chunker(e.count_tokens, e.window)
+        return self._chunker
+
+    def _ready(self) -> None:
+        """Model checked (a different model than the stored vectors' -> rebuild) and memory current."""
+        with self._mem:
+            if self._gen is None:
+                if self.store.model_id() != self.embedder.model_id:
+                    self.store.set_model(self.embedder.model_id)
+            if self._gen is None or self.store.generation() != self._gen:
+                self._reload()
+
+    def _reload(self) -> None:
+        gen, ids, vecs, texts = self.store.load_all(self.embedder.dim)
+        dense = DenseIndex(self.embedder.dim)
+        dense.add(ids, vecs)
+        lexical = LexicalIndex()
+        lexical.add(ids, texts)
+        self._dense, self._lexical, self._gen = dense, lexical, gen
+
+    # ------------------------------------------------------------------ ingest
+    def _expand(self, paths) -> tuple[list[Path], list[tuple[str, str]]]:
+        files: list[Path] = []
+        failed: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for raw in paths:
+            p = Path(raw).expanduser()
+            if p.is_dir():
+                found = sorted(f for f in p.rglob("*") if f.is_file() and loaders.is_supported(f)
+                               and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            elif p.exists():
+                found = [p]
+            else:
+                failed.append((str(raw), f"{p.name or raw}: not found"))
+                continue
+            for f in found:
+                key = str(f.resolve())
+                if key not in seen:
+                    seen.add(key)
+                    files.append(Path(key))
+        return files, failed
+
+    def ingest(self, paths: list[Path | str], progress: Callable[[IngestProgress], None] | None = None,
+               display_names: dict[str, str] | None = None) -> IngestReport:
+        """Index files and folders. Never raises for a bad file: it is reported in ``failed``."""
+        t0 = time.perf_counter()
+        report = IngestReport()
+        names = {str(Path(k).expanduser().resolve()): v for k, v in (display_names or {}).items()}
+
+        def tell(stage: str, file: str, done: int, total: int) -> None:
+            if progress:
+                try:
+                    progress(IngestProgress(stage, file, done, total))
+                except Exception:
+                    pass
+
+        with self._writer:
+            self._ready()
+            files, report.failed = self._expand(paths)
+            known = self.store.files()
+            todo: list[tuple[Path, os.stat_result]] = []
+            for f in files:
+                try:
+                    st = f.stat()
+                except OSError as exc:
+                    report.failed.append((str(f), f"{f.name}: {exc.strerror or exc}"))
+                    continue
+                e = known.get(str(f))
+                if e and e.size == st.st_size and e.mtime_ns == st.st_mtime_ns:
+                    report.unchanged.append(str(f))
+                    if str(f) in names and names[str(f)] != e.display_name:
+                        self.store.touch(str(f), st.st_size, st.st_mtime_ns, names[str(f)])
+                else:
+                    todo.append((f, st))
+            total = len(files)
+            done = len(report.unchanged)
+            self.store.add_pending([str(f) for f, _ in todo])
+            self._running = {str(f) for f, _ in todo}
+            try:
+                done = self._ingest_files(todo, known, names, report, tell, done, total)
+            finally:
+                self._running = set()
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _prepare(self, f: Path, st: os.stat_result, known: dict[str, FileEntry]):
+        """Load + chunk one file (runs in the loader thread). Returns a tagged tuple."""
+        try:
+            if self.max_file_mb and st.st_size > self.max_file_mb * 1024 * 1024:
+                raise loaders.FileTooLarge(f, f"{st.st_size / 1048576:.1f} MB > {self.max_file_mb:g} MB")
+            data = f.read_bytes()
+            h = file_hash(data)
+            e = known.get(str(f))
+            if e and e.hash == h:
+                return ("same", f, st, h, None, None)
+            doc = loaders.load(f, self.max_file_mb, data=data)
+            drafts = self.chunker.chunk(doc)
+            if not drafts:
+                raise loaders.EmptyFile(f)
+            return ("ok", f, st, h, doc, drafts)
+        except loaders.LoaderError as exc:
+            return ("fail", f, st, None, str(exc), None)
+        except OSError as exc:
+            return ("fail", f, st, None, f"{f.name}: {exc.strerror or exc}", None)
+        except Exception as exc:  # a loader bug must not stop the batch
+            return ("fail", f, st, None, f"{f.name}: could not be read ({type(exc).__name__}: {exc})", None)
+
+    def _ingest_files(self, todo, known, names, report: IngestReport, tell, done: int, total: int) -> int:
+        q: queue.Queue = queue.Queue(maxsize=32)
+        stop = threading.Event()
+
+        def producer():
+            for f, st in todo:
+                if stop.is_set():
+                    break
+                item = self._prepare(f, st, known)
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+            q.put(None)
+
+        thread = threading.Thread(target=producer, name="rag-ingest-loader", daemon=True)
+        thread.start()
+        batch: list[tuple] = []
+        batch_chunks = 0
+        try:
+            finished = False
+            while not finished:
+                item = q.get()
+                if item is None:
+                    finished = True
+                else:
+                    kind, f, st, h, payload, drafts = item
+                    tell("loading", f.name, done, total)
+                    if kind == "fail":
+                        report.failed.append((str(f), payload))
+                        self.store.clear_pending([str(f)])
+                        done += 1
+                        continue
+                    if kind == "same":
+                        self.store.touch(str(f), st.st_size, st.st_mtime_ns, names.get(str(f)))
+                        report.unchanged.append(str(f))
+                        done += 1
+                        continue
+                    batch.append(item)
+                    batch_chunks += len(drafts)
+                if batch and (finished or batch_chunks >= self.batch_chunks or q.empty() and batch_chunks >= 64):
+                    done = self._embed_and_commit(batch, known, names, report, tell, done, total)
+                    batch, batch_chunks = [], 0
+        finally:
+            stop.set()
+            while thread.is_alive():
+                try:
+                    q.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            thread.join()
+        return done
+
+    def _embed_and_commit(self, batch, known, names, report: IngestReport, tell, done: int, total: int) -> int:
+        texts = [d.embed_text for item in batch for d in item[5]]
+        tell("embedding", batch[0][1].name if len(batch) == 1 else f"{len(batch)} files", done, total)
+        vecs = self.embedder.encode(texts)
+        tell("saving", batch[-1][1].name, done, total)
+        commits = []
+        row = 0
+        for _, f, st, h, doc, drafts in batch:
+            n = len(drafts)
+            commits.append(FileCommit(str(f), names.get(str(f)) or (known[str(f)].display_name if str(f) in known
+                                                                      else f.name),
+                                      h, st.st_size, st.st_mtime_ns, doc.kind, doc.pages, doc.contents_pages,
+                                      drafts, vecs[row:row + n]))
+            row += n
+        with self._mem:
+            before, after, removed, added = self.store.commit(commits)
+            if self._gen == before:
+                self._dense.remove(removed)
+                self._lexical.remove(removed)
+                for c, (ids, _) in zip(commits, added):
+                    arr = np.asarray(ids, dtype=np.int64)
+                    self._dense.add(arr, c.vectors)
+                    self._lexical.add(arr, [d.embed_text for d in c.drafts])
+                self._gen = after
+            else:  # another process wrote meanwhile: read everything again
+                self._reload()
+        for c, (_, f, _, _, doc, drafts) in zip(commits, batch):
+            (report.updated if c.path in known else report.added).append(c.path)
+            report.chunks_added += len(drafts)
+            report.skipped_contents_pages += len(doc.contents_pages)
+            done += 1
+            tell("saving", f.name, done, total)
+        return done
+
+    def resume(self, progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
+        """Index what an interrupted run (or a change of model) left out."""
+        return self.ingest([p for p in self.store.pending() if Path(p).exists()], progress)
+
+    # ------------------------------------------------------------------ search
+    def search(self, query: str, k: int = 4, mode: str = "hybrid") -> list[Hit]:
+        """Top-k chunks for a question. mode: "hybrid" (default), "dense" or "lexical"."""
+        if mode not in MODES:
+            raise ValueError(f"unknown retrieval mode '{mode}' (use one of: {', '.join(MODES)})")
+        if not query or not query.strip():
+            return []
+        self._ready()
+        dense, lexical = self._dense, self._lexical
+        qv = self.embedder.encode_query(query) if mode != "lexical" else None
+        ranked = rank(qv, query, dense, lexical, k, mode)
+        chunks = self.store.chunks([i for i, _, _ in ranked])
+        hits = []
+        for i, score, scores in ranked:
+            ch = chunks.get(i)
+            if ch is not None:
+                hits.append(Hit(chunk=ch, score=score, rank=len(hits) + 1, scores=scores))
+        return hits
+
+    # ------------------------------------------------------------------ manage
+    def remove(self, path) -> int:
+        """Remove a file (or every file under a folder) from the index. Returns chunks removed."""
+        p = Path(path).expanduser()
+        key = str(p.resolve()) if p.exists() else str(p.absolute())
+        with self._writer:
+            self._ready()
+            known = self.store.files()
+            targets = [k for k in known if k == key or k.startswith(key.rstrip("/") + "/")]
+            if not targets:  # a display name or a bare file name
+                targets = [k for k, e in known.items() if str(path) in (e.display_name, Path(k).name)]
+            pend = [k for k in self.store.pending() if k == key or k.startswith(key.rstrip("/") + "/")]
+            if not targets and not pend:
+                return 0
+            with self._mem:
+                before, after, removed = self.store.remove(targets + pend)
+                if self._gen == before:
+                    self._dense.remove(removed)
+                    self._lexical.remove(removed)
+                    self._gen = after
+                else:
+                    self._reload()
+            return len(removed)
+
+    def stats(self) -> LibraryStats:
+        files, chunks = self.store.counts()
+        missing = [p for p in self.store.pending() if p not in self._running]
+        return LibraryStats(files, chunks, missing, self.store.model_id() or "", str(self.index_dir))
+
+    def files(self) -> list[FileEntry]:
+        return list(self.store.files().values())
+
+    def display_name(self, path: str) -> str:
+        e = self.store.files().get(path)
+        return e.name if e else Path(path).name

@@ -1,0 +1,113 @@
+"""Question -> ranked chunk ids: dense (FAISS inner product), lexical (BM25) or both fused.
+
+Fusion: the candidates are the union of the top ``CANDIDATES`` of each retriever; every candidate
+gets BOTH scores (the dense score is computed exactly from its stored vector, the BM25 score from
+the full score vector), each is min-max normalised over the candidates, and the fused score is
+``w * dense + (1 - w) * lexical``. Unlike reciprocal-rank fusion this keeps the dense retriever's
+score margins, so a weak lexical ranking cannot push a clear dense winner down (measured:
+RRF < dense alone on pyfaq). The weight is the one default the chat uses too.
+"""
+from __future__ import annotations
+
+import threading
+
+import faiss
+import numpy as np
+
+from rag.lexical import LexicalIndex
+
+MODES = ("hybrid", "dense", "lexical")
+CANDIDATES = 100
+DENSE_WEIGHT = 0.8
+
+
+class DenseIndex:
+    """FAISS IndexFlatIP behind an id map (so removed chunks' vectors go too), thread-safe."""
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        with self._lock:
+            self.index.add_with_ids(np.ascontiguousarray(vecs, dtype=np.float32),
+                                    np.ascontiguousarray(ids, dtype=np.int64))
+
+    def remove(self, ids) -> None:
+        if len(ids) == 0:
+            return
+        with self._lock:
+            self.index.remove_ids(np.asarray(list(ids), dtype=np.int64))
+
+    def search(self, q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            total = int(self.index.ntotal)
+            if total == 0:
+                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+            D, I = self.index.search(q.reshape(1, -1).astype(np.float32), min(n, total))
+        keep = I[0] >= 0
+        return I[0][keep], D[0][keep]
+
+    def scores_for(self, q: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        if len(ids) == 0:
+            return np.zeros(0, dtype=np.float32)
+        with self._lock:
+            vecs = self.index.reconstruct_batch(np.asarray(ids, dtype=np.int64))
+        return vecs @ q.astype(np.float32)
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    if len(x) == 0:
+        return x
+    lo, hi = float(x.min()), float(x.max())
+    if hi - lo < 1e-9:
+        return np.ones_like(x) if hi > 0 else np.zeros_like(x)
+    return (x - lo) / (hi - lo)
+
+
+def fuse(ids: np.ndarray, dense: np.ndarray, lexical: np.ndarray, dense_weight: float = DENSE_WEIGHT) -> np.ndarray:
+    """Fused scores for candidates with both scores: min-max normalised weighted sum."""
+    return dense_weight * _minmax(dense) + (1.0 - dense_weight) * _minmax(lexical)
+
+
+def _top_ids(ids: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
+    if len(ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    n = min(n, len(ids))
+    idx = np.argpartition(-scores, n - 1)[:n]
+    return ids[idx][scores[idx] > 0]
+
+
+def rank(query_vec: np.ndarray | None, query: str, dense: DenseIndex, lexical: LexicalIndex, k: int,
+         mode: str = "hybrid", candidates: int = CANDIDATES,
+         dense_weight: float = DENSE_WEIGHT) -> list[tuple[int, float, dict]]:
+    """[(chunk id, score, {"dense": .., "lexical": ..}), ...] best first, at most k."""
+    if mode not in MODES:
+        raise ValueError(f"unknown retrieval mode '{mode}' (use one of: {', '.join(MODES)})")
+    if k <= 0:
+        return []
+    if mode == "dense":
+        ids, s = dense.search(query_vec, k)
+        return [(int(i), float(x), {"dense": float(x)}) for i, x in zip(ids, s)]
+    if mode == "lexical":
+        ids, s = lexical.top(query, k)
+        return [(int(i), float(x), {"lexical": float(x)}) for i, x in zip(ids, s)]
+    n = max(candidates, k)
+    d_ids, _ = dense.search(query_vec, n)
+    all_ids, all_lex = lexical.scores(query)
+    l_ids = _top_ids(all_ids, all_lex, n)
+    cand = np.unique(np.concatenate([d_ids.astype(np.int64), l_ids.astype(np.int64)]))
+    if len(cand) == 0:
+        return []
+    d_scores = dense.scores_for(query_vec, cand)
+    l_scores = LexicalIndex.pick(all_ids, all_lex, cand)
+    fused = fuse(cand, d_scores, l_scores, dense_weight)
+    order = np.argsort(-fused, kind="stable")[:k]
+    return [(int(cand[j]), float(fused[j]), {"dense": float(d_scores[j]), "lexical": float(l_scores[j])})
+            for j in order]

@@ -1,0 +1,273 @@
+"""The persistent index: chunk vectors + chunk metadata + the manifest of indexed files, in one
+SQLite database (WAL mode) under the index folder.
+
+Why SQLite: every write is a transaction, so a process killed in the middle of indexing leaves
+the last committed state intact (files are committed whole: a file's old chunks, new chunks,
+vectors and manifest row change together or not at all). Several readers (chats, other
+processes) may read while one writer writes. The FAISS index is built in memory from the stored
+vectors on load (100k x 384 floats load in well under a second) and kept up to date by the
+library; a ``generation`` counter tells a reader that another process changed the index.
+
+Tables: ``meta`` (schema version, embedding model id, generation), ``files`` (the manifest: path,
+display name, content hash, size, mtime, chunk count, pages, contents pages skipped),
+``chunks`` (id, path, page, offsets, heading, context prefix, text, tokens, vector) and
+``pending`` (files a run planned and has not finished: what an interrupted run left out).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rag.schema import Chunk
+
+SCHEMA_VERSION = "1"
+DB_NAME = "library.sqlite3"
+
+
+@dataclass
+class FileEntry:
+    path: str
+    display_name: str
+    hash: str
+    size: int
+    mtime_ns: int
+    chunks: int
+    kind: str = ""
+    pages: int = 0
+    contents_pages: list[int] = field(default_factory=list)
+    indexed_at: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.display_name or Path(self.path).name
+
+
+@dataclass
+class FileCommit:
+    """One file's new state: its manifest row and its chunks with their vectors."""
+
+    path: str
+    display_name: str
+    hash: str
+    size: int
+    mtime_ns: int
+    kind: str
+    pages: int
+    contents_pages: list[int]
+    drafts: list  # rag.chunking.ChunkDraft
+    vectors: np.ndarray  # (len(drafts), dim) float32
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, display_name TEXT, hash TEXT, size INTEGER, mtime_ns INTEGER,
+    chunks INTEGER, kind TEXT, pages INTEGER, contents_pages TEXT, indexed_at REAL);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, page INTEGER,
+    start INTEGER, "end" INTEGER, heading TEXT, context TEXT, text TEXT NOT NULL,
+    tokens INTEGER, vector BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
+CREATE TABLE IF NOT EXISTS pending (path TEXT PRIMARY KEY, planned_at REAL)
+"""
+
+
+class Store:
+    def __init__(self, index_dir: str | Path):
+        self.dir = Path(index_dir).expanduser()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / DB_NAME
+        self._local = threading.local()
+        with self._tx() as c:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    c.execute(stmt)
+            c.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            c.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+
+    # ------------------------------------------------------------------ connections
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    class _Tx:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def __enter__(self):
+            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn
+
+        def __exit__(self, exc_type, exc, tb):
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            return False
+
+    def _tx(self):
+        return self._Tx(self._conn())
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # ------------------------------------------------------------------ meta
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def generation(self) -> int:
+        return int(self.meta("generation", "0"))
+
+    @staticmethod
+    def _bump(c) -> int:
+        c.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+        return int(c.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+
+    def model_id(self) -> str | None:
+        return self.meta("model")
+
+    def set_model(self, model_id: str) -> int:
+        """Record the embedding model. If another model made the stored vectors, every file is
+        dropped and put back as pending (to be embedded again): vectors are never mixed."""
+        with self._tx() as c:
+            old = c.execute("SELECT value FROM meta WHERE key='model'").fetchone()
+            if old and old[0] != model_id:
+                now = time.time()
+                c.execute("INSERT OR IGNORE INTO pending SELECT path, ? FROM files", (now,))
+                c.execute("DELETE FROM chunks")
+                c.execute("DELETE FROM files")
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('model', ?)", (model_id,))
+            return self._bump(c)
+
+    # ------------------------------------------------------------------ manifest
+    @staticmethod
+    def _entry(row) -> FileEntry:
+        return FileEntry(row[0], row[1] or "", row[2] or "", int(row[3] or 0), int(row[4] or 0), int(row[5] or 0),
+                         row[6] or "", int(row[7] or 0), json.loads(row[8] or "[]"), float(row[9] or 0))
+
+    def files(self) -> dict[str, FileEntry]:
+        rows = self._conn().execute(
+            "SELECT path, display_name, hash, size, mtime_ns, chunks, kind, pages, contents_pages, indexed_at "
+            "FROM files ORDER BY path").fetchall()
+        return {r[0]: self._entry(r) for r in rows}
+
+    def counts(self) -> tuple[int, int]:
+        c = self._conn()
+        return (c.execute("SELECT COUNT(*) FROM files").fetchone()[0],
+                c.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    def pending(self) -> list[str]:
+        return [r[0] for r in self._conn().execute("SELECT path FROM pending ORDER BY path")]
+
+    def add_pending(self, paths: list[str]) -> None:
+        if not paths:
+            return
+        now = time.time()
+        with self._tx() as c:
+            c.executemany("INSERT OR REPLACE INTO pending VALUES (?, ?)", [(p, now) for p in paths])
+
+    def clear_pending(self, paths: list[str]) -> None:
+        if not paths:
+            return
+        with self._tx() as c:
+            c.executemany("DELETE FROM pending WHERE path=?", [(p,) for p in paths])
+
+    def touch(self, path: str, size: int, mtime_ns: int, display_name: str | None = None) -> None:
+        """Same content, new mtime: remember the new stat so the fast path sees it next time."""
+        with self._tx() as c:
+            c.execute("UPDATE files SET size=?, mtime_ns=? WHERE path=?", (size, mtime_ns, path))
+            if display_name:
+                c.execute("UPDATE files SET display_name=? WHERE path=?", (display_name, path))
+            c.execute("DELETE FROM pending WHERE path=?", (path,))
+
+    # ------------------------------------------------------------------ writes
+    def commit(self, items: list[FileCommit]) -> tuple[int, int, list[int], list[tuple[list[int], list[int]]]]:
+        """Replace each file's chunks in ONE transaction. Returns (generation before, after,
+        removed chunk ids, [(new ids, row indexes into the item's drafts)...] per item)."""
+        removed: list[int] = []
+        added: list[tuple[list[int], list[int]]] = []
+        now = time.time()
+        with self._tx() as c:
+            before = int(c.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+            for it in items:
+                old = [r[0] for r in c.execute("SELECT id FROM chunks WHERE path=?", (it.path,))]
+                removed.extend(old)
+                c.execute("DELETE FROM chunks WHERE path=?", (it.path,))
+                ids: list[int] = []
+                vecs = np.ascontiguousarray(it.vectors, dtype=np.float32)
+                for d, v in zip(it.drafts, vecs):
+                    prefix = d.embed_text[: len(d.embed_text) - len(d.text)].rstrip("\n")
+                    cur = c.execute(
+                        'INSERT INTO chunks (path, page, start, "end", heading, context, text, tokens, vector) '
+                        "VALUES (?,?,?,?,?,?,?,?,?)",
+                        (it.path, d.page, d.start, d.end, d.heading, prefix, d.text, d.tokens, v.tobytes()))
+                    ids.append(cur.lastrowid)
+                added.append((ids, list(range(len(ids)))))
+                c.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?)",
+                          (it.path, it.display_name, it.hash, it.size, it.mtime_ns, len(ids), it.kind, it.pages,
+                           json.dumps(it.contents_pages), now))
+                c.execute("DELETE FROM pending WHERE path=?", (it.path,))
+            after = self._bump(c)
+        return before, after, removed, added
+
+    def remove(self, paths: list[str]) -> tuple[int, int, list[int]]:
+        """Drop files and their chunks. Returns (generation before, after, removed chunk ids)."""
+        removed: list[int] = []
+        with self._tx() as c:
+            before = int(c.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+            for p in paths:
+                removed.extend(r[0] for r in c.execute("SELECT id FROM chunks WHERE path=?", (p,)))
+                c.execute("DELETE FROM chunks WHERE path=?", (p,))
+                c.execute("DELETE FROM files WHERE path=?", (p,))
+                c.execute("DELETE FROM pending WHERE path=?", (p,))
+            after = self._bump(c)
+        return before, after, removed
+
+    # ------------------------------------------------------------------ reads
+    def load_all(self, dim: int) -> tuple[int, np.ndarray, np.ndarray, list[str]]:
+        """(generation, ids, vectors, lexical texts) of every chunk, read in one snapshot."""
+        c = self._conn()
+        c.execute("BEGIN")
+        try:
+            gen = int(c.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+            rows = c.execute("SELECT id, vector, context, text FROM chunks ORDER BY id").fetchall()
+        finally:
+            c.execute("COMMIT")
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if rows:
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            if vecs.shape[1] != dim:
+                raise ValueError(f"stored vectors have {vecs.shape[1]} dimensions, the model {dim}")
+        else:
+            vecs = np.zeros((0, dim), dtype=np.float32)
+        texts = [f"{r[2]}\n{r[3]}" if r[2] else r[3] for r in rows]
+        return gen, ids, vecs, texts
+
+    def chunks(self, ids: list[int]) -> dict[int, Chunk]:
+        if not ids:
+            return {}
+        c = self._conn()
+        out: dict[int, Chunk] = {}
+        for i in range(0, len(ids), 500):
+            part = [int(x) for x in ids[i:i + 500]]
+            q = ('SELECT c.id, c.text, c.path, c.page, c.start, c."end", c.heading, f.display_name '
+                 "FROM chunks c LEFT JOIN files f ON f.path = c.path WHERE c.id IN (%s)" % ",".join("?" * len(part)))
+            for r in c.execute(q, part):
+                out[r[0]] = Chunk(id=r[0], text=r[1], source=r[2], page=r[3], start=r[4] or 0, end=r[5] or 0,
+                                  heading=r[6] or "", doc_id=r[7] or Path(r[2]).name)
+        return out
+
+    def chunk_tokens(self) -> list[int]:
+        return [r[0] for r in self._conn().execute("SELECT tokens FROM chunks")]
