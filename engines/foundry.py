@@ -155,9 +155,11 @@ class FoundryGeneration:
         if task is not None and not task.done():
             task.cancel()
 
-    async def _next(self, lines: AsyncIterator[str], timeout: float, waiting_for: str) -> str | None:
-        """Next SSE line, None at end of body; EngineTimeout after ``timeout`` seconds."""
-        self._read_task = asyncio.ensure_future(lines.__anext__())
+    async def _pending(self, coro, timeout: float, waiting_for: str):
+        """Await ``coro`` as a task that cancel() can stop; None if cancelled, EngineTimeout if late."""
+        self._read_task = asyncio.ensure_future(coro)
+        if self._cancelled:
+            self._read_task.cancel()
         try:
             done, _ = await asyncio.wait({self._read_task}, timeout=timeout)
         except asyncio.CancelledError:
@@ -172,8 +174,12 @@ class FoundryGeneration:
         task, self._read_task = self._read_task, None
         if task.cancelled():
             return None  # cancel() was called
+        return task.result()
+
+    async def _next(self, lines: AsyncIterator[str], timeout: float, waiting_for: str) -> str | None:
+        """Next SSE line, None at the end of the body or after cancel()."""
         try:
-            return task.result()
+            return await self._pending(lines.__anext__(), timeout, waiting_for)
         except StopAsyncIteration:
             return None
 
@@ -185,14 +191,12 @@ class FoundryGeneration:
         try:
             model_id = await engine.resolve_model(self.model)
             deadline = time.monotonic() + engine.first_byte_timeout
-            try:  # the first-byte budget covers sending, the headers and the first token
-                response = await asyncio.wait_for(
-                    engine._open_stream(model_id, self.messages, self.options), engine.first_byte_timeout)
-            except asyncio.TimeoutError as exc:
-                raise EngineTimeout(
-                    f"Foundry Local did not start answering within {engine.first_byte_timeout:g} s.",
-                    "The model may be overloaded or the prompt too long for this machine; try again, "
-                    "use a shorter question, or raise FOUNDRY_FIRST_BYTE_TIMEOUT.") from exc
+            # the first-byte budget covers sending, the response headers and the first token
+            response = await self._pending(engine._open_stream(model_id, self.messages, self.options),
+                                           engine.first_byte_timeout, "answer")
+            if response is None:  # cancelled before the service answered
+                usage.finish_reason = "cancelled"
+                return
             usage.prompt_tokens = await engine.count_tokens(self.messages)
             lines = response.aiter_lines()
             timeout = max(deadline - time.monotonic(), 0.01)
@@ -289,8 +293,7 @@ class FoundryEngine:
                                    else cfg.foundry_first_byte_timeout)
         self.read_timeout = read_timeout if read_timeout is not None else max(self.first_byte_timeout, 60.0)
         self.default_context_length = (default_context_length or
-                                       int(os.environ.get("FOUNDRY_CONTEXT_LENGTH", "0") or 0) or
-                                       DEFAULT_CONTEXT_LENGTH)
+                                       getattr(cfg, "foundry_context_length", 0) or DEFAULT_CONTEXT_LENGTH)
         self.state_file = Path(state_file) if state_file else _state_file()
         self.discover_cli = discover_cli
         self._base_url: str | None = self._configured_url

@@ -49,6 +49,8 @@ class Settings:
     foundry_api_key: str = field(default_factory=lambda: _env("FOUNDRY_API_KEY", ""))
     foundry_connect_timeout: float = field(default_factory=lambda: float(_env("FOUNDRY_CONNECT_TIMEOUT", "2")))
     foundry_first_byte_timeout: float = field(default_factory=lambda: float(_env("FOUNDRY_FIRST_BYTE_TIMEOUT", "120")))
+    # used when the service does not tell the model's context length (its /models listing has none)
+    foundry_context_length: int = field(default_factory=lambda: int(_env("FOUNDRY_CONTEXT_LENGTH", "4096")))
 
     @property
     def models_dir(self) -> Path:

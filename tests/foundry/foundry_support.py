@@ -119,11 +119,12 @@ class Launcher:
 #     model "http500"     500 with an OpenAI-style error body
 #     model "http503"     503 with a plain-text body
 #     model "slow"        headers, then nothing for ``slow_seconds``
+#     model "slow-headers" nothing at all (not even headers) for ``slow_seconds``
 #     model "ok"          a short well-formed answer ("Hello there.") with usage
 
 
 
-MODELS = ["ok", "garbage", "not-sse", "truncated", "no-done", "http500", "http503", "slow"]
+MODELS = ["ok", "garbage", "not-sse", "truncated", "no-done", "http500", "http503", "slow", "slow-headers"]
 
 
 def _chunk(text: str, finish: str | None = None) -> bytes:
@@ -203,10 +204,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._sse_headers(chunked=False)
             self.wfile.write(_chunk("Hello") + _chunk(" there"))
             self.close_connection = True
-        elif model == "slow":
-            self._sse_headers(chunked=True)
+        elif model in ("slow", "slow-headers"):
+            if model == "slow":
+                self._sse_headers(chunked=True)
             self.server.slow_started.set()
             self.server.stop_slow.wait(self.server.slow_seconds)
+            if model == "slow-headers":
+                self._sse_headers(chunked=True)
             try:
                 self._write_chunked(_chunk("late"))
                 self._write_chunked(b"data: [DONE]\n\n")

@@ -89,10 +89,11 @@ async def test_5xx_is_generation_failed(fault_engine, fault_server, model, statu
     assert len(fault_server.requests) == 1  # a server error is never retried
 
 
-async def test_slow_first_byte_times_out(fault_engine):
+@pytest.mark.parametrize("model", ["slow", "slow-headers"])
+async def test_slow_first_byte_times_out(fault_engine, model):
     t0 = time.perf_counter()
     with pytest.raises(EngineTimeout) as err:
-        await collect(fault_engine.stream(Q, model="slow"))
+        await collect(fault_engine.stream(Q, model=model))
     assert 0.9 < time.perf_counter() - t0 < 3.0
     assert "FOUNDRY_FIRST_BYTE_TIMEOUT" in err.value.user_text()
 
@@ -103,9 +104,10 @@ async def test_unknown_model_lists_available(fault_engine):
     assert "garbage" in err.value.user_text() and "ok" in err.value.user_text()
 
 
-async def test_cancel_during_slow_first_byte_is_prompt(fault_server):
+@pytest.mark.parametrize("model", ["slow", "slow-headers"])
+async def test_cancel_during_slow_first_byte_is_prompt(fault_server, model):
     eng = FoundryEngine(base_url=fault_server.base_url, first_byte_timeout=30.0)
-    gen = eng.stream(Q, model="slow")
+    gen = eng.stream(Q, model=model)
     task = asyncio.create_task(collect(gen))
     await asyncio.to_thread(fault_server.httpd.slow_started.wait, 5)
     await asyncio.sleep(0.1)
