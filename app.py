@@ -87,7 +87,7 @@ async def settings_update(values: dict) -> None:
     except (EngineError, asyncio.TimeoutError) as err:
         text = err.user_text() if isinstance(err, EngineError) else "It did not answer within 15 s."
         how = ("Start it with `make foundry` (or `foundry service start`), or set FOUNDRY_BASE_URL to its "
-               "address, then choose it again." if new.engine == "foundry" else "")
+               "address, then choose it again." if new.engine == "foundry" and "make foundry" not in text else "")
         label = registry.labels().get(new.engine, new.engine)
         await cl.Message(content=f"**{label} is not reachable.** {text} {how}\n\n"
                                  f"Still using **{registry.labels().get(old.engine, old.engine)}**.").send()
@@ -220,7 +220,10 @@ async def on_message(message: cl.Message) -> None:
         elif isinstance(ev, pl.Token):
             await msg.stream_token(ev.text)
         elif isinstance(ev, pl.Sources) and ev.shown:
+            for old in cl.user_session.get("side_elements") or []:  # the side view shows this answer's sources
+                await old.remove()
             msg.elements, names = await _source_elements(ev)
+            cl.user_session.set("side_elements", msg.elements)
             await msg.stream_token(f"\n\n**Sources:** {names}")
         elif isinstance(ev, pl.Done):
             text, u = ev.text, ev.usage

@@ -178,17 +178,25 @@ def cited(text: str, hits: Sequence[Hit]) -> list[Hit]:
     return [hits[n - 1] for n in order]
 
 
-def model_label(generation: Any, options: Options) -> str:
-    for attr in ("model_id", "model"):
-        value = getattr(generation, attr, None)
-        if isinstance(value, str) and value:
-            return value
-    return options.model or "default"
+async def model_label(engine: Any, model: str | None) -> str:
+    """The model's id as the engine knows it (the engine's default when ``model`` is empty)."""
+    try:
+        resolve = getattr(engine, "resolve_model", None)
+        if resolve is not None:
+            return await resolve(model)
+        if getattr(engine, "name", "") == "onnx":
+            from rag import models
+
+            return models.resolve(model or getattr(engine, "model", None) or None).name
+    except Exception:  # a label is not worth failing an answer for
+        pass
+    return model or "default"
 
 
 # ------------------------------------------------------------------------------------ answer
 async def answer(question: str, history: Sequence[Message] | None = None, options: Options | None = None,
-                 control: Control | None = None) -> AsyncIterator[Event]:
+                 control: Control | None = None, *, lib=None) -> AsyncIterator[Event]:
+    """Answer from the shared library (or ``lib``) with the engine and settings in ``options``."""
     opts = (options or Options()).normalised()
     control = control or Control()
     t0 = time.perf_counter()
@@ -206,7 +214,8 @@ async def answer(question: str, history: Sequence[Message] | None = None, option
     else:
         t = time.perf_counter()
         try:
-            lib = await asyncio.to_thread(library)  # the first call loads the index and the embedder
+            if lib is None:
+                lib = await asyncio.to_thread(library)  # the first call loads the index and the embedder
             stats = await asyncio.to_thread(lib.stats)
             if stats.chunks:
                 hits = await asyncio.to_thread(lib.search, question, opts.top_k, opts.mode)
@@ -295,7 +304,7 @@ async def answer(question: str, history: Sequence[Message] | None = None, option
     used = prompt.hits if prompt else []
     yield Sources(cited(text, used), list(used))
     timings["total"] = time.perf_counter() - t0
-    yield Done(generation.usage, opts.engine, model_label(generation, opts), text, timings)
+    yield Done(generation.usage, opts.engine, await model_label(engine, model), text, timings)
 
 
 # ------------------------------------------------------------------------------------ ingest
@@ -322,8 +331,9 @@ def store_upload(src: str | Path, name: str, uploads_dir: Path | None = None) ->
     return dest
 
 
-async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | None = None) -> AsyncIterator[Event]:
-    """Index files into the shared library in a worker thread, yielding its progress as it goes."""
+async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | None = None, *,
+                 lib=None) -> AsyncIterator[Event]:
+    """Index files into the shared library (or ``lib``) in a worker thread, yielding its progress."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     paths = [str(p) for p in paths]
@@ -332,7 +342,7 @@ async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | No
         loop.call_soon_threadsafe(queue.put_nowait, Progress(p))
 
     def work():
-        return library().ingest(paths, progress=progress, display_names=display_names)
+        return (lib or library()).ingest(paths, progress=progress, display_names=display_names)
 
     task = asyncio.ensure_future(asyncio.to_thread(work))
     while True:
@@ -353,9 +363,10 @@ async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | No
     yield Ingested(report)
 
 
-async def ingest_uploads(files: Sequence[tuple[str | Path, str]]) -> AsyncIterator[Event]:
+async def ingest_uploads(files: Sequence[tuple[str | Path, str]], *, lib=None,
+                         uploads_dir: Path | None = None) -> AsyncIterator[Event]:
     """Chat uploads (temp path, original name): copy into the library's uploads folder, index."""
-    stored = [await asyncio.to_thread(store_upload, path, name) for path, name in files]
+    stored = [await asyncio.to_thread(store_upload, path, name, uploads_dir) for path, name in files]
     names = {str(p): p.name for p in stored}
-    async for event in ingest(stored, display_names=names):
+    async for event in ingest(stored, display_names=names, lib=lib):
         yield event

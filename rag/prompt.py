@@ -2,9 +2,13 @@
 
 The prompt is laid out as
 
-    system:    how to answer (grounded in the numbered passages, cite them as [1], [2], ...)
+    system:    how to answer (grounded in the numbered passages, cite them as [1], [2], ...),
+               then the numbered passages, each headed by its file name, page and heading
     user/assistant ...: earlier turns of this chat (text only, their passages are not repeated)
-    user:      the numbered passages, each headed by its file name and page, then the question
+    user:      the question
+
+(Passages in the system message, the question alone last: with SmolLM2-135M this layout gave
+answers, where passages inside the user message were mostly echoed back.)
 
 Token budget: ``context_length - max_new_tokens`` is what the prompt may use. When the full prompt
 does not fit, the lowest-ranked passages are dropped first (the best one is kept), then the oldest
@@ -25,7 +29,7 @@ from rag.schema import Hit
 
 SYSTEM_GROUNDED = (
     "You are Local RAG Chat, an assistant that answers questions about the user's documents. "
-    "Answer using only the numbered passages given with the question. After each statement, cite "
+    "Answer using only the numbered passages below. After each statement, cite "
     "the passage it comes from in square brackets, like [1] or [2]. If the passages do not contain "
     "the answer, say that the documents do not answer the question; do not invent an answer. "
     "Be concise."
@@ -43,7 +47,7 @@ MAX_HISTORY_MESSAGES = 8
 Counter = Callable[[list[Message]], Union[int, Awaitable[int]]]
 
 _SPECIAL_TOKEN = re.compile(r"<\|[^|<>]{0,40}\|>|</?s>|\[/?INST\]")
-_FAKE_HEADER = re.compile(r"^(\s*)\[(\d{1,3})\]", re.MULTILINE)
+_FAKE_HEADER = re.compile(r"^(\s*(?:passage\s*)?)\[(\d{1,3})\]", re.MULTILINE | re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -87,16 +91,14 @@ def passage_label(hit: Hit) -> str:
 
 def format_passages(hits: Sequence[Hit], texts: Sequence[str] | None = None) -> str:
     texts = texts if texts is not None else [clean_passage(h.chunk.text) for h in hits]
-    blocks = [f"[{i}] ({passage_label(h)})\n{t}" for i, (h, t) in enumerate(zip(hits, texts), start=1)]
+    blocks = [f"Passage [{i}] ({passage_label(h)}):\n{t}" for i, (h, t) in enumerate(zip(hits, texts), start=1)]
     return "\n\n".join(blocks)
 
 
-def user_message(question: str, hits: Sequence[Hit], texts: Sequence[str] | None = None) -> str:
+def system_message(hits: Sequence[Hit], texts: Sequence[str] | None = None, system: str | None = None) -> str:
     if not hits:
-        return question.strip()
-    return (f"Passages:\n\n{format_passages(hits, texts)}\n\n"
-            f"Question: {question.strip()}\n"
-            "Answer from the passages above and cite them like [1].")
+        return system or SYSTEM_NO_PASSAGES
+    return f"{system or SYSTEM_GROUNDED}\n\n{format_passages(hits, texts)}"
 
 
 def history_messages(history: Sequence[Message] | None) -> list[Message]:
@@ -131,10 +133,9 @@ async def build(question: str, history: Sequence[Message] | None, hits: Sequence
         used_texts = texts[:n_hits]
         if cut is not None and n_hits:
             used_texts = used_texts[:-1] + [cut]
-        sys_text = system or (SYSTEM_GROUNDED if n_hits else SYSTEM_NO_PASSAGES)
-        msgs = [{"role": "system", "content": sys_text}]
+        msgs = [{"role": "system", "content": system_message(hits[:n_hits], used_texts, system)}]
         msgs += hist[len(hist) - n_hist:] if n_hist else []
-        msgs.append({"role": "user", "content": user_message(question, hits[:n_hits], used_texts)})
+        msgs.append({"role": "user", "content": question.strip()})
         return msgs
 
     def result(msgs, n_hits, n_hist, tokens, truncated=False) -> Prompt:

@@ -1,0 +1,199 @@
+"""rag.pipeline with real parts: a real Library (MiniLM + FAISS + BM25) on a tiny temp corpus and the
+real in-process engine (SmolLM2-135M int8; the tiny random-weight build where only plumbing matters)."""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from rag import pipeline as pl
+from rag.config import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+CALIBRATION = """# Zorblax widget calibration
+
+To calibrate a Zorblax widget, hold the blue button for seven seconds until the lamp blinks green,
+then turn the dial to position 42. A Zorblax widget must be calibrated every 90 days. If the lamp
+blinks red, the widget needs a new quartz crystal before it can be calibrated.
+"""
+
+TEA = """The Quuxian tea ceremony
+
+The Quuxian tea ceremony uses smoked pine needles steeped for exactly four minutes in water at 85
+degrees. Guests drink in silence and the host rings a copper bell between cups.
+"""
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("corpus")
+    (d / "calibration.md").write_text(CALIBRATION)
+    (d / "tea.txt").write_text(TEA)
+    (d / "faq.pdf").write_bytes((REPO_ROOT / "docs_corpus" / "faq.pdf").read_bytes())
+    (d / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
+    return d
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, corpus):
+    from rag.library import Library
+
+    lib = Library(tmp_path_factory.mktemp("index"))
+    report = lib.ingest([corpus])
+    assert {Path(f).name for f, _ in report.failed} == {"broken.pdf"}, report.failed
+    return lib
+
+
+def opts(**kw) -> pl.Options:
+    base = dict(engine="onnx", model="smollm2", top_k=2, mode="hybrid", temperature=0.0, max_new_tokens=32)
+    base.update(kw)
+    return pl.Options(**base)
+
+
+async def collect(question, options, lib, history=None, control=None) -> list:
+    return [ev async for ev in pl.answer(question, history or [], options, control, lib=lib)]
+
+
+def kinds(events) -> list[str]:
+    out = []
+    for ev in events:
+        name = type(ev).__name__
+        if not out or out[-1] != name or name != "Token":
+            out.append(name)
+    return out
+
+
+async def test_events_in_order_and_sources_name_the_right_file(library, smollm2_dir):
+    events = await collect("How do I calibrate a Zorblax widget?", opts(), library)
+    assert kinds(events) == ["Retrieved", "Token", "Sources", "Done"], kinds(events)
+    retrieved, sources, done = events[0], events[-2], events[-1]
+    assert retrieved.hits[0].chunk.name == "calibration.md"
+    assert retrieved.hits[0].scores["dense"] > pl.MIN_DENSE_SCORE
+    assert sources.used[0].chunk.name == "calibration.md"
+    assert all(h in sources.used for h in sources.cited)
+    tokens = "".join(e.text for e in events if isinstance(e, pl.Token))
+    assert done.text == tokens and tokens.strip()
+    assert done.engine == "onnx" and "smollm2" in done.model
+    assert done.usage.completion_tokens > 0 and done.usage.time_to_first_token is not None
+    assert 0 < done.usage.prompt_tokens <= 8192 - 32
+    assert set(done.timings) >= {"retrieval", "prompt", "generation", "total"}
+
+
+async def test_pdf_sources_carry_their_page(library, smollm2_dir):
+    events = await collect("Does Local RAG Chat send my documents to the internet?", opts(max_new_tokens=8), library)
+    used = next(e for e in events if isinstance(e, pl.Sources)).used
+    assert any(h.chunk.name == "faq.pdf" and h.chunk.page == 1 for h in used), [h.chunk.citation() for h in used]
+
+
+async def test_nothing_relevant_says_so_and_does_not_generate(library):
+    events = await collect("What is the capital of France?", opts(), library)
+    assert kinds(events) == ["Retrieved", "NothingFound", "Sources"], kinds(events)
+    nothing = events[1]
+    assert nothing.reason == "irrelevant" and not nothing.answering
+    assert "nothing" in nothing.message.lower()
+    assert not any(isinstance(e, pl.Token) for e in events)
+
+
+async def test_empty_library_answers_without_passages_clearly_labelled(tmp_path, tiny_model_dir):
+    from rag.library import Library
+
+    events = await collect("How do I calibrate a Zorblax widget?", opts(model="tiny", max_new_tokens=8),
+                           Library(tmp_path / "empty"))
+    assert kinds(events)[:2] == ["Retrieved", "NothingFound"] and kinds(events)[-2:] == ["Sources", "Done"]
+    assert events[1].reason == "empty" and events[1].answering and "empty" in events[1].message
+    assert events[-2].used == []
+
+
+async def test_mode_off_skips_retrieval(library, tiny_model_dir):
+    events = await collect("How do I calibrate a Zorblax widget?", opts(model="tiny", mode="off", max_new_tokens=8),
+                           library)
+    assert events[0].mode == "off" and events[0].hits == []
+    assert events[1].reason == "off" and "does not use your documents" in events[1].message
+    assert isinstance(events[-1], pl.Done) and events[-2].used == []
+
+
+async def test_prompt_too_long_from_the_engine_shrinks_and_retries_once(library, tiny_model_dir):
+    # The pipeline is told the context is 40k tokens; the real model holds 8192. A long history makes
+    # the first prompt overflow for real; the engine's PromptTooLong makes the pipeline rebuild once.
+    history = []
+    for t in range(4):
+        history += [{"role": "user", "content": f"question {t} " + "calibration widget lamp " * 400},
+                    {"role": "assistant", "content": f"answer {t} " + "turn the dial to forty two " * 400}]
+    events = await collect("How do I calibrate a Zorblax widget?",
+                           opts(model="tiny", context_length=40_000, max_new_tokens=16), library, history)
+    notices = [e.text for e in events if isinstance(e, pl.Notice)]
+    assert any("too long" in n for n in notices), notices
+    assert not any(isinstance(e, pl.Failed) for e in events), [e for e in events if isinstance(e, pl.Failed)]
+    done = events[-1]
+    assert isinstance(done, pl.Done)
+    assert done.usage.prompt_tokens + 16 <= 8192 and done.usage.prompt_tokens > 1000
+    assert events[-2].used, "the retry keeps the best passages (history goes first)"
+
+
+async def test_engine_errors_become_failed_events(library):
+    events = await collect("How do I calibrate a Zorblax widget?", opts(model="no-such-model"), library)
+    failed = events[-1]
+    assert isinstance(failed, pl.Failed), events
+    assert "no-such-model" in failed.text and failed.kind
+
+
+async def test_cancel_stops_the_answer_and_the_next_one_works(library, smollm2_dir):
+    control = pl.Control()
+    got = []
+    async for ev in pl.answer("How do I calibrate a Zorblax widget?", [], opts(max_new_tokens=300, mode="off"),
+                              control, lib=library):
+        got.append(ev)
+        if sum(isinstance(e, pl.Token) for e in got) == 3:
+            await control.cancel()
+    tokens = [e for e in got if isinstance(e, pl.Token)]
+    assert 3 <= len(tokens) <= 6, len(tokens)
+    done = got[-1]
+    assert isinstance(done, pl.Done) and done.usage.finish_reason == "cancelled"
+    events = await collect("How do I calibrate a Zorblax widget?", opts(max_new_tokens=8), library)
+    assert isinstance(events[-1], pl.Done) and events[-1].usage.finish_reason in ("stop", "length")
+
+
+async def test_the_event_loop_keeps_running_during_an_answer(library, smollm2_dir):
+    stalls = []
+
+    async def ticker():
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            stalls.append(time.perf_counter() - t - 0.01)
+
+    tick = asyncio.create_task(ticker())
+    try:
+        await collect("How often must a Zorblax widget be calibrated?", opts(max_new_tokens=24), library)
+    finally:
+        tick.cancel()
+    assert len(stalls) > 20
+    assert max(stalls) < 0.3, f"the loop stalled for {max(stalls):.2f}s"
+
+
+async def test_ingest_uploads_keeps_names_and_reports_bad_files(tmp_path, corpus):
+    from rag.library import Library
+
+    lib = Library(tmp_path / "index")
+    uploads = tmp_path / "uploads"
+    tmp_a, tmp_b = tmp_path / "a1b2c3", tmp_path / "d4e5f6"  # Chainlit's temp names
+    tmp_a.write_text(TEA)
+    tmp_b.write_bytes(b"%PDF-1.4 broken")
+    events = [ev async for ev in pl.ingest_uploads([(tmp_a, "tea notes.txt"), (tmp_b, "../evil/broken.pdf")],
+                                                   lib=lib, uploads_dir=uploads)]
+    assert any(isinstance(e, pl.Progress) for e in events)
+    report = events[-1].report
+    assert [Path(p).name for p in report.added] == ["tea notes.txt"]
+    assert [Path(f).name for f, _ in report.failed] == ["broken.pdf"] and report.failed[0][1]
+    assert all(uploads in Path(p).parents for p in report.added), "copies live in the uploads folder"
+    # the same content again is the same file (unchanged); other content under the same name never clobbers
+    again = [ev async for ev in pl.ingest_uploads([(tmp_a, "tea notes.txt")], lib=lib, uploads_dir=uploads)]
+    assert [Path(p).name for p in again[-1].report.unchanged] == ["tea notes.txt"]
+    tmp_a.write_text(CALIBRATION)
+    third = [ev async for ev in pl.ingest_uploads([(tmp_a, "tea notes.txt")], lib=lib, uploads_dir=uploads)]
+    assert len(third[-1].report.added) == 1 and len(list(uploads.rglob("tea notes.txt"))) == 2
+    hits = await asyncio.to_thread(lib.search, "Quuxian tea ceremony", 1)
+    assert hits[0].chunk.name == "tea notes.txt"
