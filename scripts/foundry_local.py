@@ -7,8 +7,10 @@
 Foundry Local's native runtime and its built-in OpenAI-compatible web service come from the PyPI
 package ``foundry-local-sdk`` (pinned in scripts/foundry-requirements.txt), which pins its own
 onnxruntime, so it lives in ``.venv-foundry``. Started from any other interpreter, this script
-resolves the model folder there (``rag.models`` is importable in the app venv) and re-executes
-itself under ``.venv-foundry/bin/python``.
+resolves the model folder (``rag.models``) and re-executes itself under ``.venv-foundry/bin/python``.
+The model is registered in Foundry Local's local catalog (bring-your-own-model; the folder is not
+copied) under a stable id such as ``smollm2-135m-instruct-generic-cpu:1``; a registration left by an
+earlier run is reused.
 
 When the service is up it prints one line
 
@@ -158,7 +160,7 @@ def register(catalog, model_dir: Path, model_id: str):
 
 
 def serve(args: argparse.Namespace, model_dir: Path) -> int:
-    from foundry_local_sdk import CatalogType, Configuration, FoundryLocalManager, LogLevel
+    from foundry_local_sdk import CatalogType, Configuration, FoundryLocalException, FoundryLocalManager, LogLevel
 
     data_dir = Path(args.data_dir).expanduser().resolve()
     for sub in ("app", "models", "logs"):
@@ -192,7 +194,15 @@ def serve(args: argparse.Namespace, model_dir: Path) -> int:
         if stop.is_set():
             return 0
         model.load()  # the service never loads a model by itself
-        manager.start_web_service()
+        if stop.is_set():
+            return 0
+        try:
+            manager.start_web_service()
+        except FoundryLocalException as exc:
+            hint = (f" Port {args.port} is taken: choose another with --port, or --port 0 for a free one."
+                    if "in use" in str(exc).lower() else "")
+            log(f"error: the web service did not start on {args.host}:{args.port}: {exc}.{hint}")
+            return 1
         urls = manager.urls or []
         if not urls:
             log("the web service reported no URL")

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
 
 import httpx
@@ -11,7 +15,7 @@ import pytest
 from engines.base import (EngineUnavailable, GenerationOptions, ModelNotFound, ModelNotLoaded,
                           PromptTooLong, StreamBroken)
 from engines.foundry import FoundryEngine
-from foundry_support import Launcher
+from foundry_support import LAUNCHER, Launcher
 
 pytestmark = [pytest.mark.foundry, pytest.mark.asyncio(loop_scope="session")]
 
@@ -185,6 +189,7 @@ async def test_launcher_killed_mid_stream_then_a_new_service_is_found(tmp_path, 
         assert "make foundry" in err.value.user_text()
 
         second = await asyncio.to_thread(Launcher(root=tmp_path, model_dir=model_dir).start)
+        assert "reusing registration" in (tmp_path / "launcher.log").read_text()  # idempotent register
         try:
             pieces, usage = await answer(eng, GROUNDED, max_new_tokens=40)
             assert "Marta Quill" in "".join(pieces)
@@ -195,3 +200,20 @@ async def test_launcher_killed_mid_stream_then_a_new_service_is_found(tmp_path, 
     finally:
         first.kill()
         await eng.aclose()
+
+
+async def test_launcher_on_a_taken_port_fails_at_once_with_a_clear_message(tmp_path, model_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cmd = [sys.executable, str(LAUNCHER), "--model", str(model_dir), "--port", str(port),
+               "--data-dir", str(tmp_path / "data"), "--state-file", str(tmp_path / "state.json")]
+        env = dict(os.environ, HOME=str(tmp_path), LRC_CACHE_DIR=str(tmp_path / "cache"))
+        t0 = time.perf_counter()
+        done = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, env=env,
+                                       timeout=60)
+    assert done.returncode == 1
+    assert time.perf_counter() - t0 < 20
+    assert f"Port {port} is taken" in done.stderr
+    assert "READY" not in done.stdout and not (tmp_path / "state.json").exists()
