@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -117,3 +118,38 @@ async def test_cancel_during_slow_first_byte_is_prompt(fault_server, model):
     assert time.perf_counter() - t0 < 1.0
     assert gen.usage.finish_reason == "cancelled"
     await eng.aclose()
+
+
+def _mock_foundry_cli(folder, output: str):
+    """A stand-in `foundry` command (mock: the desktop CLI does not exist on Linux) printing ``output``."""
+    folder.mkdir(exist_ok=True)
+    script = folder / "foundry"
+    script.write_text(f"#!/bin/sh\ncat <<'END'\n{output}\nEND\n")
+    script.chmod(0o755)
+    return folder
+
+
+async def test_desktop_service_url_from_mock_foundry_cli(fault_server, tmp_path, monkeypatch):
+    from rag.config import settings
+
+    port = fault_server.base_url.split(":")[2].split("/")[0]
+    bin_dir = _mock_foundry_cli(tmp_path / "bin", f"🟢 Model management service is running on "
+                                                 f"http://127.0.0.1:{port}/openai/status")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(settings(), "foundry_base_url", "")
+    eng = FoundryEngine(model="ok", state_file=tmp_path / "absent.json")
+    assert "".join(await collect(eng.stream(Q))) == "Hello there."
+    assert eng.base_url == fault_server.base_url  # root /v1 on the status port
+    await eng.aclose()
+
+
+async def test_mock_foundry_cli_says_not_running(tmp_path, monkeypatch):
+    from rag.config import settings
+
+    bin_dir = _mock_foundry_cli(tmp_path / "bin", "🔴 Model management service is not running!")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(settings(), "foundry_base_url", "")
+    eng = FoundryEngine(state_file=tmp_path / "absent.json")
+    with pytest.raises(EngineUnavailable) as err:
+        await eng.list_models()
+    assert "foundry service start" in err.value.user_text()
