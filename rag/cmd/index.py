@@ -1,0 +1,71 @@
+"""`python -m rag index PATH...`: add files and folders (recursive) to the library."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+HELP = "index files and folders (recursive): .pdf .txt .md .rst .html"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="*", help="files or folders")
+    p.add_argument("--resume", action="store_true", help="also index what an interrupted run left out")
+    p.add_argument("--index-dir", help="index folder (default: settings().index_dir)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+class ProgressBar:
+    def __init__(self, stream=sys.stderr, quiet: bool = False):
+        self.stream, self.quiet = stream, quiet
+        self.tty = stream.isatty()
+        self.last = 0.0
+
+    def __call__(self, p) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if self.tty or now - self.last > 5 or p.done == p.total:
+            self.last = now
+            width = 30
+            filled = int(width * p.done / p.total) if p.total else width
+            line = f"[{'#' * filled}{'.' * (width - filled)}] {p.done}/{p.total} {p.stage:9s} {p.file[:40]}"
+            self.stream.write(("\r" + line.ljust(100)) if self.tty else line + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and not self.quiet:
+            self.stream.write("\n")
+
+
+def open_library(args):
+    from rag.config import settings
+    from rag.library import Library
+
+    if getattr(args, "index_dir", None):
+        s = settings()
+        return Library(args.index_dir, s.embed_model, s.max_file_mb)
+    return Library.shared()
+
+
+def run(args: argparse.Namespace) -> int:
+    lib = open_library(args)
+    paths = list(args.paths)
+    if args.resume:
+        paths += [p for p in lib.store.pending() if p not in paths]
+    if not paths:
+        print("nothing to index: give files or folders (or --resume)", file=sys.stderr)
+        return 2
+    bar = ProgressBar(quiet=args.quiet)
+    report = lib.ingest(paths, progress=bar)
+    bar.close()
+    for f in report.added:
+        print(f"added      {f}")
+    for f in report.updated:
+        print(f"updated    {f}")
+    for f, reason in report.failed:
+        print(f"FAILED     {reason}")
+    print(report.summary())
+    st = lib.stats()
+    print(st.summary())
+    return 1 if report.failed and not (report.added or report.updated or report.unchanged) else 0
