@@ -217,3 +217,26 @@ async def test_launcher_on_a_taken_port_fails_at_once_with_a_clear_message(tmp_p
     assert time.perf_counter() - t0 < 20
     assert f"Port {port} is taken" in done.stderr
     assert "READY" not in done.stdout and not (tmp_path / "state.json").exists()
+
+
+async def test_event_loop_stays_responsive_while_streaming(engine):
+    """Streaming over HTTP must not stall the loop (the chat UI shares it)."""
+    lags = []
+    stop = asyncio.Event()
+
+    async def ticker():
+        while not stop.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append(time.perf_counter() - t - 0.01)
+
+    tick = asyncio.create_task(ticker())
+    try:
+        results = await asyncio.gather(answer(engine, GROUNDED, max_new_tokens=40),
+                                       answer(engine, LONG, max_new_tokens=80))
+    finally:
+        stop.set()
+        await tick
+    assert all(pieces for pieces, _ in results)
+    assert len(lags) > 20
+    assert max(lags) < 0.1, f"event loop stalled {max(lags) * 1000:.0f} ms"
