@@ -121,10 +121,11 @@ class Launcher:
 #     model "slow"        headers, then nothing for ``slow_seconds``
 #     model "slow-headers" nothing at all (not even headers) for ``slow_seconds``
 #     model "ok"          a short well-formed answer ("Hello there.") with usage
+#     model "strict"      400 when the request has stream_options, else "Hello there." without usage
 
 
 
-MODELS = ["ok", "garbage", "not-sse", "truncated", "no-done", "http500", "http503", "slow", "slow-headers"]
+MODELS = ["ok", "garbage", "not-sse", "truncated", "no-done", "http500", "http503", "slow", "slow-headers", "strict"]
 
 
 def _chunk(text: str, finish: str | None = None) -> bytes:
@@ -217,14 +218,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self._write_chunked(b"")
             except OSError:
                 pass
-        elif model == "ok":
+        elif model == "strict" and "stream_options" in body:
+            self._json(400, {"error": {"message": "Unrecognized request argument: stream_options",
+                                       "type": "invalid_request_error"}})
+        elif model in ("ok", "strict"):
             self._sse_headers(chunked=True)
             for piece in ("Hello", " there", "."):
                 self._write_chunked(_chunk(piece))
             self._write_chunked(_chunk("", "stop"))
-            usage = {"id": "x", "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 3,
-                                                         "total_tokens": 14}}
-            self._write_chunked(f"data: {json.dumps(usage)}\n\n".encode())
+            if model == "ok":
+                usage = {"id": "x", "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 3,
+                                                             "total_tokens": 14}}
+                self._write_chunked(f"data: {json.dumps(usage)}\n\n".encode())
             self._write_chunked(b"data: [DONE]\n\n")
             self._write_chunked(b"")
         else:

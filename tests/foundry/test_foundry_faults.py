@@ -153,3 +153,14 @@ async def test_mock_foundry_cli_says_not_running(tmp_path, monkeypatch):
     with pytest.raises(EngineUnavailable) as err:
         await eng.list_models()
     assert "foundry service start" in err.value.user_text()
+
+
+async def test_service_without_stream_options_still_reports_usage(fault_engine, fault_server):
+    gen = fault_engine.stream(Q, model="strict")
+    assert "".join(await collect(gen)) == "Hello there."
+    assert gen.usage.completion_tokens == 3  # counted from the pieces
+    assert gen.usage.prompt_tokens > 0  # estimated
+    assert "stream_options" in fault_server.requests[0] and "stream_options" not in fault_server.requests[1]
+    gen = fault_engine.stream(Q, model="strict")  # remembered: no second refusal
+    await collect(gen)
+    assert len(fault_server.requests) == 3
