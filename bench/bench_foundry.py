@@ -50,7 +50,7 @@ class Service:
         home.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, HOME=str(home), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
         cmd = [sys.executable, str(REPO_ROOT / "scripts" / "foundry_local.py"), "--model", str(model_dir),
-               "--port", "0", "--data-dir", str(root / "data"), "--state-file", str(root / "state.json")]
+               "--port", "0", "--data-dir", str(root / "data"), "--state-file", str(root / "state.json"), "--stop-with-parent"]
         self.t0 = time.perf_counter()
         self.log = open(root / "launcher.log", "wb")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, env=env, text=True,

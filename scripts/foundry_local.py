@@ -108,7 +108,7 @@ def reexec_in_foundry_venv(args: argparse.Namespace, model_dir: Path) -> None:
     argv = [str(FOUNDRY_PYTHON), str(Path(__file__).resolve()), "--model", str(model_dir),
             "--model-id", args.model_id, "--host", args.host, "--port", str(args.port),
             "--data-dir", str(args.data_dir), "--state-file", str(args.state_file),
-            "--log-level", args.log_level]
+            "--log-level", args.log_level] + (["--stop-with-parent"] if args.stop_with_parent else [])
     os.execv(argv[0], argv)
 
 
@@ -215,8 +215,11 @@ def serve(args: argparse.Namespace, model_dir: Path) -> int:
         write_state(state_file, state)
         log(f"ready in {time.perf_counter() - t0:.1f}s; state in {state_file}")
         print(f"READY base_url={base_url} model={model.id} alias={model.alias}", flush=True)
+        parent = os.getppid()
         while not stop.wait(0.5):
-            pass
+            if args.stop_with_parent and os.getppid() != parent:
+                log("the process that started this service is gone, stopping")
+                break
         return 0
     finally:
         remove_state(state_file)
@@ -242,6 +245,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="Foundry Local's app data, registrations and logs (default: %(default)s)")
     p.add_argument("--state-file", default=str(settings().cache_dir / "foundry.json"),
                    help="where to write base_url/model JSON when ready (default: %(default)s)")
+    p.add_argument("--stop-with-parent", action="store_true",
+                   help="stop when the process that started this one exits (tests, benchmarks)")
     p.add_argument("--log-level", default="Warning",
                    choices=["Verbose", "Debug", "Information", "Warning", "Error", "Fatal"])
     return p.parse_args(argv)

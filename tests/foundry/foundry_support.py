@@ -58,7 +58,7 @@ class Launcher:
                    PYTHONUNBUFFERED="1")
         env.pop("FOUNDRY_BASE_URL", None)
         cmd = [sys.executable, str(LAUNCHER), "--model", str(self.model_dir), "--port", str(self.port),
-               "--data-dir", str(self.root / "data"), "--state-file", str(self.state_file)]
+               "--data-dir", str(self.root / "data"), "--state-file", str(self.state_file), "--stop-with-parent"]
         self.lines = []
         log = open(self.root / "launcher.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, cwd=REPO_ROOT,

@@ -240,3 +240,40 @@ async def test_event_loop_stays_responsive_while_streaming(engine):
     assert all(pieces for pieces, _ in results)
     assert len(lags) > 20
     assert max(lags) < 0.1, f"event loop stalled {max(lags) * 1000:.0f} ms"
+
+
+async def test_launcher_stops_when_its_parent_dies(tmp_path, model_dir):
+    """A crashed test run or benchmark must not leave a service behind (--stop-with-parent)."""
+    state = tmp_path / "state.json"
+    parent_code = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, {str(LAUNCHER)!r}, '--model', {str(model_dir)!r}, "
+        f"'--data-dir', {str(tmp_path / 'data')!r}, '--state-file', {str(state)!r}, '--stop-with-parent'])\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(600)\n")
+    env = dict(os.environ, HOME=str(tmp_path), LRC_CACHE_DIR=str(tmp_path / "cache"))
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True, env=env)
+    child_pid = int(parent.stdout.readline())
+    try:
+        deadline = time.monotonic() + 60
+        while not state.exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert state.exists(), "launcher did not become ready"
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child_pid, 0)
+            except ProcessLookupError:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("launcher outlived its parent by 15 s")
+        assert not state.exists()
+    finally:
+        parent.kill()
+        try:
+            os.kill(child_pid, 9)
+        except ProcessLookupError:
+            pass
