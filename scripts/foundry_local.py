@@ -214,8 +214,10 @@ def serve(args: argparse.Namespace, model_dir: Path) -> int:
                  "pid": os.getpid(), "started_at": time.time(), "data_dir": str(data_dir)}
         write_state(state_file, state)
         log(f"ready in {time.perf_counter() - t0:.1f}s; state in {state_file}")
-        log(f"use it from the app with LRC_ENGINE=foundry (found through the state file), or set "
-            f"FOUNDRY_BASE_URL={base_url} FOUNDRY_MODEL={model.id}; stop with Ctrl+C")
+        found = ("LRC_ENGINE=foundry (it reads the state file), or "
+                 if state_file.resolve() == (settings().cache_dir / "foundry.json").resolve() else "")
+        log(f"use it from the app with {found}FOUNDRY_BASE_URL={base_url} FOUNDRY_MODEL={model.id}; "
+            "stop with Ctrl+C")
         print(f"READY base_url={base_url} model={model.id} alias={model.alias}", flush=True)
         parent = os.getppid()
         while not stop.wait(0.5):
