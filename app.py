@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import textwrap
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -179,13 +180,19 @@ def _retrieval_text(ev: pl.Retrieved) -> str:
     return "\n".join(lines)
 
 
+def _wrap(text: str, width: int = 56) -> str:
+    """Long lines wrapped for the side view (code blocks do not wrap); the words are unchanged."""
+    return "\n".join(textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False) or line
+                     for line in text.splitlines())
+
+
 async def _source_elements(src: pl.Sources) -> tuple[list, str]:
     elements, names, pdfs = [], [], set()
     for h in src.shown:
         n = src.used.index(h) + 1
         name = f"[{n}] {h.chunk.citation()}"
         names.append(name)
-        elements.append(cl.Text(name=name, content=h.chunk.text, language="text", display="side"))
+        elements.append(cl.Text(name=name, content=_wrap(h.chunk.text), language="text", display="side"))
         if h.chunk.source.lower().endswith(".pdf") and os.path.isfile(h.chunk.source) \
                 and (h.chunk.source, h.chunk.page) not in pdfs:
             pdfs.add((h.chunk.source, h.chunk.page))
@@ -193,6 +200,13 @@ async def _source_elements(src: pl.Sources) -> tuple[list, str]:
             names.append(pdf_name)
             elements.append(cl.Pdf(name=pdf_name, path=h.chunk.source, page=h.chunk.page or 1, display="side"))
     return elements, " · ".join(names)
+
+
+async def _append(msg: cl.Message, block: str) -> None:
+    """A paragraph after the answer; closes a code block the model left open (it would swallow it)."""
+    if msg.content.count("```") % 2:
+        await msg.stream_token("\n```")
+    await msg.stream_token(("\n\n" if msg.content else "") + block)
 
 
 @cl.on_message
@@ -224,15 +238,14 @@ async def on_message(message: cl.Message) -> None:
                 await old.remove()
             msg.elements, names = await _source_elements(ev)
             cl.user_session.set("side_elements", msg.elements)
-            await msg.stream_token(f"\n\n**Sources:** {names}")
+            await _append(msg, f"**Sources:** {names}")
         elif isinstance(ev, pl.Done):
             text, u = ev.text, ev.usage
             ttft = f"{u.time_to_first_token:.2f} s" if u.time_to_first_token is not None else "–"
-            await msg.stream_token(f"\n\n`{registry.labels().get(ev.engine, ev.engine)} · {ev.model} · "
-                                   f"TTFT {ttft} · {u.tokens_per_second:.1f} tokens/s · "
-                                   f"{u.completion_tokens} tokens`")
+            await _append(msg, f"`{registry.labels().get(ev.engine, ev.engine)} · {ev.model} · TTFT {ttft} · "
+                               f"{u.tokens_per_second:.1f} tokens/s · {u.completion_tokens} tokens`")
         elif isinstance(ev, pl.Failed):
-            await msg.stream_token(f"\n\n**Error:** {ev.text}")
+            await _append(msg, f"**Error:** {ev.text}")
     if msg.content or msg.elements:
         await msg.send()
     if text:

@@ -1,0 +1,149 @@
+"""End-to-end fixtures: a real `chainlit run app.py` server and Debian chromium driven by Playwright.
+
+The server runs in its own working folder (symlinks to app.py, chainlit.md, public/ and a copy of
+.chainlit/) so its `.files/` never collides with another server, with LRC_DATA_DIR in a temp folder:
+its first chat indexes docs_corpus/ exactly like a fresh install. Foundry Local is pointed at a
+fixed free port; the Foundry test starts the real service (tests/foundry's Launcher) there itself.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED = REPO_ROOT.parent / "shared"
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+CHROMIUM = Path(os.environ.get("LRC_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+START_TIMEOUT = 180.0
+
+sys.path.insert(0, str(REPO_ROOT / "tests" / "foundry"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    workdir: Path
+    data_dir: Path
+    foundry_port: int
+    proc: subprocess.Popen
+    log: Path
+    timings: dict = field(default_factory=dict)
+
+    def log_tail(self, n: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-n:]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"chainlit exited with {proc.returncode} before serving:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.25)
+    pytest.fail(f"chainlit did not answer HTTP 200 within {timeout:.0f}s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Server:
+    chainlit = REPO_ROOT / ".venv" / "bin" / "chainlit"
+    if not chainlit.exists():
+        pytest.fail(f"{chainlit} is missing: run `make setup`.")
+    root = tmp_path_factory.mktemp("e2e-server")
+    workdir = root / "app"
+    workdir.mkdir()
+    for name in ("app.py", "chainlit.md", "public"):
+        (workdir / name).symlink_to(REPO_ROOT / name)
+    (workdir / ".chainlit").mkdir()
+    shutil.copy(REPO_ROOT / ".chainlit" / "config.toml", workdir / ".chainlit" / "config.toml")
+    data_dir = root / "data"
+    port, foundry_port = free_port(), free_port()
+    env = dict(os.environ, LRC_DATA_DIR=str(data_dir), PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", LRC_ENGINE="onnx",
+               LRC_TOP_K="3", LRC_MAX_NEW_TOKENS="96", LRC_RETRIEVAL_MODE="hybrid",
+               FOUNDRY_BASE_URL=f"http://127.0.0.1:{foundry_port}/catalogs/local/v1", PYTHONUNBUFFERED="1")
+    for key in ("LRC_MODEL", "FOUNDRY_MODEL", "LRC_MODELS"):
+        env.pop(key, None)
+    log = root / "chainlit.log"
+    t0 = time.monotonic()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(chainlit), "run", "app.py", "--headless", "--host", "127.0.0.1",
+                                 "--port", str(port)], cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    srv = Server(url, workdir, data_dir, foundry_port, proc, log)
+    try:
+        _wait_http(url + "/", proc, log, START_TIMEOUT)
+        srv.timings["start_to_http_200_s"] = round(time.monotonic() - t0, 2)
+        srv.timings["t0"] = t0
+        yield srv
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        timings = {k: v for k, v in srv.timings.items() if k != "t0"}
+        (root / "timings.json").write_text(json.dumps(timings, indent=2))
+        print(f"\n[e2e] server timings: {timings}  (log: {log})")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (Debian package chromium).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def new_chat(server, browser):
+    """Open a fresh browser context (its own chat session) on the app; returns the page."""
+    contexts = []
+
+    def open_chat(width: int = 1280, height: int = 900):
+        ctx = browser.new_context(viewport={"width": width, "height": height})
+        contexts.append(ctx)
+        page = ctx.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(server.url + "/")
+        page.wait_for_selector("#chat-input", timeout=120_000)
+        return page
+
+    yield open_chat
+    for ctx in contexts:
+        ctx.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS

@@ -1,0 +1,206 @@
+"""The chat as a user sees it: a real Chainlit server, real models, Debian chromium via Playwright.
+
+Run: .venv/bin/python -m pytest -q -m e2e tests/e2e   (screenshots land in docs/screenshots/)
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+MESSAGES = '[data-step-type="assistant_message"]'
+FOOTER = re.compile(r"TTFT .* tokens/s")
+SMALL_PDF = SHARED / "datasets" / "pdfs" / "R-data.pdf"  # 41 pages: indexes in well under a minute
+
+
+def assistant_texts(page) -> list[str]:
+    return page.locator(MESSAGES).all_text_contents()  # not inner_text: CSS upper-cases the source badges
+
+
+def answers(page) -> list[str]:
+    return [t for t in assistant_texts(page) if FOOTER.search(t)]
+
+
+def ask(page, question: str, server=None, timeout: float = 240, wait: bool = True):
+    """Send a question; wait for its answer (the footer). Returns (answer text, partial lengths seen
+    while the answer body was streaming)."""
+    before = len(answers(page))
+    n_messages = len(assistant_texts(page))
+    page.fill("#chat-input", question)
+    page.click("#chat-submit")
+    if not wait:
+        return None, []
+    seen: list[tuple[int, int]] = []  # (message count, length of the newest message) while streaming
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = answers(page)
+        if len(done) > before:
+            if server is not None and "start_to_first_answer_s" not in server.timings:
+                server.timings["start_to_first_answer_s"] = round(time.monotonic() - server.timings["t0"], 2)
+            last = max((c for c, _ in seen), default=0)
+            return done[-1], [n for c, n in seen if c == last]  # the answer message is the newest one
+        texts = assistant_texts(page)
+        if len(texts) > n_messages and "Sources:" not in texts[-1] and "TTFT" not in texts[-1]:
+            seen.append((len(texts), len(texts[-1])))
+        time.sleep(0.1)
+    pytest.fail(f"no answer to {question!r} within {timeout:.0f}s; last messages: {assistant_texts(page)[-3:]}"
+                + (f"\nserver log:\n{server.log_tail()}" if server else ""))
+
+
+def open_settings(page):
+    page.click("#chat-settings-open-modal")
+    page.wait_for_selector("#engine")
+
+
+def choose(page, widget_id: str, option: str):
+    page.click(f"#{widget_id}")
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def confirm_settings(page):
+    page.click("#confirm")
+    page.wait_for_selector("#confirm", state="detached")
+
+
+def test_welcome_names_what_is_indexed(new_chat, server, screenshots):
+    page = new_chat()
+    welcome = page.get_by_text("Welcome to Local RAG Chat")
+    welcome.wait_for(timeout=240_000)  # the very first chat indexes docs_corpus/ (a fresh data folder)
+    text = "\n".join(assistant_texts(page))
+    m = re.search(r"holds (\d+) files \((\d+) passages\)", text)
+    assert m, text
+    assert int(m.group(1)) >= 2 and int(m.group(2)) > 5, text
+    assert "First start: indexing" in text and "done" in text, "the first start indexes docs_corpus/ visibly"
+    assert "drop" in text.lower(), "the welcome says how to add documents"
+    page.screenshot(path=str(screenshots / "welcome.png"))
+
+
+def test_question_about_docs_corpus_streams_a_cited_answer(new_chat, server, screenshots):
+    page = new_chat()
+    page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
+    answer, partial = ask(page, "How do I connect a Foundry Local endpoint?", server)
+    assert len(set(partial)) >= 2 and partial == sorted(partial), f"tokens were not streamed: {partial}"
+    assert "Sources:" in answer and "user-guide.md" in answer, answer
+    assert "In-process" in answer and "smollm2" in answer.lower(), answer
+    # the retrieval step is there and can be expanded
+    step = page.get_by_text("Retrieval", exact=False).first
+    assert step.is_visible()
+    page.screenshot(path=str(screenshots / "answer-with-sources.png"))
+    # the sources are links (not swallowed by a code block the model left open); one opens as plain text
+    link = page.locator(MESSAGES).last.get_by_role("link", name=re.compile(r"\[\d\] user-guide\.md")).first
+    name = link.text_content()
+    link.click()
+    page.wait_for_function("n => document.querySelector('#side-view-title')?.textContent.includes(n)", arg=name)
+    side = page.locator("#side-view-content")
+    assert side.locator("pre, code").count() >= 1, "the passage is rendered as a plain-text code block"
+    assert len(side.text_content().strip()) > 100, "the passage text is shown"
+    page.screenshot(path=str(screenshots / "source-passage.png"))
+
+
+def test_upload_pdf_then_answer_cites_it_with_a_page(new_chat, server, screenshots):
+    assert SMALL_PDF.is_file(), f"{SMALL_PDF} is missing (shared datasets)"
+    page = new_chat()
+    page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
+    page.set_input_files("#upload-button-input", str(SMALL_PDF))
+    page.get_by_text("R-data.pdf").first.wait_for()
+    answer, _ = ask(page, "How do I read a spreadsheet or a CSV file into R with read.table?", server, timeout=400)
+    texts = "\n".join(assistant_texts(page))
+    assert re.search(r"Indexing 1 file\(s\): done", texts), texts
+    assert re.search(r"R-data\.pdf, p\. \d+", answer), answer
+    stored = list((server.data_dir / "uploads").rglob("R-data.pdf"))
+    assert stored, "the upload was copied into the library's uploads folder under its own name"
+    page.screenshot(path=str(screenshots / "pdf-upload-answer.png"))
+    link = page.locator(MESSAGES).last.get_by_role("link", name=re.compile(r"open R-data\.pdf at p\. \d+")).first
+    name = link.text_content()
+    page_no = int(re.search(r"p\. (\d+)", name).group(1))
+    assert re.search(rf"R-data\.pdf, p\. {page_no}\b", answer), "the PDF opens at a cited page"
+    link.click()
+    page.wait_for_function("n => document.querySelector('#side-view-title')?.textContent.includes(n)", arg=name)
+    page.locator("#side-view-content canvas").first.wait_for(timeout=30_000)  # pdf.js drew a page
+    time.sleep(1.5)
+    page.screenshot(path=str(screenshots / "pdf-at-cited-page.png"))
+
+
+def test_foundry_local_unreachable_then_answers(new_chat, server, screenshots, tmp_path):
+    from foundry_support import Launcher, smollm2_dir
+
+    page = new_chat()
+    page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
+    open_settings(page)
+    choose(page, "engine", "Foundry Local")
+    page.screenshot(path=str(screenshots / "settings-panel.png"))
+    confirm_settings(page)
+    page.get_by_text("Foundry Local is not reachable").wait_for(timeout=60_000)
+    assert "make foundry" in "\n".join(assistant_texts(page))
+    page.screenshot(path=str(screenshots / "foundry-unreachable.png"))
+    # the chat keeps working on the previous engine
+    answer, _ = ask(page, "Which file types can I add?", server)
+    assert "In-process" in answer, answer
+
+    launcher = Launcher(root=tmp_path, model_dir=smollm2_dir(), port=server.foundry_port).start()
+    try:
+        open_settings(page)
+        choose(page, "engine", "Foundry Local")
+        confirm_settings(page)
+        answer, _ = ask(page, "Which file types can I add?", server)
+        assert "Foundry Local" in answer and launcher.model in answer, answer
+        assert "Sources:" in answer, answer
+        page.screenshot(path=str(screenshots / "foundry-answer.png"))
+    finally:
+        assert launcher.stop() == 0
+
+
+def test_stop_mid_answer_then_next_question_works(new_chat, server, screenshots):
+    page = new_chat()
+    page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
+    open_settings(page)
+    page.locator("#max_new_tokens [role=slider], #max_new_tokens").last.focus()
+    page.keyboard.press("End")  # 1024 tokens: long enough to stop mid-way
+    choose(page, "mode", "off")
+    confirm_settings(page)
+    before = len(answers(page))
+    ask(page, "Write a long, detailed essay about the history of libraries and how people found books.",
+        wait=False)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        texts = assistant_texts(page)
+        if texts and len(texts[-1]) > 40 and "Retrieval is off" not in texts[-1]:
+            break
+        time.sleep(0.1)
+    page.click("#stop-button")
+    time.sleep(1.0)
+    stopped_len = len(assistant_texts(page)[-1])
+    time.sleep(3.0)
+    assert len(assistant_texts(page)[-1]) == stopped_len, "text kept streaming after stop"
+    assert len(answers(page)) == before, "a stopped answer has no completion footer"
+    page.screenshot(path=str(screenshots / "stopped.png"))
+    answer, _ = ask(page, "Say hello.", server)
+    assert FOOTER.search(answer)
+
+
+def test_two_chats_keep_their_own_settings(new_chat, server, screenshots):
+    a, b = new_chat(), new_chat()
+    for page in (a, b):
+        page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
+    open_settings(a)
+    choose(a, "mode", "off")
+    confirm_settings(a)
+    question = "How do I add documents to the library?"
+    answer_a, _ = ask(a, question, server)
+    answer_b, _ = ask(b, question, server)
+    assert "Retrieval is off" in "\n".join(assistant_texts(a)) and "Sources:" not in answer_a, answer_a
+    assert "Sources:" in answer_b and "Retrieval is off" not in "\n".join(assistant_texts(b)), answer_b
+    open_settings(b)
+    assert "hybrid" in b.locator("#mode").inner_text()
+    b.keyboard.press("Escape")
+    open_settings(a)
+    assert "off" in a.locator("#mode").inner_text()
+    a.keyboard.press("Escape")
+    a.screenshot(path=str(screenshots / "chat-a-retrieval-off.png"))
+    b.screenshot(path=str(screenshots / "chat-b-hybrid.png"))
