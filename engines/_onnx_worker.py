@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="generation worker (started by engines.onnx_genai)")
     ap.add_argument("--fd", type=int, required=True, help="socket file descriptor shared with the app")
     ap.add_argument("--max-active", type=int, default=4)
-    ap.add_argument("--prompt-chunk", type=int, default=256)
+    ap.add_argument("--prompt-chunk", type=int, default=128)
     args = ap.parse_args(argv)
     conn = Connection(args.fd)
     try:

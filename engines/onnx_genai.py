@@ -64,7 +64,7 @@ class OnnxGenaiEngine:
     name = "onnx"
     label = "In-process (ONNX Runtime GenAI)"
 
-    def __init__(self, model: str | None = None, max_active: int = 4, prompt_chunk: int = 256):
+    def __init__(self, model: str | None = None, max_active: int = 4, prompt_chunk: int = 128):
         """``model``: default model id/alias/path (else ``rag.models.default_model()``).
         ``max_active``: answers generated at once (more wait in line). ``prompt_chunk``: prompt tokens
         fed per step (smaller = quicker cancel and fairer interleaving, larger = a bit faster)."""

@@ -52,7 +52,11 @@ DEFAULT_ORDER = ["smollm2", "smollm2-int4", "phi-4-mini"]  # the default model, 
 
 PHI_REPO = "microsoft/Phi-4-mini-instruct-onnx"
 PHI_SUBFOLDER = "cpu_and_mobile/cpu-int4-rtn-block-32-acc-level-4"
-HF_HOST = "https://huggingface.co"
+
+
+def _hf_host() -> str:
+    """The Hugging Face hub address (HF_ENDPOINT, which huggingface_hub honours too)."""
+    return os.environ.get("HF_ENDPOINT", "").strip() or "https://huggingface.co"
 
 
 def models_dir() -> Path:
@@ -206,13 +210,24 @@ def verify(path: Path, expect_words: bool = True, max_new_tokens: int = 24) -> s
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A short HEAD to the hub, bounded as a whole (name resolution included) so offline never hangs."""
+    import threading
+
     import httpx
 
-    try:
-        httpx.head(HF_HOST, timeout=timeout, follow_redirects=False)
-        return True
-    except httpx.HTTPError:
-        return False
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            httpx.head(_hf_host(), timeout=timeout, follow_redirects=False)
+            result.append(True)
+        except httpx.HTTPError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)  # daemon: a stuck DNS lookup cannot block exit
+    thread.start()
+    thread.join(timeout + 1)
+    return bool(result and result[0])
 
 
 def _build_local(recipe: Recipe, tmp: Path, log: Callable[[str], None]) -> None:
@@ -234,14 +249,14 @@ def _build_local(recipe: Recipe, tmp: Path, log: Callable[[str], None]) -> None:
 def _download_phi(tmp: Path, log: Callable[[str], None]) -> None:
     if not _hub_reachable():
         raise EngineUnavailable(
-            f"Cannot download Phi-4-mini: the Hugging Face hub ({HF_HOST}) is not reachable from this machine.",
+            f"Cannot download Phi-4-mini: the Hugging Face hub ({_hf_host()}) is not reachable from this machine.",
             f"On a machine that is online, download {PHI_REPO} (folder {PHI_SUBFOLDER}), copy that folder here "
             "and name it in LRC_MODELS.")
     log(f"downloading {PHI_REPO}/{PHI_SUBFOLDER} (~4.9 GB)")
     code = ("import sys; from huggingface_hub import snapshot_download; "
             "snapshot_download(sys.argv[1], allow_patterns=[sys.argv[2] + '/*'], local_dir=sys.argv[3])")
     raw = tmp.with_name(tmp.name + "-raw")
-    env = {**os.environ, "HF_HUB_OFFLINE": "0"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": _hf_host()}
     done = subprocess.run([sys.executable, "-c", code, PHI_REPO, PHI_SUBFOLDER, str(raw)], env=env)
     if done.returncode != 0:
         shutil.rmtree(raw, ignore_errors=True)
