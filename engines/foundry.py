@@ -83,7 +83,10 @@ def _error_text(body: bytes) -> str:
     try:
         data = json.loads(text)
     except ValueError:
-        return text[:500]
+        for line in text.splitlines():  # oatpp's plain-text errors: "message=..." among other lines
+            if line.startswith("message="):
+                return line[len("message="):].strip()[:300]
+        return " ".join(text.split())[:300]
     if isinstance(data, dict):
         err = data.get("error", data)
         if isinstance(err, dict):
@@ -531,7 +534,7 @@ class FoundryEngine:
             return ModelNotFound(f"Foundry Local has no model '{model_id}' ({text}).",
                                  f"Available: {', '.join(ids) or 'none'}. Set FOUNDRY_MODEL to one of them.")
         if status == 404:
-            return EngineUnavailable(f"No OpenAI-compatible API at {where} (404: {text}).",
+            return EngineUnavailable(f"There is no OpenAI-compatible API at {where} (HTTP 404: {text}).",
                                      "FOUNDRY_BASE_URL should end in /v1 (desktop service) or "
                                      "/catalogs/local/v1 (`make foundry`).")
         if "not loaded" in low or "must be loaded" in low:

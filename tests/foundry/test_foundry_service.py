@@ -277,3 +277,15 @@ async def test_launcher_stops_when_its_parent_dies(tmp_path, model_dir):
             os.kill(child_pid, 9)
         except ProcessLookupError:
             pass
+
+
+async def test_base_url_without_v1_says_how_to_fix_it(foundry_service):
+    root = foundry_service.base_url.rsplit("/catalogs/", 1)[0]  # http://127.0.0.1:PORT
+    eng = FoundryEngine(base_url=root, model=foundry_service.model)
+    with pytest.raises(EngineUnavailable) as err:
+        await eng.list_models()
+    assert "/catalogs/local/v1" in err.value.user_text() and "\n" not in err.value.user_text()
+    with pytest.raises(EngineUnavailable):
+        async for _ in eng.stream(GROUNDED):
+            pass
+    await eng.aclose()
