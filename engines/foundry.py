@@ -375,6 +375,8 @@ class FoundryEngine:
         """Send a request; only connecting is retried (and rediscovered, for a discovered URL)."""
         delay = CONNECT_BACKOFF
         last: Exception | None = None
+        dropped = False
+        base = ""
         for attempt in range(CONNECT_ATTEMPTS):
             base = await self._base()
             request = self._client().build_request(method, f"{base}{path}", json=json_body)
@@ -392,11 +394,13 @@ class FoundryEngine:
                 raise EngineTimeout(f"Foundry Local at {base} did not answer in time ({type(exc).__name__}).",
                                     "Try again; if it persists, restart the service.") from exc
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                raise EngineUnavailable(f"Foundry Local at {base} dropped the connection "
-                                        f"({type(exc).__name__}).", START_HINT) from exc
-            except EngineError:
-                raise
-        raise self._unreachable(self._base_url or self._configured_url or "its last address", last)
+                # closed before any response byte (typically a kept-alive connection to a service that
+                # has restarted): nothing reached the user, so one more try is safe
+                if dropped:
+                    raise EngineUnavailable(f"Foundry Local at {base} dropped the connection "
+                                            f"({type(exc).__name__}).", START_HINT) from exc
+                dropped, last = True, exc
+        raise self._unreachable(base or "its last address", last)
 
     # ---------------------------------------------------------------- models
     async def list_models(self) -> list[ModelInfo]:

@@ -239,7 +239,9 @@ async def test_event_loop_stays_responsive_while_streaming(engine):
         await tick
     assert all(pieces for pieces, _ in results)
     assert len(lags) > 20
-    assert max(lags) < 0.1, f"event loop stalled {max(lags) * 1000:.0f} ms"
+    # a blocking call here would stall for the whole answer (seconds); 250 ms leaves room for the OS
+    # scheduler on 2 shared cores, where a 10 ms sleep alone was seen to overrun by ~100 ms under load
+    assert max(lags) < 0.25, f"event loop stalled {max(lags) * 1000:.0f} ms"
 
 
 async def test_launcher_stops_when_its_parent_dies(tmp_path, model_dir):
