@@ -122,10 +122,13 @@ class Launcher:
 #     model "slow-headers" nothing at all (not even headers) for ``slow_seconds``
 #     model "ok"          a short well-formed answer ("Hello there.") with usage
 #     model "strict"      400 when the request has stream_options, else "Hello there." without usage
+#     model "drop-once"   the first request's connection is closed before any response, then as "ok"
+#     model "drop"        every request's connection is closed before any response
 
 
 
-MODELS = ["ok", "garbage", "not-sse", "truncated", "no-done", "http500", "http503", "slow", "slow-headers", "strict"]
+MODELS = ["ok", "garbage", "not-sse", "truncated", "no-done", "http500", "http503", "slow", "slow-headers", "strict",
+          "drop-once", "drop"]
 
 
 def _chunk(text: str, finish: str | None = None) -> bytes:
@@ -173,6 +176,13 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         self.server.requests.append(body)
         model = body.get("model")
+        if model == "drop" or (model == "drop-once" and sum(
+                r.get("model") == "drop-once" for r in self.server.requests) == 1):
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        if model == "drop-once":
+            model = "ok"
         if model == "http500":
             self._json(500, {"error": {"message": "internal inference error", "type": "server_error"}})
         elif model == "http503":

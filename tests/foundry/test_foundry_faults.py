@@ -164,3 +164,12 @@ async def test_service_without_stream_options_still_reports_usage(fault_engine, 
     gen = fault_engine.stream(Q, model="strict")  # remembered: no second refusal
     await collect(gen)
     assert len(fault_server.requests) == 3
+
+
+async def test_connection_dropped_before_any_response_is_retried_once(fault_engine, fault_server):
+    assert "".join(await collect(fault_engine.stream(Q, model="drop-once"))) == "Hello there."
+    assert len(fault_server.requests) == 2
+    with pytest.raises(EngineUnavailable) as err:
+        await collect(fault_engine.stream(Q, model="drop"))
+    assert len(fault_server.requests) == 4  # one retry, never more
+    assert "dropped the connection" in str(err.value)
