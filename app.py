@@ -161,7 +161,10 @@ async def _run_ingest(events, title: str) -> None:
         elif isinstance(ev, pl.Ingested):
             r = ev.report
             lines = [f"{title}: done. {r.summary()}"]
-            lines += [f"- ✗ **{os.path.basename(str(f))}** was not indexed: {reason}" for f, reason in r.failed]
+            for f, reason in r.failed:
+                name = os.path.basename(str(f))
+                reason = str(reason).removeprefix(f"{f}: ").removeprefix(f"{name}: ")
+                lines.append(f"- ✗ **{name}** was not indexed: {reason}")
             msg.content = "\n".join(lines)
             await msg.update()
         elif isinstance(ev, pl.Failed):

@@ -43,6 +43,9 @@ def ask(page, question: str, server=None, timeout: float = 240, wait: bool = Tru
         if len(done) > before:
             if server is not None and "start_to_first_answer_s" not in server.timings:
                 server.timings["start_to_first_answer_s"] = round(time.monotonic() - server.timings["t0"], 2)
+            page.wait_for_selector("#stop-button", state="detached")  # the run is over: elements are linked
+            time.sleep(0.3)
+            done = answers(page)
             last = max((c for c, _ in seen), default=0)
             return done[-1], [n for c, n in seen if c == last]  # the answer message is the newest one
         texts = assistant_texts(page)
@@ -103,15 +106,18 @@ def test_question_about_docs_corpus_streams_a_cited_answer(new_chat, server, scr
     page.screenshot(path=str(screenshots / "source-passage.png"))
 
 
-def test_upload_pdf_then_answer_cites_it_with_a_page(new_chat, server, screenshots):
+def test_upload_pdf_then_answer_cites_it_with_a_page(new_chat, server, screenshots, tmp_path):
     assert SMALL_PDF.is_file(), f"{SMALL_PDF} is missing (shared datasets)"
+    broken = tmp_path / "broken-scan.pdf"
+    broken.write_bytes(b"%PDF-1.4\nnot really a PDF\n")
     page = new_chat()
     page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
-    page.set_input_files("#upload-button-input", str(SMALL_PDF))
+    page.set_input_files("#upload-button-input", [str(SMALL_PDF), str(broken)])
     page.get_by_text("R-data.pdf").first.wait_for()
     answer, _ = ask(page, "How do I read a spreadsheet or a CSV file into R with read.table?", server, timeout=400)
     texts = "\n".join(assistant_texts(page))
-    assert re.search(r"Indexing 1 file\(s\): done", texts), texts
+    assert re.search(r"Indexing 2 file\(s\): done\. 1 added", texts), texts
+    assert re.search(r"broken-scan\.pdf was not indexed: [a-z]", texts), "a bad file is named, with the reason"
     assert re.search(r"R-data\.pdf, p\. \d+", answer), answer
     stored = list((server.data_dir / "uploads").rglob("R-data.pdf"))
     assert stored, "the upload was copied into the library's uploads folder under its own name"
@@ -127,8 +133,8 @@ def test_upload_pdf_then_answer_cites_it_with_a_page(new_chat, server, screensho
     page.screenshot(path=str(screenshots / "pdf-at-cited-page.png"))
 
 
-def test_foundry_local_unreachable_then_answers(new_chat, server, screenshots, tmp_path):
-    from foundry_support import Launcher, smollm2_dir
+def test_foundry_local_unreachable_then_answers(new_chat, server, screenshots, tmp_path, smollm2_dir):
+    from foundry_support import Launcher  # tests/foundry: the real service in a child process
 
     page = new_chat()
     page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
@@ -143,7 +149,7 @@ def test_foundry_local_unreachable_then_answers(new_chat, server, screenshots, t
     answer, _ = ask(page, "Which file types can I add?", server)
     assert "In-process" in answer, answer
 
-    launcher = Launcher(root=tmp_path, model_dir=smollm2_dir(), port=server.foundry_port).start()
+    launcher = Launcher(root=tmp_path, model_dir=smollm2_dir, port=server.foundry_port).start()
     try:
         open_settings(page)
         choose(page, "engine", "Foundry Local")
@@ -199,8 +205,10 @@ def test_two_chats_keep_their_own_settings(new_chat, server, screenshots):
     open_settings(b)
     assert "hybrid" in b.locator("#mode").inner_text()
     b.keyboard.press("Escape")
+    b.wait_for_selector("#confirm", state="detached")
     open_settings(a)
     assert "off" in a.locator("#mode").inner_text()
     a.keyboard.press("Escape")
+    a.wait_for_selector("#confirm", state="detached")
     a.screenshot(path=str(screenshots / "chat-a-retrieval-off.png"))
     b.screenshot(path=str(screenshots / "chat-b-hybrid.png"))
