@@ -9,6 +9,7 @@ prefix is counted in the window too, so nothing is silently cut by the model.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -16,6 +17,7 @@ from typing import Callable
 from rag.loaders import Block, Document
 
 CountTokens = Callable[[list[str]], list[int]]
+TARGET_TOKENS = int(os.environ.get("LRC_CHUNK_TOKENS", "254") or 254)
 
 _SENTENCE_END = re.compile(r"(?<=[.!?:;])[\"'\u201d\u2019)\]]*\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9\u2022*\-])|\n(?=\s*(?:[\u2022*\-\u2013]|\d+[.)])\s)|\n\s*\n")
 
@@ -62,12 +64,12 @@ def _sentences(block: Block, bi: int) -> list[_Unit]:
 
 class Chunker:
     def __init__(self, count_tokens: CountTokens, window: int = 254, overlap: int = 24,
-                 context_tokens: int = 48, min_tokens: int = 0):
+                 context_tokens: int = 48, target: int | None = None):
         self.count = count_tokens
         self.window = window  # word pieces available for text (model max less [CLS]/[SEP])
+        self.target = min(window, target or TARGET_TOKENS)  # chunk size aimed at (prefix included)
         self.overlap = overlap
         self.context_tokens = context_tokens
-        self.min_tokens = min_tokens
 
     # ------------------------------------------------------------------ public
     def chunk(self, doc: Document) -> list[ChunkDraft]:
@@ -87,7 +89,7 @@ class Chunker:
             if ptok > self.context_tokens:  # keep only the nearest heading, cut to fit
                 prefix = self._fit(prefix, self.context_tokens)
                 ptok = self.count([prefix])[0]
-            budget = self.window - ptok - (1 if prefix else 0)
+            budget = self.target - ptok - (1 if prefix else 0)
             units = self._split_long(units, budget)
             heading = path[-1] if path else ""
             for group in self._pack(units, budget):
