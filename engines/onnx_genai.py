@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -211,51 +212,64 @@ class OnnxGenaiEngine:
             queue.put_nowait(msg)
 
     def _worker_died(self, worker: _Worker) -> None:
-        reason = worker.describe_exit()
-        if worker.proc.poll() is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                worker.proc.wait(timeout=0.2)
-            reason = worker.describe_exit()
-        self._discard_worker()
-        err = ("error", 0, "WorkerDied", f"The generation worker stopped unexpectedly ({reason}).", {})
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_exception(GenerationFailed(err[3]))
-        for queue in self._queues.values():
-            queue.put_nowait(err)
+        """The worker's connection closed: detach it now, tell the answers it was giving once its exit is known."""
+        rids = list(self._queues)
+        self._detach(worker)
+        self._loop.create_task(self._report_death(worker, rids))
 
-    def _discard_worker(self) -> None:
-        worker, self._worker = self._worker, None
-        if worker is None:
-            return
+    async def _report_death(self, worker: _Worker, rids: list[int]) -> None:
+        for _ in range(100):  # the exit status follows the closed socket within a few ms
+            if worker.proc.poll() is not None:
+                break
+            await asyncio.sleep(0.01)
+        reason = worker.describe_exit()
+        _reap(worker)
+        text = f"The generation worker stopped unexpectedly ({reason})."
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(GenerationFailed(text))
+        for rid in rids:
+            queue = self._queues.get(rid)
+            if queue is not None:
+                queue.put_nowait(("error", rid, "WorkerDied", text, {}))
+
+    def _detach(self, worker: _Worker) -> None:
+        if self._worker is worker:
+            self._worker = None
         worker.dead = True
         if self._loop is not None:
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(worker.conn.fileno())
-        if worker.proc.poll() is None:
-            worker.proc.kill()
         worker.sender.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(OSError):
             worker.conn.close()
-        with contextlib.suppress(Exception):
-            worker.proc.wait(timeout=2)
+
+    def _discard_worker(self) -> None:
+        worker = self._worker
+        if worker is not None:
+            self._detach(worker)
+            _reap(worker)
 
     def _send_cancel(self, rid: int) -> None:
         if self._worker is not None:
             self._worker.send(("cancel", rid))
 
     async def aclose(self) -> None:
+        """Stop the worker (politely, then by force after 5 s); answers still running end with an error."""
         worker = self._worker
         if worker is None:
             return
+        self._worker = None
+        if self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(worker.conn.fileno())
         worker.send(("shutdown",))
         loop = asyncio.get_running_loop()
-        try:
-            await asyncio.wait_for(loop.run_in_executor(None, worker.proc.wait), 5)
-        except asyncio.TimeoutError:
-            pass
-        self._discard_worker()
-        for queue in self._queues.values():
-            queue.put_nowait(("error", 0, "Closed", "The engine was closed.", {}))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(loop.run_in_executor(None, worker.proc.wait)), 5)
+        self._detach(worker)
+        _reap(worker)
+        for rid, queue in self._queues.items():
+            queue.put_nowait(("error", rid, "Closed", "The engine was closed.", {}))
         self._queues.clear()
 
     @property
@@ -348,6 +362,14 @@ class OnnxGeneration:
         if not self._finished and self._rid is not None:
             with contextlib.suppress(Exception):
                 self.engine._send_cancel(self._rid)
+
+
+def _reap(worker: _Worker) -> None:
+    """Stop the process if it still runs and collect its exit status without blocking the caller."""
+    if worker.proc.poll() is None:
+        with contextlib.suppress(OSError):
+            worker.proc.kill()
+        threading.Thread(target=worker.proc.wait, daemon=True, name="onnx-worker-reap").start()
 
 
 def _check_messages(messages: list[Message]) -> None:

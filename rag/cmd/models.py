@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 HELP = "list the local models, or provision one (pull smollm2 | tiny | phi-4-mini)"
 
@@ -19,9 +20,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _list() -> int:
     from rag import models
 
+    from rag.config import settings
+
     found = models.list_local_models()
     default = models.default_model()
     print(f"Models folder: {models.models_dir()}")
+    for extra in settings().extra_models:
+        if not extra.is_dir():
+            print(f"warning: LRC_MODELS names {extra}, which is not a folder", file=sys.stderr)
+        elif not any(m.path and Path(m.path).is_relative_to(extra) for m in found):
+            print(f"warning: LRC_MODELS names {extra}, which holds no genai_config.json (directly or one level down)",
+                  file=sys.stderr)
     if not found:
         print("No models yet. Run `python -m rag models pull smollm2` (or `make models`).")
         return 0
