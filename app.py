@@ -24,6 +24,7 @@ from rag import pipeline as pl  # noqa: E402
 from rag.config import settings  # noqa: E402
 
 log = logging.getLogger("local-rag-chat")
+log.setLevel(logging.INFO)
 _corpus_lock = asyncio.Lock()  # the first chat on an empty library indexes docs_corpus; others wait
 _warm_task: asyncio.Task | None = None
 
@@ -49,7 +50,8 @@ async def _warm() -> None:
 @cl.on_app_startup
 async def startup() -> None:
     global _warm_task
-    _warm_task = asyncio.create_task(_warm())
+    if settings().warmup:
+        _warm_task = asyncio.create_task(_warm())
 
 
 # ------------------------------------------------------------------ settings panel

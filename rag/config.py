@@ -42,6 +42,8 @@ class Settings:
     extra_models: list[Path] = field(default_factory=lambda: _paths(os.environ.get("LRC_MODELS", "")))
     max_new_tokens: int = field(default_factory=lambda: int(_env("LRC_MAX_NEW_TOKENS", "384")))
     temperature: float = field(default_factory=lambda: float(_env("LRC_TEMPERATURE", "0")))
+    # the chat loads the index, the embedder and the default model at start-up, in the background
+    warmup: bool = field(default_factory=lambda: _env("LRC_WARMUP", "1") not in ("0", "false", "no"))
 
     # Foundry Local / any OpenAI-compatible endpoint
     foundry_base_url: str = field(default_factory=lambda: _env("FOUNDRY_BASE_URL", ""))
