@@ -299,7 +299,7 @@ class FoundryEngine:
                                        getattr(cfg, "foundry_context_length", 0) or DEFAULT_CONTEXT_LENGTH)
         self.state_file = Path(state_file) if state_file else _state_file()
         self.discover_cli = discover_cli
-        self._base_url: str | None = self._configured_url
+        self._base_url: str | None = None  # found on first use (see _discover)
         self._state_model: str | None = None
         self._clients: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
         self._models: list[ModelInfo] = []
@@ -311,17 +311,18 @@ class FoundryEngine:
     # ---------------------------------------------------------------- endpoint
     @property
     def base_url(self) -> str | None:
-        return self._base_url
+        """The endpoint in use (None until a discovered one has been found)."""
+        return self._base_url or self._configured_url
 
     async def _discover(self) -> str:
         """Base URL from configuration, the launcher's state file, or `foundry service status`."""
-        if self._configured_url:
-            return self._configured_url
         state = read_state_file(self.state_file)
+        if self._configured_url:
+            if state and str(state["base_url"]).rstrip("/") == self._configured_url:
+                self._learn_from_state(state)  # the launcher's service: it knows the context length
+            return self._configured_url
         if state:
-            self._state_model = state.get("model") or None
-            if self._state_model and isinstance(state.get("context_length"), int):
-                self._learned_context[self._state_model] = state["context_length"]
+            self._learn_from_state(state)
             return str(state["base_url"]).rstrip("/")
         if self.discover_cli and shutil.which("foundry"):
             try:
@@ -338,6 +339,11 @@ class FoundryEngine:
                                     "(`foundry service status` names no endpoint).",
                                     "Start it with `foundry service start`, or `make foundry`.")
         raise EngineUnavailable("No Foundry Local endpoint is configured or running.", START_HINT)
+
+    def _learn_from_state(self, state: dict) -> None:
+        self._state_model = state.get("model") or None
+        if self._state_model and isinstance(state.get("context_length"), int):
+            self._learned_context[self._state_model] = state["context_length"]
 
     async def _base(self) -> str:
         if self._base_url is None:

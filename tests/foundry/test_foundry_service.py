@@ -165,6 +165,13 @@ async def test_discovers_the_launcher_from_its_state_file(foundry_service, monke
     await eng.aclose()
 
 
+async def test_configured_url_of_the_launcher_gets_its_context_length(foundry_service):
+    eng = FoundryEngine(base_url=foundry_service.base_url, state_file=foundry_service.state_file)
+    assert await eng.context_length() == 8192  # from the launcher's state, not the 4096 default
+    assert await eng.resolve_model() == foundry_service.model
+    await eng.aclose()
+
+
 async def test_launcher_killed_mid_stream_then_a_new_service_is_found(tmp_path, model_dir, monkeypatch):
     from rag.config import settings
 
