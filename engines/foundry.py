@@ -8,12 +8,19 @@ Finding the endpoint, first match wins:
 A discovered endpoint is looked up again after a connection failure (a restarted service may
 listen elsewhere); a configured one is not.
 
-The model is FOUNDRY_MODEL (an alias such as ``phi-4-mini`` or a full id such as
-``Phi-4-mini-instruct-generic-cpu:5``), else the launcher's model, else the first one the service
-lists. Aliases are resolved to the id the service lists, since the service accepts ids only.
+The model is the one asked for, else FOUNDRY_MODEL (an alias such as ``phi-4-mini`` or a full id
+such as ``Phi-4-mini-instruct-generic-cpu:5``), else the launcher's model, else the first one the
+service lists. Aliases are resolved to the id the service lists, since the service accepts ids only.
+
+Usage comes from the service (``stream_options.include_usage``; dropped if a service refuses it,
+then completion tokens are counted from the pieces). The context length comes from the model
+listing if it has one, else the launcher's state file, else a PromptTooLong answer that named it,
+else FOUNDRY_CONTEXT_LENGTH. Token counts are estimates: the API has no tokenizer endpoint.
 
 Every failure is raised as an ``engines.base`` error whose text says what to do. Only connecting
-is retried; a half-streamed answer never is.
+is retried (plus one resend when a connection closes before any response byte); a half-streamed
+answer never is. ``cancel()`` cancels the pending read and closes the HTTP stream, which also stops
+the work on the service.
 """
 from __future__ import annotations
 
