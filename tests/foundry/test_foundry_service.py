@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -298,3 +299,25 @@ async def test_base_url_without_v1_says_how_to_fix_it(foundry_service):
         async for _ in eng.stream(GROUNDED):
             pass
     await eng.aclose()
+
+
+async def test_sigterm_mid_stream_stops_the_launcher_cleanly(tmp_path, model_dir):
+    service = await asyncio.to_thread(Launcher(root=tmp_path, model_dir=model_dir).start)
+    eng = FoundryEngine(base_url=service.base_url, model=service.model)
+    got = []
+    outcome = "completed"
+    try:
+        try:
+            async for piece in eng.stream(LONG, GenerationOptions(max_new_tokens=400)):
+                got.append(piece)
+                if len(got) == 3:
+                    service.proc.send_signal(signal.SIGTERM)
+        except (StreamBroken, EngineUnavailable) as exc:
+            outcome = type(exc).__name__
+        code = await asyncio.to_thread(service.proc.wait, 20)
+    finally:
+        service.kill()
+        await eng.aclose()
+    assert code == 0, f"exit code {code} after SIGTERM mid-stream ({outcome})"
+    assert not service.state_file.exists()
+    assert outcome in ("StreamBroken", "completed")
