@@ -197,3 +197,25 @@ async def test_ingest_uploads_keeps_names_and_reports_bad_files(tmp_path, corpus
     assert len(third[-1].report.added) == 1 and len(list(uploads.rglob("tea notes.txt"))) == 2
     hits = await asyncio.to_thread(lib.search, "Quuxian tea ceremony", 1)
     assert hits[0].chunk.name == "tea notes.txt"
+
+
+def test_cli_ask_streams_then_prints_sources_and_timings(tmp_path, corpus, tiny_model_dir):
+    import os
+    import subprocess
+    import sys
+
+    from rag.library import Library
+
+    data = tmp_path / "data"
+    Library(data / "index").ingest([corpus / "calibration.md", corpus / "tea.txt"])
+    env = dict(os.environ, LRC_DATA_DIR=str(data), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT))
+    run = subprocess.run([sys.executable, "-m", "rag", "ask", "How do I calibrate a Zorblax widget?",
+                          "--model", "tiny", "-k", "1", "--max-tokens", "8", "--show-passages"],
+                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Sources:" in run.stdout and "[1] calibration.md" in run.stdout, run.stdout
+    assert "#1 calibration.md" in run.stderr, "--show-passages lists the retrieved passages"
+    assert "TTFT" in run.stderr and "tok/s" in run.stderr, run.stderr[-1000:]
+    nothing = subprocess.run([sys.executable, "-m", "rag", "ask", "What is the capital of France?", "--model", "tiny"],
+                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert nothing.returncode == 0 and "found nothing" in nothing.stdout, nothing.stdout + nothing.stderr[-500:]
