@@ -124,10 +124,15 @@ def tiny_hf(tokenizer_src: Path, hf_dir: Path) -> None:
     log(f"tiny Hugging Face folder written: {hf_dir}")
 
 
+# prune_lm_head: prompt processing computes logits for the last position only (the others are never
+# used): ~20% faster prompt processing here, identical greedy output, and Foundry Local loads it too.
+BUILDER_OPTIONS = ["hf_token=false", "prune_lm_head=true"]
+
+
 def run_builder(hf_dir: Path, out: Path, precision: str, cache: Path) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir), "-o", str(out),
-           "-p", precision, "-e", "cpu", "-c", str(cache), "--extra_options", "hf_token=false"]
+           "-p", precision, "-e", "cpu", "-c", str(cache), "--extra_options", *BUILDER_OPTIONS]
     log(" ".join(cmd))
     subprocess.run(cmd, check=True)
 
