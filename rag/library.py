@@ -134,9 +134,9 @@ class Library:
                 self._reload()
 
     def _reload(self) -> None:
-        gen, ids, vecs, texts = self.store.load_all(self.embedder.dim)
+        gen, ids, vecs, owners, texts = self.store.load_all(self.embedder.dim)
         dense = DenseIndex(self.embedder.dim)
-        dense.add(ids, vecs)
+        dense.add(owners, vecs)
         lexical = LexicalIndex()
         lexical.add(ids, texts)
         self._dense, self._lexical, self._gen = dense, lexical, gen
@@ -284,14 +284,14 @@ class Library:
         return done
 
     def _embed_and_commit(self, batch, known, names, report: IngestReport, tell, done: int, total: int) -> int:
-        texts = [d.embed_text for item in batch for d in item[5]]
+        texts = [v for item in batch for d in item[5] for v in (d.views or [d.embed_text])]
         tell("embedding", batch[0][1].name if len(batch) == 1 else f"{len(batch)} files", done, total)
         vecs = self.embedder.encode(texts)
         tell("saving", batch[-1][1].name, done, total)
         commits = []
         row = 0
         for _, f, st, h, doc, drafts in batch:
-            n = len(drafts)
+            n = sum(len(d.views or [d.embed_text]) for d in drafts)
             commits.append(FileCommit(str(f), names.get(str(f)) or (known[str(f)].display_name if str(f) in known
                                                                       else f.name),
                                       h, st.st_size, st.st_mtime_ns, doc.kind, doc.pages, doc.contents_pages,
@@ -304,7 +304,8 @@ class Library:
                 self._lexical.remove(removed)
                 for c, (ids, _) in zip(commits, added):
                     arr = np.asarray(ids, dtype=np.int64)
-                    self._dense.add(arr, c.vectors)
+                    owners = np.repeat(arr, [len(d.views or [d.embed_text]) for d in c.drafts])
+                    self._dense.add(owners, c.vectors)
                     self._lexical.add(arr, [d.embed_text for d in c.drafts])
                 self._gen = after
             else:  # another process wrote meanwhile: read everything again

@@ -26,7 +26,7 @@ import numpy as np
 
 from rag.schema import Chunk
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 DB_NAME = "library.sqlite3"
 
 
@@ -61,7 +61,7 @@ class FileCommit:
     pages: int
     contents_pages: list[int]
     drafts: list  # rag.chunking.ChunkDraft
-    vectors: np.ndarray  # (len(drafts), dim) float32
+    vectors: np.ndarray  # (sum of len(d.views), dim) float32: each draft's view vectors in order
 
 
 _SCHEMA = """
@@ -72,7 +72,7 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, page INTEGER,
     start INTEGER, "end" INTEGER, heading TEXT, context TEXT, text TEXT NOT NULL,
-    tokens INTEGER, vector BLOB NOT NULL);
+    tokens INTEGER, views INTEGER NOT NULL DEFAULT 1, vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
 CREATE TABLE IF NOT EXISTS pending (path TEXT PRIMARY KEY, planned_at REAL)
 """
@@ -85,6 +85,16 @@ class Store:
         self.path = self.dir / DB_NAME
         self._local = threading.local()
         with self._tx() as c:
+            has_meta = c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+            old = c.execute("SELECT value FROM meta WHERE key='schema'").fetchone() if has_meta else None
+            if old and old[0] != SCHEMA_VERSION:
+                # an index from another version of this code: keep the file list (as pending, to be
+                # indexed again by `index --resume` or the next ingest), drop the rest
+                files = c.execute("SELECT path FROM files").fetchall()
+                for table in ("chunks", "files", "pending", "meta"):
+                    c.execute(f"DROP TABLE IF EXISTS {table}")
+                c.execute("CREATE TABLE pending (path TEXT PRIMARY KEY, planned_at REAL)")
+                c.executemany("INSERT OR IGNORE INTO pending VALUES (?, ?)", [(f[0], time.time()) for f in files])
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     c.execute(stmt)
@@ -207,12 +217,16 @@ class Store:
                 c.execute("DELETE FROM chunks WHERE path=?", (it.path,))
                 ids: list[int] = []
                 vecs = np.ascontiguousarray(it.vectors, dtype=np.float32)
-                for d, v in zip(it.drafts, vecs):
+                row = 0
+                for d in it.drafts:
+                    nv = max(1, len(d.views))
                     prefix = d.embed_text[: len(d.embed_text) - len(d.text)].rstrip("\n")
                     cur = c.execute(
-                        'INSERT INTO chunks (path, page, start, "end", heading, context, text, tokens, vector) '
-                        "VALUES (?,?,?,?,?,?,?,?,?)",
-                        (it.path, d.page, d.start, d.end, d.heading, prefix, d.text, d.tokens, v.tobytes()))
+                        'INSERT INTO chunks (path, page, start, "end", heading, context, text, tokens, views, vector) '
+                        "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (it.path, d.page, d.start, d.end, d.heading, prefix, d.text, d.tokens, nv,
+                         vecs[row:row + nv].tobytes()))
+                    row += nv
                     ids.append(cur.lastrowid)
                 added.append((ids, list(range(len(ids)))))
                 c.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -236,24 +250,27 @@ class Store:
         return before, after, removed
 
     # ------------------------------------------------------------------ reads
-    def load_all(self, dim: int) -> tuple[int, np.ndarray, np.ndarray, list[str]]:
-        """(generation, ids, vectors, lexical texts) of every chunk, read in one snapshot."""
+    def load_all(self, dim: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """(generation, chunk ids, view vectors, owner chunk id of each vector, lexical texts),
+        read in one snapshot."""
         c = self._conn()
         c.execute("BEGIN")
         try:
             gen = int(c.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
-            rows = c.execute("SELECT id, vector, context, text FROM chunks ORDER BY id").fetchall()
+            rows = c.execute("SELECT id, views, vector, context, text FROM chunks ORDER BY id").fetchall()
         finally:
             c.execute("COMMIT")
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        owners = np.repeat(ids, [int(r[1] or 1) for r in rows]) if rows else np.zeros(0, dtype=np.int64)
         if rows:
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-            if vecs.shape[1] != dim:
-                raise ValueError(f"stored vectors have {vecs.shape[1]} dimensions, the model {dim}")
+            vecs = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32)
+            if vecs.size != len(owners) * dim:
+                raise ValueError(f"stored vectors do not have the model's {dim} dimensions")
+            vecs = vecs.reshape(len(owners), dim)
         else:
             vecs = np.zeros((0, dim), dtype=np.float32)
-        texts = [f"{r[2]}\n{r[3]}" if r[2] else r[3] for r in rows]
-        return gen, ids, vecs, texts
+        texts = [f"{r[3]}\n{r[4]}" if r[3] else r[4] for r in rows]
+        return gen, ids, vecs, owners, texts
 
     def chunks(self, ids: list[int]) -> dict[int, Chunk]:
         if not ids:
