@@ -27,6 +27,7 @@ log = logging.getLogger("local-rag-chat")
 log.setLevel(logging.INFO)
 _corpus_lock = asyncio.Lock()  # the first chat on an empty library indexes docs_corpus; others wait
 _warm_task: asyncio.Task | None = None
+DEFAULT = "default"  # the model select's value for "the engine's default" (a select value cannot be "")
 
 
 # ------------------------------------------------------------------ process start: warm models
@@ -59,16 +60,19 @@ async def _model_items(engine_name: str) -> dict[str, str]:
     """Label -> model id for the engine; raises EngineError when it cannot be reached."""
     engine = registry.get(engine_name)
     models = await asyncio.wait_for(engine.list_models(), timeout=15)
-    return {(m.name or m.id): m.id for m in models} or {"(engine default)": ""}
+    return {(m.name or m.id): m.id for m in models} or {"(engine default)": DEFAULT}
 
 
 async def _send_settings(opts: pl.Options, models: dict[str, str]) -> None:
-    if opts.model not in models.values():
-        opts.model = next(iter(models.values()))
+    shown = opts.model or DEFAULT
+    if shown not in models.values():  # the engine's default, an alias, or a model this engine lacks
+        resolved = await pl.model_label(registry.get(opts.engine), opts.model or None)
+        shown = resolved if resolved in models.values() else next(iter(models.values()))
+        opts.model = shown if opts.model else ""
     engines = {label: name for name, label in registry.labels().items()}
     await cl.ChatSettings([
         Select(id="engine", label="Engine", items=engines, initial_value=opts.engine),
-        Select(id="model", label="Model", items=models, initial_value=opts.model,
+        Select(id="model", label="Model", items=models, initial_value=shown,
                description="Models of the chosen engine (confirm a new engine to refresh this list)"),
         Slider(id="top_k", label="Passages", initial=opts.top_k, min=1, max=10, step=1),
         Select(id="mode", label="Retrieval mode", values=list(pl.MODES), initial_value=opts.mode),
@@ -76,6 +80,7 @@ async def _send_settings(opts: pl.Options, models: dict[str, str]) -> None:
         Slider(id="max_new_tokens", label="Max answer tokens", initial=opts.max_new_tokens, min=32, max=1024,
                step=32),
     ]).send()
+    opts.model = "" if opts.model == DEFAULT else opts.model
 
 
 @cl.on_settings_update
@@ -126,8 +131,9 @@ async def start() -> None:
     try:
         models = await _model_items(opts.engine)
     except (EngineError, asyncio.TimeoutError) as err:
-        await cl.Message(content=f"The default engine is not ready: {getattr(err, 'user_text', str)()}").send()
-        models = {"(engine default)": ""}
+        text = err.user_text() if isinstance(err, EngineError) else "It did not answer within 15 s."
+        await cl.Message(content=f"The default engine is not ready: {text}").send()
+        models = {"(engine default)": DEFAULT}
     await _send_settings(opts, models)
     stats = await asyncio.to_thread(lambda: pl.library().stats())
     await cl.Message(content=(
@@ -135,17 +141,21 @@ async def start() -> None:
         f"(**{stats.chunks} passages**). Ask a question about them: answers cite their sources like [1].\n\n"
         "To add documents, drop PDF, Markdown, text, reStructuredText or HTML files into the chat (or use "
         "the paperclip), or run `python -m rag index PATH`. The gear button next to the message box "
-        "changes the engine, model and retrieval settings for this chat.")).send()
+        "changes the engine, model and retrieval settings for this chat. Or try one of these:"),
+        actions=[cl.Action(name="starter", payload={"question": q}, label=q) for q in STARTERS]).send()
 
 
-@cl.set_starters
-async def starters(*_args) -> list[cl.Starter]:
-    return [
-        cl.Starter(label="How do I add documents?", message="How do I add documents to the library?"),
-        cl.Starter(label="Use Phi-4-mini", message="How do I use Phi-4-mini with the in-process engine?"),
-        cl.Starter(label="Connect Foundry Local", message="How do I connect a Foundry Local endpoint?"),
-        cl.Starter(label="Is my data private?", message="Does Local RAG Chat send my documents to the internet?"),
-    ]
+# Example questions about docs_corpus/. Chainlit hides its starters once the chat holds a message, and
+# the welcome is one, so they are buttons on the welcome message instead.
+STARTERS = ["How do I add documents to the library?", "How do I use Phi-4-mini with the in-process engine?",
+            "How do I connect a Foundry Local endpoint?", "Does Local RAG Chat send my documents to the internet?"]
+
+
+@cl.action_callback("starter")
+async def starter(action: cl.Action) -> None:
+    question = action.payload["question"]
+    await cl.Message(content=question, author="You", type="user_message").send()
+    await _answer(question)
 
 
 # ------------------------------------------------------------------ messages
@@ -220,8 +230,11 @@ async def on_message(message: cl.Message) -> None:
     if files:
         await _run_ingest(pl.ingest_uploads(files), f"Indexing {len(files)} file(s)")
     question = (message.content or "").strip()
-    if not question:
-        return
+    if question:
+        await _answer(question)
+
+
+async def _answer(question: str) -> None:
     opts: pl.Options = cl.user_session.get("options")
     history: list = cl.user_session.get("history")
     control = pl.Control()

@@ -27,13 +27,16 @@ def answers(page) -> list[str]:
     return [t for t in assistant_texts(page) if FOOTER.search(t)]
 
 
-def ask(page, question: str, server=None, timeout: float = 240, wait: bool = True):
+def ask(page, question: str, server=None, timeout: float = 240, wait: bool = True, button: bool = False):
     """Send a question; wait for its answer (the footer). Returns (answer text, partial lengths seen
     while the answer body was streaming)."""
     before = len(answers(page))
     n_messages = len(assistant_texts(page))
-    page.fill("#chat-input", question)
-    page.click("#chat-submit")
+    if button:  # an example question on the welcome message
+        page.get_by_role("button", name=question).click()
+    else:
+        page.fill("#chat-input", question)
+        page.click("#chat-submit")
     if not wait:
         return None, []
     seen: list[tuple[int, int]] = []  # (message count, length of the newest message) while streaming
@@ -81,7 +84,13 @@ def test_welcome_names_what_is_indexed(new_chat, server, screenshots):
     assert int(m.group(1)) >= 2 and int(m.group(2)) > 5, text
     assert "First start: indexing" in text and "done" in text, "the first start indexes docs_corpus/ visibly"
     assert "drop" in text.lower(), "the welcome says how to add documents"
+    for q in ("How do I add documents to the library?", "Does Local RAG Chat send my documents to the internet?"):
+        assert page.get_by_role("button", name=q).is_visible(), f"example question {q!r} is offered"
     page.screenshot(path=str(screenshots / "welcome.png"))
+    # an example question is answered from docs_corpus/, citing the FAQ PDF with its page
+    answer, _ = ask(page, "Does Local RAG Chat send my documents to the internet?", server, button=True)
+    assert page.locator('[data-step-type="user_message"]').last.text_content().startswith("Does Local RAG Chat")
+    assert re.search(r"faq\.pdf, p\. 1", answer), answer
 
 
 def test_question_about_docs_corpus_streams_a_cited_answer(new_chat, server, screenshots):
