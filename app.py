@@ -100,7 +100,10 @@ async def settings_update(values: dict) -> None:
         await cl.Message(content=f"**{label} is not reachable.** {text} {how}\n\n"
                                  f"Still using **{registry.labels().get(old.engine, old.engine)}**.").send()
         new.engine, new.model = old.engine, old.model
-        models = await _model_items(old.engine)
+        try:
+            models = await _model_items(old.engine)
+        except (EngineError, asyncio.TimeoutError):
+            models = {"(engine default)": DEFAULT}
     if new.engine != old.engine and new.model not in models.values():
         new.model = ""
     await _send_settings(new, models)
