@@ -19,15 +19,16 @@ worker -> parent
     ("status", rid, {"active": n, "waiting": n, "models": [paths]})
     ("error", rid, kind, message, extra)             kind: PromptTooLong | ModelLoad | BadRequest | GenerationFailed
 
-Several requests run at once: each step the worker gives every active request one unit of work (one
-prompt chunk or one new token), round-robin, and reads its commands between steps, so a cancel or a
-new request waits at most one step. Models are loaded once and shared by all requests.
+Several requests run at once, round-robin with about equal time each: per round every active request
+gets one prompt chunk, or new tokens for up to ``time_slice`` seconds (~0.1 s). Commands are read
+between rounds, so a cancel or a new request waits at most about one round. Models are loaded once and shared by all requests.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ class Request:
 
 
 class Worker:
-    def __init__(self, conn: Connection, max_active: int, prompt_chunk: int):
+    def __init__(self, conn: Connection, max_active: int, prompt_chunk: int, time_slice: float = 0.1):
         import onnxruntime_genai as og
 
         self.og = og
@@ -69,6 +70,7 @@ class Worker:
         self.conn = conn
         self.max_active = max_active
         self.prompt_chunk = prompt_chunk
+        self.time_slice = time_slice
         self.models: dict[str, LoadedModel] = {}
         self.active: list[Request] = []
         self.waiting: deque[Request] = deque()
@@ -90,8 +92,19 @@ class Worker:
             except (EOFError, OSError):
                 return  # the app went away
             self.admit()
-            for req in list(self.active):
+            self.round()
+
+    def round(self) -> None:
+        """Give every active request about the same time: one prompt chunk, or new tokens for up to
+        ``time_slice`` seconds. Alone, a request just runs (the loop comes straight back to it)."""
+        shared = len(self.active) > 1
+        for req in list(self.active):
+            start = time.perf_counter()
+            while True:
                 self.step(req)
+                if not shared or req not in self.active or req.pos < len(req.ids) or \
+                        time.perf_counter() - start >= self.time_slice:
+                    break
 
     def handle(self, msg: tuple) -> bool:
         kind = msg[0]
