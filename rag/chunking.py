@@ -24,7 +24,7 @@ TARGET_TOKENS = int(os.environ.get("LRC_CHUNK_TOKENS", "254") or 254)
 # "views" of at most VIEW_TOKENS, each with the heading prefix; the passage scores as its best view.
 VIEW_TOKENS = int(os.environ.get("LRC_VIEW_TOKENS", "128") or 128)
 
-_SENTENCE_END = re.compile(r"(?<=[.!?:;])[\"'\u201d\u2019)\]]*\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9\u2022*\-])|\n(?=\s*(?:[\u2022*\-\u2013]|\d+[.)])\s)|\n\s*\n")
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?:;])|(?<=[.!?:;][\"'\u201d\u2019)\]]))\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9\u2022*\-])|\n(?=\s*(?:[\u2022*\-\u2013]|\d+[.)])\s)|\n\s*\n")
 
 
 @dataclass
@@ -240,12 +240,29 @@ class Chunker:
                 out.append(d)
             else:
                 out.extend(self._halve(d))
-        views = [(d, i, v) for d in out for i, v in enumerate(d.views)]
-        vcounts = self.count([v for _, _, v in views])
-        for (d, i, v), c in zip(views, vcounts):
-            if c > self.window:  # never expected (views are far below the window): cut to fit
-                d.views[i] = self._fit(v, self.window)
+        views = [(d, v) for d in out for v in d.views]
+        vcounts = self.count([v for _, v in views])
+        redo = {id(d) for (d, v), c in zip(views, vcounts) if c > self.view_tokens}
+        for d in out:
+            if id(d) in redo:  # rare (a chunk split again above): cut its text between words
+                d.views = self._word_views(d)
         return out
+
+    def _word_views(self, d: ChunkDraft) -> list[str]:
+        prefix = d.embed_text[: len(d.embed_text) - len(d.text)]
+        limit = self.view_tokens - (self.count([prefix])[0] if prefix else 0) - 1
+        words = d.text.split()
+        counts = self.count(words)
+        views, cur, acc = [], [], 0
+        for w, c in zip(words, counts):
+            if cur and acc + c > limit:
+                views.append(prefix + " ".join(cur))
+                cur, acc = [], 0
+            cur.append(w)
+            acc += c
+        if cur:
+            views.append(prefix + " ".join(cur))
+        return views
 
     def _halve(self, d: ChunkDraft) -> list[ChunkDraft]:
         prefix = d.embed_text[: len(d.embed_text) - len(d.text)]

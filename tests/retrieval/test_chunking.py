@@ -26,6 +26,15 @@ def test_no_chunk_exceeds_the_window(datasets, embedder, chunker, name):
     assert max(len(ids) for ids in enc) <= embedder.max_tokens
     # and the chunks are not tiny: the window is used
     assert sum(len(ids) for ids in enc) / len(enc) > 100
+    # what is embedded (the views) stays within MiniLM's trained length, and covers the chunk
+    from rag.chunking import VIEW_TOKENS
+
+    views = [v for d in drafts for v in d.views]
+    venc = embedder.tokenizer(views, add_special_tokens=True, truncation=False)["input_ids"]
+    assert max(len(ids) for ids in venc) <= VIEW_TOKENS + 2
+    for d in drafts[:50]:
+        body = " ".join(v.split("\n", 1)[1] if d.embed_text != d.text else v for v in d.views)
+        assert body.split() == d.text.split() or len(d.views) == 1
 
 
 def test_headings_pages_and_offsets(rfaq_pdf, chunker):
