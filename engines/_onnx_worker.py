@@ -21,12 +21,14 @@ worker -> parent
 
 Several requests run at once, round-robin with about equal time each: per round every active request
 gets one prompt chunk, or new tokens for up to ``time_slice`` seconds (~0.1 s). Commands are read
-between rounds, so a cancel or a new request waits at most about one round. Models are loaded once and shared by all requests.
+after every step, so a token count, a cancel or a new request waits at most one step. Models are
+loaded once and shared by all requests.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -71,6 +73,7 @@ class Worker:
         self.max_active = max_active
         self.prompt_chunk = prompt_chunk
         self.time_slice = time_slice
+        self.stopping = False
         self.models: dict[str, LoadedModel] = {}
         self.active: list[Request] = []
         self.waiting: deque[Request] = deque()
@@ -80,30 +83,33 @@ class Worker:
         self.conn.send(msg)
 
     def run(self) -> None:
-        self.send("ready", __import__("os").getpid())
-        while True:
-            try:
+        self.send("ready", os.getpid())
+        try:
+            while not self.stopping:
                 if not self.active and not self.waiting:
-                    if not self.handle(self.conn.recv()):
-                        return
-                while self.conn.poll(0):
-                    if not self.handle(self.conn.recv()):
-                        return
-            except (EOFError, OSError):
-                return  # the app went away
-            self.admit()
-            self.round()
+                    self.stopping = not self.handle(self.conn.recv())
+                self.drain()
+                self.admit()
+                self.round()
+        except (EOFError, OSError):
+            return  # the app went away
+
+    def drain(self) -> None:
+        """Handle every command already sent (cheap: counts, status, cancels, queued starts)."""
+        while not self.stopping and self.conn.poll(0):
+            self.stopping = not self.handle(self.conn.recv())
 
     def round(self) -> None:
         """Give every active request about the same time: one prompt chunk, or new tokens for up to
-        ``time_slice`` seconds. Alone, a request just runs (the loop comes straight back to it)."""
+        ``time_slice`` seconds. Alone, a request just runs (the loop comes straight back to it).
+        Commands are read after every step, so a token count or a cancel waits one step at most."""
         shared = len(self.active) > 1
         for req in list(self.active):
             start = time.perf_counter()
-            while True:
+            while req in self.active and not self.stopping:
                 self.step(req)
-                if not shared or req not in self.active or req.pos < len(req.ids) or \
-                        time.perf_counter() - start >= self.time_slice:
+                self.drain()
+                if not shared or req.pos < len(req.ids) or time.perf_counter() - start >= self.time_slice:
                     break
 
     def handle(self, msg: tuple) -> bool:

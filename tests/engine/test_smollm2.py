@@ -120,6 +120,9 @@ async def test_cancel_during_prompt_processing(smollm2_engine):
     gen = smollm2_engine.stream(messages, GenerationOptions(max_new_tokens=50))
     task = asyncio.create_task(collect(gen))
     await asyncio.sleep(0.5)  # the worker is busy with the prompt (several seconds of work)
+    t0 = time.monotonic()
+    assert await smollm2_engine.count_tokens(GROUNDED) > 20  # answered between two prompt chunks
+    assert time.monotonic() - t0 < 2
     await gen.cancel()
     assert await task == "" and gen.usage.finish_reason == "cancelled"
     start = time.monotonic()
