@@ -9,6 +9,7 @@ RRF < dense alone on pyfaq). The weight is the one default the chat uses too.
 """
 from __future__ import annotations
 
+import os
 import threading
 
 import faiss
@@ -22,7 +23,8 @@ faiss.omp_set_num_threads(1)
 
 MODES = ("hybrid", "dense", "lexical")
 CANDIDATES = 100
-DENSE_WEIGHT = 0.8
+DENSE_WEIGHT = float(os.environ.get("LRC_DENSE_WEIGHT", "0.8") or 0.8)
+FUSION_NORM = os.environ.get("LRC_FUSION_NORM", "z") or "z"  # "z" or "minmax"
 
 
 class DenseIndex:
@@ -119,9 +121,20 @@ def _minmax(x: np.ndarray) -> np.ndarray:
     return (x - lo) / (hi - lo)
 
 
-def fuse(ids: np.ndarray, dense: np.ndarray, lexical: np.ndarray, dense_weight: float = DENSE_WEIGHT) -> np.ndarray:
-    """Fused scores for candidates with both scores: min-max normalised weighted sum."""
-    return dense_weight * _minmax(dense) + (1.0 - dense_weight) * _minmax(lexical)
+def _zscore(x: np.ndarray) -> np.ndarray:
+    if len(x) == 0:
+        return x
+    sd = float(x.std())
+    return (x - float(x.mean())) / sd if sd > 1e-9 else np.zeros_like(x)
+
+
+def fuse(ids: np.ndarray, dense: np.ndarray, lexical: np.ndarray, dense_weight: float | None = None,
+         norm: str | None = None) -> np.ndarray:
+    """Fused scores for candidates with both scores: normalised (z-score by default, or min-max)
+    weighted sum."""
+    w = DENSE_WEIGHT if dense_weight is None else dense_weight
+    f = _zscore if (norm or FUSION_NORM) == "z" else _minmax
+    return w * f(dense) + (1.0 - w) * f(lexical)
 
 
 def _top_ids(ids: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
@@ -134,7 +147,7 @@ def _top_ids(ids: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
 
 def rank(query_vec: np.ndarray | None, query: str, dense: DenseIndex, lexical: LexicalIndex, k: int,
          mode: str = "hybrid", candidates: int = CANDIDATES,
-         dense_weight: float = DENSE_WEIGHT) -> list[tuple[int, float, dict]]:
+         dense_weight: float | None = None) -> list[tuple[int, float, dict]]:
     """[(chunk id, score, {"dense": .., "lexical": ..}), ...] best first, at most k."""
     if mode not in MODES:
         raise ValueError(f"unknown retrieval mode '{mode}' (use one of: {', '.join(MODES)})")
