@@ -133,6 +133,11 @@ class Library:
             if self._gen is None or self.store.generation() != self._gen:
                 self._reload()
 
+    def _model_known(self) -> bool:
+        """The store's vectors come from the configured model (by name: no model load needed)."""
+        stored = self.store.model_id() or ""
+        return bool(stored) and stored.split("|", 1)[0] == (self.embed_model or DEFAULT_MODEL).strip()
+
     def _reload(self) -> None:
         gen, ids, vecs, owners, texts = self.store.load_all(self.embedder.dim)
         dense = DenseIndex(self.embedder.dim)
@@ -178,7 +183,8 @@ class Library:
                     pass
 
         with self._writer:
-            self._ready()
+            if self._gen is None and not self._model_known():
+                self._ready()  # a new index or another model: check (and rebuild) before planning
             files, report.failed = self._expand(paths)
             known = self.store.files()
             todo: list[tuple[Path, os.stat_result]] = []
@@ -195,6 +201,8 @@ class Library:
                         self.store.touch(str(f), st.st_size, st.st_mtime_ns, names[str(f)])
                 else:
                     todo.append((f, st))
+            if todo:
+                self._ready()  # the model is only loaded when something is to be embedded
             total = len(files)
             done = len(report.unchanged)
             self.store.add_pending([str(f) for f, _ in todo])

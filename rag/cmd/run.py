@@ -27,6 +27,6 @@ def run(args: argparse.Namespace) -> int:
     Path(args.out).write_text(json.dumps(results, indent=1, ensure_ascii=False), encoding="utf-8")
     print(f"{len(results)} queries -> {args.out}")
     print(f"chunks: {info['chunks']}, average {info['avg_chunk_tokens']} embedder tokens (max {info['max_chunk_tokens']})")
-    print(f"ingest {info['ingest_s']} s; per query {info['query_ms_mean']} ms mean, {info['query_ms_p95']} ms p95")
+    print(f"model load {info['model_load_s']} s; ingest {info['ingest_s']} s; per query {info['query_ms_mean']} ms mean, {info['query_ms_p95']} ms p95")
     print(json.dumps(info))
     return 0
