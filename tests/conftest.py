@@ -54,3 +54,9 @@ def free_port() -> int:
 def free_port_factory():
     """Call it for as many free 127.0.0.1 ports as a test needs."""
     return _free_port
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests run last: Playwright's sync API keeps an event loop running in the main thread
+    while its session fixture is open, and pytest-asyncio cannot start a loop inside it."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
