@@ -23,7 +23,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-DATA = REPO.parent / "shared" / "datasets"
+from rag.config import settings  # noqa: E402
+
+DATA = settings().datasets_dir
 
 
 def main() -> int:

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from rag.config import settings
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED = REPO_ROOT.parent / "shared"
+SHARED = settings().datasets_dir.parent  # ../shared beside the repo, or LRC_DATASETS/..
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 CHROMIUM = Path(os.environ.get("LRC_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -7,19 +7,21 @@ from pathlib import Path
 
 import pytest
 
+from rag.config import settings as _settings
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED = REPO_ROOT.parent / "shared"
-DATASETS = SHARED / "datasets"
+DATASETS = _settings().datasets_dir  # ../shared/datasets beside the repo, or LRC_DATASETS
+SHARED = DATASETS.parent
 GOLD_HIT = SHARED / "tools" / "gold_hit.py"
 
 
 def need(path: Path) -> Path:
     if not path.exists():
-        pytest.fail(f"missing test data: {path} (the shared datasets folder must sit beside the repo)",
+        pytest.fail(f"missing test data: {path} (the shared datasets folder must sit beside the repo, or set LRC_DATASETS)",
                     pytrace=False)
     return path
 
