@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup models foundry-setup chromium run test test-fast foundry bench eval clean-venv help
+.PHONY: setup models test-models foundry-setup chromium run test test-fast foundry bench eval clean-venv help
 
 help:
 	@echo "make run    - set up what is missing and start the chat on http://$(HOST):$(PORT)"
@@ -26,9 +26,12 @@ $(BIN)/.installed: requirements.txt
 
 setup: $(BIN)/.installed
 
-# Builds SmolLM2-135M-Instruct (int8) and the tiny test model into the cache folder; skipped when present.
+# Builds SmolLM2-135M-Instruct (int8) into the cache folder; skipped when present.
 models: setup
 	$(BIN)/python -m rag models pull smollm2
+
+# The tests also need the tiny random-weight model (fast plumbing tests).
+test-models: models
 	$(BIN)/python -m rag models pull tiny
 
 $(FOUNDRY_VENV)/.installed: scripts/foundry-requirements.txt
@@ -44,10 +47,10 @@ chromium:
 run: models
 	$(BIN)/chainlit run app.py --host $(HOST) --port $(PORT) --headless
 
-test: models foundry-setup chromium
+test: test-models foundry-setup chromium
 	$(BIN)/python -m pytest -q
 
-test-fast: models
+test-fast: test-models
 	$(BIN)/python -m pytest -q -m "not e2e and not foundry"
 
 foundry: models foundry-setup

@@ -48,7 +48,7 @@ RECIPES: dict[str, Recipe] = {
     "phi-4-mini": Recipe("phi-4-mini-instruct-cpu-int4", "Phi-4-mini-instruct (CPU int4)", "phi-4-mini", "int4"),
 }
 ALIASES = {"smollm2-int8": "smollm2", **{r.folder: key for key, r in RECIPES.items()}}
-DEFAULT_ORDER = ["smollm2", "smollm2-int4", "phi-4-mini"]  # the default model, best available first
+DEFAULT_ORDER = ["phi-4-mini", "smollm2", "smollm2-int4"]  # the default model, best available first
 
 PHI_REPO = "microsoft/Phi-4-mini-instruct-onnx"
 PHI_SUBFOLDER = "cpu_and_mobile/cpu-int4-rtn-block-32-acc-level-4"

@@ -23,7 +23,7 @@ def _model_dir(name: str) -> Path:
     try:
         return require(name)
     except ModelNotFound as exc:
-        pytest.fail(f"model '{name}' is missing: {exc.message} Run `make models`.", pytrace=False)
+        pytest.fail(f"model '{name}' is missing: {exc.message} Run `make test-models`.", pytrace=False)
 
 
 @pytest.fixture(scope="session")
