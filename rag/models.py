@@ -166,7 +166,7 @@ def require(name: str) -> Path:
     try:
         return resolve(name)
     except ModelNotFound as exc:
-        raise ModelNotFound(exc.message, "Run `make models` to build the test models.") from None
+        raise ModelNotFound(exc.message, "Run `make test-models` to build the test models.") from None
 
 
 # ---------------------------------------------------------------- provisioning
