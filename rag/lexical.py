@@ -1,13 +1,16 @@
 """The BM25 side of hybrid search: an in-memory inverted index over chunk texts.
 
-Chunks are tokenised once when added (lower case, word characters, English stop words dropped,
-a light suffix stemmer); the BM25 weight matrix (terms x chunks, sparse) is rebuilt lazily when
-the set of chunks changed, so adding or removing files costs nothing until the next query.
+Chunks are tokenised once when added (word characters, lower case, English stop words dropped,
+a light suffix stemmer; an identifier written in camelCase or with underscores also gives its
+parts, so ``Py_BuildValue`` matches "build value"); the BM25 weight matrix (terms x chunks,
+sparse) is rebuilt lazily when the set of chunks changed, so adding or removing files costs
+nothing until the next query.
 """
 from __future__ import annotations
 
 import re
 import threading
+from functools import lru_cache
 
 import numpy as np
 from scipy import sparse
@@ -22,16 +25,26 @@ through to too under until up very was we were what when where which while who w
 would you your yours yourself yourselves s t don
 """.split())
 
-_TOKEN = re.compile(r"[a-z0-9_]+")
+_WORD = re.compile(r"[A-Za-z0-9_]+")
+_PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
+
+# derivational endings (longest first where they overlap); one is removed after the inflectional
+# step, only when at least four letters remain ("assignment" -> "assign", "immutable" -> "immut").
+# No final-e removal: measured, it cost R-FAQ lexical hit@1 .845 -> .831.
+_DERIVATIONAL = (("ational", "ate"), ("tional", "tion"), ("ization", "ize"), ("ation", "ate"), ("ness", ""),
+                 ("ment", ""), ("able", ""), ("ible", ""), ("ful", ""), ("ive", ""), ("ize", ""), ("ise", ""),
+                 ("er", ""), ("ate", ""), ("al", ""), ("ity", ""))
 
 
 def stem(word: str) -> str:
-    """A deliberately light English suffix stripper (plurals, -ing, -ed, -ly)."""
+    """A deliberately light English suffix stripper: plurals, -ing, -ed, -ly, then one derivational
+    ending (-ation, -ment, -able, -er, ...). Measured against the inflectional step alone (BM25
+    nDCG@10): pyfaq .745 -> .749, pyfaq + 20 % python-docs .512 -> .535, R-FAQ hit@1 unchanged."""
     if len(word) <= 3 or not word.isalpha():
         return word
     if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    if word.endswith("sses"):
+        word = word[:-3] + "y"
+    elif word.endswith("sses"):
         word = word[:-2]
     elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
         word = word[:-1]
@@ -41,11 +54,27 @@ def stem(word: str) -> str:
         word = word[:-2]
     elif word.endswith("ly") and len(word) > 5:
         word = word[:-2]
+    if len(word) > 5:
+        for suffix, repl in _DERIVATIONAL:
+            if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+                return word[:-len(suffix)] + repl
     return word
 
 
+@lru_cache(maxsize=262144)
+def _terms(word: str) -> tuple[str, ...]:
+    """Index terms of one word as written: the stemmed word, plus its parts when it is an
+    identifier made of several (``getElementById``, ``Py_BuildValue``, ``HTTPServer``)."""
+    low = word.lower()
+    out = [] if low in STOPWORDS else [stem(low)]
+    parts = _PART.findall(word)
+    if len(parts) > 1:
+        out += [stem(p) for p in (x.lower() for x in parts) if p not in STOPWORDS]
+    return tuple(out)
+
+
 def tokenize(text: str) -> list[str]:
-    return [stem(w) for w in _TOKEN.findall(text.lower()) if w not in STOPWORDS]
+    return [t for w in _WORD.findall(text) for t in _terms(w)]
 
 
 class LexicalIndex:

@@ -2,10 +2,16 @@
 
 Fusion: the candidates are the union of the top ``CANDIDATES`` of each retriever; every candidate
 gets BOTH scores (the dense score is computed exactly from its stored vector, the BM25 score from
-the full score vector), each is min-max normalised over the candidates, and the fused score is
-``w * dense + (1 - w) * lexical``. Unlike reciprocal-rank fusion this keeps the dense retriever's
-score margins, so a weak lexical ranking cannot push a clear dense winner down (measured:
-RRF < dense alone on pyfaq). The weight is the one default the chat uses too.
+the full score vector), each is normalised over the candidates (z-score by default, min-max
+selectable), and the fused score is ``(1 - wl) * dense + wl * lexical``. Unlike reciprocal-rank
+fusion this keeps the retrievers' score margins, so a weak lexical ranking cannot push a clear
+dense winner down (measured: RRF < dense alone on pyfaq).
+
+The lexical weight ``wl`` starts at ``1 - DENSE_WEIGHT`` and follows each retriever's confidence
+in this query: the margin of its best candidate over its second (in normalised units). A retriever
+that singles one passage out gets more say than one whose top candidates are tied:
+``wl = (1 - DENSE_WEIGHT) * (1 + FUSION_GAP * (gap_lexical - gap_dense))``, kept within [0, 0.5].
+Both weights are the defaults the chat uses too.
 """
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ MODES = ("hybrid", "dense", "lexical")
 CANDIDATES = 100
 DENSE_WEIGHT = float(os.environ.get("LRC_DENSE_WEIGHT", "0.8") or 0.8)
 FUSION_NORM = os.environ.get("LRC_FUSION_NORM", "z") or "z"  # "z" or "minmax"
+FUSION_GAP = float(os.environ.get("LRC_FUSION_GAP", "0.3") or 0.3)  # 0: fixed weights
+MAX_LEXICAL_WEIGHT = 0.5
 
 
 class DenseIndex:
@@ -128,13 +136,26 @@ def _zscore(x: np.ndarray) -> np.ndarray:
     return (x - float(x.mean())) / sd if sd > 1e-9 else np.zeros_like(x)
 
 
+def _margin(x: np.ndarray) -> float:
+    """How far the best score stands above the second best (0 with fewer than two)."""
+    if len(x) < 2:
+        return 0.0
+    top2 = np.partition(x, len(x) - 2)[-2:]
+    return float(top2[1] - top2[0])
+
+
 def fuse(ids: np.ndarray, dense: np.ndarray, lexical: np.ndarray, dense_weight: float | None = None,
-         norm: str | None = None) -> np.ndarray:
+         norm: str | None = None, gap: float | None = None) -> np.ndarray:
     """Fused scores for candidates with both scores: normalised (z-score by default, or min-max)
-    weighted sum."""
+    weighted sum, the lexical weight moved by the two retrievers' top margins (see module doc)."""
     w = DENSE_WEIGHT if dense_weight is None else dense_weight
+    g = FUSION_GAP if gap is None else gap
     f = _zscore if (norm or FUSION_NORM) == "z" else _minmax
-    return w * f(dense) + (1.0 - w) * f(lexical)
+    d, lx = f(dense), f(lexical)
+    wl = 1.0 - w
+    if g:
+        wl = min(max(wl * (1.0 + g * (_margin(lx) - _margin(d))), 0.0), max(MAX_LEXICAL_WEIGHT, wl))
+    return (1.0 - wl) * d + wl * lx
 
 
 def _top_ids(ids: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
