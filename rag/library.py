@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import queue
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from rag import loaders
+from rag import ingest_worker, loaders
 from rag.chunking import Chunker
 from rag.embedder import DEFAULT_MODEL, Embedder
 from rag.lexical import LexicalIndex
@@ -34,6 +37,9 @@ from rag.schema import Hit
 from rag.store import FileCommit, FileEntry, Store
 
 BATCH_CHUNKS = int(os.environ.get("LRC_INGEST_BATCH", "256") or 256)  # chunks per embedding call / commit
+# loader processes (see rag/ingest_worker.py): -1 = one per core up to 2; 0 = load in a thread
+LOADER_PROCESSES = int(os.environ.get("LRC_INGEST_WORKERS", "-1") or -1)
+LOADER_NICE = int(os.environ.get("LRC_LOADER_NICE", "19") or 0)
 
 
 @dataclass
@@ -53,6 +59,10 @@ class IngestReport:
     chunks_added: int = 0
     seconds: float = 0.0
     skipped_contents_pages: int = 0
+    # where the time went (seconds): waiting for the loaders, embedding, saving (SQLite + FAISS + BM25)
+    wait_s: float = 0.0
+    embed_s: float = 0.0
+    save_s: float = 0.0
 
     def summary(self) -> str:
         parts = [f"{len(self.added)} added", f"{len(self.updated)} updated", f"{len(self.unchanged)} unchanged",
@@ -215,52 +225,143 @@ class Library:
         return report
 
     def _prepare(self, f: Path, st: os.stat_result, known: dict[str, FileEntry]):
-        """Load + chunk one file (runs in the loader thread). Returns a tagged tuple."""
-        try:
-            if self.max_file_mb and st.st_size > self.max_file_mb * 1024 * 1024:
-                raise loaders.FileTooLarge(f, f"{st.st_size / 1048576:.1f} MB > {self.max_file_mb:g} MB")
-            data = f.read_bytes()
-            h = file_hash(data)
-            e = known.get(str(f))
-            if e and e.hash == h:
-                return ("same", f, st, h, None, None)
-            doc = loaders.load(f, self.max_file_mb, data=data)
-            drafts = self.chunker.chunk(doc)
-            if not drafts:
-                raise loaders.EmptyFile(f)
-            return ("ok", f, st, h, doc, drafts)
-        except loaders.LoaderError as exc:
-            return ("fail", f, st, None, str(exc), None)
-        except OSError as exc:
-            return ("fail", f, st, None, f"{f.name}: {exc.strerror or exc}", None)
-        except Exception as exc:  # a loader bug must not stop the batch
-            return ("fail", f, st, None, f"{f.name}: could not be read ({type(exc).__name__}: {exc})", None)
+        """Load + chunk one file in this process. Returns a tagged tuple (see ``_item``)."""
+        e = known.get(str(f))
+        res = ingest_worker.prepare(f, st.st_size, e.hash if e else None, self.max_file_mb, self.chunker)
+        return self._item(f, st, res)
+
+    @staticmethod
+    def _item(f: Path, st: os.stat_result, res: tuple) -> tuple:
+        """(kind, file, stat, hash, doc or reason, drafts) from a ``ingest_worker.prepare`` result."""
+        if res[0] == "ok":
+            return ("ok", f, st, res[1], res[2], res[3])
+        if res[0] == "same":
+            return ("same", f, st, res[1], None, None)
+        return ("fail", f, st, None, res[1], None)
+
+    def _worker_count(self, todo) -> int:
+        """Loader processes for this run: 0 (load in a thread) for small runs of text files."""
+        n = LOADER_PROCESSES if LOADER_PROCESSES >= 0 else min(2, os.cpu_count() or 1)
+        if n <= 0 or not todo:
+            return 0
+        big = sum(st.st_size for _, st in todo) > 2 * 1024 * 1024
+        if not big and not any(f.suffix.lower() == ".pdf" for f, _ in todo):
+            return 0  # a process start (~0.5 s) costs more than it saves
+        return min(n, len(todo))
+
+    def _start_worker(self):
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        return subprocess.Popen([sys.executable, "-m", "rag.ingest_worker"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, env=env, close_fds=True)
 
     def _ingest_files(self, todo, known, names, report: IngestReport, tell, done: int, total: int) -> int:
         q: queue.Queue = queue.Queue(maxsize=32)
         stop = threading.Event()
+        jobs = iter(range(len(todo)))
+        jobs_lock = threading.Lock()
 
-        def producer():
-            for f, st in todo:
-                if stop.is_set():
-                    break
-                item = self._prepare(f, st, known)
-                while not stop.is_set():
+        def take():
+            with jobs_lock:
+                return None if stop.is_set() else next(jobs, None)
+
+        def put(item) -> None:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+
+        def in_thread():
+            while (i := take()) is not None:
+                f, st = todo[i]
+                put(self._prepare(f, st, known))
+
+        def in_process(proc):
+            """Feed one loader process job by job; if it dies, the rest is loaded in this thread."""
+            current = None
+            try:
+                cfg = {"model_path": self.embedder.path, "window": self.embedder.window,
+                       "max_file_mb": self.max_file_mb, "nice": LOADER_NICE}
+                pickle.dump(cfg, proc.stdin)
+                proc.stdin.flush()
+                pickle.load(proc.stdout)  # ("ready",)
+                while (i := take()) is not None:
+                    f, st = todo[i]
+                    e = known.get(str(f))
+                    current = i
+                    pickle.dump((i, str(f), st.st_size, e.hash if e else None), proc.stdin)
+                    proc.stdin.flush()
+                    key, res = pickle.load(proc.stdout)
+                    current = None
+                    put(self._item(f, st, res))
+                proc.stdin.close()
+            except Exception as exc:  # the process could not start or died: never lose the batch
+                if current is not None:
+                    f, st = todo[current]
+                    code = proc.poll()
+                    put(("fail", f, st, None, f"{f.name}: the loader process stopped while reading it "
+                                              f"({'exit code ' + str(code) if code is not None else type(exc).__name__})",
+                         None))
+                in_thread()
+            finally:
+                if proc.poll() is None:
                     try:
-                        q.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-            q.put(None)
+                        proc.wait(timeout=0 if stop.is_set() else 5)
+                    except subprocess.TimeoutExpired:
+                        pass
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                for pipe in (proc.stdin, proc.stdout):
+                    try:
+                        pipe.close()
+                    except Exception:
+                        pass
 
-        thread = threading.Thread(target=producer, name="rag-ingest-loader", daemon=True)
-        thread.start()
+        nworkers = self._worker_count(todo)
+        remaining = [max(1, nworkers)]
+        remaining_lock = threading.Lock()
+
+        def producer(proc=None):
+            try:
+                if proc is None:
+                    in_thread()
+                else:
+                    in_process(proc)
+            finally:
+                with remaining_lock:
+                    remaining[0] -= 1
+                    last = remaining[0] == 0
+                if last:
+                    q.put(None)
+
+        threads = []
+        procs = []
+        if nworkers:
+            for _ in range(nworkers):
+                try:
+                    proc = self._start_worker()
+                    procs.append(proc)
+                except OSError:
+                    proc = None
+                threads.append(threading.Thread(target=producer, args=(proc,), name="rag-ingest-loader", daemon=True))
+        else:
+            threads.append(threading.Thread(target=producer, name="rag-ingest-loader", daemon=True))
+        for t in threads:
+            t.start()
         batch: list[tuple] = []
         batch_chunks = 0
+        finished = False
         try:
-            finished = False
             while not finished:
+                tw = time.perf_counter()
                 item = q.get()
+                report.wait_s += time.perf_counter() - tw
                 if item is None:
                     finished = True
                 else:
@@ -283,18 +384,25 @@ class Library:
                     batch, batch_chunks = [], 0
         finally:
             stop.set()
-            while thread.is_alive():
+            for proc in procs:  # an early stop (error, interrupt) does not wait for a file to finish
+                if proc.poll() is None and not finished:
+                    proc.kill()
+            while any(t.is_alive() for t in threads):
                 try:
                     q.get(timeout=0.1)
                 except queue.Empty:
                     pass
-            thread.join()
+            for t in threads:
+                t.join()
         return done
 
     def _embed_and_commit(self, batch, known, names, report: IngestReport, tell, done: int, total: int) -> int:
         texts = [v for item in batch for d in item[5] for v in (d.views or [d.embed_text])]
         tell("embedding", batch[0][1].name if len(batch) == 1 else f"{len(batch)} files", done, total)
+        t0 = time.perf_counter()
         vecs = self.embedder.encode(texts)
+        t1 = time.perf_counter()
+        report.embed_s += t1 - t0
         tell("saving", batch[-1][1].name, done, total)
         commits = []
         row = 0
@@ -318,6 +426,7 @@ class Library:
                 self._gen = after
             else:  # another process wrote meanwhile: read everything again
                 self._reload()
+        report.save_s += time.perf_counter() - t1
         for c, (_, f, _, _, doc, drafts) in zip(commits, batch):
             (report.updated if c.path in known else report.added).append(c.path)
             report.chunks_added += len(drafts)

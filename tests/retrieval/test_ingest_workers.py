@@ -1,0 +1,87 @@
+"""Loading in separate processes (rag/ingest_worker.py): the same chunks as loading in a thread, and a
+loader process that dies or never starts loses nothing but the file it was reading. Real processes,
+real PDF pages, the real model."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from rag import library as library_mod
+from rag.library import Library
+
+DYING_LOADER = r"""
+import pickle, sys, os
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+pickle.load(inp)                      # the config
+out.write(pickle.dumps(("ready",))); out.flush()
+pickle.load(inp)                      # the first job
+os._exit(9)                           # dies while "reading" it
+"""
+
+
+def write_md(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in {"kettle.md": "# Kettle\n\nDescale the kettle with vinegar and water, then rinse it twice.",
+                       "garden.md": "# Garden\n\nTomatoes need six hours of direct sunlight every day."}.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def chunk_rows(lib: Library):
+    files = sorted((e.name, e.pages) for e in lib.files())
+    chunks = lib.store.chunks(list(range(1, 10_000)))
+    return files, sorted((c.name, c.page, c.start, c.heading, c.text) for c in chunks.values())
+
+
+def test_processes_give_the_same_chunks_as_a_thread(tmp_path, embedder, small_pdf, monkeypatch):
+    docs = write_md(tmp_path / "docs")
+    started = []
+    real_start = Library._start_worker
+
+    def counting_start(self):
+        proc = real_start(self)
+        started.append(proc.pid)
+        return proc
+
+    monkeypatch.setattr(Library, "_start_worker", counting_start)
+    in_procs = Library(tmp_path / "a")
+    r1 = in_procs.ingest([docs, small_pdf])
+    assert started, "a run with a PDF did not use loader processes"
+    assert not r1.failed and len(r1.added) == 3
+
+    monkeypatch.setattr(library_mod, "LOADER_PROCESSES", 0)
+    started.clear()
+    in_thread = Library(tmp_path / "b")
+    r2 = in_thread.ingest([docs, small_pdf])
+    assert not started and not r2.failed
+    assert r1.chunks_added == r2.chunks_added > 0
+    assert chunk_rows(in_procs) == chunk_rows(in_thread)
+    top = in_procs.search("Who wrote R originally?", k=1)[0]
+    assert top.chunk.name == "rfaq-basics.pdf" and top.chunk.page in (1, 2)
+
+
+def test_a_dying_loader_process_fails_only_its_file(tmp_path, embedder, small_pdf, monkeypatch):
+    docs = write_md(tmp_path / "docs")
+    monkeypatch.setattr(library_mod, "LOADER_PROCESSES", 1)
+    monkeypatch.setattr(Library, "_start_worker", lambda self: subprocess.Popen(
+        [sys.executable, "-c", DYING_LOADER], stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+    lib = Library(tmp_path / "index")
+    report = lib.ingest([docs, small_pdf])
+    assert len(report.failed) == 1, report.failed
+    path, reason = report.failed[0]
+    assert "loader process stopped" in reason and "exit code 9" in reason, reason
+    assert len(report.added) == 2  # the others were loaded in this process
+    assert lib.stats().files == 2 and lib.stats().missing == []
+    monkeypatch.undo()
+    again = lib.ingest([docs, small_pdf])  # a re-run (real loader processes) completes it
+    assert path in again.added or path in again.updated
+
+
+def test_a_loader_process_that_never_starts_loses_nothing(tmp_path, embedder, small_pdf, monkeypatch):
+    docs = write_md(tmp_path / "docs")
+    monkeypatch.setattr(Library, "_start_worker", lambda self: subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.exit(3)"], stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+    lib = Library(tmp_path / "index")
+    report = lib.ingest([docs, small_pdf])
+    assert not report.failed and len(report.added) == 3
+    assert lib.search("descale the kettle", k=1)[0].chunk.name == "kettle.md"
