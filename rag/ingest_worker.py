@@ -1,12 +1,14 @@
 """Load + chunk files in separate processes that stream chunks to the embedding process.
 
 Why processes: PDF text extraction (pypdf, pure Python) is ~20 ms of CPU per page. In a thread
-of the embedding process it holds the GIL against the model's Python code and preempts torch's
-OpenMP threads, which then wait for each other at every barrier (measured: an encode that takes
-4.3 s alone took 13.2 s next to a pypdf loop at equal priority, but 4.9 s with the loop at
-nice 19). So each worker runs at low priority (``LRC_LOADER_NICE``, default 19): it mostly fills
-the time the model is not computing, and when the embedder waits for chunks the workers get the
-cores. Workers only need pypdf and the tokenizer (``tokenizers``, the model's own
+of the embedding process it holds the GIL against the model's Python code and, on 2 cores,
+preempts torch's OpenMP threads, which then wait for each other at every barrier (measured: an
+encode that takes 4.3 s alone took 13.2 s next to a pypdf loop). Running the loaders at low
+priority (nice 19) made it worse on a whole ingest: starved, they stay runnable for the whole
+run and keep stealing slices from torch (3 PDFs: embedding 50.7 s vs 26.0 s). So the library
+pauses these processes (SIGSTOP) while the model computes a batch and lets them run at full speed
+(both cores) while it waits for chunks or saves: loading and embedding alternate instead of
+fighting. Workers only need pypdf and the tokenizer (``tokenizers``, the model's own
 ``tokenizer.json``), not torch.
 
 Protocol (pickle over the child's stdin/stdout): the parent sends one config dict, then jobs
@@ -99,7 +101,8 @@ def main() -> int:
     except EOFError:
         return 0
     try:
-        os.nice(int(cfg.get("nice", 19)))
+        if int(cfg.get("nice", 0)):
+            os.nice(int(cfg.get("nice", 0)))
     except (OSError, ValueError):
         pass
     from rag.chunking import Chunker

@@ -39,7 +39,11 @@ from rag.store import FileCommit, FileEntry, Store
 BATCH_CHUNKS = int(os.environ.get("LRC_INGEST_BATCH", "256") or 256)  # chunks per embedding call / commit
 # loader processes (see rag/ingest_worker.py): -1 = one per core up to 2; 0 = load in a thread
 LOADER_PROCESSES = int(os.environ.get("LRC_INGEST_WORKERS", "-1") or -1)
-LOADER_NICE = int(os.environ.get("LRC_LOADER_NICE", "19") or 0)
+LOADER_NICE = int(os.environ.get("LRC_LOADER_NICE", "0") or 0)
+# pause the loader processes (SIGSTOP/SIGCONT) while the model computes a batch: torch's threads
+# then have the cores to themselves (see rag/ingest_worker.py for the measurements)
+PAUSE_LOADERS = os.environ.get("LRC_PAUSE_LOADERS", "1") not in ("0", "false", "no") and hasattr(os, "kill") \
+    and hasattr(__import__("signal"), "SIGSTOP")
 
 
 @dataclass
@@ -108,6 +112,8 @@ class Library:
         self._lexical: LexicalIndex | None = None
         self._gen: int | None = None
         self._running: set[str] = set()
+        self._loaders: list = []  # loader processes of the running ingest
+        self._paused: list = []  # those stopped while the model computes
 
     @classmethod
     def shared(cls) -> "Library":
@@ -239,6 +245,22 @@ class Library:
             return ("same", f, st, res[1], None, None)
         return ("fail", f, st, None, res[1], None)
 
+    def _pause_loaders(self, pause: bool) -> None:
+        """Stop (or continue) the loader processes of the running ingest."""
+        if not PAUSE_LOADERS:
+            return
+        import signal
+
+        targets, self._paused = (self._loaders, []) if pause else (self._paused, [])
+        for proc in list(targets):
+            if proc.poll() is None:
+                try:
+                    os.kill(proc.pid, signal.SIGSTOP if pause else signal.SIGCONT)
+                    if pause:
+                        self._paused.append(proc)
+                except OSError:
+                    pass
+
     def _worker_count(self, todo) -> int:
         """Loader processes for this run: 0 (load in a thread) for small runs of text files."""
         n = LOADER_PROCESSES if LOADER_PROCESSES >= 0 else min(2, os.cpu_count() or 1)
@@ -347,6 +369,7 @@ class Library:
                 try:
                     proc = self._start_worker()
                     procs.append(proc)
+                    self._loaders.append(proc)
                 except OSError:
                     proc = None
                 threads.append(threading.Thread(target=producer, args=(proc,), name="rag-ingest-loader", daemon=True))
@@ -384,6 +407,8 @@ class Library:
                     batch, batch_chunks = [], 0
         finally:
             stop.set()
+            self._loaders = []
+            self._pause_loaders(False)
             for proc in procs:  # an early stop (error, interrupt) does not wait for a file to finish
                 if proc.poll() is None and not finished:
                     proc.kill()
@@ -400,7 +425,11 @@ class Library:
         texts = [v for item in batch for d in item[5] for v in (d.views or [d.embed_text])]
         tell("embedding", batch[0][1].name if len(batch) == 1 else f"{len(batch)} files", done, total)
         t0 = time.perf_counter()
-        vecs = self.embedder.encode(texts)
+        self._pause_loaders(True)
+        try:
+            vecs = self.embedder.encode(texts)
+        finally:
+            self._pause_loaders(False)
         t1 = time.perf_counter()
         report.embed_s += t1 - t0
         tell("saving", batch[-1][1].name, done, total)
