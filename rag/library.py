@@ -283,7 +283,11 @@ class Library:
     def _ingest_files(self, todo, known, names, report: IngestReport, tell, done: int, total: int) -> int:
         q: queue.Queue = queue.Queue(maxsize=32)
         stop = threading.Event()
-        jobs = iter(range(len(todo)))
+        nworkers = self._worker_count(todo)
+        order = list(range(len(todo)))
+        if nworkers > 1:  # largest first: the last file loads while the other process has the rest
+            order.sort(key=lambda i: -todo[i][1].st_size)  # (a big file last would load on one core alone)
+        jobs = iter(order)
         jobs_lock = threading.Lock()
 
         def take():
@@ -345,7 +349,6 @@ class Library:
                     except Exception:
                         pass
 
-        nworkers = self._worker_count(todo)
         remaining = [max(1, nworkers)]
         remaining_lock = threading.Lock()
 

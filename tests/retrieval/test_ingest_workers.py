@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from rag import library as library_mod
 from rag.library import Library
@@ -85,3 +86,38 @@ def test_a_loader_process_that_never_starts_loses_nothing(tmp_path, embedder, sm
     report = lib.ingest([docs, small_pdf])
     assert not report.failed and len(report.added) == 3
     assert lib.search("descale the kettle", k=1)[0].chunk.name == "kettle.md"
+
+
+def test_loaders_are_paused_while_the_model_computes(tmp_path, embedder, small_pdf, monkeypatch):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(8):
+        (docs / f"note{i}.md").write_text(f"# Note {i}\n\n" + f"Sentence {i} about lighthouses and tides. " * 40,
+                                          encoding="utf-8")
+    lib = Library(tmp_path / "index", batch_chunks=1)  # embed each file as it arrives: loaders still busy
+    seen: list[str] = []
+    real = lib.embedder.encode
+
+    def spying_encode(texts, batch_size=32):
+        for proc in lib._loaders:
+            state = ""
+            deadline = time.monotonic() + 0.5  # SIGSTOP takes effect when the process is next scheduled
+            while time.monotonic() < deadline:
+                try:
+                    with open(f"/proc/{proc.pid}/stat") as f:
+                        state = f.read().rsplit(")", 1)[1].split()[0]  # process state letter
+                except OSError:
+                    state = "gone"
+                if state in ("T", "gone", "Z"):
+                    break
+                time.sleep(0.005)
+            seen.append(state)
+        return real(texts, batch_size)
+
+    monkeypatch.setattr(lib.embedder, "encode", spying_encode)
+    report = lib.ingest([docs, small_pdf])
+    assert not report.failed and len(report.added) == 9
+    live = [s for s in seen if s not in ("Z", "gone")]
+    assert live, "no loader process was alive during an encode"
+    assert all(s == "T" for s in live), f"loader states during encode: {seen}"
+    assert lib._loaders == [] and lib._paused == []  # none left behind, none left stopped
