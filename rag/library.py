@@ -6,9 +6,11 @@ writer at a time); ``search`` may run in any number of threads, also while an in
 Call both from a worker thread in async code (``asyncio.to_thread``): they do CPU work.
 
 Ingest: files and folders (recursive) -> unchanged files are skipped by size+mtime, then by
-content hash (nothing is embedded for them) -> a background thread loads and chunks the next
-files while the calling thread embeds chunks in large batches (what keeps ingest close to the
-bare model's throughput) -> each batch of files is committed in one transaction. Files planned
+content hash (nothing is embedded for them) -> loader processes (``rag/ingest_worker.py``; a
+background thread for small runs of text files) load and chunk the next files while the calling
+thread embeds chunks in large batches; the processes are stopped while the model computes, so
+pypdf never competes with torch for the 2 cores (what keeps ingest close to the bare model's
+throughput) -> each batch of files is committed in one transaction. Files planned
 but not yet committed are recorded as pending, so an interrupted run says what it left out and
 a re-run (or ``resume()``) completes it.
 """
