@@ -9,20 +9,20 @@ prefix is counted in the window too, so nothing is silently cut by the model.
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from rag.config import settings
 from rag.loaders import Block, Document
 
 CountTokens = Callable[[list[str]], list[int]]
-TARGET_TOKENS = int(os.environ.get("LRC_CHUNK_TOKENS", "254") or 254)
+TARGET_TOKENS = settings().chunk_tokens
 # all-MiniLM-L6-v2 was trained on inputs of up to 128 word pieces: vectors of longer texts are
 # measurably worse (pyfaq dense nDCG@10: 128-token pieces .872, 192: .856, 254: .862, 96: .846).
 # So a passage (up to the window, what the chat reads and cites) is embedded as one or more
 # "views" of at most VIEW_TOKENS, each with the heading prefix; the passage scores as its best view.
-VIEW_TOKENS = int(os.environ.get("LRC_VIEW_TOKENS", "128") or 128)
+VIEW_TOKENS = settings().view_tokens
 
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?:;])|(?<=[.!?:;][\"'\u201d\u2019)\]]))\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9\u2022*\-])|\n(?=\s*(?:[\u2022*\-\u2013]|\d+[.)])\s)|\n\s*\n")
 

@@ -39,6 +39,17 @@ class Settings:
     top_k: int = field(default_factory=lambda: int(_env("LRC_TOP_K", "4")))
     retrieval_mode: str = field(default_factory=lambda: _env("LRC_RETRIEVAL_MODE", "hybrid"))
 
+    # retrieval tuning (defaults measured in docs/BENCHMARKS.md; change only to experiment)
+    chunk_tokens: int = field(default_factory=lambda: int(_env("LRC_CHUNK_TOKENS", "254")))  # passage size, word pieces
+    view_tokens: int = field(default_factory=lambda: int(_env("LRC_VIEW_TOKENS", "128")))  # embedded view size
+    dense_weight: float = field(default_factory=lambda: float(_env("LRC_DENSE_WEIGHT", "0.8")))  # hybrid fusion
+    fusion_norm: str = field(default_factory=lambda: _env("LRC_FUSION_NORM", "z"))  # "z" or "minmax"
+    fusion_gap: float = field(default_factory=lambda: float(_env("LRC_FUSION_GAP", "0.3")))  # 0: fixed weights
+    ingest_batch: int = field(default_factory=lambda: int(_env("LRC_INGEST_BATCH", "256")))  # chunks per embed/commit
+    ingest_workers: int = field(default_factory=lambda: int(_env("LRC_INGEST_WORKERS", "-1")))  # -1 auto, 0 thread
+    loader_nice: int = field(default_factory=lambda: int(_env("LRC_LOADER_NICE", "0")))
+    pause_loaders: bool = field(default_factory=lambda: _env("LRC_PAUSE_LOADERS", "1") not in ("0", "false", "no"))
+
     # generation
     engine: str = field(default_factory=lambda: _env("LRC_ENGINE", "onnx"))
     model: str = field(default_factory=lambda: _env("LRC_MODEL", ""))  # "" = the engine's default

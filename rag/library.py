@@ -32,19 +32,20 @@ import numpy as np
 
 from rag import ingest_worker, loaders
 from rag.chunking import Chunker
+from rag.config import settings
 from rag.embedder import DEFAULT_MODEL, Embedder
 from rag.lexical import LexicalIndex
 from rag.retriever import MODES, DenseIndex, rank
 from rag.schema import Hit
 from rag.store import FileCommit, FileEntry, Store
 
-BATCH_CHUNKS = int(os.environ.get("LRC_INGEST_BATCH", "256") or 256)  # chunks per embedding call / commit
+BATCH_CHUNKS = settings().ingest_batch  # chunks per embedding call / commit
 # loader processes (see rag/ingest_worker.py): -1 = one per core up to 2; 0 = load in a thread
-LOADER_PROCESSES = int(os.environ.get("LRC_INGEST_WORKERS", "-1") or -1)
-LOADER_NICE = int(os.environ.get("LRC_LOADER_NICE", "0") or 0)
+LOADER_PROCESSES = settings().ingest_workers
+LOADER_NICE = settings().loader_nice
 # pause the loader processes (SIGSTOP/SIGCONT) while the model computes a batch: torch's threads
 # then have the cores to themselves (see rag/ingest_worker.py for the measurements)
-PAUSE_LOADERS = os.environ.get("LRC_PAUSE_LOADERS", "1") not in ("0", "false", "no") and hasattr(os, "kill") \
+PAUSE_LOADERS = settings().pause_loaders and hasattr(os, "kill") \
     and hasattr(__import__("signal"), "SIGSTOP")
 
 
@@ -331,7 +332,10 @@ class Library:
             except Exception as exc:  # the process could not start or died: never lose the batch
                 if current is not None:
                     f, st = todo[current]
-                    code = proc.poll()
+                    try:  # the pipe can close a moment before the process is reaped
+                        code = proc.wait(timeout=2) if proc is not None else None
+                    except subprocess.TimeoutExpired:
+                        code = None
                     put(("fail", f, st, None, f"{f.name}: the loader process stopped while reading it "
                                               f"({'exit code ' + str(code) if code is not None else type(exc).__name__})",
                          None))

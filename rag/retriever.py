@@ -15,12 +15,12 @@ Both weights are the defaults the chat uses too.
 """
 from __future__ import annotations
 
-import os
 import threading
 
 import faiss
 import numpy as np
 
+from rag.config import settings
 from rag.lexical import LexicalIndex
 
 # single queries: OpenMP start-up costs more than it saves, and its spinning threads slow the
@@ -29,9 +29,9 @@ faiss.omp_set_num_threads(1)
 
 MODES = ("hybrid", "dense", "lexical")
 CANDIDATES = 100
-DENSE_WEIGHT = float(os.environ.get("LRC_DENSE_WEIGHT", "0.8") or 0.8)
-FUSION_NORM = os.environ.get("LRC_FUSION_NORM", "z") or "z"  # "z" or "minmax"
-FUSION_GAP = float(os.environ.get("LRC_FUSION_GAP", "0.3") or 0.3)  # 0: fixed weights
+DENSE_WEIGHT = settings().dense_weight
+FUSION_NORM = settings().fusion_norm  # "z" or "minmax"
+FUSION_GAP = settings().fusion_gap  # 0: fixed weights
 MAX_LEXICAL_WEIGHT = 0.5
 
 
