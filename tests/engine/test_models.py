@@ -83,7 +83,7 @@ def test_missing_model_names_the_pull_command(env, tmp_path):
         models.resolve(str(tmp_path))
     with pytest.raises(ModelNotFound) as info:
         models.require("tiny")
-    assert "make models" in info.value.user_text()
+    assert "make test-models" in info.value.user_text()
 
 
 def test_cli_lists_and_skips_what_is_there(smollm2_dir, tiny_model_dir):
