@@ -37,12 +37,7 @@ async def _warm() -> None:
     try:
         await asyncio.to_thread(lambda: pl.library().search("warm up", 1, "dense"))
         engine = registry.get(settings().engine)
-        warm = getattr(engine, "warm", None) or getattr(engine, "load", None)
-        if warm:
-            result = warm()
-            if asyncio.iscoroutine(result):
-                await result
-        await engine.count_tokens([{"role": "user", "content": "warm up"}])
+        await engine.count_tokens([{"role": "user", "content": "warm up"}])  # starts the worker, loads the model
         log.info("warm: library and %s engine ready in %.1fs", engine.name, time.perf_counter() - t)
     except Exception as exc:  # the chat reports problems when they matter; never crash the server
         log.warning("warm-up failed: %s", exc)
@@ -121,10 +116,6 @@ async def _index_corpus_if_empty() -> None:
         await _run_ingest(pl.ingest(files), f"First start: indexing the {len(files)} documents in `{corpus.name}/`")
 
 
-def _count(value) -> int:
-    return value if isinstance(value, int) else len(value or ())
-
-
 @cl.on_chat_start
 async def start() -> None:
     opts = pl.Options().normalised()
@@ -140,7 +131,7 @@ async def start() -> None:
     await _send_settings(opts, models)
     stats = await asyncio.to_thread(lambda: pl.library().stats())
     await cl.Message(content=(
-        f"**Welcome to Local RAG Chat.** Your library holds **{_count(stats.files)} files** "
+        f"**Welcome to Local RAG Chat.** Your library holds **{stats.files} files** "
         f"(**{stats.chunks} passages**). Ask a question about them: answers cite their sources like [1].\n\n"
         "To add documents, drop PDF, Markdown, text, reStructuredText or HTML files into the chat (or use "
         "the paperclip), or run `python -m rag index PATH`. The gear button next to the message box "

@@ -17,19 +17,18 @@ Needs chromium (/usr/bin/chromium) and Playwright, like the e2e tests.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
+import chainlit_server  # noqa: E402  (the browser tests' server start/stop)
+
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MESSAGES = '[data-step-type="assistant_message"]'
@@ -42,44 +41,19 @@ def free_port() -> int:
 
 
 def start_server(root: Path, data_dir: Path, extra_env: dict) -> tuple[subprocess.Popen, str, float]:
-    work = Path(tempfile.mkdtemp(dir=root, prefix="app-"))
-    for name in ("app.py", "chainlit.md", "public"):
-        (work / name).symlink_to(REPO_ROOT / name)
-    (work / ".chainlit").mkdir()
-    shutil.copy(REPO_ROOT / ".chainlit" / "config.toml", work / ".chainlit" / "config.toml")
+    work = chainlit_server.prepare_workdir(Path(tempfile.mkdtemp(dir=root, prefix="app-")))
     port = free_port()
-    env = dict(os.environ, LRC_DATA_DIR=str(data_dir), PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", LRC_MAX_NEW_TOKENS="64", **extra_env)
-    log = open(work / "chainlit.log", "wb")
+    env = chainlit_server.base_env(data_dir, LRC_MAX_NEW_TOKENS="64", **extra_env)
     t0 = time.monotonic()
-    proc = subprocess.Popen([str(REPO_ROOT / ".venv" / "bin" / "chainlit"), "run", "app.py", "--headless",
-                             "--host", "127.0.0.1", "--port", str(port)], cwd=work, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = chainlit_server.spawn(work, port, env, work / "chainlit.log")
     return proc, f"http://127.0.0.1:{port}", t0
 
 
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+stop_server = chainlit_server.stop
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("no HTTP 200")
+    chainlit_server.wait_http(url, proc, timeout)
 
 
 def chat(browser, url: str, question: str, t0: float) -> dict:

@@ -129,6 +129,10 @@ class Engine(Protocol):
         """Start an answer. Errors are raised as EngineError subclasses from the iteration."""
         ...
 
+    async def resolve_model(self, model: str | None = None) -> str:
+        """The id this engine will use for ``model`` (an alias, an id, or None for its default)."""
+        ...
+
     async def count_tokens(self, messages: list[Message], model: str | None = None) -> int:
         """Prompt tokens these messages would take (exact where the engine can tell, else an estimate)."""
         ...

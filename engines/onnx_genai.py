@@ -90,6 +90,10 @@ class OnnxGenaiEngine:
 
         return models.resolve(model or self.model or None)
 
+    async def resolve_model(self, model: str | None = None) -> str:
+        """A model's id is its folder name."""
+        return self._resolve(model).name
+
     async def context_length(self, model: str | None = None) -> int:
         from rag import models
 

@@ -181,13 +181,7 @@ def cited(text: str, hits: Sequence[Hit]) -> list[Hit]:
 async def model_label(engine: Any, model: str | None) -> str:
     """The model's id as the engine knows it (the engine's default when ``model`` is empty)."""
     try:
-        resolve = getattr(engine, "resolve_model", None)
-        if resolve is not None:
-            return await resolve(model)
-        if getattr(engine, "name", "") == "onnx":
-            from rag import models
-
-            return models.resolve(model or getattr(engine, "model", None) or None).name
+        return await engine.resolve_model(model)
     except Exception:  # a label is not worth failing an answer for
         pass
     return model or "default"

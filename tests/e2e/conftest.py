@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +29,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 START_TIMEOUT = 180.0
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "foundry"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import chainlit_server  # noqa: E402
 
 
 def free_port() -> int:
@@ -55,45 +54,28 @@ class Server:
 
 
 def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"chainlit exited with {proc.returncode} before serving:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.25)
-    pytest.fail(f"chainlit did not answer HTTP 200 within {timeout:.0f}s:\n{log.read_text()[-4000:]}")
+    try:
+        chainlit_server.wait_http(url, proc, timeout)
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}:\n{log.read_text()[-4000:]}")
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory) -> Server:
-    chainlit = REPO_ROOT / ".venv" / "bin" / "chainlit"
-    if not chainlit.exists():
-        pytest.fail(f"{chainlit} is missing: run `make setup`.")
+    if not chainlit_server.CHAINLIT.exists():
+        pytest.fail(f"{chainlit_server.CHAINLIT} is missing: run `make setup`.")
     root = tmp_path_factory.mktemp("e2e-server")
-    workdir = root / "app"
-    workdir.mkdir()
-    for name in ("app.py", "chainlit.md", "public"):
-        (workdir / name).symlink_to(REPO_ROOT / name)
-    (workdir / ".chainlit").mkdir()
-    shutil.copy(REPO_ROOT / ".chainlit" / "config.toml", workdir / ".chainlit" / "config.toml")
+    workdir = chainlit_server.prepare_workdir(root / "app")
     data_dir = root / "data"
     port, foundry_port = free_port(), free_port()
-    env = dict(os.environ, LRC_DATA_DIR=str(data_dir), PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", LRC_ENGINE="onnx",
-               LRC_TOP_K="3", LRC_MAX_NEW_TOKENS="96", LRC_RETRIEVAL_MODE="hybrid",
-               FOUNDRY_BASE_URL=f"http://127.0.0.1:{foundry_port}/catalogs/local/v1", PYTHONUNBUFFERED="1")
+    env = chainlit_server.base_env(
+        data_dir, LRC_ENGINE="onnx", LRC_TOP_K="3", LRC_MAX_NEW_TOKENS="96", LRC_RETRIEVAL_MODE="hybrid",
+        FOUNDRY_BASE_URL=f"http://127.0.0.1:{foundry_port}/catalogs/local/v1", PYTHONUNBUFFERED="1")
     for key in ("LRC_MODEL", "FOUNDRY_MODEL", "LRC_MODELS"):
         env.pop(key, None)
     log = root / "chainlit.log"
     t0 = time.monotonic()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(chainlit), "run", "app.py", "--headless", "--host", "127.0.0.1",
-                                 "--port", str(port)], cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    proc = chainlit_server.spawn(workdir, port, env, log)
     url = f"http://127.0.0.1:{port}"
     srv = Server(url, workdir, data_dir, foundry_port, proc, log)
     try:
@@ -102,13 +84,7 @@ def server(tmp_path_factory) -> Server:
         srv.timings["t0"] = t0
         yield srv
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        chainlit_server.stop(proc)
         timings = {k: v for k, v in srv.timings.items() if k != "t0"}
         (root / "timings.json").write_text(json.dumps(timings, indent=2))
         print(f"\n[e2e] server timings: {timings}  (log: {log})")

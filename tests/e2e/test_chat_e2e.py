@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED
+from rag.config import settings
+
+SHARED = settings().datasets_dir.parent  # not `from conftest import`: several test folders have a conftest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
