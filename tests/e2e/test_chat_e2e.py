@@ -117,6 +117,24 @@ def test_question_about_docs_corpus_streams_a_cited_answer(new_chat, server, scr
     page.screenshot(path=str(screenshots / "source-passage.png"))
 
 
+def test_the_page_contacts_only_this_machine(new_chat, server):
+    """Private by default: loading the chat and getting an answer asks nothing of another host (the
+    page Chainlit ships links a CDN and preconnects to Google Fonts; the app removes both)."""
+    import httpx
+    from urllib.parse import urlsplit
+
+    html = httpx.get(server.url + "/", timeout=30).text
+    assert "<div id=\"root\">" in html, html[:500]
+    external = re.findall(r"<(?:link|script)\b[^>]*(?:href|src)=\"(?:https?:)?//[^\"]*\"", html)
+    assert not external, f"the page still links other hosts: {external}"
+    seen: list[str] = []
+    page = new_chat(requests=seen)
+    page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
+    ask(page, "How do I add documents to the library?", server)
+    hosts = {urlsplit(u).hostname for u in seen if urlsplit(u).scheme in ("http", "https", "ws", "wss")}
+    assert len(seen) > 5 and hosts == {"127.0.0.1"}, f"requests went to {hosts}: {[u for u in seen if '127.0.0.1' not in u][:5]}"
+
+
 def test_upload_pdf_then_answer_cites_it_with_a_page(new_chat, server, screenshots, tmp_path):
     assert SMALL_PDF.is_file(), f"{SMALL_PDF} is missing (shared datasets)"
     broken = tmp_path / "broken-scan.pdf"
