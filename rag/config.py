@@ -38,6 +38,9 @@ class Settings:
     max_file_mb: float = field(default_factory=lambda: float(_env("LRC_MAX_FILE_MB", "50")))
     top_k: int = field(default_factory=lambda: int(_env("LRC_TOP_K", "4")))
     retrieval_mode: str = field(default_factory=lambda: _env("LRC_RETRIEVAL_MODE", "hybrid"))
+    # optional cross-encoder re-ranking (rag/reranker.py): a sentence-transformers CrossEncoder folder
+    reranker: str = field(default_factory=lambda: _env("LRC_RERANKER", ""))
+    rerank_depth: int = field(default_factory=lambda: int(_env("LRC_RERANK_DEPTH", "20")))
 
     # retrieval tuning (defaults measured in docs/BENCHMARKS.md; change only to experiment)
     chunk_tokens: int = field(default_factory=lambda: int(_env("LRC_CHUNK_TOKENS", "254")))  # passage size, word pieces

@@ -35,6 +35,7 @@ from rag.chunking import Chunker
 from rag.config import settings
 from rag.embedder import DEFAULT_MODEL, Embedder
 from rag.lexical import LexicalIndex
+from rag.reranker import Reranker
 from rag.retriever import MODES, DenseIndex, rank
 from rag.schema import Hit
 from rag.store import FileCommit, FileEntry, Store
@@ -101,8 +102,11 @@ class Library:
     _shared_lock = threading.Lock()
 
     def __init__(self, index_dir: Path | str, embed_model: str | None = None, max_file_mb: float | None = None,
-                 batch_chunks: int | None = None):
+                 batch_chunks: int | None = None, reranker: str | None = None, rerank_depth: int | None = None):
         self.index_dir = Path(index_dir).expanduser()
+        # optional cross-encoder stage (rag/reranker.py); "" = off, None = from settings (LRC_RERANKER)
+        self.reranker = settings().reranker if reranker is None else reranker
+        self.rerank_depth = settings().rerank_depth if rerank_depth is None else int(rerank_depth)
         self.store = Store(self.index_dir)
         self.embed_model = embed_model or DEFAULT_MODEL
         self.max_file_mb = 50.0 if max_file_mb is None else float(max_file_mb)
@@ -478,8 +482,10 @@ class Library:
         return self.ingest([p for p in self.store.pending() if Path(p).exists()], progress)
 
     # ------------------------------------------------------------------ search
-    def search(self, query: str, k: int = 4, mode: str = "hybrid") -> list[Hit]:
-        """Top-k chunks for a question. mode: "hybrid" (default), "dense" or "lexical"."""
+    def search(self, query: str, k: int = 4, mode: str = "hybrid", rerank: bool = True) -> list[Hit]:
+        """Top-k chunks for a question. mode: "hybrid" (default), "dense" or "lexical". With a
+        re-ranker configured (and ``rerank``), it re-orders the top ``rerank_depth`` candidates
+        (raises ``RerankerError`` when it cannot be loaded)."""
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode '{mode}' (use one of: {', '.join(MODES)})")
         if not query or not query.strip():
@@ -487,14 +493,22 @@ class Library:
         self._ready()
         dense, lexical = self._dense, self._lexical
         qv = self.embedder.encode_query(query) if mode != "lexical" else None
-        ranked = rank(qv, query, dense, lexical, k, mode)
+        reranker = Reranker.get(self.reranker) if (rerank and self.reranker and k > 0) else None
+        ranked = rank(qv, query, dense, lexical, max(k, self.rerank_depth) if reranker else k, mode)
         chunks = self.store.chunks([i for i, _, _ in ranked])
         hits = []
         for i, score, scores in ranked:
             ch = chunks.get(i)
             if ch is not None:
                 hits.append(Hit(chunk=ch, score=score, rank=len(hits) + 1, scores=scores))
-        return hits
+        if reranker is None or len(hits) < 2:
+            return hits[:k]
+        s = reranker.scores(query, [f"{h.chunk.heading}\n{h.chunk.text}" if h.chunk.heading else h.chunk.text
+                                    for h in hits])
+        order = np.argsort(-s, kind="stable")[:k]
+        return [Hit(chunk=hits[j].chunk, score=float(s[j]), rank=n + 1,
+                    scores={**hits[j].scores, "fused": hits[j].score, "rerank": float(s[j])})
+                for n, j in enumerate(order)]
 
     # ------------------------------------------------------------------ manage
     def remove(self, path) -> int:

@@ -27,6 +27,7 @@ from engines import registry
 from engines.base import EngineError, GenerationOptions, Message, PromptTooLong, Usage
 from rag import prompt as prompt_mod
 from rag.config import settings
+from rag.reranker import RerankerError
 from rag.schema import Hit
 
 MODES = ("hybrid", "dense", "lexical", "off")
@@ -161,7 +162,7 @@ def relevant(hits: Sequence[Hit], mode: str, min_score: float) -> bool:
     dense = [h.scores["dense"] for h in hits if "dense" in (h.scores or {})]
     if dense and mode != "lexical":
         return max(dense) >= min_score
-    return max(h.score for h in hits) > 0
+    return max((h.scores or {}).get("lexical", h.score) for h in hits) > 0  # not a re-ranker's score
 
 
 _CITE = re.compile(r"\[(\d{1,2}(?:\s*[,;]\s*\d{1,2})*)\]")
@@ -212,7 +213,11 @@ async def answer(question: str, history: Sequence[Message] | None = None, option
                 lib = await asyncio.to_thread(library)  # the first call loads the index and the embedder
             stats = await asyncio.to_thread(lib.stats)
             if stats.chunks:
-                hits = await asyncio.to_thread(lib.search, question, opts.top_k, opts.mode)
+                try:
+                    hits = await asyncio.to_thread(lib.search, question, opts.top_k, opts.mode)
+                except RerankerError as err:  # a misconfigured optional stage: say so, rank without it
+                    yield Notice(f"{err} This answer uses the ranking without the re-ranker.")
+                    hits = await asyncio.to_thread(lib.search, question, opts.top_k, opts.mode, False)
         except Exception as exc:  # a broken index must not take the chat down
             yield Failed(f"Searching the library failed: {exc}", "Re-index your documents (`python -m rag index`).",
                          type(exc).__name__)

@@ -107,6 +107,18 @@ async def test_empty_library_answers_without_passages_clearly_labelled(tmp_path,
     assert events[-2].used == []
 
 
+async def test_a_broken_reranker_setting_is_named_and_the_answer_still_uses_the_documents(library, tiny_model_dir):
+    from rag.library import Library
+
+    lib = Library(library.index_dir, reranker=str(library.index_dir / "no-such-cross-encoder"))
+    events = await collect("How do I calibrate a Zorblax widget?", opts(model="tiny", max_new_tokens=8), lib)
+    notes = [ev.text for ev in events if isinstance(ev, pl.Notice)]
+    assert any("LRC_RERANKER" in n and "without the re-ranker" in n for n in notes), notes
+    retrieved = next(ev for ev in events if isinstance(ev, pl.Retrieved))
+    assert retrieved.hits and retrieved.hits[0].chunk.name == "calibration.md"
+    assert isinstance(events[-1], pl.Done) and events[-2].used
+
+
 async def test_mode_off_skips_retrieval(library, tiny_model_dir):
     events = await collect("How do I calibrate a Zorblax widget?", opts(model="tiny", mode="off", max_new_tokens=8),
                            library)
