@@ -256,6 +256,9 @@ class FaultServer:
         slow_started: threading.Event
         stop_slow: threading.Event
 
+        def handle_error(self, request, client_address):
+            """Clients hang up on these faults (that is what the tests make them do): no traceback noise."""
+
     def __init__(self, slow_seconds: float = 30.0):
         self.httpd = self._Server(("127.0.0.1", 0), _Handler)
         self.httpd.requests = []
