@@ -18,10 +18,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import chainlit as cl  # noqa: E402
 from chainlit.input_widget import Select, Slider  # noqa: E402
-from chainlit.server import app as http_app  # noqa: E402
-from starlette.middleware import Middleware  # noqa: E402
-from starlette.middleware.base import BaseHTTPMiddleware  # noqa: E402
-from starlette.responses import HTMLResponse  # noqa: E402
+import chainlit.server as cl_server  # noqa: E402
 
 from engines import registry  # noqa: E402
 from engines.base import EngineError  # noqa: E402
@@ -57,22 +54,17 @@ async def startup() -> None:
 
 # ------------------------------------------------------------------ the page: nothing from the internet
 # Chainlit's page links a public CDN (KaTeX CSS; LaTeX is off here) and preconnects to Google Fonts
-# (the theme sets no web font): the browser would contact both on every load. Drop such links.
+# (the theme sets no web font): the browser would contact both on every load. Drop such links where the
+# page is made (Chainlit's page route calls this module-level function for each load).
 _EXTERNAL_LINK = re.compile(r"[ \t]*<link\b[^>]*\bhref=\"(?:https?:)?//[^\"]*\"[^>]*>\n?", re.S)
+_chainlit_page = cl_server.get_html_template
 
 
-async def _local_page_only(request, call_next):
-    response = await call_next(request)
-    if request.method != "GET" or not response.headers.get("content-type", "").startswith("text/html"):
-        return response
-    body = b"".join([part async for part in response.body_iterator])
-    html = _EXTERNAL_LINK.sub("", body.decode("utf-8", errors="replace"))
-    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-    return HTMLResponse(html, status_code=response.status_code, headers=headers)
+def _local_page(root_path: str) -> str:
+    return _EXTERNAL_LINK.sub("", _chainlit_page(root_path))
 
 
-# innermost (next to the routes), so it sees the page before Chainlit's gzip middleware compresses it
-http_app.user_middleware.append(Middleware(BaseHTTPMiddleware, dispatch=_local_page_only))
+cl_server.get_html_template = _local_page
 
 
 # ------------------------------------------------------------------ settings panel

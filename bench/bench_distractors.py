@@ -76,17 +76,9 @@ def ndcg(order_docs: dict[str, list[str]], qrels) -> dict:
 
 
 def ranked_docs(hits_per_query: dict[str, list[int]], doc_of: dict[int, str], k: int = 10) -> dict[str, list[str]]:
-    out = {}
-    for q, ids in hits_per_query.items():
-        docs: list[str] = []
-        for i in ids:
-            d = doc_of[i]
-            if d not in docs:
-                docs.append(d)
-            if len(docs) >= k:
-                break
-        out[q] = docs
-    return out
+    from rag.evaluation import first_docs
+
+    return {q: first_docs((doc_of[i] for i in ids), k) for q, ids in hits_per_query.items()}
 
 
 def run_modes(label, vecs, owners, texts, ids, doc_of, queries, qvecs, qrels, modes=("dense", "lexical", "hybrid")):

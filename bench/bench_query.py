@@ -37,6 +37,7 @@ def main() -> int:
     ap.add_argument("-k", type=int, default=4)
     a = ap.parse_args()
     from rag import loaders
+    from rag.evaluation import percentile
     from rag.library import Library
     from rag.store import FileCommit
 
@@ -83,8 +84,7 @@ def main() -> int:
                 hits = lib2.search(q, k=a.k, mode=mode)
                 lat.append(1000 * (time.perf_counter() - t))
                 assert hits or mode == "lexical"
-            lat.sort()
-            p50, p95 = statistics.median(lat), lat[int(0.95 * (len(lat) - 1))]
+            p50, p95 = statistics.median(lat), percentile(lat, 0.95)
             res[f"{mode}_p50_ms"], res[f"{mode}_p95_ms"] = round(p50, 1), round(p95, 1)
             print(f"{mode:8s} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  ({len(lat)} queries, k={a.k})", flush=True)
     print(json.dumps(res))

@@ -40,11 +40,6 @@ def build_cross_encoder(dest: Path) -> Path:
     return dest
 
 
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--depths", default="10,20,40")
@@ -52,6 +47,7 @@ def main() -> int:
     ap.add_argument("--queries", default=str(DATA / "rfaq" / "queries.jsonl"))
     ap.add_argument("-k", type=int, default=4)
     a = ap.parse_args()
+    from rag.evaluation import percentile
     from rag.library import Library
 
     questions = [json.loads(line)["text"] for line in open(a.queries, encoding="utf-8") if line.strip()]
@@ -76,7 +72,7 @@ def main() -> int:
         out = {}
         for name, ts in times.items():
             ms = [1000 * t for t in ts]
-            out[name] = {"p50_ms": round(pct(ms, .5), 1), "p95_ms": round(pct(ms, .95), 1),
+            out[name] = {"p50_ms": round(percentile(ms, .5), 1), "p95_ms": round(percentile(ms, .95), 1),
                          "mean_ms": round(statistics.mean(ms), 1)}
             print(f"{name:<10} {out[name]['p50_ms']:>8} {out[name]['p95_ms']:>8} {out[name]['mean_ms']:>8}")
         print(json.dumps(out))

@@ -73,6 +73,23 @@ def metrics(ranked: dict[str, list[str]], qrels: dict[str, dict[str, float]]) ->
             "mrr@10": round(mrr / n, 4), "ndcg@10": round(ndcg / n, 4), "queries": n}
 
 
+def percentile(xs: list[float], p: float) -> float:
+    """The p-quantile by rank (no interpolation), as all latency figures here report it."""
+    xs = sorted(xs)
+    return xs[int(p * (len(xs) - 1))] if xs else 0.0
+
+
+def first_docs(doc_ids, k: int) -> list[str]:
+    """The first k distinct documents of a ranked list of document ids (one per chunk hit)."""
+    docs: list[str] = []
+    for d in doc_ids:
+        if d not in docs:
+            docs.append(d)
+            if len(docs) >= k:
+                break
+    return docs
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:120] or "doc"
 
@@ -117,14 +134,7 @@ def evaluate(dataset: str | Path, mode: str = "hybrid", k: int = 10, extra_docs:
             t = time.perf_counter()
             hits = lib.search(queries.get(qid, ""), k=depth, mode=mode)
             lat.append(time.perf_counter() - t)
-            docs: list[str] = []
-            for h in hits:
-                d = mapping.get(h.chunk.source, "extra:" + h.chunk.source)
-                if d not in docs:
-                    docs.append(d)
-                if len(docs) >= k:
-                    break
-            ranked[qid] = docs
+            ranked[qid] = first_docs((mapping.get(h.chunk.source, "extra:" + h.chunk.source) for h in hits), k)
         m = metrics(ranked, qrels)
         m.update({"mode": mode, "chunks": lib.stats().chunks, "ingest_s": round(ingest_s, 1),
                   "query_ms_p50": round(1000 * statistics.median(lat), 1) if lat else 0.0})
@@ -170,7 +180,7 @@ def retrieval_run(docs: list[str], queries_file: str | Path, k: int = 5, mode: s
                 "max_chunk_tokens": max(tokens) if tokens else 0,
                 "model_load_s": round(model_s, 2), "ingest_s": round(ingest_s, 2),
                 "query_ms_mean": round(1000 * statistics.mean(lat), 1) if lat else 0.0,
-                "query_ms_p95": round(1000 * sorted(lat)[int(0.95 * (len(lat) - 1))], 1) if lat else 0.0}
+                "query_ms_p95": round(1000 * percentile(lat, 0.95), 1)}
         return run, info
     finally:
         if tmp is not None:

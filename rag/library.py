@@ -503,8 +503,7 @@ class Library:
                 hits.append(Hit(chunk=ch, score=score, rank=len(hits) + 1, scores=scores))
         if reranker is None or len(hits) < 2:
             return hits[:k]
-        s = reranker.scores(query, [f"{h.chunk.heading}\n{h.chunk.text}" if h.chunk.heading else h.chunk.text
-                                    for h in hits])
+        s = reranker.scores(query, [h.chunk.matched_text for h in hits])
         order = np.argsort(-s, kind="stable")[:k]
         return [Hit(chunk=hits[j].chunk, score=float(s[j]), rank=n + 1,
                     scores={**hits[j].scores, "fused": hits[j].score, "rerank": float(s[j])})

@@ -22,6 +22,7 @@ class RerankerError(RuntimeError):
 
 class Reranker:
     _instances: dict[str, "Reranker"] = {}
+    _failed: dict[str, RerankerError] = {}  # tried once per process, not on every question
     _lock = threading.Lock()
 
     def __init__(self, name: str):
@@ -43,8 +44,14 @@ class Reranker:
     @classmethod
     def get(cls, name: str) -> "Reranker":
         with cls._lock:
+            if name in cls._failed:
+                raise cls._failed[name]
             if name not in cls._instances:
-                cls._instances[name] = cls(name)
+                try:
+                    cls._instances[name] = cls(name)
+                except RerankerError as err:
+                    cls._failed[name] = err
+                    raise
             return cls._instances[name]
 
     def scores(self, query: str, passages: list[str]) -> np.ndarray:

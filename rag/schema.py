@@ -4,6 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def with_context(context: str | None, text: str) -> str:
+    return f"{context}\n{text}" if context else text
+
+
 @dataclass
 class Chunk:
     id: int  # row in the store; stable while the chunk lives
@@ -14,6 +18,12 @@ class Chunk:
     end: int = 0
     heading: str = ""  # nearest heading above the chunk, if any
     doc_id: str = ""  # file-level id (corpus id for eval datasets)
+    context: str = ""  # heading path prefixed when embedding and matching (rag.chunking)
+
+    @property
+    def matched_text(self) -> str:
+        """The text retrieval matches: context prefix + text (what the embedder and BM25 read)."""
+        return with_context(self.context, self.text)
 
     @property
     def name(self) -> str:

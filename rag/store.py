@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.schema import Chunk
+from rag.schema import Chunk, with_context
 
 SCHEMA_VERSION = "2"
 DB_NAME = "library.sqlite3"
@@ -269,7 +269,7 @@ class Store:
             vecs = vecs.reshape(len(owners), dim)
         else:
             vecs = np.zeros((0, dim), dtype=np.float32)
-        texts = [f"{r[3]}\n{r[4]}" if r[3] else r[4] for r in rows]
+        texts = [with_context(r[3], r[4]) for r in rows]
         return gen, ids, vecs, owners, texts
 
     def chunks(self, ids: list[int]) -> dict[int, Chunk]:
@@ -279,11 +279,11 @@ class Store:
         out: dict[int, Chunk] = {}
         for i in range(0, len(ids), 500):
             part = [int(x) for x in ids[i:i + 500]]
-            q = ('SELECT c.id, c.text, c.path, c.page, c.start, c."end", c.heading, f.display_name '
+            q = ('SELECT c.id, c.text, c.path, c.page, c.start, c."end", c.heading, f.display_name, c.context '
                  "FROM chunks c LEFT JOIN files f ON f.path = c.path WHERE c.id IN (%s)" % ",".join("?" * len(part)))
             for r in c.execute(q, part):
                 out[r[0]] = Chunk(id=r[0], text=r[1], source=r[2], page=r[3], start=r[4] or 0, end=r[5] or 0,
-                                  heading=r[6] or "", doc_id=r[7] or Path(r[2]).name)
+                                  heading=r[6] or "", doc_id=r[7] or Path(r[2]).name, context=r[8] or "")
         return out
 
     def chunk_tokens(self) -> list[int]:

@@ -53,7 +53,7 @@ def test_reranker_reorders_the_fused_candidates(indexed, tiny_cross_encoder):
     for q in QUESTIONS:
         candidates = plain.search(q, k=6)
         got = reranked.search(q, k=3)
-        texts = [f"{h.chunk.heading}\n{h.chunk.text}" if h.chunk.heading else h.chunk.text for h in candidates]
+        texts = [h.chunk.matched_text for h in candidates]
         s = ce.predict([(q, t) for t in texts], show_progress_bar=False)
         want = [candidates[j].chunk.id for j in np.argsort(-np.asarray(s), kind="stable")[:3]]
         assert [h.chunk.id for h in got] == want, q
