@@ -12,9 +12,9 @@ import re
 import textwrap
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from rag.config import offline_env, settings  # noqa: E402
+
+offline_env()  # before Chainlit or anything else can import Hugging Face code
 
 import chainlit as cl  # noqa: E402
 from chainlit.input_widget import Select, Slider  # noqa: E402
@@ -23,7 +23,7 @@ import chainlit.server as cl_server  # noqa: E402
 from engines import registry  # noqa: E402
 from engines.base import EngineError  # noqa: E402
 from rag import pipeline as pl  # noqa: E402
-from rag.config import settings  # noqa: E402
+from rag.schema import Mode  # noqa: E402
 
 log = logging.getLogger("local-rag-chat")
 log.setLevel(logging.INFO)
@@ -38,7 +38,7 @@ async def _warm() -> None:
     t = time.perf_counter()
     try:
         await asyncio.to_thread(lambda: pl.library().search("warm up", 1, "dense"))
-        engine = registry.get(settings().engine)
+        engine = pl.engine(settings().engine)
         await engine.count_tokens([{"role": "user", "content": "warm up"}])  # starts the worker, loads the model
         log.info("warm: library and %s engine ready in %.1fs", engine.name, time.perf_counter() - t)
     except Exception as exc:  # the chat reports problems when they matter; never crash the server
@@ -68,9 +68,19 @@ cl_server.get_html_template = _local_page
 
 
 # ------------------------------------------------------------------ settings panel
+def _start_hint(engine_name: str, said: str) -> str:
+    """How to start an engine that runs as a service (unless the error already said it)."""
+    try:
+        hint = pl.engine(engine_name).start_hint
+    except EngineError:
+        return ""
+    commands = re.findall(r"`([^`]+)`", hint or "")
+    return "" if not hint or hint in said or any(c in said for c in commands) else hint
+
+
 async def _model_items(engine_name: str) -> dict[str, str]:
     """Label -> model id for the engine; raises EngineError when it cannot be reached."""
-    engine = registry.get(engine_name)
+    engine = pl.engine(engine_name)
     models = await asyncio.wait_for(engine.list_models(), timeout=15)
     return {(m.name or m.id): m.id for m in models} or {"(engine default)": DEFAULT}
 
@@ -78,7 +88,7 @@ async def _model_items(engine_name: str) -> dict[str, str]:
 async def _send_settings(opts: pl.Options, models: dict[str, str]) -> None:
     shown = opts.model or DEFAULT
     if shown not in models.values():  # the engine's default, an alias, or a model this engine lacks
-        resolved = await pl.model_label(registry.get(opts.engine), opts.model or None)
+        resolved = await pl.model_label(pl.engine(opts.engine), opts.model or None)
         shown = resolved if resolved in models.values() else next(iter(models.values()))
         opts.model = shown if opts.model else ""
     engines = {label: name for name, label in registry.labels().items()}
@@ -87,7 +97,7 @@ async def _send_settings(opts: pl.Options, models: dict[str, str]) -> None:
         Select(id="model", label="Model", items=models, initial_value=shown,
                description="Models of the chosen engine (confirm a new engine to refresh this list)"),
         Slider(id="top_k", label="Passages", initial=opts.top_k, min=1, max=10, step=1),
-        Select(id="mode", label="Retrieval mode", values=list(pl.MODES), initial_value=opts.mode),
+        Select(id="mode", label="Retrieval mode", values=Mode.values(), initial_value=opts.mode),
         Slider(id="temperature", label="Temperature", initial=opts.temperature, min=0, max=1.5, step=0.1),
         Slider(id="max_new_tokens", label="Max answer tokens", initial=opts.max_new_tokens, min=32, max=1024,
                step=32),
@@ -106,8 +116,7 @@ async def settings_update(values: dict) -> None:
         models = await _model_items(new.engine)
     except (EngineError, asyncio.TimeoutError) as err:
         text = err.user_text() if isinstance(err, EngineError) else "It did not answer within 15 s."
-        how = ("Start it with `make foundry` (or `foundry service start`), or set FOUNDRY_BASE_URL to its "
-               "address, then choose it again." if new.engine == "foundry" and "make foundry" not in text else "")
+        how = _start_hint(new.engine, text)
         label = registry.labels().get(new.engine, new.engine)
         await cl.Message(content=f"**{label} is not reachable.** {text} {how}\n\n"
                                  f"Still using **{registry.labels().get(old.engine, old.engine)}**.").send()

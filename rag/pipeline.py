@@ -8,7 +8,7 @@ benchmarks all consume it and only render what it yields.
         Progress* -> Ingested
 
 Retrieval and indexing run in worker threads (``asyncio.to_thread``); generation goes through
-``engines.registry.get(options.engine)``. Engine errors become :class:`Failed` events carrying the
+``engine(options.engine)`` (the registry's shared instance, configured from settings). Engine errors become :class:`Failed` events carrying the
 error's readable text. Cancelling the consuming task (Chainlit's stop button) or calling
 ``Control.cancel()`` cancels the running Generation.
 """
@@ -24,15 +24,11 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterable, Sequence
 
 from engines import registry
-from engines.base import EngineError, GenerationOptions, Message, PromptTooLong, Usage
+from engines.base import Engine, EngineError, GenerationOptions, Message, PromptTooLong, Usage
 from rag import prompt as prompt_mod
 from rag.config import settings
-from rag.reranker import RerankerError
-from rag.schema import Hit
+from rag.schema import Hit, Mode
 
-MODES = ("hybrid", "dense", "lexical", "off")
-# Cosine similarity (all-MiniLM-L6-v2) below which a passage is not about the question at all.
-MIN_DENSE_SCORE = 0.2
 
 
 # ------------------------------------------------------------------------------------ events
@@ -40,7 +36,7 @@ MIN_DENSE_SCORE = 0.2
 class Retrieved:
     query: str
     hits: list[Hit]
-    mode: str
+    mode: Mode
     seconds: float
 
 
@@ -117,21 +113,25 @@ class Options:
     engine: str = field(default_factory=lambda: settings().engine)
     model: str = field(default_factory=lambda: settings().model)  # "" = the engine's default
     top_k: int = field(default_factory=lambda: settings().top_k)
-    mode: str = field(default_factory=lambda: settings().retrieval_mode)
+    mode: Mode = field(default_factory=lambda: settings().retrieval_mode)
     temperature: float = field(default_factory=lambda: settings().temperature)
     max_new_tokens: int = field(default_factory=lambda: settings().max_new_tokens)
-    min_score: float = MIN_DENSE_SCORE
+    min_score: float | None = None  # None = the library's relevance threshold
     context_length: int | None = None  # None = ask the engine
 
     def normalised(self) -> "Options":
         """Values from sliders arrive as floats or strings: make them the right types and ranges."""
-        mode = str(self.mode).lower()
+        try:
+            mode = Mode.parse(self.mode)
+        except ValueError:
+            mode = Mode.HYBRID
         return Options(engine=str(self.engine), model=str(self.model or ""),
                        top_k=max(1, min(int(float(self.top_k)), 20)),
-                       mode=mode if mode in MODES else "hybrid",
+                       mode=mode,
                        temperature=max(0.0, min(float(self.temperature), 2.0)),
                        max_new_tokens=max(16, int(float(self.max_new_tokens))),
-                       min_score=float(self.min_score), context_length=self.context_length)
+                       min_score=None if self.min_score is None else float(self.min_score),
+                       context_length=self.context_length)
 
 
 class Control:
@@ -154,15 +154,9 @@ def library():
     return Library.shared()
 
 
-def relevant(hits: Sequence[Hit], mode: str, min_score: float) -> bool:
-    """Does any hit look related to the question? Dense cosine decides where it is known;
-    lexical-only results count when they have a positive score."""
-    if not hits:
-        return False
-    dense = [h.scores["dense"] for h in hits if "dense" in (h.scores or {})]
-    if dense and mode != "lexical":
-        return max(dense) >= min_score
-    return max((h.scores or {}).get("lexical", h.score) for h in hits) > 0  # not a re-ranker's score
+def engine(name: str) -> Engine:
+    """The process-wide engine ``name``, created on first use with its settings."""
+    return registry.get(name, settings().engine_config(name))
 
 
 _CITE = re.compile(r"\[(\d{1,2}(?:\s*[,;]\s*\d{1,2})*)\]")
@@ -203,31 +197,28 @@ async def answer(question: str, history: Sequence[Message] | None = None, option
 
     # 1. retrieval (off the loop)
     hits: list[Hit] = []
-    if opts.mode == "off":
-        yield Retrieved(question, [], "off", 0.0)
+    if opts.mode == Mode.OFF:
+        yield Retrieved(question, [], opts.mode, 0.0)
         yield NothingFound("off", "Retrieval is off: this answer does not use your documents.", True)
     else:
         t = time.perf_counter()
         try:
             if lib is None:
                 lib = await asyncio.to_thread(library)  # the first call loads the index and the embedder
-            stats = await asyncio.to_thread(lib.stats)
-            if stats.chunks:
-                try:
-                    hits = await asyncio.to_thread(lib.search, question, opts.top_k, opts.mode)
-                except RerankerError as err:  # a misconfigured optional stage: say so, rank without it
-                    yield Notice(f"{err} This answer uses the ranking without the re-ranker.")
-                    hits = await asyncio.to_thread(lib.search, question, opts.top_k, opts.mode, False)
+            found = await asyncio.to_thread(lib.retrieve, question, opts.top_k, opts.mode, opts.min_score)
         except Exception as exc:  # a broken index must not take the chat down
             yield Failed(f"Searching the library failed: {exc}", "Re-index your documents (`python -m rag index`).",
                          type(exc).__name__)
             return
+        hits = list(found.hits)
+        for note in found.notices:
+            yield Notice(note)
         timings["retrieval"] = time.perf_counter() - t
         yield Retrieved(question, list(hits), opts.mode, timings["retrieval"])
-        if not stats.chunks:
+        if found.library_empty:
             yield NothingFound("empty", "Your library is empty: drop files into the chat to add documents. "
                                         "This answer does not use your documents.", True)
-        elif not relevant(hits, opts.mode, opts.min_score):
+        elif not found.relevant:
             yield NothingFound("irrelevant", "I found nothing about this in your documents, so I cannot answer "
                                              "it from them. Try other words, another retrieval mode, or add a "
                                              "document that covers it.", False)
@@ -237,38 +228,36 @@ async def answer(question: str, history: Sequence[Message] | None = None, option
 
     # 2. prompt + generation, with one retry if the engine says the prompt is too long
     try:
-        engine = registry.get(opts.engine)
+        eng = engine(opts.engine)
     except EngineError as err:
         yield Failed(err.message, err.hint, type(err).__name__)
         return
     model = opts.model or None
-    gen_opts = GenerationOptions(max_new_tokens=opts.max_new_tokens, temperature=opts.temperature)
 
     async def counter(messages: list[Message]) -> int:
-        return await engine.count_tokens(messages, model=model)
+        return await eng.count_tokens(messages, model=model)
 
-    context_length = opts.context_length
+    context_length, max_new_tokens = opts.context_length, opts.max_new_tokens
     text_parts: list[str] = []
-    prompt = None
+    fitted = None
     for attempt in (1, 2):
         try:
             t = time.perf_counter()
             if context_length is None:
-                context_length = await engine.context_length(model)
-            answer_budget = min(gen_opts.max_new_tokens, max(context_length // 2, 16))
-            gen_opts.max_new_tokens = answer_budget
-            prompt = await prompt_mod.build(question, history, hits, counter=counter,
-                                            context_length=context_length, max_new_tokens=answer_budget)
+                context_length = await eng.context_length(model)
+            fitted = await prompt_mod.fit(question, history, hits, counter=counter,
+                                          context_length=context_length, max_new_tokens=max_new_tokens)
             timings["prompt"] = timings.get("prompt", 0.0) + time.perf_counter() - t
             if attempt == 1:
-                for note in prompt.notes:
+                for note in fitted.prompt.notes:
                     yield Notice(note.capitalize() + ".")
-                if hits and not prompt.grounded:
+                if hits and not fitted.prompt.grounded:
                     yield NothingFound("no-room", "No passage fits the model's context next to this question: "
                                                   "this answer does not use your documents.", True)
             if control.cancelled:
                 return
-            generation = engine.stream(prompt.messages, gen_opts, model=model)
+            gen_opts = GenerationOptions(max_new_tokens=fitted.max_new_tokens, temperature=opts.temperature)
+            generation = eng.stream(fitted.prompt.messages, gen_opts, model=model)
             control.generation = generation
             t = time.perf_counter()
             try:
@@ -282,28 +271,20 @@ async def answer(question: str, history: Sequence[Message] | None = None, option
             timings["generation"] = time.perf_counter() - t
             break
         except PromptTooLong as err:
-            if attempt == 2 or text_parts or prompt is None:
+            if attempt == 2 or text_parts or fitted is None:
                 yield Failed(err.message, err.hint, type(err).__name__)
                 return
-            # our count was off (or the context is smaller than we were told): shrink and retry once
-            real_ctx = err.context_length or context_length
-            ratio = max((err.prompt_tokens or 0) / max(prompt.tokens, 1), 1.0)
-            room = int((real_ctx - answer_budget) / ratio * 0.9)
-            if room <= 0:
-                answer_budget = max(real_ctx // 4, 16)
-                room = int((real_ctx - answer_budget) / ratio * 0.9)
-            context_length = room + answer_budget
-            gen_opts.max_new_tokens = answer_budget
+            context_length, max_new_tokens = prompt_mod.refit(err, fitted)
             yield Notice("The prompt was too long for the model; retried with fewer passages.")
         except EngineError as err:
             yield Failed(err.message, err.hint, type(err).__name__)
             return
 
     text = "".join(text_parts)
-    used = prompt.hits if prompt else []
+    used = fitted.prompt.hits if fitted else []
     yield Sources(cited(text, used), list(used))
     timings["total"] = time.perf_counter() - t0
-    yield Done(generation.usage, opts.engine, await model_label(engine, model), text, timings)
+    yield Done(generation.usage, opts.engine, await model_label(eng, model), text, timings)
 
 
 # ------------------------------------------------------------------------------------ ingest

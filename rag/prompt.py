@@ -10,7 +10,9 @@ The prompt is laid out as
 (Passages in the system message, the question alone last: with SmolLM2-135M this layout gave
 answers, where passages inside the user message were mostly echoed back.)
 
-Token budget: ``context_length - max_new_tokens`` is what the prompt may use. When the full prompt
+Token budget: ``answer_tokens(context_length, max_new_tokens)`` is reserved for the answer (at most
+half the context) and the rest, ``context_length - answer tokens``, is what the prompt may use;
+``fit`` does both and ``refit`` shrinks the budget after an engine said the prompt was too long. When the full prompt
 does not fit, the lowest-ranked passages are dropped first (the best one is kept), then the oldest
 history turns, then the one remaining passage is cut short; only if the system text and the
 question alone do not fit is :class:`engines.base.PromptTooLong` raised. The result never exceeds
@@ -196,3 +198,40 @@ async def build(question: str, history: Sequence[Message] | None, hits: Sequence
     p.dropped_passages = len(hits)
     p.notes.append("no passage fits the model's context next to this question")
     return p
+
+
+def answer_tokens(context_length: int, max_new_tokens: int) -> int:
+    """Tokens reserved for the answer: what was asked, but at most half the context (at least 16)."""
+    return min(int(max_new_tokens), max(int(context_length) // 2, 16))
+
+
+@dataclass
+class Fitted:
+    """A prompt and the answer budget it was built for."""
+
+    prompt: Prompt
+    context_length: int
+    max_new_tokens: int  # pass to the engine as the answer's limit
+
+
+async def fit(question: str, history: Sequence[Message] | None, hits: Sequence[Hit], *,
+              counter: Counter = estimate_counter, context_length: int, max_new_tokens: int) -> Fitted:
+    """The prompt for a model with ``context_length`` tokens and an answer of up to ``max_new_tokens``."""
+    budget = answer_tokens(context_length, max_new_tokens)
+    prompt = await build(question, history, hits, counter=counter, context_length=context_length,
+                         max_new_tokens=budget)
+    return Fitted(prompt, int(context_length), budget)
+
+
+def refit(err: PromptTooLong, fitted: Fitted) -> tuple[int, int]:
+    """After an engine refused ``fitted`` as too long (our count was off, or the context is smaller
+    than we were told): the (context_length, max_new_tokens) to build a smaller prompt with, scaled
+    by how far off our count was, with a 10 % margin."""
+    real_ctx = err.context_length or fitted.context_length
+    answer = fitted.max_new_tokens
+    ratio = max((err.prompt_tokens or 0) / max(fitted.prompt.tokens, 1), 1.0)
+    room = int((real_ctx - answer) / ratio * 0.9)
+    if room <= 0:
+        answer = max(real_ctx // 4, 16)
+        room = int((real_ctx - answer) / ratio * 0.9)
+    return room + answer, answer

@@ -2,6 +2,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Mode(StrEnum):
+    """Retrieval modes. ``OFF`` (answer without the documents) exists for the pipeline only; the
+    search layer knows the other three."""
+
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    LEXICAL = "lexical"
+    OFF = "off"
+
+    @classmethod
+    def search_modes(cls) -> list["Mode"]:
+        return [cls.HYBRID, cls.DENSE, cls.LEXICAL]
+
+    @classmethod
+    def values(cls, search_only: bool = False) -> list[str]:
+        return [m.value for m in (cls.search_modes() if search_only else cls)]
+
+    @classmethod
+    def parse(cls, value: "str | Mode", search_only: bool = False) -> "Mode":
+        """``value`` as a Mode, or ValueError naming the choices."""
+        allowed = cls.values(search_only)
+        text = str(value).strip().lower()
+        if text not in allowed:
+            raise ValueError(f"unknown retrieval mode '{value}' (use one of: {', '.join(allowed)})")
+        return cls(text)
 
 
 def with_context(context: str | None, text: str) -> str:
@@ -39,3 +67,13 @@ class Hit:
     score: float  # the fused (or single-mode) score the ranking used
     rank: int  # 1-based
     scores: dict = field(default_factory=dict)  # per mode, e.g. {"dense": .61, "lexical": 12.3}
+
+
+@dataclass
+class Retrieval:
+    """What the library found for a question, and whether it is worth answering from."""
+
+    hits: list[Hit]
+    library_empty: bool = False  # nothing indexed yet
+    relevant: bool = False  # some hit is about the question (rag.search.relevance)
+    notices: list[str] = field(default_factory=list)  # e.g. the re-ranker failed and was left out

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
+
+from rag.schema import Mode
 
 HELP = "ask the library a question; the answer streams to the terminal, then sources and timings"
 
@@ -14,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", help="onnx (in-process) or foundry; default: LRC_ENGINE")
     p.add_argument("--model", help="model id or name for that engine; default: the engine's default")
     p.add_argument("-k", "--top-k", type=int, dest="top_k", help="passages given to the model; default: LRC_TOP_K")
-    p.add_argument("--mode", choices=["hybrid", "dense", "lexical", "off"], help="retrieval mode")
+    p.add_argument("--mode", choices=Mode.values(), help="retrieval mode")
     p.add_argument("--temperature", type=float, help="0 = greedy (default: LRC_TEMPERATURE)")
     p.add_argument("--max-tokens", type=int, dest="max_new_tokens", help="longest answer in tokens")
     p.add_argument("--show-passages", action="store_true", help="print the retrieved passages before the answer")
@@ -72,7 +73,4 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return asyncio.run(_run(args))

@@ -4,12 +4,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from rag.schema import Mode
+
 HELP = "evaluate retrieval on a BEIR folder: recall@1/5/10, MRR@10, nDCG@10 (JSON last line)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="BEIR folder: corpus.jsonl, queries.jsonl, qrels.tsv")
-    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default=None,
+    p.add_argument("--mode", choices=Mode.values(search_only=True), default=None,
                    help="retrieval mode (default: settings().retrieval_mode)")
     p.add_argument("-k", type=int, default=10, help="documents ranked per query (metrics use 10)")
     p.add_argument("--extra-docs", action="append", default=[], metavar="DIR",

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from rag.cmd.index import open_library
+from rag.schema import Mode
 
 HELP = "search the library: ranked chunks with score, source and page"
 
@@ -12,7 +13,7 @@ HELP = "search the library: ranked chunks with score, source and page"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("question")
     p.add_argument("-k", type=int, default=None, help="number of chunks (default: settings().top_k)")
-    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default=None)
+    p.add_argument("--mode", choices=Mode.values(search_only=True), default=None)
     p.add_argument("--json", action="store_true", help="one JSON object per hit")
     p.add_argument("--index-dir", help="index folder (default: settings().index_dir)")
 

@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+from rag.schema import Mode
+
 HELP = "index files into a fresh store and write each query's ranked chunk texts to a JSON run file"
 
 
@@ -15,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queries", required=True, help='JSONL: {"_id", "text"} per line')
     p.add_argument("-k", type=int, default=5)
     p.add_argument("--out", required=True, help="RUN.json to write")
-    p.add_argument("--mode", choices=["hybrid", "dense", "lexical"], default=None,
+    p.add_argument("--mode", choices=Mode.values(search_only=True), default=None,
                    help="default: the chat's (settings().retrieval_mode)")
     p.add_argument("--index-dir", help="reuse/keep the index here instead of a fresh temporary one")
 
