@@ -22,11 +22,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from engines.base import GenerationOptions  # noqa: E402
-from engines.onnx_genai import OnnxGenaiEngine  # noqa: E402
-from rag import models  # noqa: E402
+from engines.onnx.engine import OnnxGenaiEngine  # noqa: E402
+from engines.onnx.models import ModelCatalog  # noqa: E402
+from rag.config import offline_env, settings  # noqa: E402
+
+offline_env()
 
 TARGET = 0.95
 GOODS = ["apples", "copper wire", "paper", "glass jars", "salt", "wool", "tea", "nails"]
@@ -109,10 +111,10 @@ def _ratios(b: dict, e: dict) -> dict:
 async def main_async(args) -> dict:
     import onnxruntime_genai as og
 
-    path = models.resolve(args.model)
+    path = ModelCatalog(**settings().engine_config("onnx")).resolve(args.model)
     model = og.Model(str(path))
     tokenizer = og.Tokenizer(model)
-    engine = OnnxGenaiEngine(model=str(path), prompt_chunk=args.prompt_chunk)
+    engine = OnnxGenaiEngine(default_model=str(path), prompt_chunk=args.prompt_chunk)
     results = []
     try:
         # warm both sides (worker start + model load, first-run allocations)

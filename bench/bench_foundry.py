@@ -32,8 +32,9 @@ if str(REPO_ROOT) not in sys.path:
 
 from engines import registry  # noqa: E402
 from engines.base import GenerationOptions  # noqa: E402
-from engines.foundry import FoundryEngine  # noqa: E402
-from rag import models  # noqa: E402
+from engines.foundry.engine import FoundryEngine  # noqa: E402
+from engines.onnx.models import ModelCatalog  # noqa: E402
+from rag.config import settings  # noqa: E402
 
 SYSTEM = ("You answer questions about the user's documents. Use only the numbered passages; "
           "cite them like [1]. If they do not contain the answer, say so.")
@@ -128,10 +129,10 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 async def run(args) -> dict:
-    model_dir = models.resolve(args.model)
+    model_dir = ModelCatalog(**settings().engine_config("onnx")).resolve(args.model)
     tmp = Path(tempfile.mkdtemp(prefix="bench-foundry-"))
     service = Service(model_dir, tmp)
-    onnx = registry.create("onnx", model=str(model_dir))
+    onnx = registry.create("onnx", default_model=str(model_dir))
     foundry = None
     try:
         await asyncio.to_thread(service.wait_ready)

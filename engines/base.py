@@ -1,8 +1,9 @@
 """The one small interface every engine implements, its options, usage report and typed errors.
 
 An engine turns chat ``messages`` (OpenAI-style ``[{"role": ..., "content": ...}]``) into a stream
-of text pieces. The rest of the app only talks to this interface; ``engines.registry`` picks the
-engine by name.
+of text pieces: a :class:`Generation`, whose bookkeeping (usage, timing, cancel, how it ended) is
+shared by every engine. The rest of the app only talks to this interface; ``engines.registry``
+picks the engine by name and passes it its settings (``engines/`` reads no configuration itself).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class Usage:
     completion_tokens: int = 0
     time_to_first_token: float | None = None  # seconds from request to first text piece
     total_time: float = 0.0  # seconds from request to end of stream
-    finish_reason: str | None = None  # "stop", "length", "cancelled"
+    finish_reason: str | None = None  # "stop", "length", "cancelled", "error"
 
     @property
     def decode_seconds(self) -> float:
@@ -104,23 +105,105 @@ class GenerationFailed(EngineError):
     """Any other failure while generating."""
 
 
-@runtime_checkable
-class Generation(Protocol):
-    """One running answer: iterate it for text pieces; ``usage`` is final when iteration ends."""
+class Clock:
+    """Measures time to first token and total time for a Usage."""
 
-    usage: Usage
+    def __init__(self, usage: Usage):
+        self.usage = usage
+        self.start = time.perf_counter()
 
-    def __aiter__(self) -> AsyncIterator[str]: ...
+    def piece(self) -> None:
+        if self.usage.time_to_first_token is None:
+            self.usage.time_to_first_token = time.perf_counter() - self.start
+
+    def end(self) -> None:
+        self.usage.total_time = time.perf_counter() - self.start
+
+
+class Generation:
+    """One running answer: iterate it (once) for text pieces; ``usage`` is final when iteration ends.
+
+    The bookkeeping every engine shares lives here: the usage report and its clock (time to first
+    piece, total time), cancelling, and how the answer ended (``usage.finish_reason``: what the
+    engine reported, "cancelled" after ``cancel()`` or when the reader walks away half-way, "error"
+    when an error was raised). An engine subclasses it and writes only ``_pieces()``, plus
+    ``_stop()`` if it can interrupt work in progress.
+    """
+
+    def __init__(self, messages: list[Message], options: GenerationOptions, model: str | None):
+        self.messages = messages
+        self.options = options
+        self.model = model
+        self.usage = Usage()
+        self._clock = Clock(self.usage)  # from the request
+        self._iterated = False
+        self._cancelled = False
+        self._finished = False
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def _pieces(self) -> AsyncIterator[str]:
+        """The engine's text pieces. It fills ``usage`` (tokens, finish_reason) from what the engine
+        reports, raises EngineError subclasses, and ends soon after ``cancelled`` turns true."""
+        raise NotImplementedError
+
+    def _stop(self) -> None:
+        """Called once on cancel: interrupt whatever the answer is waiting for (no-op by default)."""
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        if self._iterated:
+            raise RuntimeError("a generation can be iterated only once")
+        self._iterated = True
+        return self._run()
 
     async def cancel(self) -> None:
         """Stop generating as soon as possible; iteration then ends with finish_reason 'cancelled'."""
-        ...
+        if self._finished or self._cancelled:
+            return
+        self._cancelled = True
+        self._stop()
+
+    async def _run(self) -> AsyncIterator[str]:
+        pieces = self._pieces()
+        failed = False
+        try:
+            async for piece in pieces:
+                if self._cancelled:
+                    break
+                self._clock.piece()
+                yield piece
+        except Exception:
+            failed = True
+            raise
+        except BaseException:  # the reader went away half-way (GeneratorExit) or was cancelled
+            await self.cancel()
+            raise
+        finally:
+            await pieces.aclose()
+            self._end("error" if failed else None)
+
+    def _end(self, reason: str | None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self._cancelled:
+            self.usage.finish_reason = "cancelled"
+        elif reason:
+            self.usage.finish_reason = reason
+        self._clock.end()
 
 
 @runtime_checkable
 class Engine(Protocol):
+    """What every engine offers. What differs between engines is said by attributes, so the app
+    never has to name an engine."""
+
     name: str  # registry key, e.g. "onnx" or "foundry"
     label: str  # for the settings panel
+    needs_service: bool  # True when answers come from a separate service that may not be running
+    start_hint: str  # what to tell the user when that service cannot be reached ("" when none)
 
     async def list_models(self) -> list[ModelInfo]: ...
 
@@ -145,18 +228,3 @@ class Engine(Protocol):
 def estimate_tokens(text: str) -> int:
     """Rough token count for engines that cannot tokenize locally (≈ 3.5 characters a token, rounded up)."""
     return int(len(text) / 3.5) + 1
-
-
-class Clock:
-    """Measures time to first token and total time for a Usage."""
-
-    def __init__(self, usage: Usage):
-        self.usage = usage
-        self.start = time.perf_counter()
-
-    def piece(self) -> None:
-        if self.usage.time_to_first_token is None:
-            self.usage.time_to_first_token = time.perf_counter() - self.start
-
-    def end(self) -> None:
-        self.usage.total_time = time.perf_counter() - self.start

@@ -1,23 +1,24 @@
 """Picks an engine by name. Adding an engine is one new module and one line in ENGINES.
 
+Engines take their settings as constructor arguments (``engines/`` reads no configuration): the
+caller passes them, e.g. ``registry.get(name, settings().engine_config(name))``.
+
 Engines are process-wide: one instance per name, shared by all chats (the in-process engine
 holds one loaded model per process).
 """
 from __future__ import annotations
 
-import asyncio
 import importlib
 
 from engines.base import Engine, EngineUnavailable
 
 # name -> (module, class, label shown in the settings panel)
 ENGINES: dict[str, tuple[str, str, str]] = {
-    "onnx": ("engines.onnx_genai", "OnnxGenaiEngine", "In-process (ONNX Runtime GenAI)"),
-    "foundry": ("engines.foundry", "FoundryEngine", "Foundry Local"),
+    "onnx": ("engines.onnx.engine", "OnnxGenaiEngine", "In-process (ONNX Runtime GenAI)"),
+    "foundry": ("engines.foundry.engine", "FoundryEngine", "Foundry Local"),
 }
 
 _instances: dict[str, Engine] = {}
-_lock = asyncio.Lock()
 
 
 def labels() -> dict[str, str]:
@@ -25,7 +26,8 @@ def labels() -> dict[str, str]:
 
 
 def create(name: str, **kwargs) -> Engine:
-    """A new engine instance (tests use this to point an engine at their own service)."""
+    """A new engine instance built with ``kwargs`` (tests use this to point an engine at their own
+    service or model)."""
     if name not in ENGINES:
         raise EngineUnavailable(f"Unknown engine '{name}'.", f"Choose one of: {', '.join(ENGINES)}.")
     module_name, class_name, _ = ENGINES[name]
@@ -33,10 +35,11 @@ def create(name: str, **kwargs) -> Engine:
     return cls(**kwargs)
 
 
-def get(name: str) -> Engine:
-    """The shared instance for this process, created on first use from settings."""
+def get(name: str, config: dict | None = None) -> Engine:
+    """The shared instance for this process, created on first use with ``config`` as its keyword
+    arguments (later calls return that instance; their ``config`` is not looked at)."""
     if name not in _instances:
-        _instances[name] = create(name)
+        _instances[name] = create(name, **(config or {}))
     return _instances[name]
 
 

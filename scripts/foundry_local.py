@@ -7,7 +7,9 @@
 Foundry Local's native runtime and its built-in OpenAI-compatible web service come from the PyPI
 package ``foundry-local-sdk`` (pinned in scripts/foundry-requirements.txt), which pins its own
 onnxruntime, so it lives in ``.venv-foundry``. Started from any other interpreter, this script
-resolves the model folder (``rag.models``) and re-executes itself under ``.venv-foundry/bin/python``.
+resolves the model folder (``engines.onnx.models``) and the app's cache folder (``rag.config``), and
+re-executes itself under ``.venv-foundry/bin/python`` with both on its command line (the Foundry
+venv does not have the app's dependencies, so it never imports them).
 The model is registered in Foundry Local's local catalog (bring-your-own-model; the folder is not
 copied) under a stable id such as ``smollm2-135m-instruct-generic-cpu:1``; a registration left by an
 earlier run is reused.
@@ -37,8 +39,6 @@ FOUNDRY_PYTHON = REPO_ROOT / ".venv-foundry" / "bin" / "python"
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from rag.config import settings  # noqa: E402  (stdlib-only module, importable from both venvs)
-
 APP_NAME = "local-rag-chat"
 # model ids must look like <name>:<version>; Foundry Local's convention is <name>-<device>:<version>
 KNOWN_IDS = {
@@ -59,16 +59,27 @@ def _is_model_dir(path: Path) -> bool:
     return (path / "genai_config.json").is_file()
 
 
+def app_cache_dir() -> Path:
+    """The app's cache folder, from its settings (which need the app's virtual environment)."""
+    try:
+        from rag.config import settings
+    except ImportError as exc:
+        raise SystemExit(f"error: the app's settings cannot be read here ({exc}). Run this script with the "
+                         "app's Python (`.venv/bin/python`); it re-executes itself under .venv-foundry.") from None
+    return settings().cache_dir
+
+
 def resolve_model_dir(name_or_path: str) -> Path:
     """A provisioned model name (``smollm2``, ``tiny``) or a folder holding genai_config.json."""
     as_path = Path(name_or_path).expanduser()
     if _is_model_dir(as_path):
         return as_path.resolve()
-    from rag import models as rag_models  # stdlib-only: importable from both venvs
     from engines.base import EngineError
+    from engines.onnx.models import ModelCatalog
+    from rag.config import settings
 
     try:
-        return Path(rag_models.resolve(name_or_path)).resolve()
+        return Path(ModelCatalog(**settings().engine_config("onnx")).resolve(name_or_path)).resolve()
     except EngineError as exc:
         raise SystemExit(f"error: {exc.user_text()}") from None
 
@@ -108,7 +119,8 @@ def reexec_in_foundry_venv(args: argparse.Namespace, model_dir: Path) -> None:
     argv = [str(FOUNDRY_PYTHON), str(Path(__file__).resolve()), "--model", str(model_dir),
             "--model-id", args.model_id, "--host", args.host, "--port", str(args.port),
             "--data-dir", str(args.data_dir), "--state-file", str(args.state_file),
-            "--log-level", args.log_level] + (["--stop-with-parent"] if args.stop_with_parent else [])
+            "--app-cache-dir", str(args.app_cache_dir), "--log-level", args.log_level]
+    argv += ["--stop-with-parent"] if args.stop_with_parent else []
     os.execv(argv[0], argv)
 
 
@@ -215,7 +227,7 @@ def serve(args: argparse.Namespace, model_dir: Path) -> int:
         write_state(state_file, state)
         log(f"ready in {time.perf_counter() - t0:.1f}s; state in {state_file}")
         found = ("LRC_ENGINE=foundry (it reads the state file), or "
-                 if state_file.resolve() == (settings().cache_dir / "foundry.json").resolve() else "")
+                 if state_file.resolve() == (Path(args.app_cache_dir) / "foundry.json").resolve() else "")
         log(f"use it from the app with {found}FOUNDRY_BASE_URL={base_url} FOUNDRY_MODEL={model.id}; "
             "stop with Ctrl+C")
         print(f"READY base_url={base_url} model={model.id} alias={model.alias}", flush=True)
@@ -245,10 +257,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="id to register the model under (<name>:<version>); default derived from the model")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port to bind; 0 = a free port (default)")
-    p.add_argument("--data-dir", default=str(settings().cache_dir / "foundry"),
-                   help="Foundry Local's app data, registrations and logs (default: %(default)s)")
-    p.add_argument("--state-file", default=str(settings().cache_dir / "foundry.json"),
-                   help="where to write base_url/model JSON when ready (default: %(default)s)")
+    p.add_argument("--data-dir", default=None,
+                   help="Foundry Local's app data, registrations and logs (default: <cache>/foundry)")
+    p.add_argument("--state-file", default=None,
+                   help="where to write base_url/model JSON when ready (default: <cache>/foundry.json)")
+    p.add_argument("--app-cache-dir", default=None, help=argparse.SUPPRESS)  # <cache>, passed on re-exec
     p.add_argument("--stop-with-parent", action="store_true",
                    help="stop when the process that started this one exits (tests, benchmarks)")
     p.add_argument("--log-level", default="Warning",
@@ -258,6 +271,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.app_cache_dir = args.app_cache_dir or str(app_cache_dir())
+    args.data_dir = args.data_dir or str(Path(args.app_cache_dir) / "foundry")
+    args.state_file = args.state_file or str(Path(args.app_cache_dir) / "foundry.json")
     model_dir = resolve_model_dir(args.model)
     args.model_id = args.model_id or default_model_id(args.model, model_dir)
     if not re.fullmatch(r"[^:\s]+:\d+", args.model_id):

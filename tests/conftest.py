@@ -5,23 +5,22 @@ FAILS (never skips) when it is absent.
 """
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from rag.config import offline_env, settings
+
+offline_env()  # before any test imports Hugging Face code
 
 
 def _model_dir(name: str) -> Path:
     from engines.base import ModelNotFound
-    from rag.models import require
+    from engines.onnx.models import ModelCatalog
 
     try:
-        return require(name)
+        return ModelCatalog(**settings().engine_config("onnx")).require(name)
     except ModelNotFound as exc:
         pytest.fail(f"model '{name}' is missing: {exc.message} Run `make test-models`.", pytrace=False)
 

@@ -43,7 +43,7 @@ def _copy(tmp: Path) -> Path:
     ("engines/base.py", "from rag.config import settings", "engines/ imports nothing from rag/"),
     ("rag/store.py", "import rag.pipeline", "rag/ layers"),
     ("rag/search/__init__.py", "import rag.ingest", "rag/ layers"),
-    ("engines/foundry.py", "import engines.onnx.engine", "each engine is its own room"),
+    ("engines/foundry/engine.py", "import engines.onnx.engine", "each engine is its own room"),
 ])
 def test_a_forbidden_import_is_rejected(tmp_path, module, planted, rule):
     root = _copy(tmp_path)

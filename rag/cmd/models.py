@@ -17,15 +17,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="rebuild even if already provisioned")
 
 
-def _list() -> int:
-    from rag import models
-
+def _catalog():
+    """The in-process engine's model folders, as the settings configure them."""
+    from engines.onnx.models import ModelCatalog
     from rag.config import settings
 
-    found = models.list_local_models()
-    default = models.default_model()
-    print(f"Models folder: {models.models_dir()}")
-    for extra in settings().extra_models:
+    return ModelCatalog(**settings().engine_config("onnx"))
+
+
+def _list() -> int:
+    catalog = _catalog()
+    found = catalog.list_local_models()
+    default = catalog.default_model()
+    print(f"Models folder: {catalog.models_dir}")
+    for extra in catalog.extra_dirs:
         if not extra.is_dir():
             print(f"warning: LRC_MODELS names {extra}, which is not a folder", file=sys.stderr)
         elif not any(m.path and Path(m.path).is_relative_to(extra) for m in found):
@@ -45,7 +50,7 @@ def _list() -> int:
 
 def run(args: argparse.Namespace) -> int:
     from engines.base import EngineError
-    from rag import models
+    from engines.onnx import models
 
     if args.action == "list":
         return _list()
@@ -54,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.action == "path":
-            print(models.resolve(args.name))
+            print(_catalog().resolve(args.name))
             return 0
         name = args.name
         if args.precision:
@@ -62,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 print("--precision applies to smollm2 only", file=sys.stderr)
                 return 2
             name = "smollm2" if args.precision == "int8" else "smollm2-int4"
-        models.pull(name, force=args.force)
+        _catalog().pull(name, force=args.force)
         return 0
     except EngineError as exc:
         print(f"error: {exc.user_text()}", file=sys.stderr)

@@ -5,11 +5,13 @@ import asyncio
 
 import pytest
 
-from engines.onnx_genai import OnnxGenaiEngine
+from engines.onnx.engine import OnnxGenaiEngine
+from rag.config import settings
 
 
 def _engine(path) -> OnnxGenaiEngine:
-    return OnnxGenaiEngine(model=str(path))
+    """Configured as the app configures it, with ``path`` as the default model."""
+    return OnnxGenaiEngine(**{**settings().engine_config("onnx"), "default_model": str(path)})
 
 
 @pytest.fixture(scope="session")

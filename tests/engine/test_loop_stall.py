@@ -5,7 +5,7 @@ import asyncio
 import time
 
 from engines.base import GenerationOptions
-from engines.onnx_genai import OnnxGenaiEngine
+from engines.onnx.engine import OnnxGenaiEngine
 
 
 def long_prompt() -> list[dict]:
@@ -17,7 +17,7 @@ def long_prompt() -> list[dict]:
 
 
 async def test_no_loop_stall_during_long_prompt(smollm2_dir):
-    engine = OnnxGenaiEngine(model=str(smollm2_dir))  # fresh: worker start and model load are measured too
+    engine = OnnxGenaiEngine(default_model=str(smollm2_dir))  # fresh: worker start and model load are measured too
     gaps: list[float] = []
     running = True
 

@@ -1,4 +1,5 @@
-"""Model provisioning and lookup: rag.models and `python -m rag models` (no builds here: `make models` does them)."""
+"""Model provisioning and lookup: engines.onnx.models and `python -m rag models`
+(no builds here: `make models` does them)."""
 from __future__ import annotations
 
 import os
@@ -10,18 +11,21 @@ from pathlib import Path
 import pytest
 
 from engines.base import GenerationOptions, ModelNotFound
-from engines.onnx_genai import OnnxGenaiEngine
-from rag import models
+from engines.onnx import models
+from engines.onnx.engine import OnnxGenaiEngine
 from rag.config import REPO_ROOT, settings
 
 
 @pytest.fixture
 def env(monkeypatch):
-    """Change LRC_* variables for one test; settings() is rebuilt before and after."""
-    settings.cache_clear()
+    """Change LRC_* variables for one test (settings() reads them when called)."""
     yield monkeypatch
     monkeypatch.undo()
-    settings.cache_clear()
+
+
+def catalog() -> models.ModelCatalog:
+    """The models the app sees with the environment as it is now."""
+    return models.ModelCatalog(**settings().engine_config("onnx"))
 
 
 def cli(*args, extra_env=None, timeout=60):
@@ -31,23 +35,21 @@ def cli(*args, extra_env=None, timeout=60):
 
 
 def test_provisioned_models_are_listed(smollm2_dir, tiny_model_dir):
-    listed = {m.id: m for m in models.list_local_models()}
+    listed = {m.id: m for m in catalog().list_local_models()}
     assert listed[smollm2_dir.name].path == str(smollm2_dir)
     assert listed[smollm2_dir.name].context_length == 8192
     assert listed[smollm2_dir.name].name == "SmolLM2-135M-Instruct (int8)"
     assert tiny_model_dir.name in listed
-    assert models.resolve("smollm2") == smollm2_dir == models.resolve(smollm2_dir.name)
-    assert models.resolve(str(tiny_model_dir)) == tiny_model_dir
+    assert catalog().resolve("smollm2") == smollm2_dir == catalog().resolve(smollm2_dir.name)
+    assert catalog().resolve(str(tiny_model_dir)) == tiny_model_dir
     assert (smollm2_dir / models.INFO_FILE).is_file()  # written by pull after verification
 
 
 def test_default_model_prefers_smollm2_and_honours_lrc_model(env, smollm2_dir, tiny_model_dir):
     env.delenv("LRC_MODEL", raising=False)
-    settings.cache_clear()
-    assert models.default_model() == smollm2_dir.name
+    assert catalog().default_model() == smollm2_dir.name
     env.setenv("LRC_MODEL", "tiny")
-    settings.cache_clear()
-    assert models.resolve(None) == tiny_model_dir
+    assert catalog().resolve(None) == tiny_model_dir
 
 
 async def test_bring_your_own_model_folder(env, tmp_path, tiny_model_dir):
@@ -56,11 +58,10 @@ async def test_bring_your_own_model_folder(env, tmp_path, tiny_model_dir):
     for f in tiny_model_dir.iterdir():  # any folder with genai_config.json is a model
         (mine / f.name).symlink_to(f)
     env.setenv("LRC_MODELS", str(tmp_path / "byo"))
-    settings.cache_clear()
-    info = [m for m in models.list_local_models() if m.id == "my-own-model"]
+    info = [m for m in catalog().list_local_models() if m.id == "my-own-model"]
     assert info and info[0].path == str(mine) and info[0].context_length == 8192
-    assert models.resolve("my-own-model") == mine
-    engine = OnnxGenaiEngine()
+    assert catalog().resolve("my-own-model") == mine
+    engine = OnnxGenaiEngine(**settings().engine_config("onnx"))
     try:
         assert "my-own-model" in [m.id for m in await engine.list_models()]
         gen = engine.stream([{"role": "user", "content": "hi"}], GenerationOptions(max_new_tokens=4),
@@ -74,15 +75,14 @@ def test_missing_model_names_the_pull_command(env, tmp_path):
     env.setenv("LRC_CACHE_DIR", str(tmp_path / "empty-cache"))
     env.delenv("LRC_MODELS", raising=False)
     env.delenv("LRC_MODEL", raising=False)
-    settings.cache_clear()
-    assert models.list_local_models() == []
+    assert catalog().list_local_models() == []
     with pytest.raises(ModelNotFound) as info:
-        models.resolve(None)
+        catalog().resolve(None)
     assert "python -m rag models pull smollm2" in info.value.user_text()
     with pytest.raises(ModelNotFound, match="not an ONNX Runtime GenAI model folder"):
-        models.resolve(str(tmp_path))
+        catalog().resolve(str(tmp_path))
     with pytest.raises(ModelNotFound) as info:
-        models.require("tiny")
+        catalog().require("tiny")
     assert "make test-models" in info.value.user_text()
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from engines.base import GenerationFailed, GenerationOptions, ModelNotFound
-from engines.onnx_genai import OnnxGenaiEngine
+from engines.onnx.engine import OnnxGenaiEngine
 
 
 async def collect(gen) -> str:
@@ -102,7 +102,7 @@ async def test_cancel_before_start_and_abandoned_answer(tiny_engine):
 
 
 async def test_dead_worker_fails_the_answer_then_restarts(tiny_model_dir):
-    engine = OnnxGenaiEngine(model=str(tiny_model_dir))
+    engine = OnnxGenaiEngine(default_model=str(tiny_model_dir))
     try:
         gen = engine.stream(HELLO, GenerationOptions(max_new_tokens=3000))
         pid = None
@@ -120,7 +120,7 @@ async def test_dead_worker_fails_the_answer_then_restarts(tiny_model_dir):
 
 
 def test_engine_survives_a_new_event_loop(tiny_model_dir):
-    engine = OnnxGenaiEngine(model=str(tiny_model_dir))
+    engine = OnnxGenaiEngine(default_model=str(tiny_model_dir))
     opts = GenerationOptions(max_new_tokens=8)
     first = asyncio.run(collect(engine.stream(HELLO, opts)))
 

@@ -29,7 +29,7 @@ def foundry_service(tmp_path_factory, model_dir):
 
 @pytest.fixture
 async def engine(foundry_service):
-    from engines.foundry import FoundryEngine
+    from engines.foundry.engine import FoundryEngine
 
     eng = FoundryEngine(base_url=foundry_service.base_url, model=foundry_service.model,
                         first_byte_timeout=120)

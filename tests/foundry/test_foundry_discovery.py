@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from engines.foundry import parse_service_status, read_state_file, resolve_alias
+from engines.foundry.discovery import parse_service_status, read_state_file, resolve_alias
 
 pytestmark = pytest.mark.foundry
 

@@ -10,7 +10,7 @@ import pytest
 
 from engines.base import (EngineTimeout, EngineUnavailable, GenerationFailed, GenerationOptions,
                           ModelNotFound, StreamBroken)
-from engines.foundry import FoundryEngine
+from engines.foundry.engine import FoundryEngine
 from foundry_support import FaultServer, free_port
 
 pytestmark = [pytest.mark.foundry, pytest.mark.asyncio(loop_scope="session")]
@@ -50,10 +50,7 @@ async def test_nothing_listening_is_unavailable_within_2s(tmp_path):
     await eng.aclose()
 
 
-async def test_nothing_configured_says_how_to_start(tmp_path, monkeypatch):
-    from rag.config import settings
-
-    monkeypatch.setattr(settings(), "foundry_base_url", "")
+async def test_nothing_configured_says_how_to_start(tmp_path):
     eng = FoundryEngine(state_file=tmp_path / "absent.json", discover_cli=False)
     with pytest.raises(EngineUnavailable) as err:
         await eng.list_models()
@@ -130,13 +127,10 @@ def _mock_foundry_cli(folder, output: str):
 
 
 async def test_desktop_service_url_from_mock_foundry_cli(fault_server, tmp_path, monkeypatch):
-    from rag.config import settings
-
     port = fault_server.base_url.split(":")[2].split("/")[0]
     bin_dir = _mock_foundry_cli(tmp_path / "bin", f"🟢 Model management service is running on "
                                                  f"http://127.0.0.1:{port}/openai/status")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(settings(), "foundry_base_url", "")
     eng = FoundryEngine(model="ok", state_file=tmp_path / "absent.json")
     assert "".join(await collect(eng.stream(Q))) == "Hello there."
     assert eng.base_url == fault_server.base_url  # root /v1 on the status port
@@ -144,11 +138,8 @@ async def test_desktop_service_url_from_mock_foundry_cli(fault_server, tmp_path,
 
 
 async def test_mock_foundry_cli_says_not_running(tmp_path, monkeypatch):
-    from rag.config import settings
-
     bin_dir = _mock_foundry_cli(tmp_path / "bin", "🔴 Model management service is not running!")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(settings(), "foundry_base_url", "")
     eng = FoundryEngine(state_file=tmp_path / "absent.json")
     with pytest.raises(EngineUnavailable) as err:
         await eng.list_models()

@@ -28,7 +28,7 @@ async def _answer(engine, messages):
 
 @pytest.fixture(scope="module")
 async def onnx_engine(model_dir):
-    eng = registry.create("onnx", model=str(model_dir))
+    eng = registry.create("onnx", default_model=str(model_dir))
     yield eng
     await eng.aclose()
 

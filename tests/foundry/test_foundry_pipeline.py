@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from engines import registry
-from engines.foundry import FoundryEngine
+from engines.foundry.engine import FoundryEngine
 from rag import pipeline
 
 pytestmark = [pytest.mark.foundry, pytest.mark.asyncio(loop_scope="session")]

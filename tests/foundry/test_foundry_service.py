@@ -15,7 +15,7 @@ import pytest
 
 from engines.base import (EngineUnavailable, GenerationOptions, ModelNotFound, ModelNotLoaded,
                           PromptTooLong, StreamBroken)
-from engines.foundry import FoundryEngine
+from engines.foundry.engine import FoundryEngine
 from foundry_support import LAUNCHER, Launcher
 
 pytestmark = [pytest.mark.foundry, pytest.mark.asyncio(loop_scope="session")]

@@ -1,7 +1,7 @@
-"""The generation worker process of the in-process engine (``engines.onnx_genai``).
+"""The generation worker process of the in-process engine (``engines.onnx.engine``).
 
 onnxruntime-genai holds the GIL while it computes, so generation cannot share a process with the
-app's event loop. The engine starts this module as a child process (``python -m engines._onnx_worker
+app's event loop. The engine starts this module as a child process (``python -m engines.onnx.worker
 --fd N``) and talks to it over a socket pair with pickled tuples:
 
 parent -> worker
@@ -293,7 +293,7 @@ def with_suppress(fn) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="generation worker (started by engines.onnx_genai)")
+    ap = argparse.ArgumentParser(description="generation worker (started by engines.onnx.engine)")
     ap.add_argument("--fd", type=int, required=True, help="socket file descriptor shared with the app")
     ap.add_argument("--max-active", type=int, default=4)
     ap.add_argument("--prompt-chunk", type=int, default=128)

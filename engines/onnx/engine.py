@@ -1,6 +1,6 @@
-"""The in-process engine: ONNX Runtime GenAI models from local folders (see ``rag.models``).
+"""The in-process engine: ONNX Runtime GenAI models from local folders (see ``engines.onnx.models``).
 
-Generation runs in ONE worker process per engine (``engines._onnx_worker``), because
+Generation runs in ONE worker process per engine (``engines.onnx.worker``), because
 onnxruntime-genai holds the GIL while it computes and would freeze the app's event loop. The model
 is loaded once in the worker and shared by every chat; concurrent answers are interleaved token by
 token. The app side never imports onnxruntime-genai: it sends small pickled messages over a socket
@@ -21,11 +21,15 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Iterable
 
-from engines.base import (Clock, EngineError, EngineUnavailable, GenerationFailed, GenerationOptions, Message,
-                          ModelInfo, ModelNotFound, PromptTooLong, Usage)
+from engines.base import (EngineError, EngineUnavailable, Generation, GenerationFailed, GenerationOptions,
+                          Message, ModelInfo, ModelNotFound, PromptTooLong)
+from engines.onnx import worker as worker_module
+from engines.onnx.models import ModelCatalog, read_context_length
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# the folder that holds the ``engines`` package: the worker imports it from there
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 _READY_TIMEOUT = 60.0
 
 
@@ -64,12 +68,17 @@ class _Worker:
 class OnnxGenaiEngine:
     name = "onnx"
     label = "In-process (ONNX Runtime GenAI)"
+    needs_service = False  # the model runs in a worker process this engine starts itself
+    start_hint = ""
 
-    def __init__(self, model: str | None = None, max_active: int = 4, prompt_chunk: int = 128):
-        """``model``: default model id/alias/path (else ``rag.models.default_model()``).
-        ``max_active``: answers generated at once (more wait in line). ``prompt_chunk``: prompt tokens
-        fed per step (smaller = quicker cancel and fairer interleaving, larger = a bit faster)."""
-        self.model = model
+    def __init__(self, models_dir: str | os.PathLike | None = None, extra_dirs: Iterable[str | os.PathLike] = (),
+                 default_model: str | None = None, max_active: int = 4, prompt_chunk: int = 128):
+        """``models_dir``: provisioned model folders; ``extra_dirs``: bring-your-own model folders (see
+        ``engines.onnx.models``). ``default_model``: model id/alias/path used when a request names none
+        (else the best provisioned one). ``max_active``: answers generated at once (more wait in line).
+        ``prompt_chunk``: prompt tokens fed per step (smaller = quicker cancel and fairer interleaving,
+        larger = a bit faster)."""
+        self.catalog = ModelCatalog(models_dir, extra_dirs, default_model)
         self.max_active = max_active
         self.prompt_chunk = prompt_chunk
         self._worker: _Worker | None = None
@@ -81,50 +90,39 @@ class OnnxGenaiEngine:
 
     # ------------------------------------------------------------ models
     async def list_models(self) -> list[ModelInfo]:
-        from rag import models
-
-        return models.list_local_models()
+        return self.catalog.list_local_models()
 
     def _resolve(self, model: str | None) -> Path:
-        from rag import models
-
-        return models.resolve(model or self.model or None)
+        return self.catalog.resolve(model or None)
 
     async def resolve_model(self, model: str | None = None) -> str:
         """A model's id is its folder name."""
         return self._resolve(model).name
 
     async def context_length(self, model: str | None = None) -> int:
-        from rag import models
-
         path = self._resolve(model)
-        ctx = models.read_context_length(path)
+        ctx = read_context_length(path)
         if not ctx:
             raise EngineUnavailable(f"{path}/genai_config.json does not state the model's context length.")
         return ctx
 
     async def count_tokens(self, messages: list[Message], model: str | None = None) -> int:
         _check_messages(messages)
-        path = self._resolve(model)
-        rid, queue = await self._open()
-        try:
-            self._worker.send(("count", rid, str(path), messages))
-            msg = await queue.get()
-        finally:
-            self._queues.pop(rid, None)
-        if msg[0] == "count":
-            return int(msg[2])
-        raise _error_from(msg)
+        return int(await self._ask("count", str(self._resolve(model)), messages))
 
     async def worker_status(self) -> dict:
         """What the worker is doing: {"active": answers generating, "waiting": queued, "models": loaded}."""
+        return await self._ask("status")
+
+    async def _ask(self, kind: str, *args):
+        """One request with one reply of the same kind: its payload, or the error the worker sent."""
         rid, queue = await self._open()
         try:
-            self._worker.send(("status", rid))
+            self._worker.send((kind, rid, *args))
             msg = await queue.get()
         finally:
             self._queues.pop(rid, None)
-        if msg[0] == "status":
+        if msg[0] == kind:
             return msg[2]
         raise _error_from(msg)
 
@@ -182,14 +180,16 @@ class OnnxGenaiEngine:
                                         "(`make setup`).") from exc
 
     def _spawn(self) -> _Worker:
+        """``python -m engines.onnx.worker`` with this interpreter, importing ``engines`` from where this
+        process did; it keeps this process's working folder, so relative model paths mean the same."""
         parent_sock, child_sock = socket.socketpair()
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")] if p)
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "engines._onnx_worker", "--fd", str(child_sock.fileno()),
+                [sys.executable, "-m", worker_module.__name__, "--fd", str(child_sock.fileno()),
                  "--max-active", str(self.max_active), "--prompt-chunk", str(self.prompt_chunk)],
-                pass_fds=[child_sock.fileno()], env=env, cwd=str(REPO_ROOT), stdin=subprocess.DEVNULL)
+                pass_fds=[child_sock.fileno()], env=env, stdin=subprocess.DEVNULL)
         finally:
             child_sock.close()
         conn = Connection(parent_sock.detach())
@@ -282,90 +282,48 @@ class OnnxGenaiEngine:
         return self._worker.proc.pid if self._worker and not self._worker.dead else None
 
 
-class OnnxGeneration:
-    """One running answer. Iterate it for text pieces; ``usage`` is complete when iteration ends."""
+class OnnxGeneration(Generation):
+    """One running answer, generated by the engine's worker process."""
 
     def __init__(self, engine: OnnxGenaiEngine, messages: list[Message], options: GenerationOptions,
                  model: str | None):
+        super().__init__(messages, options, model)
         self.engine = engine
-        self.messages = messages
-        self.options = options
-        self.model = model
-        self.usage = Usage()
-        self._clock = Clock(self.usage)
         self._rid: int | None = None
         self._queue: asyncio.Queue | None = None
-        self._finished = False
-        self._cancelled = False
 
-    def __aiter__(self) -> "OnnxGeneration":
-        return self
-
-    async def __anext__(self) -> str:
-        if self._finished:
-            raise StopAsyncIteration
-        if self._rid is None:
-            await self._start()
-        while True:
-            if self._cancelled:
-                self._end("cancelled")
-                raise StopAsyncIteration
-            msg = await self._queue.get()
-            kind = msg[0]
-            if kind == "piece":
-                if self._cancelled:
-                    continue
-                self._clock.piece()
-                return msg[2]
-            if kind == "started":
-                self.usage.prompt_tokens = int(msg[2])
-            elif kind == "done":
-                self.usage.completion_tokens = int(msg[3])
-                self._end(msg[2])
-                raise StopAsyncIteration
-            elif kind == "cancel-local":
-                continue  # loop top sees _cancelled
-            elif kind == "error":
-                self._end("error")
-                raise _error_from(msg)
-
-    async def _start(self) -> None:
-        try:
-            _check_messages(self.messages)
-            opts = _check_options(self.options)
-            path = self.engine._resolve(self.model)
-        except EngineError:
-            self._end("error")
-            raise
-        if self._cancelled:
-            self._end("cancelled")
-            raise StopAsyncIteration
-        self._rid, self._queue = await self.engine._open()
-        self.engine._worker.send(("start", self._rid, str(path), self.messages, opts))
-
-    def _end(self, reason: str) -> None:
-        if self._finished:
+    async def _pieces(self):
+        _check_messages(self.messages)
+        opts = _check_options(self.options)
+        path = self.engine._resolve(self.model)
+        if self.cancelled:
             return
-        self._finished = True
-        self.usage.finish_reason = reason
-        self._clock.end()
-        if self._rid is not None:
+        self._rid, self._queue = await self.engine._open()
+        try:
+            self.engine._worker.send(("start", self._rid, str(path), self.messages, opts))
+            while not self.cancelled:
+                msg = await self._queue.get()
+                kind = msg[0]
+                if kind == "piece":
+                    yield msg[2]
+                elif kind == "started":
+                    self.usage.prompt_tokens = int(msg[2])
+                elif kind == "done":
+                    self.usage.completion_tokens = int(msg[3])
+                    self.usage.finish_reason = msg[2]
+                    return
+                elif kind == "error":
+                    raise _error_from(msg)
+                # "cancel-local": the loop condition sees the cancel
+        finally:
             self.engine._queues.pop(self._rid, None)
 
-    async def cancel(self) -> None:
-        """Stop as soon as possible: the worker drops this answer at its next step."""
-        if self._finished or self._cancelled:
-            return
-        self._cancelled = True
+    def _stop(self) -> None:
+        """The worker drops this answer at its next step; a waiting read wakes up at once."""
         if self._rid is not None:
             self.engine._send_cancel(self._rid)
             if self._queue is not None:
                 self._queue.put_nowait(("cancel-local", self._rid))
-
-    def __del__(self) -> None:  # an answer abandoned half-way must not keep the worker busy
-        if not self._finished and self._rid is not None:
-            with contextlib.suppress(Exception):
-                self.engine._send_cancel(self._rid)
 
 
 def _reap(worker: _Worker) -> None:

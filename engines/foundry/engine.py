@@ -1,21 +1,21 @@
 """Foundry Local (or any OpenAI-compatible endpoint) over httpx: list models, stream chat completions.
 
-Finding the endpoint, first match wins:
-1. ``base_url`` given to the constructor, or FOUNDRY_BASE_URL (``http://127.0.0.1:PORT/v1`` for the
-   desktop service, ``.../catalogs/local/v1`` for ``make foundry``);
-2. the state file ``scripts/foundry_local.py`` writes while it runs (``<cache>/foundry.json``);
-3. ``foundry service status`` when the desktop ``foundry`` command is installed (its port is dynamic).
-A discovered endpoint is looked up again after a connection failure (a restarted service may
-listen elsewhere); a configured one is not.
+Its settings come as constructor arguments (the app passes FOUNDRY_* through ``engine_config``).
+The endpoint is the ``base_url`` given, else one discovered (``engines.foundry.discovery``: the
+launcher's ``state_file``, then ``foundry service status``). A discovered endpoint is looked up
+again after a connection failure (a restarted service may listen elsewhere); a configured one is not.
 
-The model is the one asked for, else FOUNDRY_MODEL (an alias such as ``phi-4-mini`` or a full id
-such as ``Phi-4-mini-instruct-generic-cpu:5``), else the launcher's model, else the first one the
-service lists. Aliases are resolved to the id the service lists, since the service accepts ids only.
+The model is the one asked for, else the configured ``model`` (an alias such as ``phi-4-mini`` or a
+full id such as ``Phi-4-mini-instruct-generic-cpu:5``), else the launcher's model, else the first one
+the service lists. Aliases are resolved to the id the service lists, since the service accepts ids only.
+
+Answers stream as server-sent events, read with ``httpx-sse``; lines that are not SSE fields are
+ignored as the SSE specification says, so a stream of garbage ends as a cut-off stream.
 
 Usage comes from the service (``stream_options.include_usage``; dropped if a service refuses it,
 then completion tokens are counted from the pieces). The context length comes from the model
 listing if it has one, else the launcher's state file, else a PromptTooLong answer that named it,
-else FOUNDRY_CONTEXT_LENGTH. Token counts are estimates: the API has no tokenizer endpoint.
+else ``default_context_length``. Token counts are estimates: the API has no tokenizer endpoint.
 
 Every failure is raised as an ``engines.base`` error whose text says what to do. Only connecting
 is retried (plus one resend when a connection closes before any response byte); a half-streamed
@@ -26,149 +26,43 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
-import shutil
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
-from urllib.parse import urlsplit
+from typing import Any
 
 import httpx
+from httpx_sse import EventSource, ServerSentEvent, SSEError
 
-from engines.base import (Clock, EngineError, EngineTimeout, EngineUnavailable, GenerationFailed,
-                          GenerationOptions, Message, ModelInfo, ModelNotFound, ModelNotLoaded,
-                          PromptTooLong, StreamBroken, Usage, estimate_tokens)
-from rag.config import settings
+from engines.base import (EngineError, EngineTimeout, EngineUnavailable, Generation, GenerationFailed,
+                          GenerationOptions, Message, ModelInfo, ModelNotFound, PromptTooLong, StreamBroken,
+                          Usage, estimate_tokens)
+from engines.foundry.discovery import START_HINT, discover, resolve_alias
+from engines.foundry.errors import classify, error_text, names_unknown_model
 
-START_HINT = ("Start it with `make foundry` (or `foundry service start` with the desktop app), "
-              "or point FOUNDRY_BASE_URL at a running endpoint.")
 CONNECT_ATTEMPTS = 3
 CONNECT_BACKOFF = 0.2  # seconds, doubled after each failed attempt
 MODELS_TTL = 10.0  # seconds a model listing is reused for alias resolution
 DEFAULT_CONTEXT_LENGTH = 4096
-_URL_RE = re.compile(r"https?://[^\s/'\"<>]+")
 
 
-def _state_file() -> Path:
-    return settings().cache_dir / "foundry.json"
-
-
-def _pid_alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError, TypeError):
-        return False
-    return True
-
-
-def read_state_file(path: Path) -> dict | None:
-    """The launcher's {base_url, model, pid, ...} if the file exists and its launcher still runs."""
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(state, dict) or not state.get("base_url"):
-        return None
-    if "pid" in state and not _pid_alive(state["pid"]):
-        return None
-    return state
-
-
-def parse_service_status(text: str) -> str | None:
-    """Base URL (``scheme://host:port/v1``) from ``foundry service status`` output, if it names one."""
-    for match in _URL_RE.finditer(text):
-        parts = urlsplit(match.group(0).rstrip(".,;:)"))
-        if parts.hostname and parts.port:
-            return f"{parts.scheme}://{parts.netloc}/v1"
-    return None
-
-
-def _error_text(body: bytes) -> str:
-    """The message of an OpenAI-style error body ({"error": {"message": ...}}), else the raw text."""
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        for line in text.splitlines():  # oatpp's plain-text errors: "message=..." among other lines
-            if line.startswith("message="):
-                return line[len("message="):].strip()[:300]
-        return " ".join(text.split())[:300]
-    if isinstance(data, dict):
-        err = data.get("error", data)
-        if isinstance(err, dict):
-            for key in ("message", "detail", "title", "error"):
-                if isinstance(err.get(key), str) and err[key]:
-                    return err[key]
-        elif isinstance(err, str):
-            return err
-    return text[:500]
-
-
-def _version(model_id: str) -> int:
-    tail = model_id.rsplit(":", 1)[-1]
-    return int(tail) if tail.isdigit() else -1
-
-
-def resolve_alias(name: str, ids: list[str]) -> str | None:
-    """The listed id that ``name`` means: the id itself, an id without its version, or an alias.
-
-    ``phi-4-mini`` -> ``Phi-4-mini-instruct-generic-cpu:5``: ids that start with the alias followed by
-    ``-``, preferring ``<alias>-instruct``, then CPU builds, then the highest version.
-    """
-    if name in ids:
-        return name
-    low = name.lower()
-    exact = [i for i in ids if i.lower() == low]
-    if exact:
-        return exact[0]
-    if ":" not in low:
-        same_base = [i for i in ids if i.lower().rsplit(":", 1)[0] == low]
-        if same_base:
-            return max(same_base, key=_version)
-    base = low.rsplit(":", 1)[0] if ":" in low else low
-    prefixed = [i for i in ids if i.lower().startswith(base + "-")]
-    if not prefixed:
-        return None
-
-    def rank(model_id: str) -> tuple:
-        rest = model_id.lower()[len(base) + 1:]
-        return (rest.startswith("instruct"), "cpu" in rest, -len(rest.split(":")[0]), _version(model_id))
-
-    return max(prefixed, key=rank)
-
-
-class FoundryGeneration:
-    """One streamed answer. Iterate for text pieces; ``usage`` is final when iteration ends."""
+class FoundryGeneration(Generation):
+    """One streamed answer. ``cancel()`` cancels the pending read; the HTTP stream is then closed."""
 
     def __init__(self, engine: "FoundryEngine", messages: list[Message], options: GenerationOptions,
                  model: str | None):
+        super().__init__(messages, options, model)
         self.engine = engine
-        self.messages = messages
-        self.options = options
-        self.model = model
-        self.usage = Usage()
-        self._cancelled = False
-        self._read_task: asyncio.Task | None = None
-        self._started = False
+        self._read_task: asyncio.Future | None = None
 
-    def __aiter__(self) -> AsyncIterator[str]:
-        if self._started:
-            raise RuntimeError("a generation can be iterated only once")
-        self._started = True
-        return self._run()
-
-    async def cancel(self) -> None:
-        """Stop now: the pending read is cancelled, the HTTP stream closed, iteration ends."""
-        self._cancelled = True
+    def _stop(self) -> None:
         task = self._read_task
         if task is not None and not task.done():
             task.cancel()
 
-    async def _pending(self, coro, timeout: float, waiting_for: str):
-        """Await ``coro`` as a task that cancel() can stop; None if cancelled, EngineTimeout if late."""
-        self._read_task = asyncio.ensure_future(coro)
-        if self._cancelled:
+    async def _pending(self, awaitable, timeout: float, waiting_for: str):
+        """Await as a task that cancel() can stop; None if cancelled, EngineTimeout if late."""
+        self._read_task = asyncio.ensure_future(awaitable)
+        if self.cancelled:
             self._read_task.cancel()
         try:
             done, _ = await asyncio.wait({self._read_task}, timeout=timeout)
@@ -186,18 +80,30 @@ class FoundryGeneration:
             return None  # cancel() was called
         return task.result()
 
-    async def _next(self, lines: AsyncIterator[str], timeout: float, waiting_for: str) -> str | None:
-        """Next SSE line, None at the end of the body or after cancel()."""
+    async def _next_event(self, events, timeout: float, waiting_for: str) -> ServerSentEvent | None:
+        """The next server-sent event; None at the end of the body or after cancel()."""
         try:
-            return await self._pending(lines.__anext__(), timeout, waiting_for)
+            return await self._pending(anext(events), timeout, waiting_for)
         except StopAsyncIteration:
             return None
+        except SSEError as exc:  # the response is not an event stream at all
+            raise StreamBroken(f"Foundry Local did not answer with an event stream ({exc}).",
+                               "The answer is incomplete; ask again or restart the service.") from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.NetworkError) as exc:
+            raise StreamBroken(
+                "Foundry Local stopped in the middle of the answer (the connection closed).",
+                "The answer above is incomplete. If the service has stopped, start it again "
+                "(`make foundry`, or `foundry service start` with the desktop app), then ask again."
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise EngineTimeout(f"Foundry Local stopped sending ({type(exc).__name__}).",
+                                "Try again; if it persists, restart the service.") from exc
 
-    async def _run(self) -> AsyncIterator[str]:
+    async def _pieces(self):
         engine, usage = self.engine, self.usage
-        clock = Clock(usage)
         pieces = 0
         response: httpx.Response | None = None
+        events = None
         try:
             model_id = await engine.resolve_model(self.model)
             deadline = time.monotonic() + engine.first_byte_timeout
@@ -205,75 +111,40 @@ class FoundryGeneration:
             response = await self._pending(engine._open_stream(model_id, self.messages, self.options),
                                            engine.first_byte_timeout, "answer")
             if response is None:  # cancelled before the service answered
-                usage.finish_reason = "cancelled"
                 return
             usage.prompt_tokens = await engine.count_tokens(self.messages)
-            lines = response.aiter_lines()
+            events = EventSource(response).aiter_sse()
             timeout = max(deadline - time.monotonic(), 0.01)
             waiting_for = "first token"
             done = False
-            while not self._cancelled:
-                try:
-                    line = await self._next(lines, timeout, waiting_for)
-                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.NetworkError) as exc:
-                    raise StreamBroken(
-                        "Foundry Local stopped in the middle of the answer (the connection closed).",
-                        "The answer above is incomplete. If the service has stopped, start it again "
-                        "(`make foundry`, or `foundry service start` with the desktop app), then ask again."
-                    ) from exc
-                except httpx.TimeoutException as exc:
-                    raise EngineTimeout(f"Foundry Local stopped sending ({type(exc).__name__}).",
-                                        "Try again; if it persists, restart the service.") from exc
-                if line is None:
+            while not self.cancelled:
+                event = await self._next_event(events, timeout, waiting_for)
+                if event is None:
                     break
-                line = line.strip()
-                if not line or line.startswith(":"):
-                    continue  # keep-alive / comment
-                if not line.startswith("data:"):
-                    if line.startswith(("event:", "id:", "retry:")):
-                        continue
-                    raise StreamBroken(f"Foundry Local sent a malformed stream line: {line[:120]!r}.",
-                                       "The answer is incomplete; ask again or restart the service.")
-                data = line[5:].strip()
+                data = event.data.strip()
+                if not data:
+                    continue  # an event without data
                 if data == "[DONE]":
                     done = True
                     break
-                try:
-                    chunk = json.loads(data)
-                except ValueError as exc:
-                    raise StreamBroken(f"Foundry Local sent a garbled stream chunk: {data[:120]!r}.",
-                                       "The answer is incomplete; ask again or restart the service."
-                                       ) from exc
-                if not isinstance(chunk, dict):
-                    raise StreamBroken(f"Foundry Local sent an unexpected stream chunk: {data[:120]!r}.",
-                                       "The answer is incomplete; ask again.")
+                chunk = _chunk(data)
                 if "error" in chunk:  # e.g. a prompt too long is reported inside a 200 stream
-                    raise await engine._classify(400 if not pieces else 500, _error_text(data.encode()),
+                    raise await engine._classify(400 if not pieces else 500, error_text(data.encode()),
                                                  model_id, str(response.request.url))
-                if isinstance(chunk.get("usage"), dict):
-                    u = chunk["usage"]
-                    usage.prompt_tokens = int(u.get("prompt_tokens") or usage.prompt_tokens)
-                    usage.completion_tokens = int(u.get("completion_tokens") or 0)
-                for choice in chunk.get("choices") or []:
-                    if choice.get("finish_reason"):
-                        usage.finish_reason = str(choice["finish_reason"])
-                    delta = choice.get("delta") or {}
-                    text = delta.get("content") if isinstance(delta, dict) else None
-                    if text is None:
-                        text = choice.get("text")  # legacy completions shape
-                    if text:
-                        clock.piece()
-                        pieces += 1
-                        timeout, waiting_for = engine.read_timeout, "further tokens"
-                        yield text
-            if self._cancelled:
-                usage.finish_reason = "cancelled"
-            elif not done and usage.finish_reason is None:
+                for text in _read_chunk(chunk, usage):
+                    pieces += 1
+                    timeout, waiting_for = engine.read_timeout, "further tokens"
+                    yield text
+            if not self.cancelled and not done and usage.finish_reason is None:
                 raise StreamBroken("Foundry Local's answer stopped before its end (the stream was cut off).",
                                    "The answer above is incomplete. Check the service and ask again.")
         finally:
-            if self._read_task is not None and not self._read_task.done():
-                self._read_task.cancel()
+            self._stop()  # a read left pending by a timeout
+            if events is not None:
+                try:
+                    await events.aclose()
+                except Exception:  # noqa: BLE001 - a read that is still being cancelled
+                    pass
             if response is not None:
                 try:
                     await response.aclose()
@@ -281,30 +152,64 @@ class FoundryGeneration:
                     pass
             if usage.completion_tokens == 0:
                 usage.completion_tokens = pieces  # one SSE delta is about one token
-            if usage.finish_reason is None and self._cancelled:
-                usage.finish_reason = "cancelled"
-            clock.end()
+
+
+def _chunk(data: str) -> dict:
+    """One event's JSON object (StreamBroken if it is not one)."""
+    try:
+        chunk = json.loads(data)
+    except ValueError as exc:
+        raise StreamBroken(f"Foundry Local sent a garbled stream chunk: {data[:120]!r}.",
+                           "The answer is incomplete; ask again or restart the service.") from exc
+    if not isinstance(chunk, dict):
+        raise StreamBroken(f"Foundry Local sent an unexpected stream chunk: {data[:120]!r}.",
+                           "The answer is incomplete; ask again.")
+    return chunk
+
+
+def _read_chunk(chunk: dict, usage: Usage) -> list[str]:
+    """The text pieces of one chat.completion.chunk; its usage and finish reason go into ``usage``."""
+    if isinstance(chunk.get("usage"), dict):
+        u = chunk["usage"]
+        usage.prompt_tokens = int(u.get("prompt_tokens") or usage.prompt_tokens)
+        usage.completion_tokens = int(u.get("completion_tokens") or 0)
+    texts = []
+    for choice in chunk.get("choices") or []:
+        if choice.get("finish_reason"):
+            usage.finish_reason = str(choice["finish_reason"])
+        delta = choice.get("delta") or {}
+        text = delta.get("content") if isinstance(delta, dict) else None
+        if text is None:
+            text = choice.get("text")  # legacy completions shape
+        if text:
+            texts.append(text)
+    return texts
 
 
 class FoundryEngine:
     name = "foundry"
     label = "Foundry Local"
+    needs_service = True  # answers come from a service that runs on its own, and may not be running
+    start_hint = ("Start it with `make foundry` (or `foundry service start`), or set FOUNDRY_BASE_URL to its "
+                  "address, then choose it again.")
 
     def __init__(self, base_url: str | None = None, model: str | None = None, api_key: str | None = None,
-                 connect_timeout: float | None = None, first_byte_timeout: float | None = None,
+                 connect_timeout: float = 2.0, first_byte_timeout: float = 120.0,
                  read_timeout: float | None = None, default_context_length: int | None = None,
                  state_file: str | Path | None = None, discover_cli: bool = True):
-        cfg = settings()
-        self._configured_url = (base_url or cfg.foundry_base_url or "").rstrip("/") or None
-        self._configured_model = model or cfg.foundry_model or None
-        self.api_key = api_key if api_key is not None else (cfg.foundry_api_key or None)
-        self.connect_timeout = connect_timeout if connect_timeout is not None else cfg.foundry_connect_timeout
-        self.first_byte_timeout = (first_byte_timeout if first_byte_timeout is not None
-                                   else cfg.foundry_first_byte_timeout)
+        """``base_url``: the endpoint (else discovered: ``state_file``, the launcher's, then the
+        ``foundry`` command unless ``discover_cli`` is False). ``model``: alias or id used when a
+        request names none. ``first_byte_timeout``: seconds for the request up to its first token;
+        ``read_timeout``: between later tokens (default: the larger of that and 60 s).
+        ``default_context_length``: for a model the service does not describe."""
+        self._configured_url = (base_url or "").rstrip("/") or None
+        self._configured_model = model or None
+        self.api_key = api_key or None
+        self.connect_timeout = connect_timeout
+        self.first_byte_timeout = first_byte_timeout
         self.read_timeout = read_timeout if read_timeout is not None else max(self.first_byte_timeout, 60.0)
-        self.default_context_length = (default_context_length or
-                                       getattr(cfg, "foundry_context_length", 0) or DEFAULT_CONTEXT_LENGTH)
-        self.state_file = Path(state_file) if state_file else _state_file()
+        self.default_context_length = default_context_length or DEFAULT_CONTEXT_LENGTH
+        self.state_file = Path(state_file).expanduser() if state_file else None
         self.discover_cli = discover_cli
         self._base_url: str | None = None  # found on first use (see _discover)
         self._state_model: str | None = None
@@ -321,32 +226,6 @@ class FoundryEngine:
         """The endpoint in use (None until a discovered one has been found)."""
         return self._base_url or self._configured_url
 
-    async def _discover(self) -> str:
-        """Base URL from configuration, the launcher's state file, or `foundry service status`."""
-        state = read_state_file(self.state_file)
-        if self._configured_url:
-            if state and str(state["base_url"]).rstrip("/") == self._configured_url:
-                self._learn_from_state(state)  # the launcher's service: it knows the context length
-            return self._configured_url
-        if state:
-            self._learn_from_state(state)
-            return str(state["base_url"]).rstrip("/")
-        if self.discover_cli and shutil.which("foundry"):
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    "foundry", "service", "status", stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.STDOUT)
-                out, _ = await asyncio.wait_for(proc.communicate(), timeout=10)
-                url = parse_service_status(out.decode("utf-8", "replace"))
-            except (OSError, asyncio.TimeoutError):
-                url = None
-            if url:
-                return url
-            raise EngineUnavailable("The Foundry Local service is not running "
-                                    "(`foundry service status` names no endpoint).",
-                                    "Start it with `foundry service start`, or `make foundry`.")
-        raise EngineUnavailable("No Foundry Local endpoint is configured or running.", START_HINT)
-
     def _learn_from_state(self, state: dict) -> None:
         self._state_model = state.get("model") or None
         if self._state_model and isinstance(state.get("context_length"), int):
@@ -354,7 +233,9 @@ class FoundryEngine:
 
     async def _base(self) -> str:
         if self._base_url is None:
-            self._base_url = await self._discover()
+            self._base_url, state = await discover(self._configured_url, self.state_file, self.discover_cli)
+            if state:
+                self._learn_from_state(state)  # the launcher's service: it knows the model and its context
         return self._base_url
 
     def _client(self) -> httpx.AsyncClient:
@@ -519,7 +400,7 @@ class FoundryEngine:
                 return response
             await response.aread()
             await response.aclose()
-            text = _error_text(response.content)
+            text = error_text(response.content)
             if (response.status_code == 400 and self._usage_supported
                     and "stream_options" in text.lower()):
                 self._usage_supported = False  # refused before any answer: safe to resend without
@@ -531,52 +412,25 @@ class FoundryEngine:
                           text: str | None = None) -> EngineError:
         if text is None:
             await response.aread()
-            text = _error_text(response.content)
+            text = error_text(response.content)
         return await self._classify(response.status_code, text or response.reason_phrase, model_id,
                                     str(response.request.url))
 
     async def _classify(self, status: int, text: str, model_id: str | None, where: str) -> EngineError:
-        """An error response (or an error event inside a stream) as a typed error with a hint."""
-        low = text.lower()
-        if status in (401, 403):
-            return EngineUnavailable(f"Foundry Local refused the request ({status}: {text}).",
-                                     "Check FOUNDRY_API_KEY.")
-        if status == 404 and model_id and ("model" in low or model_id.lower() in low):
+        """An error response (or an error event inside a stream) as a typed error; what it tells
+        about the service (a model gone, a context length) is remembered."""
+        available = None
+        if names_unknown_model(status, text, model_id):
             self._resolved = {k: v for k, v in self._resolved.items() if v != model_id}
             self._models_at = 0.0
             try:
-                ids = [m.id for m in await self.list_models()]
+                available = [m.id for m in await self.list_models()]
             except EngineError:
-                ids = []
-            return ModelNotFound(f"Foundry Local has no model '{model_id}' ({text}).",
-                                 f"Available: {', '.join(ids) or 'none'}. Set FOUNDRY_MODEL to one of them.")
-        if status == 404:
-            return EngineUnavailable(f"There is no OpenAI-compatible API at {where} (HTTP 404: {text}).",
-                                     "FOUNDRY_BASE_URL should end in /v1 (desktop service) or "
-                                     "/catalogs/local/v1 (`make foundry`).")
-        if "not loaded" in low or "must be loaded" in low:
-            return ModelNotLoaded(f"The model '{model_id}' is not loaded in Foundry Local.",
-                                  "Load it (`foundry model load <alias>` with the desktop app), "
-                                  "or restart `make foundry`, which loads its model.")
-        if any(k in low for k in ("context length", "context window", "too long", "max_length",
-                                  "maximum length", "too many tokens", "request length")):
-            prompt_tokens = context = None
-            if m := re.search(r"\((\d+) input", text):
-                prompt_tokens = int(m.group(1))
-            if m := re.search(r"context length of (\d+)", text):
-                context = int(m.group(1))
-                if model_id:
-                    self._learned_context[model_id] = context
-            told = f" ({prompt_tokens} prompt tokens; the model holds {context})" if prompt_tokens and context else ""
-            return PromptTooLong(f"The question and its passages are too long for the model{told}.",
-                                 "Ask a shorter question, start a new chat, retrieve fewer passages "
-                                 "or lower the answer length.", prompt_tokens=prompt_tokens,
-                                 context_length=context)
-        if status >= 500:
-            return GenerationFailed(f"Foundry Local failed with HTTP {status}: {text}.",
-                                    "Try again; if it keeps failing, restart the service.")
-        return GenerationFailed(f"Foundry Local rejected the request (HTTP {status}: {text}).",
-                                "Check the chat settings (model, max tokens, temperature).")
+                available = []
+        err = classify(status, text, model_id, where, available)
+        if isinstance(err, PromptTooLong) and err.context_length and model_id:
+            self._learned_context[model_id] = err.context_length
+        return err
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
