@@ -6,7 +6,7 @@
    200-word chunks of the raw files (6,007), each embedded as MiniLM reads it (first 256 word
    pieces). Scored with the README's convention (each chunk its own unjudged document) and with
    `rag eval`'s (all chunks of a file one document), then the same texts through this project's
-   BM25 and fusion (`rag.retriever.rank`, default settings).
+   BM25 and fusion (`rag.search.rank`, default settings).
 2. With --index-dir DIR (the folder `python -m rag eval --dataset .../pyfaq --extra-docs
    .../python-docs --index-dir DIR` left): the two halves swapped — this project's pyfaq passages
    against the README's distractor chunks, and the README's pyfaq vectors against this project's
@@ -83,8 +83,7 @@ def ranked_docs(hits_per_query: dict[str, list[int]], doc_of: dict[int, str], k:
 
 def run_modes(label, vecs, owners, texts, ids, doc_of, queries, qvecs, qrels, modes=("dense", "lexical", "hybrid")):
     """Rank with the project's own DenseIndex / LexicalIndex / rank() over the given parts."""
-    from rag.lexical import LexicalIndex
-    from rag.retriever import DenseIndex, rank
+    from rag.search import DenseIndex, LexicalIndex, rank
 
     dense = DenseIndex(vecs.shape[1])
     dense.add(owners, vecs)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.lexical import LexicalIndex, stem, tokenize
-from rag.retriever import DenseIndex, fuse, rank
+from rag.search import DenseIndex, LexicalIndex, fuse, rank
+from rag.search.lexical import stem, tokenize
 
 
 def test_identifiers_give_their_parts_and_stems_meet():

@@ -1,4 +1,4 @@
-"""The optional cross-encoder stage (rag/reranker.py) with real parts: the real library (MiniLM, FAISS,
+"""The optional cross-encoder stage (rag/search/reranker.py) with real parts: the real library (MiniLM, FAISS,
 BM25) and a real sentence-transformers CrossEncoder. No cross-encoder's trained weights are installable
 offline, so the model here is a TINY RANDOM-WEIGHT build (BERT, 2 layers, MiniLM's tokenizer): it checks
 the plumbing (which candidates it reads, that its order is the one returned), not ranking quality."""
@@ -71,7 +71,7 @@ def test_reranker_reorders_the_fused_candidates(indexed, tiny_cross_encoder):
 
 def test_a_missing_reranker_is_a_clear_error(indexed, tmp_path):
     from rag.library import Library
-    from rag.reranker import RerankerError
+    from rag.search import RerankerError
 
     lib = Library(indexed, reranker=str(tmp_path / "no-such-cross-encoder"))
     with pytest.raises(RerankerError, match="LRC_RERANKER") as err:

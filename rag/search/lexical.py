@@ -5,6 +5,11 @@ a light suffix stemmer; an identifier written in camelCase or with underscores a
 parts, so ``Py_BuildValue`` matches "build value"); the BM25 weight matrix (terms x chunks,
 sparse) is rebuilt lazily when the set of chunks changed, so adding or removing files costs
 nothing until the next query.
+
+Scored here rather than by ``bm25s``: fed this tokenizer (``method="atire", idf_method="lucene"``,
+the same formula) bm25s gave the same scores and the same figures (pyfaq, R FAQ), but it has no
+incremental update and builds its index in Python loops: the rebuild after a change took 5.4 s
+instead of 0.3 s at 100k chunks (0.49 s instead of 0.03 s at 10k), paid by the next question.
 """
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.schema import Hit
+
 
 class RerankerError(RuntimeError):
     """The configured re-ranker cannot be used; the message says what to do."""
@@ -61,3 +63,16 @@ class Reranker:
         with self._run:
             s = self.model.predict([(query, p) for p in passages], batch_size=16, show_progress_bar=False)
         return np.asarray(s, dtype=np.float32).reshape(len(passages))
+
+
+def rerank(reranker: Reranker | None, query: str, hits: list[Hit], k: int) -> list[Hit]:
+    """The top ``k`` of ``hits`` in the re-ranker's order (its score becomes the hit's score; the
+    first stage's scores stay, plus "fused" and "rerank"). Without a re-ranker, or with fewer than
+    two hits, the first ``k`` as they are."""
+    if reranker is None or len(hits) < 2:
+        return hits[:k]
+    s = reranker.scores(query, [h.chunk.matched_text for h in hits])
+    order = np.argsort(-s, kind="stable")[:k]
+    return [Hit(chunk=hits[j].chunk, score=float(s[j]), rank=n + 1,
+                scores={**hits[j].scores, "fused": hits[j].score, "rerank": float(s[j])})
+            for n, j in enumerate(order)]
