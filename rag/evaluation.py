@@ -120,7 +120,7 @@ def evaluate(dataset: str | Path, mode: str = "hybrid", k: int = 10, extra_docs:
         work = Path(index_dir)
         mapping = write_corpus(corpus, work / "corpus")
         lib = Library(work / "index")
-        lib._ready()  # model loaded before the clocks start
+        lib.load()  # model loaded before the clocks start
         t0 = time.perf_counter()
         report = lib.ingest([work / "corpus", *(extra_docs or [])], progress=progress)
         log(f"ingest: {report.summary()}")
@@ -159,7 +159,7 @@ def retrieval_run(docs: list[str], queries_file: str | Path, k: int = 5, mode: s
     try:
         lib = Library(Path(index_dir), s.embed_model, s.max_file_mb)
         t_model = time.perf_counter()
-        lib._ready()  # model loaded before the clocks start (reported separately)
+        lib.load()  # model loaded before the clocks start (reported separately)
         model_s = time.perf_counter() - t_model
         t0 = time.perf_counter()
         report = lib.ingest(docs)
@@ -167,7 +167,7 @@ def retrieval_run(docs: list[str], queries_file: str | Path, k: int = 5, mode: s
         log(f"ingest: {report.summary()}")
         for f, reason in report.failed:
             log(f"  failed: {reason}")
-        tokens = lib.store.chunk_tokens()
+        tokens = lib.chunk_tokens()
         run: dict[str, list[str]] = {}
         lat = []
         for q in queries:

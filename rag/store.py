@@ -60,7 +60,7 @@ class FileCommit:
     kind: str
     pages: int
     contents_pages: list[int]
-    drafts: list  # rag.chunking.ChunkDraft
+    drafts: list  # rag.ingest.chunking.ChunkDraft
     vectors: np.ndarray  # (sum of len(d.views), dim) float32: each draft's view vectors in order
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from rag import pipeline as pl
 from rag.config import REPO_ROOT
+from rag.search import MIN_DENSE_SCORE
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +72,7 @@ async def test_events_in_order_and_sources_name_the_right_file(library, smollm2_
     assert kinds(events) == ["Retrieved", "Token", "Sources", "Done"], kinds(events)
     retrieved, sources, done = events[0], events[-2], events[-1]
     assert retrieved.hits[0].chunk.name == "calibration.md"
-    assert retrieved.hits[0].scores["dense"] > pl.MIN_DENSE_SCORE
+    assert retrieved.hits[0].scores["dense"] > MIN_DENSE_SCORE
     assert sources.used[0].chunk.name == "calibration.md"
     assert all(h in sources.used for h in sources.cited)
     tokens = "".join(e.text for e in events if isinstance(e, pl.Token))

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     lib = open_library(args)
     paths = list(args.paths)
     if args.resume:
-        paths += [p for p in lib.store.pending() if p not in paths]
+        paths += [p for p in lib.pending() if p not in paths]
     if not paths:
         print("nothing to index: give files or folders (or --resume)", file=sys.stderr)
         return 2

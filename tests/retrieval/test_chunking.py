@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag import loaders
-from rag.chunking import Chunker
+from rag.ingest import loaders
+from rag.ingest.chunking import Chunker
 
 from .conftest import need
 
@@ -27,11 +27,9 @@ def test_no_chunk_exceeds_the_window(datasets, embedder, chunker, name):
     # and the chunks are not tiny: the window is used
     assert sum(len(ids) for ids in enc) / len(enc) > 100
     # what is embedded (the views) stays within MiniLM's trained length, and covers the chunk
-    from rag.chunking import VIEW_TOKENS
-
     views = [v for d in drafts for v in d.views]
     venc = embedder.tokenizer(views, add_special_tokens=True, truncation=False)["input_ids"]
-    assert max(len(ids) for ids in venc) <= VIEW_TOKENS + 2
+    assert max(len(ids) for ids in venc) <= chunker.view_tokens + 2
     for d in drafts[:50]:
         body = " ".join(v.split("\n", 1)[1] if d.embed_text != d.text else v for v in d.views)
         assert body.split() == d.text.split() or len(d.views) == 1

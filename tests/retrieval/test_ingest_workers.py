@@ -1,13 +1,13 @@
-"""Loading in separate processes (rag/ingest_worker.py): the same chunks as loading in a thread, and a
-loader process that dies or never starts loses nothing but the file it was reading. Real processes,
-real PDF pages, the real model."""
+"""Loading in separate processes (rag/ingest/pool.py, rag/ingest/worker.py): the same chunks as loading in
+a thread, and a loader process that dies or never starts loses nothing but the file it was reading. Real
+processes, real PDF pages, the real model."""
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
 
-from rag import library as library_mod
+from rag.ingest import pool
 from rag.library import Library
 
 DYING_LOADER = r"""
@@ -37,20 +37,20 @@ def chunk_rows(lib: Library):
 def test_processes_give_the_same_chunks_as_a_thread(tmp_path, embedder, small_pdf, monkeypatch):
     docs = write_md(tmp_path / "docs")
     started = []
-    real_start = Library._start_worker
+    real_start = pool.start_loader_process
 
-    def counting_start(self):
-        proc = real_start(self)
+    def counting_start():
+        proc = real_start()
         started.append(proc.pid)
         return proc
 
-    monkeypatch.setattr(Library, "_start_worker", counting_start)
+    monkeypatch.setattr(pool, "start_loader_process", counting_start)
     in_procs = Library(tmp_path / "a")
     r1 = in_procs.ingest([docs, small_pdf])
     assert started, "a run with a PDF did not use loader processes"
     assert not r1.failed and len(r1.added) == 3
 
-    monkeypatch.setattr(library_mod, "LOADER_PROCESSES", 0)
+    monkeypatch.setenv("LRC_INGEST_WORKERS", "0")
     started.clear()
     in_thread = Library(tmp_path / "b")
     r2 = in_thread.ingest([docs, small_pdf])
@@ -63,8 +63,8 @@ def test_processes_give_the_same_chunks_as_a_thread(tmp_path, embedder, small_pd
 
 def test_a_dying_loader_process_fails_only_its_file(tmp_path, embedder, small_pdf, monkeypatch):
     docs = write_md(tmp_path / "docs")
-    monkeypatch.setattr(library_mod, "LOADER_PROCESSES", 1)
-    monkeypatch.setattr(Library, "_start_worker", lambda self: subprocess.Popen(
+    monkeypatch.setenv("LRC_INGEST_WORKERS", "1")
+    monkeypatch.setattr(pool, "start_loader_process", lambda: subprocess.Popen(
         [sys.executable, "-c", DYING_LOADER], stdin=subprocess.PIPE, stdout=subprocess.PIPE))
     lib = Library(tmp_path / "index")
     report = lib.ingest([docs, small_pdf])
@@ -80,7 +80,7 @@ def test_a_dying_loader_process_fails_only_its_file(tmp_path, embedder, small_pd
 
 def test_a_loader_process_that_never_starts_loses_nothing(tmp_path, embedder, small_pdf, monkeypatch):
     docs = write_md(tmp_path / "docs")
-    monkeypatch.setattr(Library, "_start_worker", lambda self: subprocess.Popen(
+    monkeypatch.setattr(pool, "start_loader_process", lambda: subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.exit(3)"], stdin=subprocess.PIPE, stdout=subprocess.PIPE))
     lib = Library(tmp_path / "index")
     report = lib.ingest([docs, small_pdf])
@@ -99,7 +99,7 @@ def test_loaders_are_paused_while_the_model_computes(tmp_path, embedder, small_p
     real = lib.embedder.encode
 
     def spying_encode(texts, batch_size=32):
-        for proc in lib._loaders:
+        for proc in lib.ingester.loader_processes:
             state = ""
             deadline = time.monotonic() + 0.5  # SIGSTOP takes effect when the process is next scheduled
             while time.monotonic() < deadline:
@@ -120,4 +120,4 @@ def test_loaders_are_paused_while_the_model_computes(tmp_path, embedder, small_p
     live = [s for s in seen if s not in ("Z", "gone")]
     assert live, "no loader process was alive during an encode"
     assert all(s == "T" for s in live), f"loader states during encode: {seen}"
-    assert lib._loaders == [] and lib._paused == []  # none left behind, none left stopped
+    assert lib.ingester.loader_processes == [] and lib.ingester.paused_loaders == []  # none left behind, none left stopped

@@ -10,7 +10,7 @@ import pypdf
 import pytest
 
 from rag.library import IngestProgress, Library
-from rag.retriever import MODES
+from rag.schema import Mode
 
 DOCS = {
     "kettle.md": "# Kettle manual\n\n## Descaling\n\nTo descale the kettle, fill it with equal parts white vinegar "
@@ -71,7 +71,7 @@ def test_ingest_batch_with_bad_files_and_search(tmp_path, library, small_pdf, mo
     hits = library.search("how do I remove limescale from my kettle with vinegar?", k=3)
     assert hits[0].chunk.name == "kettle.md" and hits[0].chunk.heading == "Descaling"
     assert hits[0].rank == 1 and set(hits[0].scores) == {"dense", "lexical"}
-    for mode in MODES:
+    for mode in Mode.search_modes():
         top = library.search("Who first wrote R at the University of Auckland?", k=2, mode=mode)
         assert top[0].chunk.name == "rfaq-basics.pdf" and top[0].chunk.page == 1, mode
         assert "Ross Ihaka" in top[0].chunk.text
@@ -115,7 +115,7 @@ def test_reindex_unchanged_embeds_nothing_changed_file_replaces_remove(tmp_path,
     before = library.stats().chunks
     n = library.remove(kettle)
     assert n == entry.chunks and library.stats().chunks == before - n and library.stats().files == 2
-    assert len(library._dense) == before - n
+    assert len(library.search_index) == before - n
     assert all(h.chunk.name != "kettle.md" for h in library.search("descale the kettle", k=5))
     assert library.remove(kettle) == 0
     # removing a folder removes everything under it

@@ -4,9 +4,10 @@ from __future__ import annotations
 import pypdf
 import pytest
 
-from rag import loaders
-from rag.loaders import (BinaryFile, CorruptFile, EmptyFile, EncryptedFile, FileTooLarge, LoaderError, NoTextLayer,
-                         UndecodableText, UnsupportedType)
+from rag.ingest import loaders
+from rag.ingest.loaders import (BinaryFile, CorruptFile, EmptyFile, EncryptedFile, FileTooLarge, LoaderError,
+                                NoTextLayer, UndecodableText, UnsupportedType)
+from rag.ingest.loaders.pdf_layout import LEADER
 
 from .conftest import need
 
@@ -118,7 +119,7 @@ def test_contents_pages_recognised_in_shared_manuals(datasets, name, pages):
     assert pages <= set(doc.contents_pages), doc.contents_pages
     # the body is kept: no more than a small share of pages is taken for contents/index
     assert len(doc.contents_pages) < 0.2 * doc.pages
-    assert not any(loaders._LEADER.search(b.text) for b in doc.blocks if b.kind == "heading")
+    assert not any(LEADER.search(b.text) for b in doc.blocks if b.kind == "heading")
 
 
 def test_contents_line_rules():

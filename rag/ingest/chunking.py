@@ -5,26 +5,28 @@ crosses a heading: each section (the text under one heading) is cut into as few 
 the window, of even size, at sentence boundaries where possible, with a small overlap. What is
 embedded is the section's heading path followed by the chunk text ("context prefix"), and the
 prefix is counted in the window too, so nothing is silently cut by the model.
+
+One way to build one, in any process: ``Chunker.for_model(model_path, window)`` counts with the
+model's own tokenizer files (``rag.embedder.token_counter``; no torch needed, so the loader
+processes chunk exactly as the embedding process would).
+
+all-MiniLM-L6-v2 was trained on inputs of up to 128 word pieces: vectors of longer texts are
+measurably worse (pyfaq dense nDCG@10: 128-token pieces .872, 192: .856, 254: .862, 96: .846).
+So a passage (up to the window, what the chat reads and cites) is embedded as one or more "views"
+of at most ``view_tokens`` (LRC_VIEW_TOKENS), each with the heading prefix; the passage scores as
+its best view. The passage size aimed at is ``LRC_CHUNK_TOKENS``.
 """
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Callable
 
 from rag.config import settings
-from rag.loaders import Block, Document
+from rag.embedder import CountTokens, token_counter
+from rag.ingest.loaders.base import Block, Document
+from rag.text import sentence_spans
 
-CountTokens = Callable[[list[str]], list[int]]
-TARGET_TOKENS = settings().chunk_tokens
-# all-MiniLM-L6-v2 was trained on inputs of up to 128 word pieces: vectors of longer texts are
-# measurably worse (pyfaq dense nDCG@10: 128-token pieces .872, 192: .856, 254: .862, 96: .846).
-# So a passage (up to the window, what the chat reads and cites) is embedded as one or more
-# "views" of at most VIEW_TOKENS, each with the heading prefix; the passage scores as its best view.
-VIEW_TOKENS = settings().view_tokens
-
-_SENTENCE_END = re.compile(r"(?:(?<=[.!?:;])|(?<=[.!?:;][\"'\u201d\u2019)\]]))\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9\u2022*\-])|\n(?=\s*(?:[\u2022*\-\u2013]|\d+[.)])\s)|\n\s*\n")
 
 
 @dataclass
@@ -36,7 +38,12 @@ class ChunkDraft:
     end: int
     heading: str
     tokens: int = 0  # word pieces of embed_text
-    views: list[str] = field(default_factory=list)  # what is embedded: prefix + parts of <= VIEW_TOKENS
+    views: list[str] = field(default_factory=list)  # what is embedded: prefix + parts of <= view_tokens
+
+    @property
+    def vector_texts(self) -> list[str]:
+        """The texts embedded for this passage, one vector each, in order."""
+        return self.views or [self.embed_text]
 
 
 @dataclass
@@ -50,22 +57,8 @@ class _Unit:
 
 
 def _sentences(block: Block, bi: int) -> list[_Unit]:
-    text = block.text
-    out: list[_Unit] = []
-    pos = 0
-    for m in _SENTENCE_END.finditer(text):
-        piece = text[pos:m.start()]
-        if piece.strip():
-            lead = len(piece) - len(piece.lstrip())
-            out.append(_Unit(piece.strip(), block.page, block.start + pos + lead,
-                             block.start + pos + lead + len(piece.strip()), bi))
-        pos = m.end()
-    piece = text[pos:]
-    if piece.strip():
-        lead = len(piece) - len(piece.lstrip())
-        out.append(_Unit(piece.strip(), block.page, block.start + pos + lead,
-                         block.start + pos + lead + len(piece.strip()), bi))
-    return out
+    return [_Unit(block.text[a:b], block.page, block.start + a, block.start + b, bi)
+            for a, b in sentence_spans(block.text)]
 
 
 class Chunker:
@@ -73,10 +66,17 @@ class Chunker:
                  context_tokens: int = 48, target: int | None = None, view_tokens: int | None = None):
         self.count = count_tokens
         self.window = window  # word pieces available for text (model max less [CLS]/[SEP])
-        self.target = min(window, target or TARGET_TOKENS)  # chunk size aimed at (prefix included)
+        s = settings()
+        self.target = min(window, target or s.chunk_tokens)  # chunk size aimed at (prefix included)
         self.overlap = overlap
-        self.view_tokens = min(self.target, view_tokens or VIEW_TOKENS)
+        self.view_tokens = min(self.target, view_tokens or s.view_tokens)
         self.context_tokens = context_tokens
+
+    @classmethod
+    def for_model(cls, model_path: str, window: int, **options) -> "Chunker":
+        """The chunker for an embedding model: its folder (``Embedder.path``) and window
+        (``Embedder.window``). Loader processes and the embedding process build it the same way."""
+        return cls(token_counter(model_path), window, **options)
 
     # ------------------------------------------------------------------ public
     def chunk(self, doc: Document) -> list[ChunkDraft]:

@@ -1,0 +1,251 @@
+"""The ingest run: files and folders in, chunks with vectors committed to the store and the search index.
+
+Files and folders (recursive) -> unchanged files are skipped by size+mtime, then by content hash
+(nothing is embedded for them) -> the loader pool (``pool.py``) loads and chunks the next files
+while this thread embeds chunks in large batches, with the loader processes stopped while the
+model computes -> each batch of files is committed in one transaction (store and search index
+together). Files planned but not yet committed are recorded as pending, so an interrupted run
+says what it left out and a re-run (or ``resume()``) completes it.
+
+The ingester is handed its parts: the store, the live search index (``IndexWriter``: loads the
+index, commits to store and memory together), and the embedder (a provider: the model is only
+loaded when something is to be embedded). The chunker is ``Chunker.for_model`` of that embedder,
+in this process and in the loader processes alike. One run at a time: the caller serialises
+writers (``rag.library.Library`` does).
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Protocol
+
+from rag.config import settings
+from rag.embedder import Embedder
+from rag.ingest import loaders
+from rag.ingest.chunking import Chunker
+from rag.ingest.pool import LoaderPool, process_count
+from rag.ingest.records import (Failed, FileJob, IngestProgress, IngestReport, Loaded, LoaderConfig, LoadResult,
+                                Unchanged)
+from rag.store import FileCommit, FileEntry, Store
+
+Progress = Callable[[IngestProgress], None]
+_MIN_BATCH_CHUNKS = 64  # embed what has arrived once the loaders fall behind, if at least this much
+
+
+class IndexWriter(Protocol):
+    """What the ingester needs of the library's live search index (``rag.live_index.LiveIndex``)."""
+
+    def ensure_model(self) -> None:
+        """Before planning: a new index, or vectors from another model, is checked (and rebuilt)."""
+
+    def load(self) -> None:
+        """The embedding model loaded and the in-memory index current with the store."""
+
+    def commit(self, commits: list[FileCommit]) -> None:
+        """Files' new chunks and vectors to the store (one transaction) and to the in-memory index."""
+
+
+def expand(paths) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files to index (folders recursively: supported types, nothing hidden; each file once, as
+    an absolute resolved path) and (path, reason) for the paths that do not exist."""
+    files: list[Path] = []
+    failed: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and loaders.is_supported(f)
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+        elif p.exists():
+            found = [p]
+        else:
+            failed.append((str(raw), f"{p.name or raw}: not found"))
+            continue
+        for f in found:
+            key = str(f.resolve())
+            if key not in seen:
+                seen.add(key)
+                files.append(Path(key))
+    return files, failed
+
+
+class Ingester:
+    def __init__(self, store: Store, index: IndexWriter, embedder: Callable[[], Embedder],
+                 max_file_mb: float = 50.0, batch_chunks: int | None = None):
+        self.store = store
+        self.index = index
+        self._embedder = embedder
+        self.max_file_mb = max_file_mb
+        self.batch_chunks = batch_chunks  # chunks per embedding call / commit; None: LRC_INGEST_BATCH
+        self._chunker: Chunker | None = None
+        self.running: set[str] = set()  # files the current run has planned and not finished
+        self.pool: LoaderPool | None = None  # the loader pool of the current run
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder()
+
+    @property
+    def chunker(self) -> Chunker:
+        if self._chunker is None:
+            e = self.embedder
+            self._chunker = Chunker.for_model(e.path, e.window)
+        return self._chunker
+
+    @property
+    def loader_processes(self) -> list[subprocess.Popen]:
+        """The loader processes of the running ingest (empty between runs)."""
+        return list(self.pool.processes) if self.pool else []
+
+    @property
+    def paused_loaders(self) -> list[subprocess.Popen]:
+        """Those of them stopped right now (while the model computes)."""
+        return list(self.pool.stopped) if self.pool else []
+
+    def ingest(self, paths: list[Path | str], progress: Progress | None = None,
+               display_names: dict[str, str] | None = None) -> IngestReport:
+        """Index files and folders. Never raises for a bad file: it is reported in ``failed``."""
+        t0 = time.perf_counter()
+        report = IngestReport()
+        names = {str(Path(k).expanduser().resolve()): v for k, v in (display_names or {}).items()}
+        self.index.ensure_model()
+        files, report.failed = expand(paths)
+        known = self.store.files()
+        jobs = self._plan(files, known, names, report)
+        if jobs:
+            self.index.load()  # the model is only loaded when something is to be embedded
+        self.store.add_pending([str(j.path) for j in jobs])
+        self.running = {str(j.path) for j in jobs}
+        try:
+            IngestRun(self, jobs, known, names, report, progress, total=len(files)).run()
+        finally:
+            self.running = set()
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _plan(self, files: list[Path], known: dict[str, FileEntry], names: dict[str, str],
+              report: IngestReport) -> list[FileJob]:
+        """The files to load: not in the index, or with another size or mtime than it recorded.
+        The others are reported unchanged (a new display name is recorded for them)."""
+        jobs: list[FileJob] = []
+        for f in files:
+            try:
+                st = f.stat()
+            except OSError as exc:
+                report.failed.append((str(f), f"{f.name}: {exc.strerror or exc}"))
+                continue
+            e = known.get(str(f))
+            if e and e.size == st.st_size and e.mtime_ns == st.st_mtime_ns:
+                report.unchanged.append(str(f))
+                if str(f) in names and names[str(f)] != e.display_name:
+                    self.store.touch(str(f), st.st_size, st.st_mtime_ns, names[str(f)])
+            else:
+                jobs.append(FileJob(f, st.st_size, st.st_mtime_ns, e.hash if e else None))
+        return jobs
+
+    def resume(self, progress: Progress | None = None) -> IngestReport:
+        """Index what an interrupted run (or a change of model) left out."""
+        return self.ingest([p for p in self.store.pending() if Path(p).exists()], progress)
+
+
+class IngestRun:
+    """One run over planned files: results from the loader pool, embedded in batches, committed."""
+
+    def __init__(self, ingester: Ingester, jobs: list[FileJob], known: dict[str, FileEntry],
+                 names: dict[str, str], report: IngestReport, progress: Progress | None, total: int):
+        self.ingester = ingester
+        self.store = ingester.store
+        self.jobs = jobs
+        self.known = known
+        self.names = names
+        self.report = report
+        self.progress = progress
+        self.total = total
+        self.done = len(report.unchanged)
+        self.batch_chunks = ingester.batch_chunks or settings().ingest_batch
+
+    def tell(self, stage: str, file: str) -> None:
+        if self.progress:
+            try:
+                self.progress(IngestProgress(stage, file, self.done, self.total))
+            except Exception:
+                pass
+
+    def run(self) -> None:
+        if not self.jobs:
+            return
+        ing = self.ingester
+        s = settings()
+        config = LoaderConfig(ing.embedder.path, ing.embedder.window, ing.max_file_mb, s.loader_nice)
+        pool = LoaderPool(self.jobs, process_count(self.jobs, s.ingest_workers), config, lambda: ing.chunker,
+                          pause=s.pause_loaders)
+        ing.pool = pool
+        try:
+            with pool:
+                self._consume(pool)
+        finally:
+            ing.pool = None
+
+    def _consume(self, pool: LoaderPool) -> None:
+        batch: list[Loaded] = []
+        chunks = 0
+        while True:
+            t = time.perf_counter()
+            result = pool.get()
+            self.report.wait_s += time.perf_counter() - t
+            if result is None:
+                break
+            if not self._settle(result):
+                continue
+            batch.append(result)
+            chunks += len(result.drafts)
+            if chunks >= self.batch_chunks or pool.idle() and chunks >= _MIN_BATCH_CHUNKS:
+                self._embed_and_commit(batch, pool)
+                batch, chunks = [], 0
+        if batch:
+            self._embed_and_commit(batch, pool)
+
+    def _settle(self, result: LoadResult) -> bool:
+        """Record a failed or unchanged file; True for a loaded one (to be embedded)."""
+        path = str(result.job.path)
+        self.tell("loading", result.job.path.name)
+        if isinstance(result, Failed):
+            self.report.failed.append((path, result.reason))
+            self.store.clear_pending([path])
+        elif isinstance(result, Unchanged):
+            self.store.touch(path, result.job.size, result.job.mtime_ns, self.names.get(path))
+            self.report.unchanged.append(path)
+        else:
+            return True
+        self.done += 1
+        return False
+
+    def _display_name(self, path: Path) -> str:
+        key = str(path)
+        return self.names.get(key) or (self.known[key].display_name if key in self.known else path.name)
+
+    def _embed_and_commit(self, batch: list[Loaded], pool: LoaderPool) -> None:
+        texts = [t for item in batch for t in item.vector_texts]
+        self.tell("embedding", batch[0].job.path.name if len(batch) == 1 else f"{len(batch)} files")
+        t0 = time.perf_counter()
+        with pool.paused():
+            vecs = self.ingester.embedder.encode(texts)
+        t1 = time.perf_counter()
+        self.report.embed_s += t1 - t0
+        self.tell("saving", batch[-1].job.path.name)
+        commits = []
+        row = 0
+        for item in batch:
+            job, doc, n = item.job, item.document, len(item.vector_texts)
+            commits.append(FileCommit(str(job.path), self._display_name(job.path), item.hash, job.size, job.mtime_ns,
+                                      doc.kind, doc.pages, doc.contents_pages, item.drafts, vecs[row:row + n]))
+            row += n
+        self.ingester.index.commit(commits)
+        self.report.save_s += time.perf_counter() - t1
+        for c, item in zip(commits, batch):
+            (self.report.updated if c.path in self.known else self.report.added).append(c.path)
+            self.report.chunks_added += len(item.drafts)
+            self.report.skipped_contents_pages += len(item.document.contents_pages)
+            self.done += 1
+            self.tell("saving", item.job.path.name)

@@ -1,0 +1,50 @@
+"""What every loader returns: a ``Document`` of ``Block``s (headings and paragraphs) with pages and
+character offsets, which the chunker turns into passages."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Block:
+    text: str
+    page: int | None = None  # 1-based page for PDFs
+    kind: str = "text"  # "text" | "heading"
+    level: int = 0  # heading level, 1 = top
+    start: int = 0  # character offset in the page text (PDF) or the file text
+
+
+@dataclass
+class Document:
+    source: str
+    kind: str  # "pdf" | "markdown" | "rst" | "html" | "text"
+    blocks: list[Block]
+    title: str = ""
+    pages: int = 0
+    contents_pages: list[int] = field(default_factory=list)  # recognised contents/index pages, not indexed
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(b.text for b in self.blocks)
+
+
+_PARAGRAPH = re.compile(r"\S(?:.*?)(?=\n[ \t]*\n|\Z)", re.S)
+
+
+def paragraphs(text: str, base: int = 0, page: int | None = None) -> list[Block]:
+    """Text blocks separated by blank lines; ``start`` is ``base`` + the offset in ``text``."""
+    out = []
+    for m in _PARAGRAPH.finditer(text):
+        chunk = m.group(0).rstrip()
+        if chunk:
+            out.append(Block(chunk, page, "text", 0, base + m.start()))
+    return out
+
+
+def first_heading(blocks: list[Block]) -> str:
+    for b in blocks:
+        if b.kind == "heading":
+            return b.text
+    return ""

@@ -1,0 +1,61 @@
+"""Why a file cannot be indexed: one ``LoaderError`` subclass per reason.
+
+``str(err)`` names the file and the reason (and a detail when there is one), so a batch can report
+it to the user as it is and go on with the next file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class LoaderError(Exception):
+    """A file that cannot be indexed. ``str(err)`` names the file and the reason."""
+
+    reason = "cannot be read"
+
+    def __init__(self, path: str | Path, detail: str = ""):
+        self.path = str(path)
+        self.detail = detail
+        msg = f"{Path(self.path).name}: {self.reason}"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)
+
+
+class CorruptFile(LoaderError):
+    reason = "the file is damaged or not what its extension says"
+
+
+class EncryptedFile(LoaderError):
+    reason = "the PDF is encrypted (password protected); remove the password and add it again"
+
+
+class EmptyFile(LoaderError):
+    reason = "the file holds no text"
+
+
+class BinaryFile(LoaderError):
+    reason = "binary content, not text"
+
+
+class FileTooLarge(LoaderError):
+    reason = "the file is larger than the size limit"
+
+
+class UnsupportedType(LoaderError):
+    reason = "unsupported file type (supported: .pdf, .txt, .md, .rst, .html)"
+
+
+class NoTextLayer(LoaderError):
+    reason = "the PDF has no text layer (a scan?); run OCR on it first"
+
+
+class UndecodableText(LoaderError):
+    reason = "the text encoding could not be recognised"
+
+
+def too_large(path: str | Path, size: int, max_file_mb: float | None) -> FileTooLarge | None:
+    """The error for a file of ``size`` bytes over the limit (None when it fits or there is no limit)."""
+    if max_file_mb and size > max_file_mb * 1024 * 1024:
+        return FileTooLarge(path, f"{size / 1048576:.1f} MB > {max_file_mb:g} MB")
+    return None

@@ -1,0 +1,37 @@
+"""Load + chunk one file (``prepare``): the same step in a loader process (``worker.py``) and in the
+loader thread of the pool (``pool.py``)."""
+from __future__ import annotations
+
+import hashlib
+
+from rag.ingest import loaders
+from rag.ingest.chunking import Chunker
+from rag.ingest.records import Failed, FileJob, Loaded, LoadResult, Unchanged
+
+
+def file_hash(data: bytes) -> str:
+    """The content hash the manifest keeps for a file."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def prepare(job: FileJob, chunker: Chunker, max_file_mb: float) -> LoadResult:
+    """Load + chunk one file. Never raises: a bad file (or a loader bug) is a ``Failed``."""
+    path = job.path
+    try:
+        if err := loaders.too_large(path, job.size, max_file_mb):
+            raise err
+        data = path.read_bytes()
+        h = file_hash(data)
+        if job.known_hash and job.known_hash == h:
+            return Unchanged(job, h)
+        doc = loaders.load(path, max_file_mb, data=data)
+        drafts = chunker.chunk(doc)
+        if not drafts:
+            raise loaders.EmptyFile(path)
+        return Loaded(job, h, doc, drafts)
+    except loaders.LoaderError as exc:
+        return Failed(job, str(exc))
+    except OSError as exc:
+        return Failed(job, f"{path.name}: {exc.strerror or exc}")
+    except Exception as exc:  # a loader bug must not stop the batch
+        return Failed(job, f"{path.name}: could not be read ({type(exc).__name__}: {exc})")

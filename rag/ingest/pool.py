@@ -1,0 +1,251 @@
+"""The loader pool: files are loaded and chunked ahead of the embedding, in loader processes
+(``python -m rag.ingest.worker``) or, for small runs of text files, in one thread.
+
+Measured behaviour kept here (docs/BENCHMARKS.md, "Ingest throughput"; why in ``worker.py``):
+- up to 2 loader processes (one per core) for runs with a PDF or more than 2 MB; a thread
+  otherwise (a process start, ~0.5 s, costs more than it saves);
+- with 2 processes the largest files go first (a big file loading alone at the end wastes a core);
+- the processes are stopped (SIGSTOP) while the model computes a batch (``paused()``) and continued
+  while the embedding side waits for chunks or saves;
+- a loader process that dies fails only the file it was reading and the rest is loaded in a
+  thread; one that cannot start changes nothing but where the files are loaded.
+
+Each process is fed one job at a time over a small pickle protocol (``LoaderProcess``; stdlib
+process pools were not used: they cannot pause their workers, and a dying worker breaks the whole
+pool instead of one file). Results arrive through a bounded queue in completion order.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable
+
+from rag.config import offline_env
+from rag.ingest.chunking import Chunker
+from rag.ingest.records import Failed, FileJob, LoaderConfig, LoadResult
+from rag.ingest.loading import prepare
+
+_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the rag package
+_BIG_RUN_BYTES = 2 * 1024 * 1024
+_QUEUE_SIZE = 32
+
+
+def start_loader_process() -> subprocess.Popen:
+    """A new loader process speaking the protocol of ``rag.ingest.worker`` on its stdin/stdout."""
+    env = offline_env(dict(os.environ))
+    env["PYTHONPATH"] = _ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return subprocess.Popen([sys.executable, "-m", "rag.ingest.worker"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env=env, close_fds=True)
+
+
+def process_count(jobs: list[FileJob], configured: int) -> int:
+    """Loader processes for a run: ``configured`` (-1: one per core, up to 2); 0 (load in a thread)
+    for small runs of text files."""
+    n = configured if configured >= 0 else min(2, os.cpu_count() or 1)
+    if n <= 0 or not jobs:
+        return 0
+    big = sum(j.size for j in jobs) > _BIG_RUN_BYTES
+    if not big and not any(j.path.suffix.lower() == ".pdf" for j in jobs):
+        return 0
+    return min(n, len(jobs))
+
+
+def can_pause() -> bool:
+    return hasattr(os, "kill") and hasattr(signal, "SIGSTOP")
+
+
+class LoaderProcess:
+    """One loader process and its side of the protocol: config, then one job at a time."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+
+    def start(self, config: LoaderConfig) -> None:
+        self._send(config)
+        pickle.load(self.proc.stdout)  # ("ready",): the tokenizer is loaded
+
+    def load(self, job: FileJob) -> LoadResult:
+        self._send(job)
+        return pickle.load(self.proc.stdout)
+
+    def _send(self, message) -> None:
+        pickle.dump(message, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        self.proc.stdin.flush()
+
+    def died_reading(self, job: FileJob, exc: Exception) -> Failed:
+        """The result for the job the process was reading when it stopped (or its pipe broke)."""
+        try:  # the pipe can close a moment before the process is reaped
+            code = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            code = None
+        how = f"exit code {code}" if code is not None else type(exc).__name__
+        return Failed(job, f"{job.path.name}: the loader process stopped while reading it ({how})")
+
+    def finish(self, wait: float) -> None:
+        """End the process: up to ``wait`` seconds to exit by itself, then killed; pipes closed."""
+        try:
+            self.proc.stdin.close()  # no more jobs: the worker exits
+        except OSError:
+            pass
+        if self.proc.poll() is None:
+            try:
+                self.proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except Exception:
+                pass
+
+
+class LoaderPool:
+    """Load ``jobs`` in ``processes`` loader processes (0: one thread of this process).
+
+    Use as a context manager; ``get()`` returns load results as they come and None when all are
+    in. ``paused()`` stops the processes for the length of a block (the model's turn)."""
+
+    def __init__(self, jobs: list[FileJob], processes: int, config: LoaderConfig,
+                 chunker: Callable[[], Chunker], pause: bool = True):
+        self.config = config
+        self._chunker = chunker  # built on first use (only the thread needs one here)
+        self._nproc = processes
+        self._pause = pause and can_pause()
+        if processes > 1:  # largest first: the last file loads while the other process has the rest
+            jobs = sorted(jobs, key=lambda j: -j.size)  # (a big file last would load on one core alone)
+        self._jobs = iter(jobs)
+        self._jobs_lock = threading.Lock()
+        self._results: queue.Queue = queue.Queue(maxsize=_QUEUE_SIZE)
+        self._stop = threading.Event()
+        self._producers = 0
+        self._producers_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._finished = False
+        self.processes: list[subprocess.Popen] = []  # loader processes started for this run
+        self.stopped: list[subprocess.Popen] = []  # those stopped now (while the model computes)
+
+    # ------------------------------------------------------------------ the embedding side
+    def __enter__(self) -> "LoaderPool":
+        feeders: list[LoaderProcess | None] = []
+        for _ in range(self._nproc):
+            try:
+                proc = start_loader_process()
+                self.processes.append(proc)
+                feeders.append(LoaderProcess(proc))
+            except OSError:
+                feeders.append(None)  # could not start: this producer loads in a thread
+        if not feeders:
+            feeders.append(None)
+        self._producers = len(feeders)
+        self._threads = [threading.Thread(target=self._produce, args=(f,), name="rag-ingest-loader", daemon=True)
+                         for f in feeders]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def get(self) -> LoadResult | None:
+        """The next load result (blocks until one is ready); None when every job is done."""
+        result = self._results.get()
+        if result is None:
+            self._finished = True
+        return result
+
+    def idle(self) -> bool:
+        """No result is waiting right now."""
+        return self._results.empty()
+
+    @contextmanager
+    def paused(self):
+        """Loader processes stopped for the duration of the block (torch gets the cores)."""
+        self._signal_all(True)
+        try:
+            yield
+        finally:
+            self._signal_all(False)
+
+    def __exit__(self, *exc) -> None:
+        """Stop: continue any stopped process, kill the processes of an unfinished run (an error or
+        an interrupt does not wait for a file to finish), and wait for the feeding threads."""
+        self._stop.set()
+        self._signal_all(False)
+        for proc in self.processes:
+            if proc.poll() is None and not self._finished:
+                proc.kill()
+        while any(t.is_alive() for t in self._threads):
+            try:
+                self._results.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        for t in self._threads:
+            t.join()
+        self.processes = []
+
+    def _signal_all(self, stop: bool) -> None:
+        if not self._pause:
+            return
+        targets, self.stopped = (self.processes, []) if stop else (self.stopped, [])
+        for proc in list(targets):
+            if proc.poll() is None:
+                try:
+                    os.kill(proc.pid, signal.SIGSTOP if stop else signal.SIGCONT)
+                    if stop:
+                        self.stopped.append(proc)
+                except OSError:
+                    pass
+
+    # ------------------------------------------------------------------ the loading side (threads)
+    def _take(self) -> FileJob | None:
+        with self._jobs_lock:
+            return None if self._stop.is_set() else next(self._jobs, None)
+
+    def _put(self, result: LoadResult) -> None:
+        while not self._stop.is_set():
+            try:
+                self._results.put(result, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _produce(self, feeder: LoaderProcess | None) -> None:
+        try:
+            if feeder is None:
+                self._load_here()
+            else:
+                self._feed(feeder)
+        finally:
+            with self._producers_lock:
+                self._producers -= 1
+                last = self._producers == 0
+            if last:
+                self._results.put(None)
+
+    def _load_here(self) -> None:
+        while (job := self._take()) is not None:
+            self._put(prepare(job, self._chunker(), self.config.max_file_mb))
+
+    def _feed(self, feeder: LoaderProcess) -> None:
+        """Feed one loader process job by job; if it dies, the rest is loaded in this thread."""
+        current = None
+        try:
+            feeder.start(self.config)
+            while (job := self._take()) is not None:
+                current = job
+                result = feeder.load(job)
+                current = None
+                self._put(result)
+        except Exception as exc:  # the process could not start or died: never lose the batch
+            if current is not None:
+                self._put(feeder.died_reading(current, exc))
+            self._load_here()
+        finally:
+            feeder.finish(wait=0 if self._stop.is_set() else 5)
