@@ -49,7 +49,7 @@ class Service:
         self.root = root
         home = root / "home"
         home.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, HOME=str(home), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+        env = dict(os.environ, HOME=str(home), PYTHONUNBUFFERED="1")
         cmd = [sys.executable, str(REPO_ROOT / "scripts" / "foundry_local.py"), "--model", str(model_dir),
                "--port", "0", "--data-dir", str(root / "data"), "--state-file", str(root / "state.json"), "--stop-with-parent"]
         self.t0 = time.perf_counter()

@@ -46,7 +46,7 @@ class Chunk:
     end: int = 0
     heading: str = ""  # nearest heading above the chunk, if any
     doc_id: str = ""  # file-level id (corpus id for eval datasets)
-    context: str = ""  # heading path prefixed when embedding and matching (rag.chunking)
+    context: str = ""  # heading path prefixed when embedding and matching (rag.ingest.chunking)
 
     @property
     def matched_text(self) -> str:

@@ -221,7 +221,7 @@ def test_cli_ask_streams_then_prints_sources_and_timings(tmp_path, corpus, tiny_
 
     data = tmp_path / "data"
     Library(data / "index").ingest([corpus / "calibration.md", corpus / "tea.txt"])
-    env = dict(os.environ, LRC_DATA_DIR=str(data), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT))
+    env = dict(os.environ, LRC_DATA_DIR=str(data), PYTHONPATH=str(REPO_ROOT))
     run = subprocess.run([sys.executable, "-m", "rag", "ask", "How do I calibrate a Zorblax widget?",
                           "--model", "tiny", "-k", "1", "--max-tokens", "8", "--show-passages"],
                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)

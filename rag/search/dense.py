@@ -1,6 +1,6 @@
 """The dense side of search: FAISS inner product over the chunks' embedded views.
 
-A chunk may have several vectors ("views", see rag.chunking); it scores as its best view.
+A chunk may have several vectors ("views", see rag.ingest.chunking); it scores as its best view.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ faiss.omp_set_num_threads(1)
 class DenseIndex:
     """FAISS IndexFlatIP behind an id map (so removed chunks' vectors go too), thread-safe.
 
-    A chunk may have several vectors ("views", see rag.chunking): vector ids are
+    A chunk may have several vectors ("views", see rag.ingest.chunking): vector ids are
     ``chunk_id * MAX_VIEWS + j`` and a chunk scores as its best view."""
 
     MAX_VIEWS = 64

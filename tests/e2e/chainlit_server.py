@@ -26,8 +26,7 @@ def prepare_workdir(workdir: Path) -> Path:
 
 
 def base_env(data_dir: Path, **extra: str) -> dict:
-    return dict(os.environ, LRC_DATA_DIR=str(data_dir), PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1",
-                TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **extra)
+    return dict(os.environ, LRC_DATA_DIR=str(data_dir), PYTHONPATH=str(REPO_ROOT), **extra)
 
 
 def spawn(workdir: Path, port: int, env: dict, log: Path) -> subprocess.Popen:

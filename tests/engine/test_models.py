@@ -29,7 +29,7 @@ def catalog() -> models.ModelCatalog:
 
 
 def cli(*args, extra_env=None, timeout=60):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(extra_env or {})}
+    env = {**os.environ, **(extra_env or {})}
     return subprocess.run([sys.executable, "-m", "rag", "models", *args], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -54,7 +54,7 @@ class Launcher:
             pytest.fail(f"{FOUNDRY_PYTHON} is missing: run `make foundry-setup` (foundry-local-sdk==2.2.1).")
         home = self.root / "home"
         home.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, HOME=str(home), HF_HUB_OFFLINE="1", LRC_CACHE_DIR=str(self.root / "cache"),
+        env = dict(os.environ, HOME=str(home), LRC_CACHE_DIR=str(self.root / "cache"),
                    PYTHONUNBUFFERED="1")
         env.pop("FOUNDRY_BASE_URL", None)
         cmd = [sys.executable, str(LAUNCHER), "--model", str(self.model_dir), "--port", str(self.port),

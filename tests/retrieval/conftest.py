@@ -2,16 +2,11 @@
 datasets (read in place, never copied), small real PDFs cut from them, and fresh libraries."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from rag.config import settings as _settings
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATASETS = _settings().datasets_dir  # ../shared/datasets beside the repo, or LRC_DATASETS

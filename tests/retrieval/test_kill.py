@@ -41,7 +41,7 @@ def test_sigkill_mid_index_then_rerun_completes(tmp_path, embedder):
     docs = tmp_path / "docs"
     make_docs(docs)
     index = tmp_path / "index"
-    env = dict(os.environ, LRC_INGEST_BATCH="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT))
+    env = dict(os.environ, LRC_INGEST_BATCH="1", PYTHONPATH=str(REPO_ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "rag", "index", str(docs), "--index-dir", str(index), "--quiet"],
                             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     db = index / "library.sqlite3"
