@@ -30,6 +30,8 @@ log.setLevel(logging.INFO)
 _corpus_lock = asyncio.Lock()  # the first chat on an empty library indexes docs_corpus; others wait
 _warm_task: asyncio.Task | None = None
 DEFAULT = "default"  # the model select's value for "the engine's default" (a select value cannot be "")
+STYLES = {"Quote from the documents, then the model's answer": "quote+answer", "The model's answer only": "answer",
+          "Quote only (no model)": "quote"}
 
 
 # ------------------------------------------------------------------ process start: warm models
@@ -98,6 +100,8 @@ async def _send_settings(opts: pl.Options, models: dict[str, str]) -> None:
                description="Models of the chosen engine (confirm a new engine to refresh this list)"),
         Slider(id="top_k", label="Passages", initial=opts.top_k, min=1, max=10, step=1),
         Select(id="mode", label="Retrieval mode", values=Mode.values(), initial_value=opts.mode),
+        Select(id="style", label="Answer", items=STYLES, initial_value=opts.style,
+               description="Quote only needs no model: instant, for slow machines"),
         Slider(id="temperature", label="Temperature", initial=opts.temperature, min=0, max=1.5, step=0.1),
         Slider(id="max_new_tokens", label="Max answer tokens", initial=opts.max_new_tokens, min=32, max=1024,
                step=32),
@@ -110,7 +114,7 @@ async def settings_update(values: dict) -> None:
     old: pl.Options = cl.user_session.get("options")
     new = pl.Options(engine=values.get("engine", old.engine), model=values.get("model", old.model),
                      top_k=values.get("top_k", old.top_k), mode=values.get("mode", old.mode),
-                     temperature=values.get("temperature", old.temperature),
+                     temperature=values.get("temperature", old.temperature), style=values.get("style", old.style),
                      max_new_tokens=values.get("max_new_tokens", old.max_new_tokens)).normalised()
     try:
         models = await _model_items(new.engine)
@@ -261,16 +265,22 @@ async def _answer(question: str) -> None:
     cl.user_session.set("control", control)
     msg = cl.Message(content="")
     text = ""
+    quote = ""
     async for ev in pl.answer(question, history, opts, control):
         if isinstance(ev, pl.Retrieved):
             async with cl.Step(name="Retrieval", type="retrieval", language="text", show_input="text") as step:
-                step.input = ev.query
+                step.input = ev.query  # a follow-up shows the query built from the conversation
                 step.output = _retrieval_text(ev)
         elif isinstance(ev, (pl.NothingFound, pl.Notice)):
             note = ev.message if isinstance(ev, pl.NothingFound) else ev.text
             await cl.Message(content=f"*{note}*").send()
+        elif isinstance(ev, pl.Quoted):
+            quote = "**From your documents:**\n" + "\n>\n".join(f"> {t} — *{h.chunk.citation()}*" for t, h in ev.quotes)
+            await msg.stream_token(quote + "\n\n")
         elif isinstance(ev, pl.Token):
             await msg.stream_token(ev.text)
+        elif isinstance(ev, pl.Revised):
+            msg.content = (quote + "\n\n" if quote else "") + ev.text
         elif isinstance(ev, pl.Sources) and ev.shown:
             for old in cl.user_session.get("side_elements") or []:  # the side view shows this answer's sources
                 await old.remove()
@@ -278,9 +288,13 @@ async def _answer(question: str) -> None:
             cl.user_session.set("side_elements", msg.elements)
             await _append(msg, f"**Sources:** {names}")
         elif isinstance(ev, pl.Done):
-            text, u = ev.text, ev.usage
+            text, u, t = ev.text, ev.usage, ev.timings
+            first = f"first text {t['first_text']:.2f} s · " if "first_text" in t else ""
+            if not ev.engine:
+                await _append(msg, f"`quote only (no model) · {first}total {t.get('total', 0):.2f} s`")
+                continue
             ttft = f"{u.time_to_first_token:.2f} s" if u.time_to_first_token is not None else "–"
-            await _append(msg, f"`{registry.labels().get(ev.engine, ev.engine)} · {ev.model} · TTFT {ttft} · "
+            await _append(msg, f"`{registry.labels().get(ev.engine, ev.engine)} · {ev.model} · {first}TTFT {ttft} · "
                                f"{u.tokens_per_second:.1f} tokens/s · {u.completion_tokens} tokens`")
         elif isinstance(ev, pl.Failed):
             await _append(msg, f"**Error:** {ev.text}")

@@ -23,6 +23,10 @@ class GenerationOptions:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    # > 1 makes tokens already in the prompt or answer less likely (where the engine supports it: the
+    # in-process engine does; an OpenAI-compatible endpoint has no such field, and Foundry Local refuses
+    # frequency/presence penalties, so it is not sent there — the pipeline's loop guard holds for both)
+    repetition_penalty: float = 1.0
 
 
 @dataclass

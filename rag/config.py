@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     extra_models: Annotated[list[Path], NoDecode] = Field(default_factory=list, validation_alias=_env("LRC_MODELS"))
     max_new_tokens: int = Field(384, validation_alias=_env("LRC_MAX_NEW_TOKENS"))
     temperature: float = Field(0.0, validation_alias=_env("LRC_TEMPERATURE"))
+    # what an answer shows: "quote+answer" (the documents' best sentences first, then the model),
+    # "answer" (the model only), "quote" (no model at all: instant)
+    answer_style: str = Field("quote+answer", validation_alias=_env("LRC_ANSWER_STYLE"))
+    repetition_penalty: float = Field(1.1, validation_alias=_env("LRC_REPETITION_PENALTY"))
     # the chat loads the index, the embedder and the default model at start-up, in the background
     warmup: bool = Field(True, validation_alias=_env("LRC_WARMUP"))
 

@@ -208,6 +208,12 @@ class Library:
         threshold = MIN_DENSE_SCORE if min_score is None else min_score
         return Retrieval(hits, relevant=is_relevant(hits, mode, threshold), notices=notices)
 
+    def unknown_terms(self, text: str) -> list[str]:
+        """Terms of ``text`` (as BM25 reads them) that no passage of the library holds."""
+        self.load()
+        index = self.search_index
+        return index.unknown_terms(text) if index is not None else []
+
     # ------------------------------------------------------------------ manage
     def remove(self, path) -> int:
         """Remove a file (or every file under a folder) from the index. Returns chunks removed."""

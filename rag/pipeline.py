@@ -2,10 +2,15 @@
 benchmarks all consume it and only render what it yields.
 
     async for event in answer(question, history, Options(engine="onnx", top_k=4)):
-        Retrieved -> [NothingFound] -> [Notice] -> Token* -> Sources -> Done      (or Failed)
-
+        Retrieved -> [NothingFound] -> [Notice]* -> [Quoted] -> Token* -> [Revised] -> Sources -> Done
+                                                                                      (or Failed)
     async for event in ingest(paths):
         Progress* -> Ingested
+
+An answer: a follow-up question retrieves with the conversation (rag.answer.followup); the passages'
+best sentences are quoted first and decide whether the documents answer at all (rag.answer.evidence);
+the model reads those sentences with their neighbours, not whole passages; its stream is stopped
+when it loops (rag.answer.guard); each sentence is then checked against the passages (rag.answer.check).
 
 Retrieval and indexing run in worker threads (``asyncio.to_thread``); generation goes through
 ``engine(options.engine)`` (the registry's shared instance, configured from settings). Engine errors become :class:`Failed` events carrying the
@@ -26,88 +31,24 @@ from typing import Any, AsyncIterator, Iterable, Sequence
 from engines import registry
 from engines.base import Engine, EngineError, GenerationOptions, Message, PromptTooLong, Usage
 from rag import prompt as prompt_mod
+from rag.answer import evidence
+from rag.answer.check import check as check_answer, render
+from rag.answer.followup import standalone_query
+from rag.answer.guard import LoopGuard, end_at_sentence
 from rag.config import settings
+from rag.events import (Done, Event, Failed, Ingested, NothingFound, Notice, Progress, Quoted, Retrieved, Revised,
+                        Sources, Token)
 from rag.schema import Hit, Mode
 
-
-
-# ------------------------------------------------------------------------------------ events
-@dataclass
-class Retrieved:
-    query: str
-    hits: list[Hit]
-    mode: Mode
-    seconds: float
-
-
-@dataclass
-class NothingFound:
-    """Retrieval gave nothing to ground an answer on. ``answering`` says whether the model still
-    answers (without passages, labelled as such) or the pipeline stops here."""
-
-    reason: str  # "off" | "empty" | "irrelevant" | "no-room"
-    message: str
-    answering: bool
-
-
-@dataclass
-class Notice:
-    """Something the user should know about this answer (e.g. passages left out to fit)."""
-
-    text: str
-
-
-@dataclass
-class Token:
-    text: str
-
-
-@dataclass
-class Sources:
-    cited: list[Hit]  # passages the answer cites with [n], in order of first citation
-    used: list[Hit]  # every passage the prompt held, numbered 1..n in this order
-
-    @property
-    def shown(self) -> list[Hit]:
-        return self.cited or self.used
-
-
-@dataclass
-class Done:
-    usage: Usage
-    engine: str
-    model: str
-    text: str  # the whole answer
-    timings: dict = field(default_factory=dict)  # seconds: retrieval, prompt, generation, total
-
-
-@dataclass
-class Failed:
-    error: str
-    hint: str = ""
-    kind: str = ""  # the exception class name
-
-    @property
-    def text(self) -> str:
-        return f"{self.error} {self.hint}".strip()
-
-
-@dataclass
-class Progress:
-    """rag.library.IngestProgress passed through (stage, file, done, total)."""
-
-    progress: Any
-
-
-@dataclass
-class Ingested:
-    report: Any  # rag.library.IngestReport
-
-
-Event = Retrieved | NothingFound | Notice | Token | Sources | Done | Failed | Progress | Ingested
+__all__ = ["Options", "Control", "answer", "ingest", "ingest_uploads", "store_upload", "library", "engine",
+           "cited", "model_label", "Done", "Event", "Failed", "Ingested", "NothingFound", "Notice", "Progress",
+           "Quoted", "Retrieved", "Revised", "Sources", "Token"]
 
 
 # ------------------------------------------------------------------------------------ options
+STYLES = ("quote+answer", "answer", "quote")
+
+
 @dataclass
 class Options:
     engine: str = field(default_factory=lambda: settings().engine)
@@ -118,6 +59,8 @@ class Options:
     max_new_tokens: int = field(default_factory=lambda: settings().max_new_tokens)
     min_score: float | None = None  # None = the library's relevance threshold
     context_length: int | None = None  # None = ask the engine
+    style: str = field(default_factory=lambda: settings().answer_style)  # "quote+answer" | "answer" | "quote"
+    repetition_penalty: float = field(default_factory=lambda: settings().repetition_penalty)
 
     def normalised(self) -> "Options":
         """Values from sliders arrive as floats or strings: make them the right types and ranges."""
@@ -131,7 +74,9 @@ class Options:
                        temperature=max(0.0, min(float(self.temperature), 2.0)),
                        max_new_tokens=max(16, int(float(self.max_new_tokens))),
                        min_score=None if self.min_score is None else float(self.min_score),
-                       context_length=self.context_length)
+                       context_length=self.context_length,
+                       style=str(self.style) if str(self.style) in STYLES else STYLES[0],
+                       repetition_penalty=max(1.0, min(float(self.repetition_penalty), 2.0)))
 
 
 class Control:
@@ -183,6 +128,24 @@ async def model_label(engine: Any, model: str | None) -> str:
 
 
 # ------------------------------------------------------------------------------------ answer
+WEAK_EVIDENCE = ("Your documents do not seem to answer this: the closest passages are only loosely "
+                 "related, so I will not guess. The nearest passages are listed below; try other words "
+                 "or add a document that covers it.")
+
+
+async def _retrieve(lib, query: str, opts: Options):
+    """(library, Retrieval, seconds) in a worker thread (the first call loads the index and embedder)."""
+    t = time.perf_counter()
+    if lib is None:
+        lib = await asyncio.to_thread(library)
+    found = await asyncio.to_thread(lib.retrieve, query, opts.top_k, opts.mode, opts.min_score)
+    return lib, found, time.perf_counter() - t
+
+
+def _quote_text(quotes: list[tuple[str, Hit]]) -> str:
+    return "\n".join(f"> {text} ({hit.chunk.citation()})" for text, hit in quotes)
+
+
 async def answer(question: str, history: Sequence[Message] | None = None, options: Options | None = None,
                  control: Control | None = None, *, lib=None) -> AsyncIterator[Event]:
     """Answer from the shared library (or ``lib``) with the engine and settings in ``options``."""
@@ -194,18 +157,17 @@ async def answer(question: str, history: Sequence[Message] | None = None, option
     if not question:
         yield Failed("The question is empty.", "Type a question about your documents.", "ValueError")
         return
+    # a follow-up ("and how do I undo it?") retrieves with the conversation
+    query = standalone_query(question, history) if history else question
 
     # 1. retrieval (off the loop)
     hits: list[Hit] = []
     if opts.mode == Mode.OFF:
-        yield Retrieved(question, [], opts.mode, 0.0)
+        yield Retrieved(query, [], opts.mode, 0.0)
         yield NothingFound("off", "Retrieval is off: this answer does not use your documents.", True)
     else:
-        t = time.perf_counter()
         try:
-            if lib is None:
-                lib = await asyncio.to_thread(library)  # the first call loads the index and the embedder
-            found = await asyncio.to_thread(lib.retrieve, question, opts.top_k, opts.mode, opts.min_score)
+            lib, found, timings["retrieval"] = await _retrieve(lib, query, opts)
         except Exception as exc:  # a broken index must not take the chat down
             yield Failed(f"Searching the library failed: {exc}", "Re-index your documents (`python -m rag index`).",
                          type(exc).__name__)
@@ -213,8 +175,7 @@ async def answer(question: str, history: Sequence[Message] | None = None, option
         hits = list(found.hits)
         for note in found.notices:
             yield Notice(note)
-        timings["retrieval"] = time.perf_counter() - t
-        yield Retrieved(question, list(hits), opts.mode, timings["retrieval"])
+        yield Retrieved(query, list(hits), opts.mode, timings["retrieval"])
         if found.library_empty:
             yield NothingFound("empty", "Your library is empty: drop files into the chat to add documents. "
                                         "This answer does not use your documents.", True)
@@ -226,65 +187,125 @@ async def answer(question: str, history: Sequence[Message] | None = None, option
             yield Sources([], [])
             return
 
-    # 2. prompt + generation, with one retry if the engine says the prompt is too long
+    # 2. what the documents say: the best sentences (quoted first), and whether they answer at all
+    passages, quote, quoted = hits, "", []
+    if hits:
+        ev = await asyncio.to_thread(evidence.select, lib.embedder, query, hits, unknown_terms=lib.unknown_terms)
+        if not ev.answerable:
+            never = ", ".join(ev.unknown_names)
+            yield NothingFound("weak", (f"Your documents never mention {never}, so I cannot answer this from them. "
+                                        "The nearest passages are listed below.") if never else WEAK_EVIDENCE, False)
+            timings["total"] = time.perf_counter() - t0
+            yield Sources([], hits)
+            return
+        passages = evidence.context(ev)
+        if opts.style != "answer":
+            quotes = [(s.text, hits[s.hit]) for s in ev.quotes]
+            quote, quoted = _quote_text(quotes), [t for t, _ in quotes]
+            timings["first_text"] = time.perf_counter() - t0
+            yield Quoted(quotes, timings["first_text"])
+            if opts.style == "quote":
+                timings["total"] = time.perf_counter() - t0
+                yield Sources([h for _, h in quotes], list(hits))
+                yield Done(Usage(finish_reason="stop"), "", "", quote, timings)
+                return
+
+    # 3. the model's answer from the compact passages
     try:
         eng = engine(opts.engine)
     except EngineError as err:
         yield Failed(err.message, err.hint, type(err).__name__)
         return
     model = opts.model or None
+    state = _Generated()
+    async for event in _generate(eng, model, question, history, passages, opts, control, timings, state):
+        yield event
+    if state.failed:
+        return
+    if control.cancelled and not state.text:
+        return
 
+    # 4. the answer checked: loops cut, ended at a sentence, each sentence against the passages
+    text = state.text
+    used = state.prompt.hits if state.prompt else []
+    if state.guard.looped or state.generation.usage.finish_reason == "length":
+        text = state.guard.kept if state.guard.looped else (end_at_sentence(text) or text)
+        yield Notice("The model started repeating itself and was stopped." if state.guard.looped else
+                     "The answer reached the length limit ('Max answer tokens') and ends at its last full sentence.")
+    if used and text.strip():
+        sentences = await asyncio.to_thread(check_answer, lib.embedder, text, used, query, quoted)
+        text = render(sentences)
+        yield Revised(text, sentences, looped=state.guard.looped, cut=state.generation.usage.finish_reason == "length")
+    yield Sources(cited(text, used), list(used))
+    timings["total"] = time.perf_counter() - t0
+    full = f"{quote}\n\n{text}".strip() if quote else text
+    yield Done(state.generation.usage, opts.engine, await model_label(eng, model), full, timings)
+
+
+@dataclass
+class _Generated:
+    text: str = ""
+    prompt: Any = None
+    generation: Any = None
+    guard: LoopGuard = field(default_factory=LoopGuard)
+    failed: bool = False
+
+
+async def _generate(eng: Engine, model: str | None, question: str, history, passages: list[Hit], opts: Options,
+                    control: Control, timings: dict, state: _Generated) -> AsyncIterator[Event]:
+    """Prompt + streamed generation, with one retry if the engine says the prompt is too long; stops
+    the engine when the answer starts to loop. Fills ``state``."""
     async def counter(messages: list[Message]) -> int:
         return await eng.count_tokens(messages, model=model)
 
     context_length, max_new_tokens = opts.context_length, opts.max_new_tokens
-    text_parts: list[str] = []
     fitted = None
     for attempt in (1, 2):
         try:
             t = time.perf_counter()
             if context_length is None:
                 context_length = await eng.context_length(model)
-            fitted = await prompt_mod.fit(question, history, hits, counter=counter,
+            fitted = await prompt_mod.fit(question, history, passages, counter=counter,
                                           context_length=context_length, max_new_tokens=max_new_tokens)
+            state.prompt = fitted.prompt
             timings["prompt"] = timings.get("prompt", 0.0) + time.perf_counter() - t
             if attempt == 1:
                 for note in fitted.prompt.notes:
                     yield Notice(note.capitalize() + ".")
-                if hits and not fitted.prompt.grounded:
+                if passages and not fitted.prompt.grounded:
                     yield NothingFound("no-room", "No passage fits the model's context next to this question: "
                                                   "this answer does not use your documents.", True)
             if control.cancelled:
                 return
-            gen_opts = GenerationOptions(max_new_tokens=fitted.max_new_tokens, temperature=opts.temperature)
-            generation = eng.stream(fitted.prompt.messages, gen_opts, model=model)
+            gen_opts = GenerationOptions(max_new_tokens=fitted.max_new_tokens, temperature=opts.temperature,
+                                         repetition_penalty=opts.repetition_penalty)
+            state.generation = generation = eng.stream(fitted.prompt.messages, gen_opts, model=model)
             control.generation = generation
             t = time.perf_counter()
             try:
                 async for piece in generation:
-                    if piece:
-                        text_parts.append(piece)
-                        yield Token(piece)
+                    if not piece:
+                        continue
+                    state.text += piece
+                    yield Token(piece)
+                    if state.guard.feed(piece):
+                        break
             finally:
-                if generation.usage.finish_reason is None or control.cancelled:
-                    await generation.cancel()  # stop the engine if our consumer went away (stop button)
+                if generation.usage.finish_reason is None or control.cancelled or state.guard.looped:
+                    await generation.cancel()  # a loop, or our consumer went away (stop button)
             timings["generation"] = time.perf_counter() - t
-            break
+            return
         except PromptTooLong as err:
-            if attempt == 2 or text_parts or fitted is None:
+            if attempt == 2 or state.text or fitted is None:
+                state.failed = True
                 yield Failed(err.message, err.hint, type(err).__name__)
                 return
             context_length, max_new_tokens = prompt_mod.refit(err, fitted)
             yield Notice("The prompt was too long for the model; retried with fewer passages.")
         except EngineError as err:
+            state.failed = True
             yield Failed(err.message, err.hint, type(err).__name__)
             return
-
-    text = "".join(text_parts)
-    used = fitted.prompt.hits if fitted else []
-    yield Sources(cited(text, used), list(used))
-    timings["total"] = time.perf_counter() - t0
-    yield Done(generation.usage, opts.engine, await model_label(eng, model), text, timings)
 
 
 # ------------------------------------------------------------------------------------ ingest

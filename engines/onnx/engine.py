@@ -349,8 +349,11 @@ def _check_options(o: GenerationOptions) -> dict:
         raise GenerationFailed(f"max_new_tokens must be a whole number of at least 1, not {o.max_new_tokens!r}.")
     if o.temperature < 0 or not 0 < o.top_p <= 1:
         raise GenerationFailed(f"temperature must be >= 0 and top_p in (0, 1]; got {o.temperature}, {o.top_p}.")
+    if not 0 < o.repetition_penalty <= 10:
+        raise GenerationFailed(f"repetition_penalty must be in (0, 10]; got {o.repetition_penalty}.")
     return {"max_new_tokens": o.max_new_tokens, "temperature": float(o.temperature), "top_p": float(o.top_p),
-            "stop": [s for s in (o.stop or []) if isinstance(s, str) and s], "seed": o.seed}
+            "stop": [s for s in (o.stop or []) if isinstance(s, str) and s], "seed": o.seed,
+            "repetition_penalty": float(o.repetition_penalty)}
 
 
 def _error_from(msg: tuple) -> EngineError:

@@ -5,7 +5,8 @@ app's event loop. The engine starts this module as a child process (``python -m 
 --fd N``) and talks to it over a socket pair with pickled tuples:
 
 parent -> worker
-    ("start", rid, model_path, messages, opts)   opts: max_new_tokens, temperature, top_p, stop, seed
+    ("start", rid, model_path, messages, opts)   opts: max_new_tokens, temperature, top_p, stop, seed,
+                                                 repetition_penalty
     ("count", rid, model_path, messages)
     ("cancel", rid)
     ("status", rid)
@@ -202,6 +203,9 @@ class Worker:
                         search["random_seed"] = int(req.opts["seed"])
                 else:
                     search.update(do_sample=False)
+                penalty = float(req.opts.get("repetition_penalty") or 1.0)
+                if penalty != 1.0:
+                    search["repetition_penalty"] = penalty
                 params.set_search_options(**search)
                 req.gen = og.Generator(req.lm.model, params)
                 req.stream = req.lm.tokenizer.create_stream()

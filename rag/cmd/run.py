@@ -1,6 +1,11 @@
 """`python -m rag run --docs PATH... --queries Q.jsonl -k 5 --out RUN.json`: a retrieval run over real
 files with the chat's default settings; RUN.json maps each query id to its ranked chunk texts
-(score it with ../shared/tools/gold_hit.py RUN.json BEIR_DIR)."""
+(score it with ../shared/tools/gold_hit.py RUN.json BEIR_DIR).
+
+With ``--answer`` every query is answered through the chat's pipeline (default settings unless flags
+say otherwise) and RUN.json maps each id to what the user would read, with the passages given to the
+model, the citations, the unsupported sentences and the timings (``rag.answer_eval``). Query lines:
+``{"id", "question", "history"?}`` (``_id`` / ``text`` accepted)."""
 from __future__ import annotations
 
 import argparse
@@ -15,17 +20,40 @@ HELP = "index files into a fresh store and write each query's ranked chunk texts
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--docs", nargs="+", required=True, help="files or folders")
     p.add_argument("--queries", required=True, help='JSONL: {"_id", "text"} per line')
-    p.add_argument("-k", type=int, default=5)
+    p.add_argument("-k", type=int, default=None, help="passages (default: 5 for retrieval runs, LRC_TOP_K with --answer)")
     p.add_argument("--out", required=True, help="RUN.json to write")
     p.add_argument("--mode", choices=Mode.values(search_only=True), default=None,
                    help="default: the chat's (settings().retrieval_mode)")
     p.add_argument("--index-dir", help="reuse/keep the index here instead of a fresh temporary one")
+    p.add_argument("--answer", action="store_true", help="answer each query through the chat's pipeline")
+    p.add_argument("--engine", help="with --answer: onnx or foundry (default: LRC_ENGINE)")
+    p.add_argument("--model", help="with --answer: model name or id (default: the engine's)")
+    p.add_argument("--style", choices=["quote+answer", "answer", "quote"], help="with --answer (default: LRC_ANSWER_STYLE)")
+
+
+def answer_options(args: argparse.Namespace):
+    """pipeline.Options from the defaults, with the flags that were given."""
+    from rag import pipeline as pl
+
+    opts = pl.Options()
+    for name, value in (("engine", args.engine), ("model", args.model), ("style", args.style),
+                        ("top_k", args.k), ("mode", args.mode)):
+        if value is not None:
+            setattr(opts, name, value)
+    return opts
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.answer:
+        from rag.answer_eval import read_queries, run_answers
+
+        results = run_answers(args.docs, read_queries(args.queries), answer_options(args), args.index_dir)
+        Path(args.out).write_text(json.dumps(results, indent=1, ensure_ascii=False), encoding="utf-8")
+        print(f"{len(results)} answers -> {args.out}")
+        return 0
     from rag.evaluation import retrieval_run
 
-    results, info = retrieval_run(args.docs, args.queries, k=args.k, mode=args.mode, index_dir=args.index_dir)
+    results, info = retrieval_run(args.docs, args.queries, k=args.k or 5, mode=args.mode, index_dir=args.index_dir)
     Path(args.out).write_text(json.dumps(results, indent=1, ensure_ascii=False), encoding="utf-8")
     print(f"{len(results)} queries -> {args.out}")
     print(f"chunks: {info['chunks']}, average {info['avg_chunk_tokens']} embedder tokens (max {info['max_chunk_tokens']})")

@@ -86,3 +86,9 @@ class SearchIndex:
         if dense is None or lexical is None:
             return []
         return fusion.rank(query_vec, query, dense, lexical, k, mode)
+
+    def unknown_terms(self, text: str) -> list[str]:
+        """Terms of ``text`` that no indexed chunk holds (all of them before the first ``load``)."""
+        with self._lock:
+            lexical = self._lexical
+        return lexical.unknown_terms(text) if lexical is not None else []

@@ -91,6 +91,7 @@ class LexicalIndex:
         self._matrix = None  # csr: terms x columns
         self._col_ids = np.zeros(0, dtype=np.int64)  # column -> chunk id
         self._idf = np.zeros(0, dtype=np.float32)
+        self._df = np.zeros(0, dtype=np.float32)  # chunks holding each term
 
     def __len__(self) -> int:
         return len(self.docs)
@@ -125,6 +126,7 @@ class LexicalIndex:
             self._matrix = sparse.csr_matrix((nterms, 0), dtype=np.float32)
             self._col_ids = ids
             self._idf = np.zeros(nterms, dtype=np.float32)
+            self._df = np.zeros(nterms, dtype=np.float32)
             return
         lens = np.fromiter((len(t) for t, _ in docs), dtype=np.int64, count=n)
         rows = np.concatenate([t for t, _ in docs])
@@ -133,6 +135,7 @@ class LexicalIndex:
         dl = np.bincount(cols, weights=tfs, minlength=n).astype(np.float32)
         avgdl = float(dl.mean()) or 1.0
         df = np.bincount(rows, minlength=nterms).astype(np.float32)
+        self._df = df
         idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
         norm = self.k1 * (1 - self.b + self.b * dl[cols] / avgdl)
         weights = idf[rows] * tfs * (self.k1 + 1) / (tfs + norm)
@@ -151,6 +154,14 @@ class LexicalIndex:
             return col_ids, np.zeros(len(col_ids), dtype=np.float32)
         s = np.asarray(matrix[tids].sum(axis=0)).ravel().astype(np.float32)
         return col_ids, s
+
+    def unknown_terms(self, text: str) -> list[str]:
+        """Terms of ``text`` (as BM25 reads them) that no indexed chunk holds."""
+        with self._lock:
+            if self._matrix is None:
+                self._build()
+            vocab, df = self.vocab, self._df
+            return [t for t in dict.fromkeys(tokenize(text)) if t not in vocab or df[vocab[t]] == 0]
 
     def top(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
         ids, s = self.scores(query)

@@ -1,0 +1,116 @@
+"""Every sentence of an answer checked against the passages the model was given.
+
+A sentence is *supported by* a passage when the embedder finds a sentence of that passage close to it
+(cosine >= ``MIN_COSINE``) or the passage holds most of its content terms (share >= ``MIN_COVERAGE``:
+the BM25 tokenizer and stemmer, so "installing" matches "install") — and every identifier it names
+(a command, option, variable, file or version: ``FND_API_KEY``, ``--with-foo``, ``config.yml``) occurs
+in some passage or in the question: an invented identifier is what misleads a user most. Then:
+
+- a sentence no passage supports is marked unsupported (the chat shows it; RUN.json lists it);
+- a citation ``[n]`` whose passage does not support its sentence is moved to the passage that
+  supports it best, or removed when none does; a supported sentence without a citation gets one;
+- a sentence that repeats what was already shown (the quote) is left out.
+
+Sentences of fewer than ``MIN_WORDS`` words ("Yes.", "See below:") are not judged. The thresholds and
+the precision of the marks (read by hand) are in docs/BENCHMARKS.md, "Answers".
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from rag.answer.evidence import split
+from rag.schema import Hit
+from rag.search.lexical import tokenize
+from rag.text import sentence_spans
+
+MIN_COSINE = 0.6
+MIN_COVERAGE = 0.7
+MIN_WORDS = 4
+REPEAT_SHARE = 0.9  # a sentence whose words are this much inside an already shown sentence repeats it
+_CITE = re.compile(r"\s*\[(\d{1,2}(?:\s*[,;]\s*\d{1,2})*)\]")
+# identifiers: options, VARIABLE_NAMES, file.ext, paths, versions, calls(), `code`, CamelCase words
+_IDENT = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]+|[A-Za-z]\w*_\w+|\w+\.[A-Za-z]{1,5}\b|/[\w.-]+(?:/[\w.-]+)*"
+                    r"|\d+(?:\.\d+)+|\w+\(\)|`[^`]+`|[A-Z][a-z]+[A-Z]\w*)")
+_WORD = re.compile(r"\w+")
+
+
+@dataclass
+class Checked:
+    text: str  # the sentence as the user reads it (citations corrected)
+    supported: bool
+    cites: list[int] = field(default_factory=list)  # 1-based passage numbers after correction
+    judged: bool = True  # False: too short to judge
+    changed: bool = False  # a citation was moved, added or removed
+    repeats: bool = False  # says again what was already shown (left out when rendered)
+    invented: list[str] = field(default_factory=list)  # identifiers no passage (nor the question) holds
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(n) for m in _CITE.finditer(text) for n in re.split(r"[,;]", m.group(1))]
+
+
+def identifiers(text: str) -> set[str]:
+    return {m.group(1).strip("`").lower() for m in _IDENT.finditer(text)}
+
+
+def _repeats(sentence: str, shown: Sequence[set[str]]) -> bool:
+    words = set(_WORD.findall(sentence.lower()))
+    return len(words) >= MIN_WORDS and any(len(words & s) >= REPEAT_SHARE * len(words) for s in shown)
+
+
+def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
+          shown: Sequence[str] = ()) -> list[Checked]:
+    """The answer's sentences, judged against ``passages`` (numbered 1..n as in the prompt);
+    ``shown``: sentences the user has already read (the quote)."""
+    spans = list(sentence_spans(answer or ""))
+    raw = [answer[a:b] for a, b in spans]
+    bare = [_CITE.sub("", s).strip() for s in raw]
+    judged = [len(b.split()) >= MIN_WORDS for b in bare]
+    psents = [split(h.chunk.text) or [h.chunk.text] for h in passages]
+    flat = [s for ss in psents for s in ss]
+    owner = np.repeat(np.arange(len(psents)), [len(ss) for ss in psents])
+    support = np.zeros((len(raw), len(passages)))
+    todo = [i for i, j in enumerate(judged) if j]
+    if todo and flat:
+        vecs = np.asarray(embedder.encode([bare[i] for i in todo] + flat), dtype=np.float32)
+        sims = vecs[:len(todo)] @ vecs[len(todo):].T
+        for row, i in enumerate(todo):
+            terms = set(tokenize(bare[i]))
+            for p in range(len(passages)):
+                cos = float(sims[row][owner == p].max()) if (owner == p).any() else 0.0
+                have = set(tokenize(passages[p].chunk.text))
+                cov = len(terms & have) / len(terms) if terms else 0.0
+                support[i, p] = max(cos / MIN_COSINE, cov / MIN_COVERAGE)  # >= 1: supported
+    known = " ".join([question, *(h.chunk.text for h in passages)]).lower()
+    shown_words = [set(_WORD.findall(t.lower())) for t in shown]
+    out = []
+    for i, s in enumerate(raw):
+        cited = [n for n in _numbers(s) if 1 <= n <= len(passages)]
+        if _repeats(bare[i], shown_words):
+            out.append(Checked(s, True, cited, judged=False, repeats=True))
+            continue
+        if not judged[i]:
+            out.append(Checked(s, True, cited, judged=False))
+            continue
+        invented = sorted(t for t in identifiers(bare[i]) if t not in known)
+        ok = [p + 1 for p in np.argsort(-support[i]) if support[i, p] >= 1.0] if not invented else []
+        if not ok:
+            out.append(Checked(bare[i], False, [], changed=bool(cited), invented=invented))
+            continue
+        keep = [n for n in cited if n in ok] or ok[:1]
+        text = s if keep == cited else bare[i].rstrip() + "".join(f" [{n}]" for n in keep)
+        if keep != cited and text[-1:] not in ".!?" and bare[i].rstrip()[-1:] in ".!?":
+            # put the citation before the full stop, as the model writes them
+            text = bare[i].rstrip()[:-1] + "".join(f" [{n}]" for n in keep) + bare[i].rstrip()[-1]
+        out.append(Checked(text, True, keep, changed=keep != cited))
+    return out
+
+
+def render(checked: Sequence[Checked], mark: str = " ⚠️ *(not found in your documents)*") -> str:
+    """The answer as the user reads it: sentences joined (repeats left out), unsupported ones followed
+    by ``mark``."""
+    return " ".join(c.text + ("" if c.supported else mark) for c in checked if not c.repeats).strip()

@@ -1,0 +1,180 @@
+"""The sentences of the retrieved passages that answer the question.
+
+Each passage is split into sentences; every sentence is scored against the question by the
+library's embedder (cosine of normalised vectors) plus how much of the question's weighted terms
+it holds (the BM25 tokenizer and stemmer; idf over the sentences at hand). From the scores come:
+
+- the **quote**: the best sentence(s), shown to the user before the model answers;
+- the **context**: the best sentences with their neighbours, per passage in document order, within
+  a token budget — what the model reads instead of whole passages (shorter prompt, faster first
+  token, less to copy wrongly);
+- **whether to answer at all**: the documents do not answer the question when it names something
+  they never mention (a capitalised name such as "Docker" or "RStudio", not at the start of the
+  question, none of whose terms occurs in the library), or when the best sentence scores below a
+  threshold.
+
+The weights and thresholds were chosen on the dev part of bench/data/answers (docs/BENCHMARKS.md,
+"Answers").
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+import numpy as np
+
+from rag.schema import Hit
+from rag.search.lexical import tokenize
+from rag.text import sentence_spans
+
+LEXICAL_WEIGHT = 0.3  # share of the term-coverage score in a sentence's score
+RANK_PRIOR = 0.05  # subtracted per passage rank below the first (retrieval's order counts too)
+ANSWER_THRESHOLD = 0.3  # best sentence score below this: the documents do not answer
+CONTEXT_TOKENS = 450  # estimated tokens of passage text given to the model
+MIN_WORDS = 3  # shorter "sentences" (page numbers, stray headings) are not scored
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass
+class Sentence:
+    text: str  # whitespace collapsed
+    hit: int  # index of its passage in the hits
+    pos: int  # index among that passage's sentences
+    score: float = 0.0
+    dense: float = 0.0
+    lexical: float = 0.0
+
+
+@dataclass
+class Evidence:
+    question: str
+    hits: list[Hit]
+    sentences: list[list[Sentence]] = field(default_factory=list)  # per passage, in text order
+    ranked: list[Sentence] = field(default_factory=list)  # best first
+    quotes: list[Sentence] = field(default_factory=list)
+    answerable: bool = False
+    unknown_names: list[str] = field(default_factory=list)  # names in the question the library never mentions
+
+    @property
+    def best(self) -> float:
+        return self.ranked[0].score if self.ranked else 0.0
+
+
+def split(text: str) -> list[str]:
+    out = []
+    for a, b in sentence_spans(text):
+        s = _SPACE.sub(" ", text[a:b]).strip()
+        if len(s.split()) >= MIN_WORDS:
+            out.append(s)
+    return out
+
+
+def term_coverage(question: str, sentences: Sequence[str]) -> np.ndarray:
+    """Share of the question's terms (weighted by idf over ``sentences``) each sentence holds."""
+    q = set(tokenize(question))
+    if not q or not sentences:
+        return np.zeros(len(sentences))
+    terms = [set(tokenize(s)) for s in sentences]
+    df = Counter(t for ts in terms for t in ts & q)
+    n = len(sentences)
+    idf = {t: math.log(1 + n / (1 + df[t])) for t in q}
+    total = sum(idf.values())
+    return np.array([sum(idf[t] for t in ts & q) / total for ts in terms])
+
+
+_NAME = re.compile(r"(?<![\w.\-])([A-Za-z][\w.+\-]*[A-Za-z0-9+])")
+
+
+def names(question: str) -> list[str]:
+    """Words of the question that look like names: a capital letter not at the start of a sentence
+    (Docker, RStudio, WSL, macOS)."""
+    out = []
+    for m in _NAME.finditer(question):
+        word = m.group(1)
+        before = question[:m.start()].rstrip()
+        if not any(c.isupper() for c in word) or not before or before[-1] in ".!?:\"(":
+            continue
+        out.append(word)
+    return out
+
+
+def unknown_names(question: str, unknown_terms) -> list[str]:
+    """Names in ``question`` none of whose terms the library holds (``unknown_terms(text)``: the
+    library's answer for which terms of a text occur nowhere)."""
+    found = names(question)
+    if not found:
+        return []
+    missing = set(unknown_terms(" ".join(found)))
+    return [w for w in found if tokenize(w) and all(t in missing for t in tokenize(w))]
+
+
+def select(embedder, question: str, hits: Sequence[Hit], *, unknown_terms=None,
+           lexical_weight: float = LEXICAL_WEIGHT, rank_prior: float = RANK_PRIOR,
+           threshold: float = ANSWER_THRESHOLD) -> Evidence:
+    """Score the passages' sentences against ``question`` (CPU work: call it off the event loop).
+    ``unknown_terms``: the library's ``unknown_terms`` (names the library never mentions make the
+    question unanswerable); None skips that check."""
+    ev = Evidence(question, list(hits))
+    if unknown_terms is not None:
+        ev.unknown_names = unknown_names(question, unknown_terms)
+    flat: list[Sentence] = []
+    for i, h in enumerate(ev.hits):
+        ss = [Sentence(t, i, j) for j, t in enumerate(split(h.chunk.text))]
+        ev.sentences.append(ss)
+        flat += ss
+    if not flat:
+        return ev
+    texts = [s.text for s in flat]
+    qv = np.asarray(embedder.encode_query(question), dtype=np.float32).reshape(-1)
+    vecs = np.asarray(embedder.encode(texts), dtype=np.float32)
+    dense = vecs @ qv
+    lexical = term_coverage(question, texts)
+    for s, d, l in zip(flat, dense, lexical):
+        s.dense, s.lexical = float(d), float(l)
+        s.score = (1 - lexical_weight) * s.dense + lexical_weight * s.lexical - rank_prior * s.hit
+    ev.ranked = sorted(flat, key=lambda s: -s.score)
+    ev.answerable = ev.best >= threshold and not ev.unknown_names
+    best = ev.ranked[0]
+    # the best sentence and the one after it (an answer often follows the sentence that names the topic:
+    # "... unpack it with:" then the command), then the next best sentence from elsewhere
+    ev.quotes = ev.sentences[best.hit][best.pos:best.pos + 2]
+    ev.quotes += [s for s in ev.ranked[1:] if s not in ev.quotes][:1]
+    return ev
+
+
+def context(ev: Evidence, budget_tokens: int = CONTEXT_TOKENS, neighbours: int = 1) -> list[Hit]:
+    """The passages the model reads: for the best sentences (best first, until the budget is used)
+    the sentence and its neighbours, joined per passage in text order ('…' where text was left out).
+    Returns copies of the hits (same source, page, rank) whose text is that selection, best passage
+    first; passages with nothing selected are left out."""
+    chosen: dict[int, set[int]] = {}
+    used = 0
+    for s in ev.ranked:
+        if used >= budget_tokens:
+            break
+        span = range(max(0, s.pos - neighbours), min(len(ev.sentences[s.hit]), s.pos + neighbours + 1))
+        new = [j for j in span if j not in chosen.get(s.hit, set())]
+        cost = sum(_estimate(ev.sentences[s.hit][j].text) for j in new)
+        if used and used + cost > budget_tokens:
+            continue
+        chosen.setdefault(s.hit, set()).update(new)
+        used += cost
+    order = sorted(chosen, key=lambda i: min(-x.score for x in ev.sentences[i] if x.pos in chosen[i]))
+    out = []
+    for i in order:
+        parts, last = [], None
+        for j in sorted(chosen[i]):
+            if last is not None and j != last + 1:
+                parts.append("…")
+            parts.append(ev.sentences[i][j].text)
+            last = j
+        h = ev.hits[i]
+        out.append(replace(h, chunk=replace(h.chunk, text=" ".join(parts))))
+    return out
+
+
+def _estimate(text: str) -> int:
+    return int(len(text) / 3.5) + 1

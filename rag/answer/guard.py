@@ -1,0 +1,77 @@
+"""Keeps a streamed answer from looping and from ending mid-sentence, for any engine.
+
+``LoopGuard`` reads the answer as it streams and says when the model has started to repeat itself:
+a sentence (of four words or more) that it already wrote, or a run of words (``ngram`` words long)
+that has already appeared ``max_repeats`` times. The pipeline then stops the generation and keeps
+the text before the repetition (``kept``). Engines that support a repetition penalty get one as
+well (``GenerationOptions.repetition_penalty``); the guard is what holds for all of them.
+
+``end_at_sentence`` trims an answer that a length limit cut to its last complete sentence.
+"""
+from __future__ import annotations
+
+import re
+
+_WORD = re.compile(r"\w+")
+# the end of a sentence: . ! ? (optionally closed by a quote/bracket/citation) then whitespace
+_SENTENCE_END = re.compile(r"[.!?](?:[\"')\]]|\s*\[\d{1,2}(?:\s*,\s*\d{1,2})*\])*(?=\s|$)")
+
+
+def _key(text: str) -> str:
+    return " ".join(w.lower() for w in _WORD.findall(text))
+
+
+class LoopGuard:
+    def __init__(self, ngram: int = 8, max_repeats: int = 2, min_sentence_words: int = 4):
+        self.ngram, self.max_repeats, self.min_words = ngram, max_repeats, min_sentence_words
+        self.text = ""
+        self.looped = False
+        self.kept = ""  # the answer up to where the loop began (set when looped)
+        self._sentences: set[str] = set()
+        self._done = 0  # characters of self.text already split into sentences
+        self._counted = 0  # words of self.text already counted into n-grams
+        self._grams: dict[tuple, list[int]] = {}  # n-gram -> end offsets of its occurrences
+
+    def feed(self, piece: str) -> bool:
+        """Add a streamed piece; True once the answer loops (then ``kept`` is the text to keep)."""
+        if self.looped:
+            return True
+        self.text += piece
+        for m in _SENTENCE_END.finditer(self.text, self._done):
+            sentence = self.text[self._done:m.end()]
+            key = _key(sentence)
+            if len(key.split()) >= self.min_words and key in self._sentences:
+                return self._loop(self._done)
+            self._sentences.add(key)
+            self._done = m.end()
+        return self._ngram_loop()
+
+    def _ngram_loop(self) -> bool:
+        """Count each complete run of ``ngram`` words once; a run seen more than ``max_repeats``
+        times is a loop (the text is kept up to the end of its first occurrence)."""
+        words = [(m.group().lower(), m.end()) for m in _WORD.finditer(self.text)]
+        complete = len(words) - (1 if words and words[-1][1] == len(self.text) else 0)
+        n = self.ngram
+        while self._counted < complete:
+            i = self._counted
+            self._counted += 1
+            if i + 1 < n:
+                continue
+            ends = self._grams.setdefault(tuple(w for w, _ in words[i - n + 1:i + 1]), [])
+            ends.append(words[i][1])
+            if len(ends) > self.max_repeats:
+                return self._loop(ends[0])
+        return False
+
+    def _loop(self, cut: int) -> bool:
+        self.looped = True
+        self.kept = end_at_sentence(self.text[:cut]) or self.text[:cut].rstrip()
+        return True
+
+
+def end_at_sentence(text: str) -> str:
+    """``text`` up to its last complete sentence ('' when it has none)."""
+    last = None
+    for m in _SENTENCE_END.finditer(text):
+        last = m
+    return text[:last.end()].rstrip() if last else ""

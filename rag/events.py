@@ -1,0 +1,113 @@
+"""The typed events the pipeline yields; the chat, the CLI and the benchmarks render them.
+
+    answer:  Retrieved -> [NothingFound] -> [Notice]* -> [Quoted] -> Token* -> [Revised] -> Sources -> Done
+             (or Failed at any point)
+    ingest:  Progress* -> Ingested
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engines.base import Usage
+from rag.answer.check import Checked
+from rag.schema import Hit, Mode
+
+
+@dataclass
+class Retrieved:
+    query: str
+    hits: list[Hit]
+    mode: Mode
+    seconds: float
+
+
+@dataclass
+class NothingFound:
+    """Retrieval gave nothing to ground an answer on. ``answering`` says whether the model still
+    answers (without passages, labelled as such) or the pipeline stops here."""
+
+    reason: str  # "off" | "empty" | "irrelevant" | "weak" (evidence too thin: not answered) | "no-room"
+    message: str
+    answering: bool
+
+
+@dataclass
+class Notice:
+    """Something the user should know about this answer (e.g. passages left out to fit)."""
+
+    text: str
+
+
+@dataclass
+class Quoted:
+    """What the documents say, before the model answers: the best sentence(s) of the passages."""
+
+    quotes: list[tuple[str, Hit]]  # (sentence, the passage it is from)
+    seconds: float  # from the question to this event
+
+
+@dataclass
+class Token:
+    text: str
+
+
+@dataclass
+class Revised:
+    """The model's answer after the checks: loops cut, ended at a sentence, each sentence checked
+    against the passages (citations corrected, unsupported sentences marked). Replaces the streamed
+    text."""
+
+    text: str  # as the user should read it (marks included)
+    sentences: list[Checked]
+    looped: bool = False  # the model started repeating itself and was stopped
+    cut: bool = False  # the length limit ended it; trimmed to the last full sentence
+
+    @property
+    def unsupported(self) -> list[str]:
+        return [c.text for c in self.sentences if c.judged and not c.supported]
+
+
+@dataclass
+class Sources:
+    cited: list[Hit]  # passages the answer cites with [n], in order of first citation
+    used: list[Hit]  # every passage the prompt held, numbered 1..n in this order
+
+    @property
+    def shown(self) -> list[Hit]:
+        return self.cited or self.used
+
+
+@dataclass
+class Done:
+    usage: Usage
+    engine: str
+    model: str
+    text: str  # the whole answer
+    timings: dict = field(default_factory=dict)  # seconds: retrieval, prompt, generation, total
+
+
+@dataclass
+class Failed:
+    error: str
+    hint: str = ""
+    kind: str = ""  # the exception class name
+
+    @property
+    def text(self) -> str:
+        return f"{self.error} {self.hint}".strip()
+
+
+@dataclass
+class Progress:
+    """rag.library.IngestProgress passed through (stage, file, done, total)."""
+
+    progress: Any
+
+
+@dataclass
+class Ingested:
+    report: Any  # rag.library.IngestReport
+
+
+Event = Retrieved | NothingFound | Notice | Quoted | Token | Revised | Sources | Done | Failed | Progress | Ingested

@@ -1,0 +1,62 @@
+"""Evidence selection and the sentence check with the real embedding model on real passages."""
+from __future__ import annotations
+
+from rag.answer import evidence
+from rag.answer.check import check, render
+from rag.schema import Chunk, Hit
+from rag.search import LexicalIndex
+
+LIBS = ("Packages are installed into the first library of .libPaths(). To use a personal library, set the "
+        "environment variable R_LIBS_USER to a folder you can write to. The folder must exist before R starts. "
+        "Site libraries are listed in R_LIBS_SITE.")
+TEMP = ("R writes its scratch files to a per-session folder. The folder is created under the directory given "
+        "by TMPDIR, if set, else /tmp. It is removed when the session ends.")
+
+
+def hits() -> list[Hit]:
+    return [Hit(Chunk(1, LIBS, "/docs/R-admin.pdf", page=40), 0.7, 1, {"dense": 0.6}),
+            Hit(Chunk(2, TEMP, "/docs/R-admin.pdf", page=12), 0.5, 2, {"dense": 0.4})]
+
+
+def library_terms():
+    index = LexicalIndex()
+    index.add([1, 2], [LIBS, TEMP])
+    return index.unknown_terms
+
+
+def test_the_quote_holds_the_sentence_that_answers(embedder):
+    ev = evidence.select(embedder, "Which variable makes R install packages into my own folder?", hits(),
+                         unknown_terms=library_terms())
+    assert ev.answerable and not ev.unknown_names
+    assert len(ev.quotes) <= 3
+    assert any("R_LIBS_USER" in q.text and q.hit == 0 for q in ev.quotes), [q.text for q in ev.quotes]
+
+
+def test_a_question_naming_what_the_library_never_mentions_is_not_answerable(embedder):
+    ev = evidence.select(embedder, "Is there an official Docker image with a personal library?", hits(),
+                         unknown_terms=library_terms())
+    assert not ev.answerable and ev.unknown_names == ["Docker"]
+    ev = evidence.select(embedder, "Is there a personal library for Windows users?", hits(),
+                         unknown_terms=library_terms())
+    assert ev.unknown_names == ["Windows"]  # a name the passages lack counts; sentence-initial words do not
+    assert evidence.names("Docker is it? In zsh on my Mac") == ["Mac"]
+
+
+def test_the_context_keeps_best_sentences_with_neighbours_within_budget(embedder):
+    ev = evidence.select(embedder, "Where does R put its scratch files?", hits())
+    ctx = evidence.context(ev, budget_tokens=40)
+    assert ctx[0].chunk.page == 12 and "TMPDIR" in ctx[0].chunk.text
+    assert sum(len(h.chunk.text) for h in ctx) < len(LIBS) + len(TEMP)
+
+
+def test_unsupported_sentences_are_marked_and_citations_moved(embedder):
+    answer = ("Set R_LIBS_USER to a folder you can write to [2]. "
+              "You also need to export FND_API_KEY before starting the GUI [1]. "
+              "The folder must exist before R starts.")
+    checked = check(embedder, answer, hits(), shown=["The folder must exist before R starts."])
+    assert checked[0].supported and checked[0].cites == [1] and checked[0].changed
+    assert not checked[1].supported and checked[1].cites == [] and checked[1].invented == ["fnd_api_key"]
+    assert checked[2].repeats
+    text = render(checked)
+    assert "[1]" in text.split(". ")[0] and "not found in your documents" in text
+    assert "must exist" not in text, "a sentence repeating the quote is left out"

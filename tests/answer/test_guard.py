@@ -1,0 +1,43 @@
+"""The loop guard stops a repeating stream for any engine, and answers end at a sentence."""
+from __future__ import annotations
+
+from rag.answer.guard import LoopGuard, end_at_sentence
+
+
+def feed(guard: LoopGuard, text: str, step: int = 3) -> bool:
+    for i in range(0, len(text), step):
+        if guard.feed(text[i:i + step]):
+            return True
+    return False
+
+
+def test_a_repeated_sentence_stops_the_stream_and_keeps_what_came_before():
+    g = LoopGuard()
+    looped = feed(g, "The shell exits after the first Ctrl-D press. Type q() to quit. "
+                     "The shell exits after the first Ctrl-D press. The shell exits")
+    assert looped
+    assert g.kept == "The shell exits after the first Ctrl-D press. Type q() to quit."
+
+
+def test_a_phrase_loop_without_sentence_ends_is_caught():
+    g = LoopGuard()
+    assert feed(g, "Set it to the folder and " * 6)
+    assert g.kept.count("Set it to the folder and") <= 2
+
+
+def test_an_answer_that_does_not_repeat_passes_untouched():
+    g = LoopGuard()
+    text = ("Use --enable-R-shlib to build R as a shared library [1]. The library is libR.so [1]. "
+            "Then run make install [2]. Check it with R CMD config [2].")
+    assert not feed(g, text)
+    assert not g.looped and g.text == text
+
+
+def test_short_repeated_sentences_are_not_a_loop():
+    assert not feed(LoopGuard(), "Yes. It works. Yes. It does.")
+
+
+def test_end_at_sentence_drops_a_cut_tail():
+    assert end_at_sentence("First one [1]. Second is cut mid-wo") == "First one [1]."
+    assert end_at_sentence("no end at all") == ""
+    assert end_at_sentence('He said "stop." Then') == 'He said "stop."'
