@@ -30,8 +30,8 @@ _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"[0-9a-z]+")
 # a sentence end followed by whitespace: what splits an answer into sentences for the loop check
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
-# a quote's citation "(R-admin.pdf, p. 6)": not a sentence of its own
-_CITATION = re.compile(r"\([^()\n]{1,200}?, p\. \d+\)")
+# a quote's citation "(R-admin.pdf, p. 6)", the check's ⚠️ marks and their legend: not sentences
+_CITATION = re.compile(r"\([^()\n]{1,200}?, p\. \d+\)|⚠️|\n\*⚠️ not found in your documents[^\n]*\*")
 
 
 def fold(text: str) -> str:
@@ -78,7 +78,7 @@ def repeats_a_sentence(answer: str) -> bool:
 
 def cut_mid_word(answer: str) -> bool:
     """The text stops inside a word (a length limit cut it without the app ending it cleanly)."""
-    text = (answer or "").rstrip()
+    text = _CITATION.sub("", answer or "").rstrip()
     return bool(text) and text[-1].isalnum() and not re.search(r"[.!?:;)\]`'\"*]\s*\S*$", text[-40:])
 
 

@@ -190,7 +190,10 @@ async def answer(question: str, history: Sequence[Message] | None = None, option
     # 2. what the documents say: the best sentences (quoted first), and whether they answer at all
     passages, quote, quoted = hits, "", []
     if hits:
-        ev = await asyncio.to_thread(evidence.select, lib.embedder, query, hits, unknown_terms=lib.unknown_terms)
+        # passages found with the conversation; their sentences scored against the question itself (for a
+        # follow-up the new question says what is wanted now: measured, docs/BENCHMARKS.md "Answers")
+        ev = await asyncio.to_thread(evidence.select, lib.embedder, question, hits, unknown_terms=lib.unknown_terms,
+                                     conversation=query)
         if not ev.answerable:
             never = ", ".join(ev.unknown_names)
             yield NothingFound("weak", (f"Your documents never mention {never}, so I cannot answer this from them. "

@@ -110,7 +110,16 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
     return out
 
 
-def render(checked: Sequence[Checked], mark: str = " ⚠️ *(not found in your documents)*") -> str:
-    """The answer as the user reads it: sentences joined (repeats left out), unsupported ones followed
-    by ``mark``."""
-    return " ".join(c.text + ("" if c.supported else mark) for c in checked if not c.repeats).strip()
+MARK = "⚠️"
+
+
+def render(checked: Sequence[Checked]) -> str:
+    """The answer as the user reads it: sentences joined (repeats left out), each unsupported one
+    followed by ⚠️, and one line saying what the mark means (with how many sentences carry it)."""
+    kept = [c for c in checked if not c.repeats]
+    text = " ".join(c.text + ("" if c.supported else f" {MARK}") for c in kept).strip()
+    judged = [c for c in kept if c.judged]
+    bad = sum(not c.supported for c in judged)
+    if bad:
+        text += f"\n\n*{MARK} not found in your documents ({bad} of {len(judged)} sentences)*"
+    return text

@@ -33,7 +33,7 @@ from rag.text import sentence_spans
 LEXICAL_WEIGHT = 0.3  # share of the term-coverage score in a sentence's score
 RANK_PRIOR = 0.05  # subtracted per passage rank below the first (retrieval's order counts too)
 ANSWER_THRESHOLD = 0.3  # best sentence score below this: the documents do not answer
-CONTEXT_TOKENS = 450  # estimated tokens of passage text given to the model
+CONTEXT_TOKENS = 600  # estimated tokens of passage text given to the model
 MIN_WORDS = 3  # shorter "sentences" (page numbers, stray headings) are not scored
 _SPACE = re.compile(r"\s+")
 
@@ -111,12 +111,14 @@ def unknown_names(question: str, unknown_terms) -> list[str]:
     return [w for w in found if tokenize(w) and all(t in missing for t in tokenize(w))]
 
 
-def select(embedder, question: str, hits: Sequence[Hit], *, unknown_terms=None,
+def select(embedder, question: str, hits: Sequence[Hit], *, unknown_terms=None, conversation: str | None = None,
            lexical_weight: float = LEXICAL_WEIGHT, rank_prior: float = RANK_PRIOR,
            threshold: float = ANSWER_THRESHOLD) -> Evidence:
     """Score the passages' sentences against ``question`` (CPU work: call it off the event loop).
     ``unknown_terms``: the library's ``unknown_terms`` (names the library never mentions make the
-    question unanswerable); None skips that check."""
+    question unanswerable); None skips that check. ``conversation``: for a follow-up, the question
+    with its context (rag.answer.followup); the sentences are ranked by the question itself, but a
+    sentence close to either counts for deciding whether the documents answer."""
     ev = Evidence(question, list(hits))
     if unknown_terms is not None:
         ev.unknown_names = unknown_names(question, unknown_terms)
@@ -128,15 +130,23 @@ def select(embedder, question: str, hits: Sequence[Hit], *, unknown_terms=None,
     if not flat:
         return ev
     texts = [s.text for s in flat]
-    qv = np.asarray(embedder.encode_query(question), dtype=np.float32).reshape(-1)
     vecs = np.asarray(embedder.encode(texts), dtype=np.float32)
-    dense = vecs @ qv
-    lexical = term_coverage(question, texts)
-    for s, d, l in zip(flat, dense, lexical):
-        s.dense, s.lexical = float(d), float(l)
-        s.score = (1 - lexical_weight) * s.dense + lexical_weight * s.lexical - rank_prior * s.hit
+
+    ranks = np.array([s.hit for s in flat], dtype=np.float32)
+
+    def scores(query: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(dense, lexical, combined) score of every sentence for ``query``."""
+        qv = np.asarray(embedder.encode_query(query), dtype=np.float32).reshape(-1)
+        dense, lexical = vecs @ qv, term_coverage(query, texts)
+        return dense, lexical, (1 - lexical_weight) * dense + lexical_weight * lexical - rank_prior * ranks
+
+    for s, d, l, c in zip(flat, *scores(question)):
+        s.dense, s.lexical, s.score = float(d), float(l), float(c)
     ev.ranked = sorted(flat, key=lambda s: -s.score)
-    ev.answerable = ev.best >= threshold and not ev.unknown_names
+    best = ev.best
+    if conversation and conversation.strip() != question.strip():
+        best = max(best, float(scores(conversation)[2].max()))
+    ev.answerable = best >= threshold and not ev.unknown_names
     best = ev.ranked[0]
     # the best sentence and the one after it (an answer often follows the sentence that names the topic:
     # "... unpack it with:" then the command), then the next best sentence from elsewhere

@@ -58,5 +58,6 @@ def test_unsupported_sentences_are_marked_and_citations_moved(embedder):
     assert not checked[1].supported and checked[1].cites == [] and checked[1].invented == ["fnd_api_key"]
     assert checked[2].repeats
     text = render(checked)
-    assert "[1]" in text.split(". ")[0] and "not found in your documents" in text
+    assert "[1]" in text.split(". ")[0] and "GUI [1]" not in text and "GUI. ⚠️" in text
+    assert text.endswith("*⚠️ not found in your documents (1 of 2 sentences)*"), text
     assert "must exist" not in text, "a sentence repeating the quote is left out"

@@ -241,3 +241,42 @@ def test_two_chats_keep_their_own_settings(new_chat, server, screenshots):
     a.wait_for_selector("#confirm", state="detached")
     a.screenshot(path=str(screenshots / "chat-a-retrieval-off.png"))
     b.screenshot(path=str(screenshots / "chat-b-hybrid.png"))
+
+
+def retrieval_inputs(page) -> list[str]:
+    """What the Retrieval steps searched for (the step's input), oldest first."""
+    steps = page.locator('[data-step-type="retrieval"]')
+    out = []
+    for i in range(steps.count()):
+        steps.nth(i).get_by_role("button").first.click()  # open the step
+        out.append(steps.nth(i).text_content() or "")
+    return out
+
+
+def test_quote_first_then_a_follow_up_retrieves_with_the_conversation(new_chat, server, screenshots):
+    page = new_chat()
+    page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
+    answer, partial = ask(page, "How do I add documents to the library?", server)
+    assert "From your documents:" in answer, answer
+    quote = answer.split("From your documents:", 1)[1]
+    assert re.search(r"user-guide\.md", quote.split("TTFT")[0]), "the quote names the file it comes from"
+    assert partial and partial[0] > 40, f"the quote showed before the model's first token: {partial[:3]}"
+    follow_up, _ = ask(page, "And from the command line?", server)
+    assert "From your documents:" in follow_up
+    searched = retrieval_inputs(page)[-1]
+    assert "How do I add documents to the library? And from the command line?" in searched, searched
+    assert "index" in follow_up.lower(), "the follow-up found the command-line passage"
+    page.screenshot(path=str(screenshots / "quote-and-follow-up.png"))
+
+
+def test_an_unsupported_sentence_is_marked(new_chat, server, screenshots):
+    """The tiny random-weight model writes words the documents never say: the check marks them."""
+    page = new_chat()
+    page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
+    open_settings(page)
+    choose(page, "model", "Tiny random-weight test model")
+    confirm_settings(page)
+    answer, _ = ask(page, "How do I add documents to the library?", server)
+    assert "From your documents:" in answer, answer
+    assert "not found in your documents" in answer, answer
+    page.screenshot(path=str(screenshots / "unsupported-marked.png"))
