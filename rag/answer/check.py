@@ -11,7 +11,8 @@ in some passage or in the question: an invented identifier is what misleads a us
   supports it best, or removed when none does; a supported sentence without a citation gets one;
 - a sentence that repeats what was already shown (the quote) is left out.
 
-Sentences of fewer than ``MIN_WORDS`` words ("Yes.", "See below:") are not judged. The thresholds and
+Sentences of fewer than ``MIN_WORDS`` words or two content terms ("Yes.", "Here's how to do it:") are not
+judged. The thresholds and
 the precision of the marks (read by hand) are in docs/BENCHMARKS.md, "Answers".
 """
 from __future__ import annotations
@@ -69,7 +70,8 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
     spans = list(sentence_spans(answer or ""))
     raw = [answer[a:b] for a, b in spans]
     bare = [_CITE.sub("", s).strip() for s in raw]
-    judged = [len(b.split()) >= MIN_WORDS for b in bare]
+    # judged: a claim of some length with at least two content terms ("Here's how to do it:" is none)
+    judged = [len(b.split()) >= MIN_WORDS and len(set(tokenize(b))) >= 2 for b in bare]
     psents = [split(h.chunk.text) or [h.chunk.text] for h in passages]
     flat = [s for ss in psents for s in ss]
     owner = np.repeat(np.arange(len(psents)), [len(ss) for ss in psents])

@@ -102,13 +102,15 @@ def names(question: str) -> list[str]:
 
 
 def unknown_names(question: str, unknown_terms) -> list[str]:
-    """Names in ``question`` none of whose terms the library holds (``unknown_terms(text)``: the
-    library's answer for which terms of a text occur nowhere)."""
-    found = names(question)
-    if not found:
+    """Names in ``question`` whose whole word the library never holds (``unknown_terms(text)``: the
+    library's answer for which terms of a text occur nowhere). Only the whole word counts: "RStudio"
+    is not mentioned by a library that has "R" and "studio" apart."""
+    whole = {w: tokenize(w)[:1] for w in names(question)}
+    whole = {w: t[0] for w, t in whole.items() if t}
+    if not whole:
         return []
-    missing = set(unknown_terms(" ".join(found)))
-    return [w for w in found if tokenize(w) and all(t in missing for t in tokenize(w))]
+    missing = set(unknown_terms(" ".join(whole)))
+    return [w for w, t in whole.items() if t in missing]
 
 
 def select(embedder, question: str, hits: Sequence[Hit], *, unknown_terms=None, conversation: str | None = None,
