@@ -265,7 +265,7 @@ async def _answer(question: str) -> None:
     cl.user_session.set("control", control)
     msg = cl.Message(content="")
     text = ""
-    quote = ""
+    quote, notes = "", []
     async for ev in pl.answer(question, history, opts, control):
         if isinstance(ev, pl.Retrieved):
             async with cl.Step(name="Retrieval", type="retrieval", language="text", show_input="text") as step:
@@ -273,7 +273,10 @@ async def _answer(question: str) -> None:
                 step.output = _retrieval_text(ev)
         elif isinstance(ev, (pl.NothingFound, pl.Notice)):
             note = ev.message if isinstance(ev, pl.NothingFound) else ev.text
-            await cl.Message(content=f"*{note}*").send()
+            if msg.content:  # said about the answer being written: it belongs under it
+                notes.append(f"*{note}*")
+            else:
+                await cl.Message(content=f"*{note}*").send()
         elif isinstance(ev, pl.Quoted):
             quote = "**From your documents:**\n" + "\n>\n".join(f"> {t} — *{h.chunk.citation()}*" for t, h in ev.quotes)
             await msg.stream_token(quote + "\n\n")
@@ -281,12 +284,15 @@ async def _answer(question: str) -> None:
             await msg.stream_token(ev.text)
         elif isinstance(ev, pl.Revised):
             msg.content = (quote + "\n\n" if quote else "") + ev.text
-        elif isinstance(ev, pl.Sources) and ev.shown:
-            for old in cl.user_session.get("side_elements") or []:  # the side view shows this answer's sources
-                await old.remove()
-            msg.elements, names = await _source_elements(ev)
-            cl.user_session.set("side_elements", msg.elements)
-            await _append(msg, f"**Sources:** {names}")
+        elif isinstance(ev, pl.Sources):
+            if notes:
+                await _append(msg, "\n".join(notes))
+            if ev.shown:
+                for old in cl.user_session.get("side_elements") or []:  # the side view shows this answer's sources
+                    await old.remove()
+                msg.elements, names = await _source_elements(ev)
+                cl.user_session.set("side_elements", msg.elements)
+                await _append(msg, f"**Sources:** {names}")
         elif isinstance(ev, pl.Done):
             text, u, t = ev.text, ev.usage, ev.timings
             first = f"first text {t['first_text']:.2f} s · " if "first_text" in t else ""

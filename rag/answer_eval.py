@@ -79,6 +79,8 @@ def repeats_a_sentence(answer: str) -> bool:
 def cut_mid_word(answer: str) -> bool:
     """The text stops inside a word (a length limit cut it without the app ending it cleanly)."""
     text = _CITATION.sub("", answer or "").rstrip()
+    if text.endswith("```") or text.count("```") % 2:
+        return False  # ends in a code block: code lines need no full stop
     return bool(text) and text[-1].isalnum() and not re.search(r"[.!?:;)\]`'\"*]\s*\S*$", text[-40:])
 
 

@@ -47,6 +47,7 @@ class Checked:
     judged: bool = True  # False: too short to judge
     changed: bool = False  # a citation was moved, added or removed
     repeats: bool = False  # says again what was already shown (left out when rendered)
+    gap: str = ""  # what separated it from the sentence before in the model's text (newlines, a list)
     invented: list[str] = field(default_factory=list)  # identifiers no passage (nor the question) holds
 
 
@@ -109,6 +110,9 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
             # put the citation before the full stop, as the model writes them
             text = bare[i].rstrip()[:-1] + "".join(f" [{n}]" for n in keep) + bare[i].rstrip()[-1]
         out.append(Checked(text, True, keep, changed=keep != cited))
+    starts = [0] + [b for _, b in spans[:-1]]
+    for c, (a, _), prev_end in zip(out, spans, starts):
+        c.gap = answer[prev_end:a]
     return out
 
 
@@ -116,10 +120,17 @@ MARK = "⚠️"
 
 
 def render(checked: Sequence[Checked]) -> str:
-    """The answer as the user reads it: sentences joined (repeats left out), each unsupported one
-    followed by ⚠️, and one line saying what the mark means (with how many sentences carry it)."""
+    """The answer as the user reads it: the sentences with the model's own line breaks between them
+    (repeats left out), each unsupported one followed by ⚠️, and one line saying what the mark
+    means (with how many sentences carry it)."""
     kept = [c for c in checked if not c.repeats]
-    text = " ".join(c.text + ("" if c.supported else f" {MARK}") for c in kept).strip()
+    text = ""
+    for c in kept:
+        mark = "" if c.supported else ("\n" if c.text.rstrip().endswith("```") else " ") + MARK
+        text += (c.gap or " " if text else "") + c.text + mark
+    text = text.strip()
+    if text.count("```") % 2:  # the model left a code block open: close it, or it swallows what follows
+        text += "\n```"
     judged = [c for c in kept if c.judged]
     bad = sum(not c.supported for c in judged)
     if bad:

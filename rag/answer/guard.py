@@ -75,3 +75,16 @@ def end_at_sentence(text: str) -> str:
     for m in _SENTENCE_END.finditer(text):
         last = m
     return text[:last.end()].rstrip() if last else ""
+
+
+_FENCE_LINE = re.compile(r"^[ \t]+(```|~~~)", re.MULTILINE)
+
+
+def tidy_fences(text: str) -> str:
+    """Code fences moved to the start of their line (a small model indents them inside list items,
+    where Markdown then closes the block early and a later fence opens one that swallows the rest),
+    and a block left open closed."""
+    text = _FENCE_LINE.sub(r"\1", text)
+    if text.count("```") % 2:
+        text = text.rstrip() + "\n```"
+    return text

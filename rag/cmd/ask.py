@@ -45,9 +45,17 @@ async def _run(args: argparse.Namespace) -> int:
                 print(f"[{ev.message}]", file=err if ev.answering else out)
             elif isinstance(ev, pl.Notice):
                 print(f"[{ev.text}]", file=err)
+            elif isinstance(ev, pl.Quoted):
+                print("From your documents:", file=out)
+                for text, hit in ev.quotes:
+                    print(f"> {text} ({hit.chunk.citation()})", file=out)
+                print(file=out, flush=True)
             elif isinstance(ev, pl.Token):
                 out.write(ev.text)
                 out.flush()
+            elif isinstance(ev, pl.Revised):
+                print("\n\n--- the answer checked against your documents ---", file=out)
+                print(ev.text, file=out)
             elif isinstance(ev, pl.Sources):
                 if ev.used:
                     print("\n\nSources:")

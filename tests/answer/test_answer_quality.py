@@ -3,7 +3,8 @@ must stay at the level measured when the thresholds were set (docs/BENCHMARKS.md
 
 The set: the questions of bench/data/answers whose answers are on pages 6-20 of R-admin.pdf, those 15
 pages cut into a real PDF, plus three of the set's unanswerable questions. Thresholds are a margin
-below what this test measured (fact hit .73, gold in passages .86, 3 of 3 abstained, no loops).
+below what this test measured on 2026-11-30 (fact hit .60, gold in passages .95, false abstention .05,
+follow-ups 3 of 3, 2 of 3 unanswerable abstained, no loops, no answer cut).
 """
 from __future__ import annotations
 
@@ -55,12 +56,13 @@ def test_smollm2_answers_a_fixed_set_at_the_measured_level(small_set, smollm2_di
     facts, unanswerable = figures["facts"]["all"], figures["unanswerable"]["all"]
     answered = {**figures["facts"]["all"], "followups": figures["followups"]["all"]}
     print(json.dumps(answered), json.dumps(unanswerable))
-    assert facts["fact_hit"] >= 0.6, facts
-    assert facts["gold_in_passages"] >= 0.75, facts
+    assert facts["fact_hit"] >= 0.5, facts
+    assert facts["gold_in_passages"] >= 0.85, facts
     assert facts["false_abstention"] <= 0.1, facts
+    assert figures["followups"]["all"]["fact_hit"] >= 0.6, figures["followups"]
     assert unanswerable["abstained"] >= 2, unanswerable
     assert facts["loops"] + figures["followups"]["all"]["loops"] == 0, [i for i in figures["items"] if i["loops"]]
-    assert facts["cut_mid_word"] == 0
+    assert facts["cut_mid_word"] == 0, [(i["id"], run[i["id"]]["answer"][-200:]) for i in figures["items"] if i["cut"]]
     for qid, rec in run.items():
         assert rec["error"] is None, (qid, rec["error"])
         assert rec["answer"].strip(), qid

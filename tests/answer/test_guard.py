@@ -1,7 +1,7 @@
 """The loop guard stops a repeating stream for any engine, and answers end at a sentence."""
 from __future__ import annotations
 
-from rag.answer.guard import LoopGuard, end_at_sentence
+from rag.answer.guard import LoopGuard, end_at_sentence, tidy_fences
 
 
 def feed(guard: LoopGuard, text: str, step: int = 3) -> bool:
@@ -41,3 +41,9 @@ def test_end_at_sentence_drops_a_cut_tail():
     assert end_at_sentence("First one [1]. Second is cut mid-wo") == "First one [1]."
     assert end_at_sentence("no end at all") == ""
     assert end_at_sentence('He said "stop." Then') == 'He said "stop."'
+
+
+def test_fences_are_moved_to_the_line_start_and_an_open_block_closed():
+    text = "1. Run it:\n   ```bash\npython -c 'import os'\n```\nDone."
+    assert tidy_fences(text) == "1. Run it:\n```bash\npython -c 'import os'\n```\nDone."
+    assert tidy_fences("Try:\n```\nmake").endswith("make\n```")
