@@ -34,7 +34,7 @@ from rag import prompt as prompt_mod
 from rag.answer import evidence
 from rag.answer.check import check as check_answer, render
 from rag.answer.followup import standalone_query
-from rag.answer.guard import LoopGuard, end_at_sentence, tidy_fences
+from rag.answer.guard import LoopGuard, finish, tidy_fences
 from rag.config import settings
 from rag.events import (Done, Event, Failed, Ingested, NothingFound, Notice, Progress, Quoted, Retrieved, Revised,
                         Sources, Token)
@@ -232,10 +232,10 @@ async def answer(question: str, history: Sequence[Message] | None = None, option
     text = state.text
     used = state.prompt.hits if state.prompt else []
     if state.guard.looped or state.generation.usage.finish_reason == "length":
-        text = state.guard.kept if state.guard.looped else (end_at_sentence(text) or text)
+        text = state.guard.kept if state.guard.looped else text
         yield Notice("The model started repeating itself and was stopped." if state.guard.looped else
                      "The answer reached the length limit ('Max answer tokens') and ends at its last full sentence.")
-    text = tidy_fences(text)
+    text = finish(tidy_fences(text), cut=state.generation.usage.finish_reason == "length")
     if used and text.strip():
         sentences = await asyncio.to_thread(check_answer, lib.embedder, text, used, query, quoted)
         text = render(sentences)

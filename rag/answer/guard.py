@@ -88,3 +88,18 @@ def tidy_fences(text: str) -> str:
     if text.count("```") % 2:
         text = text.rstrip() + "\n```"
     return text
+
+
+def finish(text: str, cut: bool = False) -> str:
+    """The answer ended cleanly: at a sentence end, a closed code block or a list/heading line; else
+    trimmed to its last complete sentence (when that keeps most of it), or marked unfinished with an
+    ellipsis — after dropping the last word when a length limit ``cut`` it (it may be half a word)."""
+    stripped = text.rstrip()
+    if not stripped or stripped[-1] in ".!?:;)\"'`*]…" or stripped.endswith("```"):
+        return stripped
+    kept = end_at_sentence(stripped)
+    if kept and len(kept) >= len(stripped) // 2:
+        return kept
+    if cut and " " in stripped:
+        stripped = re.sub(r"\s*\S*$", "", stripped).rstrip(" ,;-")
+    return stripped + " …"

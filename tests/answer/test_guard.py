@@ -1,7 +1,7 @@
 """The loop guard stops a repeating stream for any engine, and answers end at a sentence."""
 from __future__ import annotations
 
-from rag.answer.guard import LoopGuard, end_at_sentence, tidy_fences
+from rag.answer.guard import LoopGuard, end_at_sentence, finish, tidy_fences
 
 
 def feed(guard: LoopGuard, text: str, step: int = 3) -> bool:
@@ -47,3 +47,13 @@ def test_fences_are_moved_to_the_line_start_and_an_open_block_closed():
     text = "1. Run it:\n   ```bash\npython -c 'import os'\n```\nDone."
     assert tidy_fences(text) == "1. Run it:\n```bash\npython -c 'import os'\n```\nDone."
     assert tidy_fences("Try:\n```\nmake").endswith("make\n```")
+
+
+def test_an_answer_always_ends_cleanly():
+    assert finish("Use make install [1].") == "Use make install [1]."
+    assert finish("Use make install [1]. Then run the comm") == "Use make install [1]."
+    assert finish("The build should use a toolchain such as gcc-x86_64-mingw32") == \
+        "The build should use a toolchain such as gcc-x86_64-mingw32 …"
+    assert finish("The build should use a toolchain such as gcc-x86_6", cut=True) == \
+        "The build should use a toolchain such as …"
+    assert finish("```bash\nmake\n```") == "```bash\nmake\n```"
