@@ -46,6 +46,11 @@ class Quoted:
     quotes: list[tuple[str, Hit]]  # (sentence, the passage it is from)
     seconds: float  # from the question to this event
 
+    @property
+    def text(self) -> str:
+        """As plain text: one "> sentence (file, p. N)" line per sentence."""
+        return "\n".join(f"> {text} ({hit.chunk.citation()})" for text, hit in self.quotes)
+
 
 @dataclass
 class Token:

@@ -32,13 +32,13 @@ from engines import registry
 from engines.base import Engine, EngineError, GenerationOptions, Message, PromptTooLong, Usage
 from rag import prompt as prompt_mod
 from rag.answer import evidence
-from rag.answer.check import check as check_answer, render
+from rag.answer.check import check as check_answer, citation_numbers, render
 from rag.answer.followup import standalone_query
 from rag.answer.guard import LoopGuard, finish, tidy_fences
 from rag.config import settings
 from rag.events import (Done, Event, Failed, Ingested, NothingFound, Notice, Progress, Quoted, Retrieved, Revised,
                         Sources, Token)
-from rag.schema import Hit, Mode
+from rag.schema import STYLES, Hit, Mode
 
 __all__ = ["Options", "Control", "answer", "ingest", "ingest_uploads", "store_upload", "library", "engine",
            "cited", "model_label", "Done", "Event", "Failed", "Ingested", "NothingFound", "Notice", "Progress",
@@ -46,9 +46,6 @@ __all__ = ["Options", "Control", "answer", "ingest", "ingest_uploads", "store_up
 
 
 # ------------------------------------------------------------------------------------ options
-STYLES = ("quote+answer", "answer", "quote")
-
-
 @dataclass
 class Options:
     engine: str = field(default_factory=lambda: settings().engine)
@@ -104,17 +101,9 @@ def engine(name: str) -> Engine:
     return registry.get(name, settings().engine_config(name))
 
 
-_CITE = re.compile(r"\[(\d{1,2}(?:\s*[,;]\s*\d{1,2})*)\]")
-
-
 def cited(text: str, hits: Sequence[Hit]) -> list[Hit]:
     """Hits referenced as [n] (also [1, 2]) in the answer, in order of first citation."""
-    order: list[int] = []
-    for m in _CITE.finditer(text):
-        for part in re.split(r"[,;]", m.group(1)):
-            n = int(part)
-            if 1 <= n <= len(hits) and n not in order:
-                order.append(n)
+    order = dict.fromkeys(n for n in citation_numbers(text) if 1 <= n <= len(hits))
     return [hits[n - 1] for n in order]
 
 
@@ -140,10 +129,6 @@ async def _retrieve(lib, query: str, opts: Options):
         lib = await asyncio.to_thread(library)
     found = await asyncio.to_thread(lib.retrieve, query, opts.top_k, opts.mode, opts.min_score)
     return lib, found, time.perf_counter() - t
-
-
-def _quote_text(quotes: list[tuple[str, Hit]]) -> str:
-    return "\n".join(f"> {text} ({hit.chunk.citation()})" for text, hit in quotes)
 
 
 async def answer(question: str, history: Sequence[Message] | None = None, options: Options | None = None,
@@ -203,13 +188,13 @@ async def answer(question: str, history: Sequence[Message] | None = None, option
             return
         passages = evidence.context(ev)
         if opts.style != "answer":
-            quotes = [(s.text, hits[s.hit]) for s in ev.quotes]
-            quote, quoted = _quote_text(quotes), [t for t, _ in quotes]
             timings["first_text"] = time.perf_counter() - t0
-            yield Quoted(quotes, timings["first_text"])
+            shown = Quoted([(s.text, hits[s.hit]) for s in ev.quotes], timings["first_text"])
+            quote, quoted = shown.text, [t for t, _ in shown.quotes]
+            yield shown
             if opts.style == "quote":
                 timings["total"] = time.perf_counter() - t0
-                yield Sources([h for _, h in quotes], list(hits))
+                yield Sources([h for _, h in shown.quotes], list(hits))
                 yield Done(Usage(finish_reason="stop"), "", "", quote, timings)
                 return
 
@@ -229,17 +214,17 @@ async def answer(question: str, history: Sequence[Message] | None = None, option
         return
 
     # 4. the answer checked: loops cut, ended at a sentence, each sentence against the passages
-    text = state.text
     used = state.prompt.hits if state.prompt else []
-    if state.guard.looped or state.generation.usage.finish_reason == "length":
-        text = state.guard.kept if state.guard.looped else text
-        yield Notice("The model started repeating itself and was stopped." if state.guard.looped else
-                     "The answer reached the length limit ('Max answer tokens') and ends at its last full sentence.")
-    text = finish(tidy_fences(text), cut=state.generation.usage.finish_reason == "length")
+    looped, cut = state.guard.looped, state.generation.usage.finish_reason == "length"
+    if looped:
+        yield Notice("The model started repeating itself and was stopped.")
+    elif cut:
+        yield Notice("The answer reached the length limit ('Max answer tokens') and ends at its last full sentence.")
+    text = finish(tidy_fences(state.guard.kept if looped else state.text), cut=cut)
     if used and text.strip():
         sentences = await asyncio.to_thread(check_answer, lib.embedder, text, used, query, quoted)
         text = render(sentences)
-        yield Revised(text, sentences, looped=state.guard.looped, cut=state.generation.usage.finish_reason == "length")
+        yield Revised(text, sentences, looped=looped, cut=cut)
     yield Sources(cited(text, used), list(used))
     timings["total"] = time.perf_counter() - t0
     full = f"{quote}\n\n{text}".strip() if quote else text

@@ -32,6 +32,11 @@ class Mode(StrEnum):
         return cls(text)
 
 
+# what an answer shows: the documents' best sentences then the model's answer, the model only, or the
+# quoted sentences only (no model)
+STYLES = ("quote+answer", "answer", "quote")
+
+
 def with_context(context: str | None, text: str) -> str:
     return f"{context}\n{text}" if context else text
 

@@ -51,7 +51,8 @@ class Checked:
     invented: list[str] = field(default_factory=list)  # identifiers no passage (nor the question) holds
 
 
-def _numbers(text: str) -> list[int]:
+def citation_numbers(text: str) -> list[int]:
+    """The passage numbers cited as [n] (also [1, 2]) in ``text``, in order of appearance."""
     return [int(n) for m in _CITE.finditer(text) for n in re.split(r"[,;]", m.group(1))]
 
 
@@ -92,7 +93,7 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
     shown_words = [set(_WORD.findall(t.lower())) for t in shown]
     out = []
     for i, s in enumerate(raw):
-        cited = [n for n in _numbers(s) if 1 <= n <= len(passages)]
+        cited = [n for n in citation_numbers(s) if 1 <= n <= len(passages)]
         if _repeats(bare[i], shown_words):
             out.append(Checked(s, True, cited, judged=False, repeats=True))
             continue

@@ -46,10 +46,7 @@ async def _run(args: argparse.Namespace) -> int:
             elif isinstance(ev, pl.Notice):
                 print(f"[{ev.text}]", file=err)
             elif isinstance(ev, pl.Quoted):
-                print("From your documents:", file=out)
-                for text, hit in ev.quotes:
-                    print(f"> {text} ({hit.chunk.citation()})", file=out)
-                print(file=out, flush=True)
+                print(f"From your documents:\n{ev.text}\n", file=out, flush=True)
             elif isinstance(ev, pl.Token):
                 out.write(ev.text)
                 out.flush()

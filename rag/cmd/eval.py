@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rag.schema import Mode
+from rag.schema import STYLES, Mode
 
 HELP = ("evaluate retrieval on a BEIR folder (recall, MRR, nDCG@10) or, with `answers`, answer quality on a "
         "question set (JSON last line)")
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="all", help="answers: dev, held-out or all")
     p.add_argument("--engine", help="answers: onnx or foundry")
     p.add_argument("--model", help="answers: model name or id")
-    p.add_argument("--style", choices=["quote+answer", "answer", "quote"], help="answers: what an answer shows")
+    p.add_argument("--style", choices=STYLES, help="answers: what an answer shows")
 
 
 def run_answers(args: argparse.Namespace) -> int:

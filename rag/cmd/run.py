@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rag.schema import Mode
+from rag.schema import STYLES, Mode
 
 HELP = "index files into a fresh store and write each query's ranked chunk texts to a JSON run file"
 
@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--answer", action="store_true", help="answer each query through the chat's pipeline")
     p.add_argument("--engine", help="with --answer: onnx or foundry (default: LRC_ENGINE)")
     p.add_argument("--model", help="with --answer: model name or id (default: the engine's)")
-    p.add_argument("--style", choices=["quote+answer", "answer", "quote"], help="with --answer (default: LRC_ANSWER_STYLE)")
+    p.add_argument("--style", choices=STYLES, help="with --answer (default: LRC_ANSWER_STYLE)")
 
 
 def answer_options(args: argparse.Namespace):
