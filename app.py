@@ -11,6 +11,7 @@ import os
 import re
 import textwrap
 import time
+from dataclasses import replace
 
 from rag.config import offline_env, settings  # noqa: E402
 
@@ -29,6 +30,8 @@ log = logging.getLogger("local-rag-chat")
 log.setLevel(logging.INFO)
 _corpus_lock = asyncio.Lock()  # the first chat on an empty library indexes docs_corpus; others wait
 _warm_task: asyncio.Task | None = None
+OFF = "off"  # the "Compare with" select's value for no comparison
+AUTO_LABEL = "Auto (routing rules)"
 DEFAULT = "default"  # the model select's value for "the engine's default" (a select value cannot be "")
 STYLES = {"Quote from the documents, then the model's answer": "quote+answer", "The model's answer only": "answer",
           "Quote only (no model)": "quote"}
@@ -40,7 +43,10 @@ async def _warm() -> None:
     t = time.perf_counter()
     try:
         await asyncio.to_thread(lambda: pl.library().search("warm up", 1, "dense"))
-        engine = pl.engine(settings().engine)
+        name = settings().engine
+        if name == pl.AUTO:  # warm the first target of the routing rules
+            name = (await asyncio.to_thread(pl.routing_rules)).targets[0].engine
+        engine = pl.engine(name)
         await engine.count_tokens([{"role": "user", "content": "warm up"}])  # starts the worker, loads the model
         log.info("warm: library and %s engine ready in %.1fs", engine.name, time.perf_counter() - t)
     except Exception as exc:  # the chat reports problems when they matter; never crash the server
@@ -80,24 +86,69 @@ def _start_hint(engine_name: str, said: str) -> str:
     return "" if not hint or hint in said or any(c in said for c in commands) else hint
 
 
+def _engine_items() -> dict[str, str]:
+    """Label -> engine name for the settings panel: every registered engine, then "auto"."""
+    items = {label: name for name, label in registry.labels().items()}
+    items[AUTO_LABEL] = pl.AUTO
+    return items
+
+
 async def _model_items(engine_name: str) -> dict[str, str]:
-    """Label -> model id for the engine; raises EngineError when it cannot be reached."""
+    """Label -> model id for the engine; raises EngineError when it cannot be reached (RulesError
+    when "auto" has a bad rules file)."""
+    if engine_name == pl.AUTO:
+        rules = await asyncio.to_thread(pl.routing_rules)
+        return {f"By the rules: {' → '.join(t.label for t in rules.targets)}": DEFAULT}
     engine = pl.engine(engine_name)
     models = await asyncio.wait_for(engine.list_models(), timeout=15)
     return {(m.name or m.id): m.id for m in models} or {"(engine default)": DEFAULT}
 
 
-async def _send_settings(opts: pl.Options, models: dict[str, str]) -> None:
+async def _compare_items() -> dict[str, str]:
+    """What an answer can be compared with: off, then every model of every engine that lists its
+    models within 5 s, then "auto" (label -> "ENGINE:MODEL")."""
+    async def listed(name: str):
+        try:
+            return name, await asyncio.wait_for(pl.engine(name).list_models(), timeout=5)
+        except (EngineError, asyncio.TimeoutError):
+            return name, []
+
+    items = {"Off": OFF}
+    for name, models in await asyncio.gather(*(listed(n) for n in registry.ENGINES)):
+        for m in models:
+            items[f"{pl.engine_short(name)} · {m.name or m.id}"] = f"{name}:{m.id}"
+    items[AUTO_LABEL] = f"{pl.AUTO}:"
+    return items
+
+
+async def _choice_label(engine: str, model: str) -> str:
+    if engine == pl.AUTO:
+        return AUTO_LABEL
+    return f"{pl.engine_short(engine)} · {await pl.model_label(pl.engine(engine), model or None)}"
+
+
+async def _send_settings(opts: pl.Options, models: dict[str, str], compare: str = OFF,
+                         compare_items: dict[str, str] | None = None) -> None:
     shown = opts.model or DEFAULT
     if shown not in models.values():  # the engine's default, an alias, or a model this engine lacks
-        resolved = await pl.model_label(pl.engine(opts.engine), opts.model or None)
-        shown = resolved if resolved in models.values() else next(iter(models.values()))
+        if opts.engine == pl.AUTO:
+            shown = DEFAULT
+        else:
+            resolved = await pl.model_label(pl.engine(opts.engine), opts.model or None)
+            shown = resolved if resolved in models.values() else next(iter(models.values()))
         opts.model = shown if opts.model else ""
-    engines = {label: name for name, label in registry.labels().items()}
+    compare_items = compare_items or {"Off": OFF}
+    if compare not in compare_items.values():
+        compare_items[compare] = compare
+    about_model = ("Models of the chosen engine (confirm a new engine to refresh this list)" if opts.engine != pl.AUTO
+                   else f"Auto tries these in order, falling back when one is down, slow or too small. "
+                        f"Rules file: {settings().routing_file}")
     await cl.ChatSettings([
-        Select(id="engine", label="Engine", items=engines, initial_value=opts.engine),
-        Select(id="model", label="Model", items=models, initial_value=shown,
-               description="Models of the chosen engine (confirm a new engine to refresh this list)"),
+        Select(id="engine", label="Engine", items=_engine_items(), initial_value=opts.engine),
+        Select(id="model", label="Model", items=models, initial_value=shown, description=about_model),
+        Select(id="compare", label="Compare with", items=compare_items, initial_value=compare,
+               description="Answer each question twice, side by side: with the engine and model above (A) "
+                           "and with this one (B), from the same passages"),
         Slider(id="top_k", label="Passages", initial=opts.top_k, min=1, max=10, step=1),
         Select(id="mode", label="Retrieval mode", values=Mode.values(), initial_value=opts.mode),
         Select(id="style", label="Answer", items=STYLES, initial_value=opts.style,
@@ -109,6 +160,20 @@ async def _send_settings(opts: pl.Options, models: dict[str, str]) -> None:
     opts.model = "" if opts.model == DEFAULT else opts.model
 
 
+async def _try_models(engine_name: str) -> tuple[dict[str, str] | None, str]:
+    """(models, "") or (None, what to tell the user) when the engine cannot be used."""
+    from rag.routing.rules import RulesError
+
+    try:
+        return await _model_items(engine_name), ""
+    except RulesError as err:
+        return None, f"**The routing rules cannot be used.** {err}"
+    except (EngineError, asyncio.TimeoutError) as err:
+        text = err.user_text() if isinstance(err, EngineError) else "It did not answer within 15 s."
+        label = registry.labels().get(engine_name, engine_name)
+        return None, f"**{label} is not reachable.** {text} {_start_hint(engine_name, text)}"
+
+
 @cl.on_settings_update
 async def settings_update(values: dict) -> None:
     old: pl.Options = cl.user_session.get("options")
@@ -116,23 +181,23 @@ async def settings_update(values: dict) -> None:
                      top_k=values.get("top_k", old.top_k), mode=values.get("mode", old.mode),
                      temperature=values.get("temperature", old.temperature), style=values.get("style", old.style),
                      max_new_tokens=values.get("max_new_tokens", old.max_new_tokens)).normalised()
-    try:
-        models = await _model_items(new.engine)
-    except (EngineError, asyncio.TimeoutError) as err:
-        text = err.user_text() if isinstance(err, EngineError) else "It did not answer within 15 s."
-        how = _start_hint(new.engine, text)
-        label = registry.labels().get(new.engine, new.engine)
-        await cl.Message(content=f"**{label} is not reachable.** {text} {how}\n\n"
-                                 f"Still using **{registry.labels().get(old.engine, old.engine)}**.").send()
-        new.engine, new.model = old.engine, old.model
-        try:
-            models = await _model_items(old.engine)
-        except (EngineError, asyncio.TimeoutError):
-            models = {"(engine default)": DEFAULT}
+    models, problem = await _try_models(new.engine)
+    if problem:  # back to the previous engine; if that is "auto" with bad rules too, to the default engine
+        back = old.engine if old.engine != new.engine else settings().engine
+        new.engine, new.model = back, old.model if back == old.engine else ""
+        models, _ = await _try_models(back)
+        await cl.Message(content=f"{problem}\n\nStill using **{_engine_label(back)}**.").send()
+        models = models or {"(engine default)": DEFAULT}
     if new.engine != old.engine and new.model not in models.values():
         new.model = ""
-    await _send_settings(new, models)
+    compare = str(values.get("compare", cl.user_session.get("compare") or OFF))
+    await _send_settings(new, models, compare, await _compare_items())
     cl.user_session.set("options", new)
+    cl.user_session.set("compare", compare)
+
+
+def _engine_label(name: str) -> str:
+    return AUTO_LABEL if name == pl.AUTO else registry.labels().get(name, name)
 
 
 # ------------------------------------------------------------------ chat start
@@ -152,13 +217,12 @@ async def start() -> None:
     cl.user_session.set("options", opts)
     cl.user_session.set("history", [])
     await _index_corpus_if_empty()
-    try:
-        models = await _model_items(opts.engine)
-    except (EngineError, asyncio.TimeoutError) as err:
-        text = err.user_text() if isinstance(err, EngineError) else "It did not answer within 15 s."
-        await cl.Message(content=f"The default engine is not ready: {text}").send()
+    cl.user_session.set("compare", OFF)
+    (models, problem), compare_items = await asyncio.gather(_try_models(opts.engine), _compare_items())
+    if problem:
+        await cl.Message(content=f"The default engine is not ready. {problem}").send()
         models = {"(engine default)": DEFAULT}
-    await _send_settings(opts, models)
+    await _send_settings(opts, models, OFF, compare_items)
     stats = await asyncio.to_thread(lambda: pl.library().stats())
     await cl.Message(content=(
         f"**Welcome to Local RAG Chat.** Your library holds **{stats.files} files** "
@@ -258,57 +322,148 @@ async def on_message(message: cl.Message) -> None:
         await _answer(question)
 
 
-async def _answer(question: str) -> None:
-    opts: pl.Options = cl.user_session.get("options")
-    history: list = cl.user_session.get("history")
-    control = pl.Control()
-    cl.user_session.set("control", control)
-    msg = cl.Message(content="")
-    text = ""
-    quote, notes = "", []
-    async for ev in pl.answer(question, history, opts, control):
-        if isinstance(ev, pl.Retrieved):
-            async with cl.Step(name="Retrieval", type="retrieval", language="text", show_input="text") as step:
-                step.input = ev.query  # a follow-up shows the query built from the conversation
-                step.output = _retrieval_text(ev)
-        elif isinstance(ev, (pl.NothingFound, pl.Notice)):
+def _footer(ev: pl.Done) -> str:
+    u, t = ev.usage, ev.timings
+    first = f"first text {t['first_text']:.2f} s · " if "first_text" in t else ""
+    if not ev.engine:
+        return f"`quote only (no model) · {first}total {t.get('total', 0):.2f} s`"
+    ttft = f"{u.time_to_first_token:.2f} s" if u.time_to_first_token is not None else "–"
+    return (f"`{registry.labels().get(ev.engine, ev.engine)} · {ev.model} · {first}TTFT {ttft} · "
+            f"{u.tokens_per_second:.1f} tokens/s · {u.prompt_tokens} prompt + {u.completion_tokens} answer tokens`")
+
+
+def _quote_text(ev: pl.Quoted) -> str:
+    return "**From your documents:**\n" + "\n>\n".join(f"> {t} — *{h.chunk.citation()}*" for t, h in ev.quotes)
+
+
+class _AnswerView:
+    """One answer message: renders the pipeline's events for it (one per side in a comparison)."""
+
+    def __init__(self, head: str = "", own_side_view: bool = True):
+        self.msg = cl.Message(content="")
+        self.head = head  # what stays above the model's text: a title, the quote, routing lines, partials
+        self.notes: list[str] = []
+        self.text = ""  # the whole answer, once Done
+        self.own_side_view = own_side_view  # replace the previous answer's sources in the side view
+
+    async def start(self) -> None:
+        if self.head:
+            await self.msg.stream_token(self.head)
+
+    async def _head(self, block: str) -> None:
+        """A block that stays above the model's text (Revised rewrites only what follows it)."""
+        self.head += block
+        await self.msg.stream_token(block)
+
+    async def show(self, ev) -> None:
+        msg = self.msg
+        if isinstance(ev, (pl.NothingFound, pl.Notice)):
             note = ev.message if isinstance(ev, pl.NothingFound) else ev.text
             if msg.content:  # said about the answer being written: it belongs under it
-                notes.append(f"*{note}*")
+                self.notes.append(f"*{note}*")
             else:
                 await cl.Message(content=f"*{note}*").send()
         elif isinstance(ev, pl.Quoted):
-            quote = "**From your documents:**\n" + "\n>\n".join(f"> {t} — *{h.chunk.citation()}*" for t, h in ev.quotes)
-            await msg.stream_token(quote + "\n\n")
+            await self._head(_quote_text(ev) + "\n\n")
+        elif isinstance(ev, pl.Routed):
+            await self._head(f"*↪ {ev.text}*\n\n")
+        elif isinstance(ev, pl.FellBack):
+            partial = "\n".join(f"> {line}" for line in ev.partial.strip().splitlines())
+            if msg.content.count("```") % 2:
+                await msg.stream_token("\n```")
+            msg.content = self.head + f"*⚠️ Interrupted — {ev.reason}. Its partial answer, kept:*\n{partial}\n\n"
+            self.head = msg.content
+            await msg.update()
         elif isinstance(ev, pl.Token):
             await msg.stream_token(ev.text)
         elif isinstance(ev, pl.Revised):
-            msg.content = (quote + "\n\n" if quote else "") + ev.text
+            msg.content = self.head + ev.text
         elif isinstance(ev, pl.Sources):
-            if notes:
-                await _append(msg, "\n".join(notes))
+            if self.notes:
+                await _append(msg, "\n".join(self.notes))
             if ev.shown:
-                for old in cl.user_session.get("side_elements") or []:  # the side view shows this answer's sources
-                    await old.remove()
+                if self.own_side_view:  # the side view shows this answer's sources
+                    for old in cl.user_session.get("side_elements") or []:
+                        await old.remove()
                 msg.elements, names = await _source_elements(ev)
-                cl.user_session.set("side_elements", msg.elements)
+                if self.own_side_view:
+                    cl.user_session.set("side_elements", msg.elements)
                 await _append(msg, f"**Sources:** {names}")
         elif isinstance(ev, pl.Done):
-            text, u, t = ev.text, ev.usage, ev.timings
-            first = f"first text {t['first_text']:.2f} s · " if "first_text" in t else ""
-            if not ev.engine:
-                await _append(msg, f"`quote only (no model) · {first}total {t.get('total', 0):.2f} s`")
-                continue
-            ttft = f"{u.time_to_first_token:.2f} s" if u.time_to_first_token is not None else "–"
-            await _append(msg, f"`{registry.labels().get(ev.engine, ev.engine)} · {ev.model} · {first}TTFT {ttft} · "
-                               f"{u.tokens_per_second:.1f} tokens/s · {u.completion_tokens} tokens`")
+            self.text = ev.text
+            await _append(msg, _footer(ev))
         elif isinstance(ev, pl.Failed):
             await _append(msg, f"**Error:** {ev.text}")
-    if msg.content or msg.elements:
-        await msg.send()
+
+    async def close(self) -> None:
+        if self.msg.content or self.msg.elements:
+            await self.msg.send()
+
+
+async def _show_retrieval(ev: pl.Retrieved) -> None:
+    async with cl.Step(name="Retrieval", type="retrieval", language="text", show_input="text") as step:
+        step.input = ev.query  # a follow-up shows the query built from the conversation
+        step.output = _retrieval_text(ev)
+
+
+def _remember(question: str, text: str) -> None:
     if text:
+        history: list = cl.user_session.get("history")
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": text}]
         cl.user_session.set("history", history[-12:])
+
+
+async def _answer(question: str) -> None:
+    if (cl.user_session.get("compare") or OFF) != OFF:
+        await _compare(question)
+        return
+    opts: pl.Options = cl.user_session.get("options")
+    control = pl.Control()
+    cl.user_session.set("control", control)
+    view = _AnswerView()
+    async for ev in pl.answer(question, cl.user_session.get("history"), opts, control):
+        if isinstance(ev, pl.Retrieved):
+            await _show_retrieval(ev)
+        else:
+            await view.show(ev)
+    await view.close()
+    _remember(question, view.text)
+
+
+async def _compare(question: str) -> None:
+    """Two answers to one question, streaming at once from the same passages, and a verdict."""
+    from rag.compare import SIDES, Side, Verdict, compare, parse_choice
+
+    a: pl.Options = cl.user_session.get("options")
+    engine_b, model_b = parse_choice(cl.user_session.get("compare"), list(registry.ENGINES))
+    b = replace(a, engine=engine_b, model=model_b)
+    control = pl.Control()
+    cl.user_session.set("control", control)
+    quote, views, before = "", {}, _AnswerView()  # before: what comes before the two answers (nothing found...)
+
+    async def open_views() -> None:
+        for side, o in zip(SIDES, (a, b)):
+            title = f"**{side} · {await _choice_label(o.engine, o.model)}**\n\n"
+            views[side] = _AnswerView(title + quote, own_side_view=False)
+            await views[side].start()
+
+    async for ev in compare(question, cl.user_session.get("history"), a, b, control):
+        if isinstance(ev, pl.Retrieved):
+            await _show_retrieval(ev)
+        elif isinstance(ev, pl.Quoted):
+            quote = _quote_text(ev) + "\n\n"
+        elif isinstance(ev, Side):
+            if not views:
+                await open_views()
+            await views[ev.side].show(ev.event)
+        elif isinstance(ev, Verdict):
+            for view in views.values():
+                await view.close()
+            await cl.Message(content=f"**Compared:** {ev.text}").send()
+        else:  # before the models: a notice, or the documents do not answer (nothing to compare)
+            await before.show(ev)
+    await before.close()
+    _remember(question, views["A"].text if "A" in views else "")
 
 
 @cl.on_stop

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     # "answer" (the model only), "quote" (no model at all: instant)
     answer_style: str = Field("quote+answer", validation_alias=_env("LRC_ANSWER_STYLE"))
     repetition_penalty: float = Field(1.1, validation_alias=_env("LRC_REPETITION_PENALTY"))
+    # the "auto" engine's rules: ordered targets, fallbacks, routes (README "Routing between engines")
+    routing_file: Path = Field(REPO_ROOT / "routing.toml", validation_alias=_env("LRC_ROUTING"))
     # the chat loads the index, the embedder and the default model at start-up, in the background
     warmup: bool = Field(True, validation_alias=_env("LRC_WARMUP"))
 
@@ -102,7 +104,8 @@ class Settings(BaseSettings):
             return [p.strip() for p in value.split(os.pathsep) if p.strip()]
         return value
 
-    @field_validator("cache_dir", "data_dir", "docs_corpus", "datasets_dir", "extra_models", mode="after")
+    @field_validator("cache_dir", "data_dir", "docs_corpus", "datasets_dir", "extra_models", "routing_file",
+                     mode="after")
     @classmethod
     def _expand(cls, value):
         if isinstance(value, list):

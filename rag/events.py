@@ -1,7 +1,8 @@
 """The typed events the pipeline yields; the chat, the CLI and the benchmarks render them.
 
     answer:  Retrieved -> [NothingFound] -> [Notice]* -> [Quoted] -> Token* -> [Revised] -> Sources -> Done
-             (or Failed at any point)
+             (or Failed at any point); with the "auto" engine, before the first Token:
+             ([FellBack] after a target's partial Token*)* -> Routed
     ingest:  Progress* -> Ingested
 """
 from __future__ import annotations
@@ -93,6 +94,29 @@ class Done:
 
 
 @dataclass
+class Routed:
+    """The "auto" engine chose who answers: said once, before that target's first text."""
+
+    engine: str  # registry name of the target that answers
+    target: str  # "Foundry Local phi-4-mini"
+    reason: str  # why this target: the rule that chose it, or what happened to the ones before it
+    seconds: float  # from this target's request to its first text
+
+    @property
+    def text(self) -> str:
+        return f"answered by {self.target}: {self.reason}"
+
+
+@dataclass
+class FellBack:
+    """A routed target failed after streaming part of its answer: that text is kept, marked as
+    interrupted, and the next target answers in full (its tokens follow)."""
+
+    partial: str
+    reason: str
+
+
+@dataclass
 class Failed:
     error: str
     hint: str = ""
@@ -115,4 +139,5 @@ class Ingested:
     report: Any  # rag.library.IngestReport
 
 
-Event = Retrieved | NothingFound | Notice | Quoted | Token | Revised | Sources | Done | Failed | Progress | Ingested
+Event = (Retrieved | NothingFound | Notice | Quoted | Token | Revised | Sources | Done | Failed | Progress | Ingested
+         | Routed | FellBack)

@@ -11,6 +11,10 @@ An answer: a follow-up question retrieves with the conversation (rag.answer.foll
 best sentences are quoted first and decide whether the documents answer at all (rag.answer.evidence);
 the model reads those sentences with their neighbours, not whole passages; its stream is stopped
 when it loops (rag.answer.guard); each sentence is then checked against the passages (rag.answer.check).
+``answer`` is ``prepare`` (retrieval, quote: steps 1-2) then ``respond`` (the model, the checks: steps
+3-4); a comparison (rag.compare) runs ``prepare`` once and two ``respond`` at the same time. The engine
+"auto" answers with the first target of the routing rules (rag.routing) that can: a ``Routed`` event
+says which and why, a ``FellBack`` one marks a partial answer a failing target left.
 
 Retrieval and indexing run in worker threads (``asyncio.to_thread``); generation goes through
 ``engine(options.engine)`` (the registry's shared instance, configured from settings). Engine errors become :class:`Failed` events carrying the
@@ -24,28 +28,29 @@ import hashlib
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable, Sequence
 
 from engines import registry
-from engines.base import Engine, EngineError, GenerationOptions, Message, PromptTooLong, Usage
+from engines.base import Engine, EngineError, EngineTimeout, EngineUnavailable, GenerationOptions, Message, PromptTooLong, Usage
 from rag import prompt as prompt_mod
 from rag.answer import evidence
 from rag.answer.check import check as check_answer, citation_numbers, render
 from rag.answer.followup import standalone_query
 from rag.answer.guard import LoopGuard, finish, tidy_fences
 from rag.config import settings
-from rag.events import (Done, Event, Failed, Ingested, NothingFound, Notice, Progress, Quoted, Retrieved, Revised,
-                        Sources, Token)
+from rag.events import (Done, Event, Failed, FellBack, Ingested, NothingFound, Notice, Progress, Quoted, Retrieved,
+                        Revised, Routed, Sources, Token)
 from rag.schema import STYLES, Hit, Mode
 
-__all__ = ["Options", "Control", "answer", "ingest", "ingest_uploads", "store_upload", "library", "engine",
+__all__ = ["AUTO", "Options", "Control", "Prepared", "answer", "prepare", "respond", "ingest", "ingest_uploads", "store_upload", "library", "engine",
            "cited", "model_label", "Done", "Event", "Failed", "Ingested", "NothingFound", "Notice", "Progress",
-           "Quoted", "Retrieved", "Revised", "Sources", "Token"]
+           "Quoted", "Retrieved", "Revised", "Sources", "Token", "Routed", "FellBack"]
 
 
 # ------------------------------------------------------------------------------------ options
+AUTO = "auto"  # the engine choice that routes between engines by the rules in settings().routing_file
 @dataclass
 class Options:
     engine: str = field(default_factory=lambda: settings().engine)
@@ -77,16 +82,25 @@ class Options:
 
 
 class Control:
-    """Lets another task stop a running answer (the CLI's Ctrl-C, a test)."""
+    """Lets another task stop a running answer (the CLI's Ctrl-C, a test, the chat's stop button).
+    A comparison or a routed answer runs more than one generation: cancelling stops them all."""
 
     def __init__(self) -> None:
-        self.generation = None
+        self.generations: list = []
         self.cancelled = False
+
+    @property
+    def generation(self):
+        return self.generations[-1] if self.generations else None
+
+    @generation.setter
+    def generation(self, generation) -> None:
+        self.generations.append(generation)
 
     async def cancel(self) -> None:
         self.cancelled = True
-        if self.generation is not None:
-            await self.generation.cancel()
+        for generation in list(self.generations):
+            await generation.cancel()
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -131,74 +145,111 @@ async def _retrieve(lib, query: str, opts: Options):
     return lib, found, time.perf_counter() - t
 
 
+@dataclass
+class Prepared:
+    """What retrieval and the evidence step leave for the model (both sides of a comparison share it)."""
+
+    question: str
+    history: list
+    query: str  # what retrieval searched with (a follow-up: built from the conversation)
+    lib: Any = None
+    hits: list[Hit] = field(default_factory=list)  # retrieved
+    passages: list[Hit] = field(default_factory=list)  # what the model reads (best sentences + neighbours)
+    quote: str = ""  # the quote shown before the model's answer, as plain text
+    quoted: list[str] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    t0: float = field(default_factory=time.perf_counter)
+    finished: bool = False  # the answer ended before the model (nothing found, quote only, a failure)
+
+
 async def answer(question: str, history: Sequence[Message] | None = None, options: Options | None = None,
                  control: Control | None = None, *, lib=None) -> AsyncIterator[Event]:
     """Answer from the shared library (or ``lib``) with the engine and settings in ``options``."""
     opts = (options or Options()).normalised()
-    control = control or Control()
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    question = (question or "").strip()
+    prep = Prepared((question or "").strip(), list(history or []), "")
+    async for event in prepare(prep, opts, lib=lib):
+        yield event
+    if not prep.finished:
+        async for event in respond(prep, opts, control or Control()):
+            yield event
+
+
+async def prepare(prep: Prepared, opts: Options, *, lib=None) -> AsyncIterator[Event]:
+    """Steps 1-2: retrieval, then what the documents say (the quote) and whether they answer at all.
+    Sets ``prep.finished`` when the answer ends here."""
+    question, history, timings = prep.question, prep.history, prep.timings
     if not question:
+        prep.finished = True
         yield Failed("The question is empty.", "Type a question about your documents.", "ValueError")
         return
     # a follow-up ("and how do I undo it?") retrieves with the conversation
-    query = standalone_query(question, history) if history else question
+    prep.query = query = standalone_query(question, history) if history else question
 
     # 1. retrieval (off the loop)
-    hits: list[Hit] = []
     if opts.mode == Mode.OFF:
         yield Retrieved(query, [], opts.mode, 0.0)
         yield NothingFound("off", "Retrieval is off: this answer does not use your documents.", True)
-    else:
-        try:
-            lib, found, timings["retrieval"] = await _retrieve(lib, query, opts)
-        except Exception as exc:  # a broken index must not take the chat down
-            yield Failed(f"Searching the library failed: {exc}", "Re-index your documents (`python -m rag index`).",
-                         type(exc).__name__)
-            return
-        hits = list(found.hits)
-        for note in found.notices:
-            yield Notice(note)
-        yield Retrieved(query, list(hits), opts.mode, timings["retrieval"])
-        if found.library_empty:
-            yield NothingFound("empty", "Your library is empty: drop files into the chat to add documents. "
-                                        "This answer does not use your documents.", True)
-        elif not found.relevant:
-            yield NothingFound("irrelevant", "I found nothing about this in your documents, so I cannot answer "
-                                             "it from them. Try other words, another retrieval mode, or add a "
-                                             "document that covers it.", False)
-            timings["total"] = time.perf_counter() - t0
-            yield Sources([], [])
-            return
+        return
+    try:
+        prep.lib, found, timings["retrieval"] = await _retrieve(lib, query, opts)
+    except Exception as exc:  # a broken index must not take the chat down
+        prep.finished = True
+        yield Failed(f"Searching the library failed: {exc}", "Re-index your documents (`python -m rag index`).",
+                     type(exc).__name__)
+        return
+    prep.hits = hits = list(found.hits)
+    for note in found.notices:
+        yield Notice(note)
+    yield Retrieved(query, list(hits), opts.mode, timings["retrieval"])
+    if found.library_empty:
+        yield NothingFound("empty", "Your library is empty: drop files into the chat to add documents. "
+                                    "This answer does not use your documents.", True)
+    elif not found.relevant:
+        prep.finished = True
+        yield NothingFound("irrelevant", "I found nothing about this in your documents, so I cannot answer "
+                                         "it from them. Try other words, another retrieval mode, or add a "
+                                         "document that covers it.", False)
+        timings["total"] = time.perf_counter() - prep.t0
+        yield Sources([], [])
+        return
+    if not hits:
+        return
 
-    # 2. what the documents say: the best sentences (quoted first), and whether they answer at all
-    passages, quote, quoted = hits, "", []
-    if hits:
-        # passages found with the conversation; their sentences scored against the question itself (for a
-        # follow-up the new question says what is wanted now: measured, docs/BENCHMARKS.md "Answers")
-        ev = await asyncio.to_thread(evidence.select, lib.embedder, question, hits, unknown_terms=lib.unknown_terms,
-                                     conversation=query)
-        if not ev.answerable:
-            never = ", ".join(ev.unknown_names)
-            yield NothingFound("weak", (f"Your documents never mention {never}, so I cannot answer this from them. "
-                                        "The nearest passages are listed below.") if never else WEAK_EVIDENCE, False)
-            timings["total"] = time.perf_counter() - t0
-            yield Sources([], hits)
-            return
-        passages = evidence.context(ev)
-        if opts.style != "answer":
-            timings["first_text"] = time.perf_counter() - t0
-            shown = Quoted([(s.text, hits[s.hit]) for s in ev.quotes], timings["first_text"])
-            quote, quoted = shown.text, [t for t, _ in shown.quotes]
-            yield shown
-            if opts.style == "quote":
-                timings["total"] = time.perf_counter() - t0
-                yield Sources([h for _, h in shown.quotes], list(hits))
-                yield Done(Usage(finish_reason="stop"), "", "", quote, timings)
-                return
+    # 2. what the documents say: the best sentences (quoted first), and whether they answer at all.
+    # Passages found with the conversation; their sentences scored against the question itself (for a
+    # follow-up the new question says what is wanted now: measured, docs/BENCHMARKS.md "Answers")
+    lib = prep.lib
+    ev = await asyncio.to_thread(evidence.select, lib.embedder, question, hits, unknown_terms=lib.unknown_terms,
+                                 conversation=query)
+    if not ev.answerable:
+        prep.finished = True
+        never = ", ".join(ev.unknown_names)
+        yield NothingFound("weak", (f"Your documents never mention {never}, so I cannot answer this from them. "
+                                    "The nearest passages are listed below.") if never else WEAK_EVIDENCE, False)
+        timings["total"] = time.perf_counter() - prep.t0
+        yield Sources([], hits)
+        return
+    prep.passages = evidence.context(ev)
+    if opts.style != "answer":
+        timings["first_text"] = time.perf_counter() - prep.t0
+        shown = Quoted([(s.text, hits[s.hit]) for s in ev.quotes], timings["first_text"])
+        prep.quote, prep.quoted = shown.text, [t for t, _ in shown.quotes]
+        yield shown
+        if opts.style == "quote":
+            prep.finished = True
+            timings["total"] = time.perf_counter() - prep.t0
+            yield Sources([h for _, h in shown.quotes], list(hits))
+            yield Done(Usage(finish_reason="stop"), "", "", prep.quote, timings)
 
-    # 3. the model's answer from the compact passages
+
+async def respond(prep: Prepared, opts: Options, control: Control) -> AsyncIterator[Event]:
+    """Steps 3-4: the model's answer from the prepared passages (``opts.engine``, or the routing
+    rules when it is "auto"), checked, with its sources."""
+    timings = dict(prep.timings)
+    if opts.engine == AUTO:
+        async for event in _routed(prep, opts, control, timings):
+            yield event
+        return
     try:
         eng = engine(opts.engine)
     except EngineError as err:
@@ -206,14 +257,21 @@ async def answer(question: str, history: Sequence[Message] | None = None, option
         return
     model = opts.model or None
     state = _Generated()
-    async for event in _generate(eng, model, question, history, passages, opts, control, timings, state):
-        yield event
-    if state.failed:
+    try:
+        async for event in _generate(eng, model, prep, opts, control, timings, state):
+            yield event
+    except EngineError as err:
+        yield Failed(err.message, err.hint, type(err).__name__)
         return
+    async for event in _finish(prep, opts, control, eng, model, state, timings):
+        yield event
+
+
+async def _finish(prep: Prepared, opts: Options, control: Control, eng: Engine, model: str | None,
+                  state: "_Generated", timings: dict) -> AsyncIterator[Event]:
+    """Step 4: loops cut, ended at a sentence, each sentence checked against the passages; sources."""
     if control.cancelled and not state.text:
         return
-
-    # 4. the answer checked: loops cut, ended at a sentence, each sentence against the passages
     used = state.prompt.hits if state.prompt else []
     looped, cut = state.guard.looped, state.generation.usage.finish_reason == "length"
     if looped:
@@ -222,13 +280,13 @@ async def answer(question: str, history: Sequence[Message] | None = None, option
         yield Notice("The answer reached the length limit ('Max answer tokens') and ends at its last full sentence.")
     text = finish(tidy_fences(state.guard.kept if looped else state.text), cut=cut)
     if used and text.strip():
-        sentences = await asyncio.to_thread(check_answer, lib.embedder, text, used, query, quoted)
+        sentences = await asyncio.to_thread(check_answer, prep.lib.embedder, text, used, prep.query, prep.quoted)
         text = render(sentences)
         yield Revised(text, sentences, looped=looped, cut=cut)
     yield Sources(cited(text, used), list(used))
-    timings["total"] = time.perf_counter() - t0
-    full = f"{quote}\n\n{text}".strip() if quote else text
-    yield Done(state.generation.usage, opts.engine, await model_label(eng, model), full, timings)
+    timings["total"] = time.perf_counter() - prep.t0
+    full = f"{prep.quote}\n\n{text}".strip() if prep.quote else text
+    yield Done(state.generation.usage, eng.name, await model_label(eng, model), full, timings)
 
 
 @dataclass
@@ -237,31 +295,33 @@ class _Generated:
     prompt: Any = None
     generation: Any = None
     guard: LoopGuard = field(default_factory=LoopGuard)
-    failed: bool = False
 
 
-async def _generate(eng: Engine, model: str | None, question: str, history, passages: list[Hit], opts: Options,
-                    control: Control, timings: dict, state: _Generated) -> AsyncIterator[Event]:
+async def _generate(eng: Engine, model: str | None, prep: Prepared, opts: Options, control: Control, timings: dict,
+                    state: _Generated, *, context_length: int | None = None,
+                    deadline: float | None = None) -> AsyncIterator[Event]:
     """Prompt + streamed generation, with one retry if the engine says the prompt is too long; stops
-    the engine when the answer starts to loop. Fills ``state``."""
+    the engine when the answer starts to loop. Fills ``state``; raises EngineError (EngineTimeout when
+    no text came within ``deadline`` seconds of the request)."""
     async def counter(messages: list[Message]) -> int:
         return await eng.count_tokens(messages, model=model)
 
-    context_length, max_new_tokens = opts.context_length, opts.max_new_tokens
+    context_length = context_length or opts.context_length
+    max_new_tokens = opts.max_new_tokens
     fitted = None
     for attempt in (1, 2):
         try:
             t = time.perf_counter()
             if context_length is None:
                 context_length = await eng.context_length(model)
-            fitted = await prompt_mod.fit(question, history, passages, counter=counter,
+            fitted = await prompt_mod.fit(prep.question, prep.history, prep.passages, counter=counter,
                                           context_length=context_length, max_new_tokens=max_new_tokens)
             state.prompt = fitted.prompt
             timings["prompt"] = timings.get("prompt", 0.0) + time.perf_counter() - t
             if attempt == 1:
                 for note in fitted.prompt.notes:
                     yield Notice(note.capitalize() + ".")
-                if passages and not fitted.prompt.grounded:
+                if prep.passages and not fitted.prompt.grounded:
                     yield NothingFound("no-room", "No passage fits the model's context next to this question: "
                                                   "this answer does not use your documents.", True)
             if control.cancelled:
@@ -271,8 +331,21 @@ async def _generate(eng: Engine, model: str | None, question: str, history, pass
             state.generation = generation = eng.stream(fitted.prompt.messages, gen_opts, model=model)
             control.generation = generation
             t = time.perf_counter()
+            pieces = generation.__aiter__()
             try:
-                async for piece in generation:
+                while True:
+                    try:
+                        if deadline is not None and not state.text:
+                            left = max(deadline - (time.perf_counter() - t), 0.0)
+                            piece = await asyncio.wait_for(pieces.__anext__(), left)
+                        else:
+                            piece = await pieces.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    except asyncio.TimeoutError:
+                        raise EngineTimeout(f"No answer began within {deadline:g} s (the first-token deadline).",
+                                            "Raise first_token_deadline_s in the routing rules, or use a faster "
+                                            "model.") from None
                     if not piece:
                         continue
                     state.text += piece
@@ -281,20 +354,97 @@ async def _generate(eng: Engine, model: str | None, question: str, history, pass
                         break
             finally:
                 if generation.usage.finish_reason is None or control.cancelled or state.guard.looped:
-                    await generation.cancel()  # a loop, or our consumer went away (stop button)
+                    await generation.cancel()  # a loop, a missed deadline, or our consumer went away
+                await pieces.aclose()
             timings["generation"] = time.perf_counter() - t
             return
         except PromptTooLong as err:
             if attempt == 2 or state.text or fitted is None:
-                state.failed = True
-                yield Failed(err.message, err.hint, type(err).__name__)
-                return
+                raise
             context_length, max_new_tokens = prompt_mod.refit(err, fitted)
             yield Notice("The prompt was too long for the model; retried with fewer passages.")
+
+
+# ------------------------------------------------------------------------------------ routing ("auto")
+def engine_short(name: str) -> str:
+    """An engine's label without its detail in brackets: "In-process", "Foundry Local"."""
+    return registry.labels().get(name, name).split(" (")[0]
+
+
+def routing_rules():
+    """The "auto" engine's rules from ``settings().routing_file`` (raises RulesError naming the line)."""
+    from rag.routing.rules import load
+
+    return load(settings().routing_file, registry.ENGINES)
+
+
+async def _routed(prep: Prepared, opts: Options, control: Control, timings: dict) -> AsyncIterator[Event]:
+    """The answer from the first target of the routing rules that is reachable, fits the prompt and
+    starts within its deadline. A target that fails after streaming text leaves a marked partial
+    answer (FellBack) and the next target answers in full. ``Routed`` says who answered and why."""
+    from rag.routing.rules import RulesError
+
+    try:
+        rules = await asyncio.to_thread(routing_rules)
+    except RulesError as err:
+        default = settings().engine if settings().engine != AUTO else "onnx"
+        yield Notice(f"The routing rules cannot be used: {err}. This answer uses the default engine "
+                     f"({engine_short(default)}).")
+        async for event in respond(prep, replace(opts, engine=default, model=""), control):
+            yield event
+        return
+    full = await prompt_mod.build(prep.question, prep.history, prep.passages, context_length=1 << 30,
+                                  max_new_tokens=0)
+    order = rules.order(prep.question, full.tokens)
+    why_not: list[str] = []  # what happened to the targets before the one that answers
+    for i, (target, why) in enumerate(order):
+        last = i == len(order) - 1
+        name = target.label
+        try:
+            eng = engine(target.engine)
+            model = target.model or None
+            name = f"{engine_short(target.engine)} {await eng.resolve_model(model)}"
+            context_length = target.context_length or await eng.context_length(model)
+            if not last:
+                need = await prompt_mod.build(prep.question, prep.history, prep.passages, context_length=1 << 30,
+                                              max_new_tokens=0,
+                                              counter=lambda m, e=eng, mo=model: e.count_tokens(m, model=mo))
+                room = context_length - prompt_mod.answer_tokens(context_length, opts.max_new_tokens)
+                if need.tokens > room:
+                    why_not.append(f"{name} context {context_length:,} < prompt {need.tokens:,} tokens "
+                                   f"+ {context_length - room:,} for the answer")
+                    continue
         except EngineError as err:
-            state.failed = True
-            yield Failed(err.message, err.hint, type(err).__name__)
-            return
+            what = "is not reachable" if isinstance(err, EngineUnavailable) else "cannot be used"
+            why_not.append(f"{name} {what} ({err.message.rstrip('.')})")
+            continue
+        state = _Generated()
+        reason = "; ".join(why_not) or why or f"target {i + 1} in {rules.path.name if rules.path else 'the rules'}"
+        announced = False
+        t_target = time.perf_counter()
+        try:
+            async for event in _generate(eng, model, prep, opts, control, timings, state,
+                                         context_length=context_length, deadline=rules.deadline(target)):
+                if isinstance(event, Token) and not announced:
+                    announced = True
+                    yield Routed(target.engine, name, reason, time.perf_counter() - t_target)
+                yield event
+        except EngineError as err:
+            failure = f"{name} {'missed' if isinstance(err, EngineTimeout) else 'failed'}: {err.message.rstrip('.')}"
+            if state.text:
+                yield FellBack(state.text, f"{name} stopped after part of its answer ({err.message.rstrip('.')})")
+                failure = f"{name} stopped mid-answer ({err.message.rstrip('.')})"
+            why_not.append(failure)
+            if control.cancelled:
+                return
+            continue
+        if not announced:
+            yield Routed(target.engine, name, reason, time.perf_counter() - t_target)
+        async for event in _finish(prep, opts, control, eng, model, state, timings):
+            yield event
+        return
+    yield Failed("None of the routing targets could answer: " + "; ".join(why_not) + ".",
+                 f"Start the services they need, or edit {rules.path or 'the routing rules'}.", "RoutingFailed")
 
 
 # ------------------------------------------------------------------------------------ ingest

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import offline_env, settings
+from rag.config import REPO_ROOT, offline_env, settings
 
 offline_env()  # before any test imports Hugging Face code
 
@@ -59,3 +59,40 @@ def pytest_collection_modifyitems(config, items):
     """Browser tests run last: Playwright's sync API keeps an event loop running in the main thread
     while its session fixture is open, and pytest-asyncio cannot start a loop inside it."""
     items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
+# ------------------------------------------------------------------ a small real library
+# Two made-up topics no model knows (so an answer can only come from the passages), the FAQ PDF and a
+# broken PDF; indexed with the real embedder, FAISS and BM25. Used by the pipeline, compare and routing tests.
+CALIBRATION = """# Zorblax widget calibration
+
+To calibrate a Zorblax widget, hold the blue button for seven seconds until the lamp blinks green,
+then turn the dial to position 42. A Zorblax widget must be calibrated every 90 days. If the lamp
+blinks red, the widget needs a new quartz crystal before it can be calibrated.
+"""
+
+TEA = """The Quuxian tea ceremony
+
+The Quuxian tea ceremony uses smoked pine needles steeped for exactly four minutes in water at 85
+degrees. Guests drink in silence and the host rings a copper bell between cups.
+"""
+
+
+@pytest.fixture(scope="module")
+def zorblax_corpus(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("corpus")
+    (d / "calibration.md").write_text(CALIBRATION)
+    (d / "tea.txt").write_text(TEA)
+    (d / "faq.pdf").write_bytes((REPO_ROOT / "docs_corpus" / "faq.pdf").read_bytes())
+    (d / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
+    return d
+
+
+@pytest.fixture(scope="module")
+def zorblax_library(tmp_path_factory, zorblax_corpus):
+    from rag.library import Library
+
+    lib = Library(tmp_path_factory.mktemp("index"))
+    report = lib.ingest([zorblax_corpus])
+    assert {Path(f).name for f, _ in report.failed} == {"broken.pdf"}, report.failed
+    return lib

@@ -14,38 +14,9 @@ from rag.search import MIN_DENSE_SCORE
 
 pytestmark = pytest.mark.slow
 
-CALIBRATION = """# Zorblax widget calibration
-
-To calibrate a Zorblax widget, hold the blue button for seven seconds until the lamp blinks green,
-then turn the dial to position 42. A Zorblax widget must be calibrated every 90 days. If the lamp
-blinks red, the widget needs a new quartz crystal before it can be calibrated.
-"""
-
-TEA = """The Quuxian tea ceremony
-
-The Quuxian tea ceremony uses smoked pine needles steeped for exactly four minutes in water at 85
-degrees. Guests drink in silence and the host rings a copper bell between cups.
-"""
-
-
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("corpus")
-    (d / "calibration.md").write_text(CALIBRATION)
-    (d / "tea.txt").write_text(TEA)
-    (d / "faq.pdf").write_bytes((REPO_ROOT / "docs_corpus" / "faq.pdf").read_bytes())
-    (d / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
-    return d
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory, corpus):
-    from rag.library import Library
-
-    lib = Library(tmp_path_factory.mktemp("index"))
-    report = lib.ingest([corpus])
-    assert {Path(f).name for f, _ in report.failed} == {"broken.pdf"}, report.failed
-    return lib
+def library(zorblax_library):
+    return zorblax_library
 
 
 def opts(**kw) -> pl.Options:
@@ -192,13 +163,13 @@ async def test_the_event_loop_keeps_running_during_an_answer(library, smollm2_di
     assert max(stalls) < 0.3, f"the loop stalled for {max(stalls):.2f}s"
 
 
-async def test_ingest_uploads_keeps_names_and_reports_bad_files(tmp_path, corpus):
+async def test_ingest_uploads_keeps_names_and_reports_bad_files(tmp_path, zorblax_corpus):
     from rag.library import Library
 
     lib = Library(tmp_path / "index")
     uploads = tmp_path / "uploads"
     tmp_a, tmp_b = tmp_path / "a1b2c3", tmp_path / "d4e5f6"  # Chainlit's temp names
-    tmp_a.write_text(TEA)
+    tmp_a.write_text((zorblax_corpus / "tea.txt").read_text())
     tmp_b.write_bytes(b"%PDF-1.4 broken")
     events = [ev async for ev in pl.ingest_uploads([(tmp_a, "tea notes.txt"), (tmp_b, "../evil/broken.pdf")],
                                                    lib=lib, uploads_dir=uploads)]
@@ -210,14 +181,14 @@ async def test_ingest_uploads_keeps_names_and_reports_bad_files(tmp_path, corpus
     # the same content again is the same file (unchanged); other content under the same name never clobbers
     again = [ev async for ev in pl.ingest_uploads([(tmp_a, "tea notes.txt")], lib=lib, uploads_dir=uploads)]
     assert [Path(p).name for p in again[-1].report.unchanged] == ["tea notes.txt"]
-    tmp_a.write_text(CALIBRATION)
+    tmp_a.write_text((zorblax_corpus / "calibration.md").read_text())
     third = [ev async for ev in pl.ingest_uploads([(tmp_a, "tea notes.txt")], lib=lib, uploads_dir=uploads)]
     assert len(third[-1].report.added) == 1 and len(list(uploads.rglob("tea notes.txt"))) == 2
     hits = await asyncio.to_thread(lib.search, "Quuxian tea ceremony", 1)
     assert hits[0].chunk.name == "tea notes.txt"
 
 
-def test_cli_ask_streams_then_prints_sources_and_timings(tmp_path, corpus, tiny_model_dir):
+def test_cli_ask_streams_then_prints_sources_and_timings(tmp_path, zorblax_corpus, tiny_model_dir):
     import os
     import subprocess
     import sys
@@ -225,7 +196,7 @@ def test_cli_ask_streams_then_prints_sources_and_timings(tmp_path, corpus, tiny_
     from rag.library import Library
 
     data = tmp_path / "data"
-    Library(data / "index").ingest([corpus / "calibration.md", corpus / "tea.txt"])
+    Library(data / "index").ingest([zorblax_corpus / "calibration.md", zorblax_corpus / "tea.txt"])
     env = dict(os.environ, LRC_DATA_DIR=str(data), PYTHONPATH=str(REPO_ROOT))
     run = subprocess.run([sys.executable, "-m", "rag", "ask", "How do I calibrate a Zorblax widget?",
                           "--model", "tiny", "-k", "1", "--max-tokens", "8", "--show-passages"],
