@@ -90,11 +90,15 @@ def tidy_fences(text: str) -> str:
     return text
 
 
+_EMPTY_ITEM = re.compile(r"\n[ \t]*(?:\d{1,3}[.)]|[-*+•])[ \t]*$")
+
+
 def finish(text: str, cut: bool = False) -> str:
     """The answer ended cleanly: at a sentence end, a closed code block or a list/heading line; else
     trimmed to its last complete sentence (when that keeps most of it), or marked unfinished with an
-    ellipsis — after dropping the last word when a length limit ``cut`` it (it may be half a word)."""
-    stripped = text.rstrip()
+    ellipsis — after dropping the last word when a length limit ``cut`` it (it may be half a word).
+    A list item the limit left empty ("11.") is dropped."""
+    stripped = _EMPTY_ITEM.sub("", text.rstrip()).rstrip()
     if not stripped or stripped[-1] in ".!?:;)\"'`*]…" or stripped.endswith("```"):
         return stripped
     kept = end_at_sentence(stripped)

@@ -57,3 +57,6 @@ def test_an_answer_always_ends_cleanly():
     assert finish("The build should use a toolchain such as gcc-x86_6", cut=True) == \
         "The build should use a toolchain such as …"
     assert finish("```bash\nmake\n```") == "```bash\nmake\n```"
+    # a length limit that stopped right after a list number leaves no empty item behind
+    assert finish("Types:\n1. PDF (.pdf)\n2. Markdown (.md)\n3.", cut=True) == "Types:\n1. PDF (.pdf)\n2. Markdown (.md)"
+    assert finish("Steps:\n- Unpack it.\n- ") == "Steps:\n- Unpack it."
