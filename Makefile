@@ -5,13 +5,14 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 FOUNDRY_VENV := .venv-foundry
+OPENWEBUI_VENV := .venv-openwebui
 HOST ?= 127.0.0.1
 PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup models test-models foundry-setup chromium run test test-fast foundry bench eval clean-venv help
+.PHONY: setup models test-models foundry-setup openwebui-setup chromium run test test-fast foundry bench eval clean-venv help
 
 help:
 	@echo "make run    - set up what is missing and start the chat on http://$(HOST):$(PORT)"
@@ -41,13 +42,21 @@ $(FOUNDRY_VENV)/.installed: scripts/foundry-requirements.txt
 
 foundry-setup: $(FOUNDRY_VENV)/.installed
 
+# Open WebUI for the API tests (tests/openwebui): its own venv, built once.
+$(OPENWEBUI_VENV)/.installed: scripts/openwebui-requirements.txt
+	test -x $(OPENWEBUI_VENV)/bin/python || $(PY) -m venv $(OPENWEBUI_VENV)
+	$(OPENWEBUI_VENV)/bin/pip install -q --disable-pip-version-check -r scripts/openwebui-requirements.txt
+	touch $@
+
+openwebui-setup: $(OPENWEBUI_VENV)/.installed
+
 chromium:
 	@bash scripts/ensure_chromium.sh
 
 run: models
 	$(BIN)/chainlit run app.py --host $(HOST) --port $(PORT) --headless
 
-test: test-models foundry-setup chromium
+test: test-models foundry-setup openwebui-setup chromium
 	$(BIN)/python -m pytest -q
 
 test-fast: test-models

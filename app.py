@@ -24,6 +24,7 @@ import chainlit.server as cl_server  # noqa: E402
 from engines import registry  # noqa: E402
 from engines.base import EngineError  # noqa: E402
 from rag import pipeline as pl  # noqa: E402
+from rag.api import mount as mount_api  # noqa: E402
 from rag.schema import Mode  # noqa: E402
 
 log = logging.getLogger("local-rag-chat")
@@ -73,6 +74,10 @@ def _local_page(root_path: str) -> str:
 
 
 cl_server.get_html_template = _local_page
+
+# The OpenAI-compatible API (/v1: models, chat completions, embeddings) on the chat's own server, in front
+# of Chainlit's catch-all page route (rag.api.mount puts it there).
+mount_api(cl_server.app)
 
 
 # ------------------------------------------------------------------ settings panel

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     # the chat loads the index, the embedder and the default model at start-up, in the background
     warmup: bool = Field(True, validation_alias=_env("LRC_WARMUP"))
 
+    # the OpenAI-compatible API (/v1 on the chat's server, or `python -m rag serve`): when set, every
+    # request must send it as "Authorization: Bearer KEY"
+    api_key: str = Field("", validation_alias=_env("LRC_API_KEY"))
+
     # Foundry Local / any OpenAI-compatible endpoint
     foundry_base_url: str = Field("", validation_alias=_env("FOUNDRY_BASE_URL"))
     foundry_model: str = Field("", validation_alias=_env("FOUNDRY_MODEL"))

@@ -299,12 +299,14 @@ class OnnxGeneration(Generation):
         if self.cancelled:
             return
         self._rid, self._queue = await self.engine._open()
+        received = 0  # pieces (one a token, but for held-back stop-string text)
         try:
             self.engine._worker.send(("start", self._rid, str(path), self.messages, opts))
             while not self.cancelled:
                 msg = await self._queue.get()
                 kind = msg[0]
                 if kind == "piece":
+                    received += 1
                     yield msg[2]
                 elif kind == "started":
                     self.usage.prompt_tokens = int(msg[2])
@@ -317,6 +319,8 @@ class OnnxGeneration(Generation):
                 # "cancel-local": the loop condition sees the cancel
         finally:
             self.engine._queues.pop(self._rid, None)
+            if self.usage.finish_reason is None:  # stopped before the worker's "done" (and its count)
+                self.usage.completion_tokens = max(self.usage.completion_tokens, received)
 
     def _stop(self) -> None:
         """The worker drops this answer at its next step; a waiting read wakes up at once."""

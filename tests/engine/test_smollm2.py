@@ -53,6 +53,8 @@ async def test_cancel_mid_stream_frees_the_worker(smollm2_engine):
             await gen.cancel()
     assert gen.usage.finish_reason == "cancelled"
     assert got <= 7  # nothing much arrives after cancel
+    assert gen.usage.completion_tokens == got, "a stopped answer still counts the tokens it wrote"
+    assert gen.usage.tokens_per_second > 0
     # the worker drops the answer at its next step
     deadline = time.monotonic() + 2
     while (await smollm2_engine.worker_status())["active"] and time.monotonic() < deadline:
