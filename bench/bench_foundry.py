@@ -17,12 +17,9 @@ import asyncio
 import json
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -36,56 +33,13 @@ from engines.foundry.engine import FoundryEngine  # noqa: E402
 from engines.onnx.models import ModelCatalog  # noqa: E402
 from rag.config import settings  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import Service  # noqa: E402  (bench/benchlib.py: the Foundry Local launcher in a child process)
+
 SYSTEM = ("You answer questions about the user's documents. Use only the numbered passages; "
           "cite them like [1]. If they do not contain the answer, say so.")
 QUESTION = "How do I add my own documents, and which file types are accepted?"
 CORPUS = REPO_ROOT / "docs_corpus" / "user-guide.md"
-
-
-class Service:
-    """scripts/foundry_local.py in a child process, ready when it prints READY."""
-
-    def __init__(self, model_dir: Path, root: Path):
-        self.root = root
-        home = root / "home"
-        home.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, HOME=str(home), PYTHONUNBUFFERED="1")
-        cmd = [sys.executable, str(REPO_ROOT / "scripts" / "foundry_local.py"), "--model", str(model_dir),
-               "--port", "0", "--data-dir", str(root / "data"), "--state-file", str(root / "state.json"), "--stop-with-parent"]
-        self.t0 = time.perf_counter()
-        self.log = open(root / "launcher.log", "wb")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, env=env, text=True,
-                                     cwd=REPO_ROOT, start_new_session=True)
-        self.base_url = self.model = ""
-        self.ready_seconds = 0.0
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        found = threading.Event()
-
-        def read():
-            for line in self.proc.stdout:
-                if line.startswith("READY "):
-                    fields = dict(p.split("=", 1) for p in line.split()[1:])
-                    self.base_url, self.model = fields["base_url"], fields["model"]
-                    self.ready_seconds = time.perf_counter() - self.t0
-                    found.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not found.wait(0.1):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit("Foundry Local did not start; see " + str(self.root / "launcher.log"))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self.log.close()
 
 
 async def build_prompt(engine, target: int) -> tuple[list[dict], int]:
