@@ -30,27 +30,27 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable, Sequence
+from typing import AsyncIterator, Iterable, Sequence
 
-from engines import registry
-from engines.base import Engine, EngineError, EngineTimeout, EngineUnavailable, GenerationOptions, Message, PromptTooLong, Usage
-from rag import prompt as prompt_mod
+from engines.base import EngineError, Message, Usage
 from rag.answer import evidence
-from rag.answer.check import check as check_answer, citation_numbers, render
 from rag.answer.followup import standalone_query
-from rag.answer.guard import LoopGuard, finish, tidy_fences
+from rag.answering import (Control, Generated, Prepared, cited, engine, engine_short, finish_answer, generate,
+                           model_label, routed, routing_rules)
 from rag.config import settings
 from rag.events import (Done, Event, Failed, FellBack, Ingested, NothingFound, Notice, Progress, Quoted, Retrieved,
                         Revised, Routed, Sources, Token)
-from rag.schema import STYLES, Hit, Mode
+from rag.schema import STYLES, Mode
 
-__all__ = ["AUTO", "Options", "Control", "Prepared", "answer", "prepare", "respond", "ingest", "ingest_uploads", "store_upload", "library", "engine",
-           "cited", "model_label", "Done", "Event", "Failed", "Ingested", "NothingFound", "Notice", "Progress",
+__all__ = ["AUTO", "Options", "Control", "Prepared", "answer", "prepare", "respond", "ingest", "ingest_uploads",
+           "store_upload", "library", "engine", "engine_short", "routing_rules", "cited", "model_label", "Done", "Event", "Failed", "Ingested", "NothingFound", "Notice", "Progress",
            "Quoted", "Retrieved", "Revised", "Sources", "Token", "Routed", "FellBack"]
 
 
 # ------------------------------------------------------------------------------------ options
 AUTO = "auto"  # the engine choice that routes between engines by the rules in settings().routing_file
+
+
 @dataclass
 class Options:
     engine: str = field(default_factory=lambda: settings().engine)
@@ -81,53 +81,11 @@ class Options:
                        repetition_penalty=max(1.0, min(float(self.repetition_penalty), 2.0)))
 
 
-class Control:
-    """Lets another task stop a running answer (the CLI's Ctrl-C, a test, the chat's stop button).
-    A comparison or a routed answer runs more than one generation: cancelling stops them all."""
-
-    def __init__(self) -> None:
-        self.generations: list = []
-        self.cancelled = False
-
-    @property
-    def generation(self):
-        return self.generations[-1] if self.generations else None
-
-    @generation.setter
-    def generation(self, generation) -> None:
-        self.generations.append(generation)
-
-    async def cancel(self) -> None:
-        self.cancelled = True
-        for generation in list(self.generations):
-            await generation.cancel()
-
-
 # ------------------------------------------------------------------------------------ helpers
 def library():
     from rag.library import Library  # imported late: it pulls in torch
 
     return Library.shared()
-
-
-def engine(name: str) -> Engine:
-    """The process-wide engine ``name``, created on first use with its settings."""
-    return registry.get(name, settings().engine_config(name))
-
-
-def cited(text: str, hits: Sequence[Hit]) -> list[Hit]:
-    """Hits referenced as [n] (also [1, 2]) in the answer, in order of first citation."""
-    order = dict.fromkeys(n for n in citation_numbers(text) if 1 <= n <= len(hits))
-    return [hits[n - 1] for n in order]
-
-
-async def model_label(engine: Any, model: str | None) -> str:
-    """The model's id as the engine knows it (the engine's default when ``model`` is empty)."""
-    try:
-        return await engine.resolve_model(model)
-    except Exception:  # a label is not worth failing an answer for
-        pass
-    return model or "default"
 
 
 # ------------------------------------------------------------------------------------ answer
@@ -143,23 +101,6 @@ async def _retrieve(lib, query: str, opts: Options):
         lib = await asyncio.to_thread(library)
     found = await asyncio.to_thread(lib.retrieve, query, opts.top_k, opts.mode, opts.min_score)
     return lib, found, time.perf_counter() - t
-
-
-@dataclass
-class Prepared:
-    """What retrieval and the evidence step leave for the model (both sides of a comparison share it)."""
-
-    question: str
-    history: list
-    query: str  # what retrieval searched with (a follow-up: built from the conversation)
-    lib: Any = None
-    hits: list[Hit] = field(default_factory=list)  # retrieved
-    passages: list[Hit] = field(default_factory=list)  # what the model reads (best sentences + neighbours)
-    quote: str = ""  # the quote shown before the model's answer, as plain text
-    quoted: list[str] = field(default_factory=list)
-    timings: dict = field(default_factory=dict)
-    t0: float = field(default_factory=time.perf_counter)
-    finished: bool = False  # the answer ended before the model (nothing found, quote only, a failure)
 
 
 async def answer(question: str, history: Sequence[Message] | None = None, options: Options | None = None,
@@ -247,204 +188,34 @@ async def respond(prep: Prepared, opts: Options, control: Control) -> AsyncItera
     rules when it is "auto"), checked, with its sources."""
     timings = dict(prep.timings)
     if opts.engine == AUTO:
-        async for event in _routed(prep, opts, control, timings):
-            yield event
-        return
+        from rag.routing.rules import RulesError
+
+        try:
+            rules = await asyncio.to_thread(routing_rules)
+        except RulesError as err:  # say so, and answer with the default engine
+            default = settings().engine if settings().engine != AUTO else "onnx"
+            yield Notice(f"The routing rules cannot be used: {err}. This answer uses the default engine "
+                         f"({engine_short(default)}).")
+            opts = replace(opts, engine=default, model="")
+        else:
+            async for event in routed(rules, prep, opts, control, timings):
+                yield event
+            return
     try:
         eng = engine(opts.engine)
     except EngineError as err:
         yield Failed(err.message, err.hint, type(err).__name__)
         return
     model = opts.model or None
-    state = _Generated()
+    state = Generated()
     try:
-        async for event in _generate(eng, model, prep, opts, control, timings, state):
+        async for event in generate(eng, model, prep, opts, control, timings, state):
             yield event
     except EngineError as err:
         yield Failed(err.message, err.hint, type(err).__name__)
         return
-    async for event in _finish(prep, opts, control, eng, model, state, timings):
+    async for event in finish_answer(prep, control, eng, model, state, timings):
         yield event
-
-
-async def _finish(prep: Prepared, opts: Options, control: Control, eng: Engine, model: str | None,
-                  state: "_Generated", timings: dict) -> AsyncIterator[Event]:
-    """Step 4: loops cut, ended at a sentence, each sentence checked against the passages; sources."""
-    if control.cancelled and not state.text:
-        return
-    used = state.prompt.hits if state.prompt else []
-    looped, cut = state.guard.looped, state.generation.usage.finish_reason == "length"
-    if looped:
-        yield Notice("The model started repeating itself and was stopped.")
-    elif cut:
-        yield Notice("The answer reached the length limit ('Max answer tokens') and ends at its last full sentence.")
-    text = finish(tidy_fences(state.guard.kept if looped else state.text), cut=cut)
-    if used and text.strip():
-        sentences = await asyncio.to_thread(check_answer, prep.lib.embedder, text, used, prep.query, prep.quoted)
-        text = render(sentences)
-        yield Revised(text, sentences, looped=looped, cut=cut)
-    yield Sources(cited(text, used), list(used))
-    timings["total"] = time.perf_counter() - prep.t0
-    full = f"{prep.quote}\n\n{text}".strip() if prep.quote else text
-    yield Done(state.generation.usage, eng.name, await model_label(eng, model), full, timings)
-
-
-@dataclass
-class _Generated:
-    text: str = ""
-    prompt: Any = None
-    generation: Any = None
-    guard: LoopGuard = field(default_factory=LoopGuard)
-
-
-async def _generate(eng: Engine, model: str | None, prep: Prepared, opts: Options, control: Control, timings: dict,
-                    state: _Generated, *, context_length: int | None = None,
-                    deadline: float | None = None) -> AsyncIterator[Event]:
-    """Prompt + streamed generation, with one retry if the engine says the prompt is too long; stops
-    the engine when the answer starts to loop. Fills ``state``; raises EngineError (EngineTimeout when
-    no text came within ``deadline`` seconds of the request)."""
-    async def counter(messages: list[Message]) -> int:
-        return await eng.count_tokens(messages, model=model)
-
-    context_length = context_length or opts.context_length
-    max_new_tokens = opts.max_new_tokens
-    fitted = None
-    for attempt in (1, 2):
-        try:
-            t = time.perf_counter()
-            if context_length is None:
-                context_length = await eng.context_length(model)
-            fitted = await prompt_mod.fit(prep.question, prep.history, prep.passages, counter=counter,
-                                          context_length=context_length, max_new_tokens=max_new_tokens)
-            state.prompt = fitted.prompt
-            timings["prompt"] = timings.get("prompt", 0.0) + time.perf_counter() - t
-            if attempt == 1:
-                for note in fitted.prompt.notes:
-                    yield Notice(note.capitalize() + ".")
-                if prep.passages and not fitted.prompt.grounded:
-                    yield NothingFound("no-room", "No passage fits the model's context next to this question: "
-                                                  "this answer does not use your documents.", True)
-            if control.cancelled:
-                return
-            gen_opts = GenerationOptions(max_new_tokens=fitted.max_new_tokens, temperature=opts.temperature,
-                                         repetition_penalty=opts.repetition_penalty)
-            state.generation = generation = eng.stream(fitted.prompt.messages, gen_opts, model=model)
-            control.generation = generation
-            t = time.perf_counter()
-            pieces = generation.__aiter__()
-            try:
-                while True:
-                    try:
-                        if deadline is not None and not state.text:
-                            left = max(deadline - (time.perf_counter() - t), 0.0)
-                            piece = await asyncio.wait_for(pieces.__anext__(), left)
-                        else:
-                            piece = await pieces.__anext__()
-                    except StopAsyncIteration:
-                        break
-                    except asyncio.TimeoutError:
-                        raise EngineTimeout(f"No answer began within {deadline:g} s (the first-token deadline).",
-                                            "Raise first_token_deadline_s in the routing rules, or use a faster "
-                                            "model.") from None
-                    if not piece:
-                        continue
-                    state.text += piece
-                    yield Token(piece)
-                    if state.guard.feed(piece):
-                        break
-            finally:
-                if generation.usage.finish_reason is None or control.cancelled or state.guard.looped:
-                    await generation.cancel()  # a loop, a missed deadline, or our consumer went away
-                await pieces.aclose()
-            timings["generation"] = time.perf_counter() - t
-            return
-        except PromptTooLong as err:
-            if attempt == 2 or state.text or fitted is None:
-                raise
-            context_length, max_new_tokens = prompt_mod.refit(err, fitted)
-            yield Notice("The prompt was too long for the model; retried with fewer passages.")
-
-
-# ------------------------------------------------------------------------------------ routing ("auto")
-def engine_short(name: str) -> str:
-    """An engine's label without its detail in brackets: "In-process", "Foundry Local"."""
-    return registry.labels().get(name, name).split(" (")[0]
-
-
-def routing_rules():
-    """The "auto" engine's rules from ``settings().routing_file`` (raises RulesError naming the line)."""
-    from rag.routing.rules import load
-
-    return load(settings().routing_file, registry.ENGINES)
-
-
-async def _routed(prep: Prepared, opts: Options, control: Control, timings: dict) -> AsyncIterator[Event]:
-    """The answer from the first target of the routing rules that is reachable, fits the prompt and
-    starts within its deadline. A target that fails after streaming text leaves a marked partial
-    answer (FellBack) and the next target answers in full. ``Routed`` says who answered and why."""
-    from rag.routing.rules import RulesError
-
-    try:
-        rules = await asyncio.to_thread(routing_rules)
-    except RulesError as err:
-        default = settings().engine if settings().engine != AUTO else "onnx"
-        yield Notice(f"The routing rules cannot be used: {err}. This answer uses the default engine "
-                     f"({engine_short(default)}).")
-        async for event in respond(prep, replace(opts, engine=default, model=""), control):
-            yield event
-        return
-    full = await prompt_mod.build(prep.question, prep.history, prep.passages, context_length=1 << 30,
-                                  max_new_tokens=0)
-    order = rules.order(prep.question, full.tokens)
-    why_not: list[str] = []  # what happened to the targets before the one that answers
-    for i, (target, why) in enumerate(order):
-        last = i == len(order) - 1
-        name = target.label
-        try:
-            eng = engine(target.engine)
-            model = target.model or None
-            name = f"{engine_short(target.engine)} {await eng.resolve_model(model)}"
-            context_length = target.context_length or await eng.context_length(model)
-            if not last:
-                need = await prompt_mod.build(prep.question, prep.history, prep.passages, context_length=1 << 30,
-                                              max_new_tokens=0,
-                                              counter=lambda m, e=eng, mo=model: e.count_tokens(m, model=mo))
-                room = context_length - prompt_mod.answer_tokens(context_length, opts.max_new_tokens)
-                if need.tokens > room:
-                    why_not.append(f"{name} context {context_length:,} < prompt {need.tokens:,} tokens "
-                                   f"+ {context_length - room:,} for the answer")
-                    continue
-        except EngineError as err:
-            what = "is not reachable" if isinstance(err, EngineUnavailable) else "cannot be used"
-            why_not.append(f"{name} {what} ({err.message.rstrip('.')})")
-            continue
-        state = _Generated()
-        reason = "; ".join(why_not) or why or f"target {i + 1} in {rules.path.name if rules.path else 'the rules'}"
-        announced = False
-        t_target = time.perf_counter()
-        try:
-            async for event in _generate(eng, model, prep, opts, control, timings, state,
-                                         context_length=context_length, deadline=rules.deadline(target)):
-                if isinstance(event, Token) and not announced:
-                    announced = True
-                    yield Routed(target.engine, name, reason, time.perf_counter() - t_target)
-                yield event
-        except EngineError as err:
-            failure = f"{name} {'missed' if isinstance(err, EngineTimeout) else 'failed'}: {err.message.rstrip('.')}"
-            if state.text:
-                yield FellBack(state.text, f"{name} stopped after part of its answer ({err.message.rstrip('.')})")
-                failure = f"{name} stopped mid-answer ({err.message.rstrip('.')})"
-            why_not.append(failure)
-            if control.cancelled:
-                return
-            continue
-        if not announced:
-            yield Routed(target.engine, name, reason, time.perf_counter() - t_target)
-        async for event in _finish(prep, opts, control, eng, model, state, timings):
-            yield event
-        return
-    yield Failed("None of the routing targets could answer: " + "; ".join(why_not) + ".",
-                 f"Start the services they need, or edit {rules.path or 'the routing rules'}.", "RoutingFailed")
 
 
 # ------------------------------------------------------------------------------------ ingest

@@ -1,0 +1,323 @@
+"""Steps 3-4 of an answer: the model writes from the prepared passages, then its text is checked.
+``rag.pipeline.respond`` calls :func:`generate` + :func:`finish_answer` for one engine, or
+:func:`routed` for the "auto" engine (the routing rules, ``rag.routing.rules``).
+
+Routing: the targets are tried in the rules' order. A target is passed over, with its reason, when
+its engine or model cannot be used, when the whole prompt (counted with that model's tokenizer) plus
+the answer's share does not fit its context (not for the last target, which fits by dropping
+passages as usual), when it fails before its first token, or when that first token misses its
+deadline. To keep a miss cheap, the next target is started ``PRESTART_S`` before the deadline (its
+pieces wait in a buffer): if the first target still has not spoken at its deadline, the next one has
+already read its prompt; if it has, the spare is cancelled. ``Routed`` announces the target that
+answers, before its first ``Token``; a target failing after it streamed text leaves ``FellBack``
+(its partial answer) and the next target answers in full.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Sequence
+
+from engines import registry
+from engines.base import Engine, EngineError, EngineUnavailable, GenerationOptions, Message, PromptTooLong
+from rag import prompt as prompt_mod
+from rag.answer.check import check as check_answer, citation_numbers, render
+from rag.answer.guard import LoopGuard, finish, tidy_fences
+from rag.config import settings
+from rag.events import Done, Event, Failed, FellBack, NothingFound, Notice, Revised, Routed, Sources, Token
+from rag.schema import Hit
+
+PRESTART_S = 1.5  # the next routing target starts this long before the current one's deadline
+
+
+class Control:
+    """Lets another task stop a running answer (the CLI's Ctrl-C, a test, the chat's stop button).
+    A comparison or a routed answer runs more than one generation: cancelling stops them all."""
+
+    def __init__(self) -> None:
+        self.generations: list = []
+        self.cancelled = False
+
+    @property
+    def generation(self):
+        return self.generations[-1] if self.generations else None
+
+    @generation.setter
+    def generation(self, generation) -> None:
+        self.generations.append(generation)
+
+    async def cancel(self) -> None:
+        self.cancelled = True
+        for generation in list(self.generations):
+            await generation.cancel()
+
+
+@dataclass
+class Prepared:
+    """What retrieval and the evidence step leave for the model (both sides of a comparison share it)."""
+
+    question: str
+    history: list
+    query: str  # what retrieval searched with (a follow-up: built from the conversation)
+    lib: Any = None
+    hits: list[Hit] = field(default_factory=list)  # retrieved
+    passages: list[Hit] = field(default_factory=list)  # what the model reads (best sentences + neighbours)
+    quote: str = ""  # the quote shown before the model's answer, as plain text
+    quoted: list[str] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    t0: float = field(default_factory=time.perf_counter)
+    finished: bool = False  # the answer ended before the model (nothing found, quote only, a failure)
+
+
+def engine(name: str) -> Engine:
+    """The process-wide engine ``name``, created on first use with its settings."""
+    return registry.get(name, settings().engine_config(name))
+
+
+def engine_short(name: str) -> str:
+    """An engine's label without its detail in brackets: "In-process", "Foundry Local"."""
+    return registry.labels().get(name, name).split(" (")[0]
+
+
+def cited(text: str, hits: Sequence[Hit]) -> list[Hit]:
+    """Hits referenced as [n] (also [1, 2]) in the answer, in order of first citation."""
+    order = dict.fromkeys(n for n in citation_numbers(text) if 1 <= n <= len(hits))
+    return [hits[n - 1] for n in order]
+
+
+async def model_label(engine: Any, model: str | None) -> str:
+    """The model's id as the engine knows it (the engine's default when ``model`` is empty)."""
+    try:
+        return await engine.resolve_model(model)
+    except Exception:  # a label is not worth failing an answer for
+        pass
+    return model or "default"
+
+
+def routing_rules():
+    """The "auto" engine's rules from ``settings().routing_file`` (raises RulesError naming the line)."""
+    from rag.routing.rules import load
+
+    return load(settings().routing_file, registry.ENGINES)
+
+
+# ------------------------------------------------------------------------------------ one engine
+@dataclass
+class Generated:
+    """What a generation left: its text, prompt, Generation (usage) and loop guard."""
+
+    text: str = ""
+    prompt: Any = None
+    generation: Any = None
+    guard: LoopGuard = field(default_factory=LoopGuard)
+
+
+async def generate(eng: Engine, model: str | None, prep: Prepared, opts, control: Control, timings: dict,
+                   state: Generated, *, context_length: int | None = None) -> AsyncIterator[Event]:
+    """Prompt + streamed generation (``opts``: the pipeline's Options), with one retry if the engine
+    says the prompt is too long; stops the engine when the answer starts to loop. Fills ``state``;
+    raises EngineError."""
+    async def counter(messages: list[Message]) -> int:
+        return await eng.count_tokens(messages, model=model)
+
+    context_length = context_length or opts.context_length
+    max_new_tokens = opts.max_new_tokens
+    fitted = None
+    for attempt in (1, 2):
+        try:
+            t = time.perf_counter()
+            if context_length is None:
+                context_length = await eng.context_length(model)
+            fitted = await prompt_mod.fit(prep.question, prep.history, prep.passages, counter=counter,
+                                          context_length=context_length, max_new_tokens=max_new_tokens)
+            state.prompt = fitted.prompt
+            timings["prompt"] = timings.get("prompt", 0.0) + time.perf_counter() - t
+            if attempt == 1:
+                for note in fitted.prompt.notes:
+                    yield Notice(note.capitalize() + ".")
+                if prep.passages and not fitted.prompt.grounded:
+                    yield NothingFound("no-room", "No passage fits the model's context next to this question: "
+                                                  "this answer does not use your documents.", True)
+            if control.cancelled:
+                return
+            gen_opts = GenerationOptions(max_new_tokens=fitted.max_new_tokens, temperature=opts.temperature,
+                                         repetition_penalty=opts.repetition_penalty)
+            state.generation = generation = eng.stream(fitted.prompt.messages, gen_opts, model=model)
+            control.generation = generation
+            t = time.perf_counter()
+            try:
+                async for piece in generation:
+                    if not piece:
+                        continue
+                    state.text += piece
+                    yield Token(piece)
+                    if state.guard.feed(piece):
+                        break
+            finally:
+                if generation.usage.finish_reason is None or control.cancelled or state.guard.looped:
+                    await generation.cancel()  # a loop, or our consumer went away (stop, a passed-over target)
+            timings["generation"] = time.perf_counter() - t
+            return
+        except PromptTooLong as err:
+            if attempt == 2 or state.text or fitted is None:
+                raise
+            context_length, max_new_tokens = prompt_mod.refit(err, fitted)
+            yield Notice("The prompt was too long for the model; retried with fewer passages.")
+
+
+async def finish_answer(prep: Prepared, control: Control, eng: Engine, model: str | None, state: Generated,
+                        timings: dict) -> AsyncIterator[Event]:
+    """Step 4: loops cut, ended at a sentence, each sentence checked against the passages; sources."""
+    if control.cancelled and not state.text:
+        return
+    used = state.prompt.hits if state.prompt else []
+    looped, cut = state.guard.looped, state.generation.usage.finish_reason == "length"
+    if looped:
+        yield Notice("The model started repeating itself and was stopped.")
+    elif cut:
+        yield Notice("The answer reached the length limit ('Max answer tokens') and ends at its last full sentence.")
+    text = finish(tidy_fences(state.guard.kept if looped else state.text), cut=cut)
+    if used and text.strip():
+        sentences = await asyncio.to_thread(check_answer, prep.lib.embedder, text, used, prep.query, prep.quoted)
+        text = render(sentences)
+        yield Revised(text, sentences, looped=looped, cut=cut)
+    yield Sources(cited(text, used), list(used))
+    timings["total"] = time.perf_counter() - prep.t0
+    full = f"{prep.quote}\n\n{text}".strip() if prep.quote else text
+    yield Done(state.generation.usage, eng.name, await model_label(eng, model), full, timings)
+
+
+# ------------------------------------------------------------------------------------ routing ("auto")
+_END = object()
+
+
+class _Attempt:
+    """One routing target answering in its own task; its events wait in a queue until it is chosen
+    (or it is cancelled: passed over, or not needed)."""
+
+    def __init__(self, target, name: str, eng: Engine, model: str | None, context_length: int, prep: Prepared,
+                 opts, control: Control, timings: dict):
+        self.target, self.name, self.eng, self.model = target, name, eng, model
+        self.state = Generated()
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.spoke = asyncio.Event()  # first text, an error or the end
+        self.started = time.perf_counter()
+        self.task = asyncio.create_task(self._run(context_length, prep, opts, control, timings))
+
+    async def _run(self, context_length, prep, opts, control, timings) -> None:
+        try:
+            async for event in generate(self.eng, self.model, prep, opts, control, timings, self.state,
+                                        context_length=context_length):
+                self.queue.put_nowait(event)
+                if isinstance(event, Token):
+                    self.spoke.set()
+            self.queue.put_nowait(_END)
+        except EngineError as err:
+            self.queue.put_nowait(err)
+        finally:
+            self.spoke.set()
+
+    async def wait(self, until: float) -> bool:
+        """True once it spoke (text, an error or the end), False at ``until`` (perf_counter time)."""
+        try:
+            await asyncio.wait_for(self.spoke.wait(), max(until - time.perf_counter(), 0.0))
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def stop(self) -> None:
+        if not self.task.done():
+            self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def routed(rules, prep: Prepared, opts, control: Control, timings: dict) -> AsyncIterator[Event]:
+    """The answer from the first target of ``rules`` that can give it (see the module docstring)."""
+    full = await prompt_mod.build(prep.question, prep.history, prep.passages, context_length=1 << 30,
+                                  max_new_tokens=0)
+    order = iter(enumerate(rules.order(prep.question, full.tokens)))
+    count = len(rules.targets)
+    why_not: list[str] = []  # what happened to the targets before the one that answers
+    first_reason = {}
+
+    async def start_next() -> _Attempt | None:
+        """The next target that can be used and fits the prompt, started; None when none is left."""
+        for i, (target, why) in order:
+            name = target.label
+            try:
+                eng = engine(target.engine)
+                model = target.model or None
+                name = f"{engine_short(target.engine)} {await eng.resolve_model(model)}"
+                context_length = target.context_length or await eng.context_length(model)
+                if i < count - 1:
+                    need = await prompt_mod.build(prep.question, prep.history, prep.passages, context_length=1 << 30,
+                                                  max_new_tokens=0,
+                                                  counter=lambda m, e=eng, mo=model: e.count_tokens(m, model=mo))
+                    room = context_length - prompt_mod.answer_tokens(context_length, opts.max_new_tokens)
+                    if need.tokens > room:
+                        why_not.append(f"{name} context {context_length:,} < prompt {need.tokens:,} tokens "
+                                       f"+ {context_length - room:,} for the answer")
+                        continue
+            except EngineError as err:
+                what = "is not reachable" if isinstance(err, EngineUnavailable) else "cannot be used"
+                why_not.append(f"{name} {what} ({err.message.rstrip('.')})")
+                continue
+            first_reason[id(target)] = why or f"target {i + 1} in {rules.path.name if rules.path else 'the rules'}"
+            return _Attempt(target, name, eng, model, context_length, prep, opts, control, timings)
+        return None
+
+    current, spare = await start_next(), None
+    try:
+        while current is not None:
+            deadline = current.started + rules.deadline(current.target)
+            spoke = await current.wait(deadline - PRESTART_S)
+            if not spoke and spare is None:  # the deadline is near: let the next target read its prompt now
+                spare = await start_next()
+            spoke = spoke or await current.wait(deadline)
+            if not spoke:
+                await current.stop()
+                why_not.append(f"{current.name} missed its first-token deadline of {rules.deadline(current.target):g} s")
+                current, spare = spare or await start_next(), None
+                continue
+            announced = False
+            reason = "; ".join(why_not) or first_reason[id(current.target)]
+            failure = None
+            while True:
+                item = await current.queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, EngineError):
+                    failure = item
+                    break
+                if isinstance(item, Token) and not announced:
+                    announced = True
+                    if spare is not None:  # it spoke in time: the spare is not needed
+                        await spare.stop()
+                        spare = None
+                    yield Routed(current.target.engine, current.name, reason, time.perf_counter() - current.started)
+                yield item
+            if failure is None:
+                if spare is not None:  # it ended without text: the spare is not needed either
+                    await spare.stop()
+                    spare = None
+                if not announced:
+                    yield Routed(current.target.engine, current.name, reason, time.perf_counter() - current.started)
+                async for event in finish_answer(prep, control, current.eng, current.model, current.state, timings):
+                    yield event
+                return
+            message = failure.message.rstrip(".")
+            if current.state.text:
+                yield FellBack(current.state.text, f"{current.name} stopped after part of its answer ({message})")
+                why_not.append(f"{current.name} stopped mid-answer ({message})")
+            else:
+                why_not.append(f"{current.name} failed: {message}")
+            if control.cancelled:
+                return
+            current, spare = spare or await start_next(), None
+    finally:
+        for attempt in (current, spare):
+            if attempt is not None:
+                await attempt.stop()
+    yield Failed("None of the routing targets could answer: " + "; ".join(why_not) + ".",
+                 f"Start the services they need, or edit {rules.path or 'the routing rules'}.", "RoutingFailed")
