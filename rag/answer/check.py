@@ -12,7 +12,8 @@ in some passage or in the question: an invented identifier is what misleads a us
 - a sentence that repeats what was already shown (the quote) is left out.
 
 Sentences of fewer than ``MIN_WORDS`` words or two content terms ("Yes.", "Here's how to do it:") are not
-judged. The thresholds and
+judged, except a short list item ("6. CSV (CSV)") none of whose terms any passage or the question holds:
+a list of names is where a small model pads with invented ones, and it is marked unsupported. The thresholds and
 the precision of the marks (read by hand) are in docs/BENCHMARKS.md, "Answers".
 """
 from __future__ import annotations
@@ -37,6 +38,8 @@ _CITE = re.compile(r"\s*\[(\d{1,2}(?:\s*[,;]\s*\d{1,2})*)\]")
 _IDENT = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]+|[A-Za-z]\w*_\w+|\w+\.[A-Za-z]{1,5}\b|/[\w.-]+(?:/[\w.-]+)*"
                     r"|\d+(?:\.\d+)+|\w+\(\)|`[^`]+`|[A-Z][a-z]+[A-Z]\w*)")
 _WORD = re.compile(r"\w+")
+_MARKER = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*+•])\s*$")  # a list item's number or bullet, split off as a "sentence"
+_BULLET_BEFORE = re.compile(r"\n[ \t]*[-*+•][ \t]*$")
 
 
 @dataclass
@@ -90,6 +93,16 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
                 cov = len(terms & have) / len(terms) if terms else 0.0
                 support[i, p] = max(cos / MIN_COSINE, cov / MIN_COVERAGE)  # >= 1: supported
     known = " ".join([question, *(h.chunk.text for h in passages)]).lower()
+    known_terms = set(tokenize(known))
+
+    def unknown_item(i: int) -> list[str]:
+        """The terms of a short list item when none of them is known (else [])."""
+        before = raw[i - 1].strip() if i else ""
+        gap = answer[spans[i - 1][1] if i else 0:spans[i][0]]
+        if not (_MARKER.match(before) or _BULLET_BEFORE.search(gap)):
+            return []
+        terms = [t for t in tokenize(bare[i]) if t.isalpha() and len(t) >= 2]
+        return sorted(set(terms)) if terms and not any(t in known_terms for t in terms) else []
     shown_words = [set(_WORD.findall(t.lower())) for t in shown]
     out = []
     for i, s in enumerate(raw):
@@ -98,7 +111,8 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
             out.append(Checked(s, True, cited, judged=False, repeats=True))
             continue
         if not judged[i]:
-            out.append(Checked(s, True, cited, judged=False))
+            invented = unknown_item(i)
+            out.append(Checked(bare[i], False, [], invented=invented) if invented else Checked(s, True, cited, judged=False))
             continue
         invented = sorted(t for t in identifiers(bare[i]) if t not in known)
         ok = [p + 1 for p in np.argsort(-support[i]) if support[i, p] >= 1.0] if not invented else []

@@ -61,3 +61,17 @@ def test_unsupported_sentences_are_marked_and_citations_moved(embedder):
     assert "[1]" in text.split(". ")[0] and "GUI [1]" not in text and "GUI. ⚠️" in text
     assert text.endswith("*⚠️ not found in your documents (1 of 2 sentences)*"), text
     assert "must exist" not in text, "a sentence repeating the quote is left out"
+
+
+def test_an_invented_short_list_item_is_marked(embedder):
+    """A small model pads a list with names the documents never give: the item is too short to judge
+    by meaning, but none of its words is in the passages, so it is marked; known items are not."""
+    answer = ("The variables that matter are:\n\n1. R_LIBS_USER\n2. TMPDIR\n3. CUDA_HOME (CUDA)\n"
+              "- Yes.\n\nGood luck!")
+    checked = check(embedder, answer, hits(), question="Which environment variables matter?")
+    by_text = {c.text.strip(): c for c in checked}
+    assert by_text["R_LIBS_USER"].supported and by_text["TMPDIR"].supported
+    item = by_text["CUDA_HOME (CUDA)"]
+    assert not item.supported and item.judged and "cuda" in item.invented
+    assert by_text["Good luck!"].supported and not by_text["Good luck!"].judged, "not a list item: not judged"
+    assert "CUDA_HOME (CUDA) ⚠️" in render(checked)

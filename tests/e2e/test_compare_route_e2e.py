@@ -29,7 +29,7 @@ def test_compare_in_process_and_foundry_local_side_by_side(new_chat, server, scr
 
     launcher = Launcher(root=tmp_path, model_dir=smollm2_dir, port=server.foundry_port).start()
     try:
-        page = new_chat()  # a new chat lists the models of every engine that answers, Foundry Local's included
+        page = new_chat(height=2200)  # tall: both answers and the verdict in one screenshot
         page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
         open_settings(page)
         page.click("#compare")
@@ -46,7 +46,7 @@ def test_compare_in_process_and_foundry_local_side_by_side(new_chat, server, scr
         for side in (a, b):
             assert "Sources:" in side and "From your documents:" in side, side
         assert "answer tokens" in verdict and "cited" in verdict, verdict
-        page.screenshot(path=str(screenshots / "compare.png"), full_page=True)
+        page.screenshot(path=str(screenshots / "compare.png"))
     finally:
         assert launcher.stop() == 0
 
