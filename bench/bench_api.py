@@ -513,32 +513,25 @@ def main(argv: list[str] | None = None) -> int:
                            "throughput_ratio>=0.95": a["throughput_ratio"] >= THROUGHPUT_TARGET,
                            "all_clients_completed": b["completed"] == b["clients"]},
                **result}
-    if args.write_benchmarks:
-        body = "\n".join([
-            "**Question:** what does answering through the OpenAI-compatible API (`python -m rag serve`, "
-            "`POST /v1/chat/completions`, streamed) cost next to the pipeline answering in-process, and do "
-            "several streamed clients at once all complete?",
-            f"**Command:** `{benchlib.command_line('api', argv)}` (bench/bench_api.py; its docstring says what "
-            "each figure is).",
-            "",
-            f"Run {benchlib.today()} ({round(seconds)} s in all), {benchlib.machine_note()}. A library of "
-            f"`docs_corpus/` (user guide + FAQ); the server in its own process over it (onnx, smollm2, no API key); "
-            f"{a['questions']} questions about the documents, greedy, top {args.k}, at most {args.max_new_tokens} answer "
-            f"tokens (median {a['completion_tokens']}), each answered once streamed through the API (httpx, one kept-alive "
-            f"connection) and once by `rag.pipeline.answer` in the benchmark's process, one after the other, the order "
-            f"alternating per question; then {b['clients']} streamed clients at once.",
-            "",
-            tab,
-            "",
-            reading(result),
-            "",
-            "JSON summary (last line of the run):",
-            f"`{json.dumps(summary)}`",
-        ])
-        benchlib.write_section(SECTION, body)
-        print(f"wrote the section '{SECTION}' of {benchlib.BENCHMARKS}")
-    print(json.dumps(summary))
-    return 0
+    lines = [
+        "**Question:** what does answering through the OpenAI-compatible API (`python -m rag serve`, "
+        "`POST /v1/chat/completions`, streamed) cost next to the pipeline answering in-process, and do "
+        "several streamed clients at once all complete?",
+        f"**Command:** `{benchlib.command_line('api', argv)}` (bench/bench_api.py; its docstring says what "
+        "each figure is).",
+        "",
+        f"Run {benchlib.today()} ({round(seconds)} s in all), {benchlib.machine_note()}. A library of "
+        f"`docs_corpus/` (user guide + FAQ); the server in its own process over it (onnx, smollm2, no API key); "
+        f"{a['questions']} questions about the documents, greedy, top {args.k}, at most {args.max_new_tokens} answer "
+        f"tokens (median {a['completion_tokens']}), each answered once streamed through the API (httpx, one kept-alive "
+        f"connection) and once by `rag.pipeline.answer` in the benchmark's process, one after the other, the order "
+        f"alternating per question; then {b['clients']} streamed clients at once.",
+        "",
+        tab,
+        "",
+        reading(result),
+    ]
+    return benchlib.report(SECTION, lines, summary, args.write_benchmarks)
 
 
 if __name__ == "__main__":

@@ -427,37 +427,30 @@ def main(argv: list[str] | None = None) -> int:
     print(reading(result))
     summary = {"bench": "route", "k": args.k, "max_new_tokens": args.max_tokens, "cpus": os.cpu_count(),
                "seconds": round(seconds, 1), **result}
-    if args.write_benchmarks:
-        a, b, c = result["overhead"], result["slow_first_token"], result["service_down"]
-        body = "\n".join([
-            "**Question:** what does the \"auto\" engine (routing rules, `rag/routing`) cost next to choosing the "
-            "engine directly, and how soon does the fallback answer when the first target is slow or down?",
-            f"**Command:** `{benchlib.command_line('route', argv)}` (bench/bench_route.py; its docstring says "
-            "what each figure is).",
-            "",
-            f"Run {benchlib.today()} ({round(seconds)} s in all), {benchlib.machine_note()}. A library of "
-            f"`docs_corpus/` (user guide + FAQ), questions about it through `rag.pipeline.answer`, greedy, top {args.k}, "
-            f"{args.max_tokens} answer tokens. (a): rules with one target (onnx:smollm2) versus Options(engine=\"onnx\", "
-            f"model=\"smollm2\"), alternating per question, {a['answers_per_side']} answers each ({args.rounds} rounds of "
-            f"{args.questions} questions); identical answers in {a['same_answer']} of {a['answers_per_side']}. "
-            f"(b): rules [foundry target on a real local HTTP server that accepts the request, sends the headers "
-            f"and then nothing, `first_token_deadline_s = {args.deadline:g}`; onnx:smollm2], {b['questions']} questions "
-            f"(each after a direct answer or before one, alternately). (c): the same rules with the foundry target on "
-            f"a free port where nothing listens, {c['questions']} questions.",
-            "",
-            tab,
-            "",
-            reading(result),
-            "",
-            f"Routed line of (b): \"{b['routed']}\"; of (c): \"{c['routed']}\".",
-            "",
-            "JSON summary (last line of the run):",
-            f"`{json.dumps(summary)}`",
-        ])
-        benchlib.write_section(SECTION, body)
-        print(f"wrote the section '{SECTION}' of {benchlib.BENCHMARKS}")
-    print(json.dumps(summary))
-    return 0
+    a, b, c = result["overhead"], result["slow_first_token"], result["service_down"]
+    lines = [
+        "**Question:** what does the \"auto\" engine (routing rules, `rag/routing`) cost next to choosing the "
+        "engine directly, and how soon does the fallback answer when the first target is slow or down?",
+        f"**Command:** `{benchlib.command_line('route', argv)}` (bench/bench_route.py; its docstring says "
+        "what each figure is).",
+        "",
+        f"Run {benchlib.today()} ({round(seconds)} s in all), {benchlib.machine_note()}. A library of "
+        f"`docs_corpus/` (user guide + FAQ), questions about it through `rag.pipeline.answer`, greedy, top {args.k}, "
+        f"{args.max_tokens} answer tokens. (a): rules with one target (onnx:smollm2) versus Options(engine=\"onnx\", "
+        f"model=\"smollm2\"), alternating per question, {a['answers_per_side']} answers each ({args.rounds} rounds of "
+        f"{args.questions} questions); identical answers in {a['same_answer']} of {a['answers_per_side']}. "
+        f"(b): rules [foundry target on a real local HTTP server that accepts the request, sends the headers "
+        f"and then nothing, `first_token_deadline_s = {args.deadline:g}`; onnx:smollm2], {b['questions']} questions "
+        f"(each after a direct answer or before one, alternately). (c): the same rules with the foundry target on "
+        f"a free port where nothing listens, {c['questions']} questions.",
+        "",
+        tab,
+        "",
+        reading(result),
+        "",
+        f"Routed line of (b): \"{b['routed']}\"; of (c): \"{c['routed']}\".",
+    ]
+    return benchlib.report(SECTION, lines, summary, args.write_benchmarks)
 
 
 if __name__ == "__main__":

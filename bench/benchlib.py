@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import json
+
 import asyncio
 import os
 import platform
@@ -141,6 +143,17 @@ def write_section(title: str, body: str, sub: str | None = None, intro: str = ""
         end = next((i for i in starts if i > mine), len(lines))
         _replace(lines, "### ", f"### {sub}", _block(f"### {sub}", body), mine + 1, end)
     path.write_text("".join(lines), encoding="utf-8")
+
+
+def report(title: str, lines: list[str], summary: dict, write: bool) -> int:
+    """End a benchmark: with ``write``, the section ``title`` of BENCHMARKS.md becomes ``lines`` plus the
+    JSON summary; the summary is always the last line printed."""
+    if write:
+        body = "\n".join([*lines, "", "JSON summary (last line of the run):", f"`{json.dumps(summary)}`"])
+        write_section(title, body)
+        print(f"wrote the section '{title}' of {BENCHMARKS}")
+    print(json.dumps(summary))
+    return 0
 
 
 def machine_note() -> str:
