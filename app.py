@@ -154,6 +154,8 @@ async def _send_settings(opts: pl.Options, models: dict[str, str], compare: str 
         Select(id="compare", label="Compare with", items=compare_items, initial_value=compare,
                description="Answer each question twice, side by side: with the engine and model above (A) "
                            "and with this one (B), from the same passages"),
+        Select(id="scope", label="Search", items=SCOPES, initial_value=cl.user_session.get("scope") or "all",
+               description="Only this chat's files: the files dropped into this chat"),
         Slider(id="top_k", label="Passages", initial=opts.top_k, min=1, max=10, step=1),
         Select(id="mode", label="Retrieval mode", values=Mode.values(), initial_value=opts.mode),
         Select(id="style", label="Answer", items=STYLES, initial_value=opts.style,
@@ -196,6 +198,9 @@ async def settings_update(values: dict) -> None:
     if new.engine != old.engine and new.model not in models.values():
         new.model = ""
     compare = str(values.get("compare", cl.user_session.get("compare") or OFF))
+    scope = str(values.get("scope", cl.user_session.get("scope") or "all"))
+    cl.user_session.set("scope", scope)
+    new.scope = _scope(scope)
     await _send_settings(new, models, compare, await _compare_items())
     cl.user_session.set("options", new)
     cl.user_session.set("compare", compare)
@@ -252,10 +257,11 @@ async def starter(action: cl.Action) -> None:
 
 
 # ------------------------------------------------------------------ messages
-async def _run_ingest(events, title: str) -> None:
+async def _run_ingest(events, title: str):
+    """Show an ingest's progress in one message; returns its report (None when it failed)."""
     msg = cl.Message(content=f"{title}…")
     await msg.send()
-    last = 0.0
+    last, report = 0.0, None
     async for ev in events:
         if isinstance(ev, pl.Progress) and time.monotonic() - last > 0.5:
             p = ev.progress
@@ -264,7 +270,7 @@ async def _run_ingest(events, title: str) -> None:
             await msg.update()
             last = time.monotonic()
         elif isinstance(ev, pl.Ingested):
-            r = ev.report
+            r = report = ev.report
             lines = [f"{title}: done. {r.summary()}"]
             for f, reason in r.failed:
                 name = os.path.basename(str(f))
@@ -275,12 +281,14 @@ async def _run_ingest(events, title: str) -> None:
         elif isinstance(ev, pl.Failed):
             msg.content = f"{title}: failed. {ev.text}"
             await msg.update()
+    return report
 
 
 def _retrieval_text(ev: pl.Retrieved) -> str:
     if ev.mode == "off":
         return "Retrieval is off."
-    lines = [f"mode: {ev.mode} · {len(ev.hits)} passages · {ev.seconds:.2f} s", ""]
+    scope = "all documents" if ev.scope is None else f"only this chat's files ({len(ev.scope)})"
+    lines = [f"mode: {ev.mode} · scope: {scope} · {len(ev.hits)} passages · {ev.seconds:.2f} s", ""]
     for h in ev.hits:
         extra = " ".join(f"{k}={v:.3f}" for k, v in (h.scores or {}).items() if isinstance(v, (int, float)))
         lines += [f"#{h.rank} {h.chunk.citation()}  score={h.score:.3f} {extra}".rstrip(),
@@ -321,10 +329,49 @@ async def _append(msg: cl.Message, block: str) -> None:
 async def on_message(message: cl.Message) -> None:
     files = [(e.path, e.name) for e in (message.elements or []) if getattr(e, "path", None)]
     if files:
-        await _run_ingest(pl.ingest_uploads(files), f"Indexing {len(files)} file(s)")
+        report = await _run_ingest(pl.ingest_uploads(files), f"Indexing {len(files)} file(s)")
+        if report is not None:
+            await _add_chat_files([*report.added, *report.updated, *report.unchanged])
     question = (message.content or "").strip()
     if question:
         await _answer(question)
+
+
+# ------------------------------------------------------------------ per-chat scope
+SCOPES = {"All documents": "all", "Only this chat's files": "chat"}
+
+
+def _scope(choice: str) -> tuple[str, ...] | None:
+    """The files a chat's questions search: None (the whole library) or the files dropped into it."""
+    return tuple(cl.user_session.get("chat_files") or ()) if choice == "chat" else None
+
+
+async def _add_chat_files(paths: list[str]) -> None:
+    files = list(dict.fromkeys([*(cl.user_session.get("chat_files") or []), *map(str, paths)]))
+    cl.user_session.set("chat_files", files)
+    opts: pl.Options = cl.user_session.get("options")
+    if (cl.user_session.get("scope") or "all") == "chat":
+        opts.scope = _scope("chat")
+    elif paths:
+        await cl.Message(content=f"Questions in this chat search all your documents. To search only the "
+                                 f"{len(files)} file(s) dropped into this chat:",
+                         actions=[cl.Action(name="scope_chat", payload={}, label="Search only this chat's files")]).send()
+
+
+@cl.action_callback("scope_chat")
+async def scope_chat(action: cl.Action) -> None:
+    opts: pl.Options = cl.user_session.get("options")
+    cl.user_session.set("scope", "chat")
+    opts.scope = _scope("chat")
+    await _resend_settings(opts)
+    await cl.Message(content=f"This chat now searches only its own {len(opts.scope)} file(s) (the gear "
+                             f"button's *Search* switches back).").send()
+
+
+async def _resend_settings(opts: pl.Options) -> None:
+    models, _ = await _try_models(opts.engine)
+    await _send_settings(opts, models or {"(engine default)": DEFAULT}, cl.user_session.get("compare") or OFF,
+                         await _compare_items())
 
 
 def _footer(ev: pl.Done) -> str:

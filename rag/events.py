@@ -21,6 +21,7 @@ class Retrieved:
     hits: list[Hit]
     mode: Mode
     seconds: float
+    scope: tuple[str, ...] | None = None  # the files searched; None = the whole library
 
 
 @dataclass

@@ -17,7 +17,7 @@ import functools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -100,9 +100,9 @@ class LiveIndex:
         if self.search.generation != generation:  # another process wrote meanwhile: read everything again
             self._reload()
 
-    def rank(self, query_vec, query: str, k: int, mode: Mode) -> list[tuple[int, float, dict]]:
+    def rank(self, query_vec, query: str, k: int, mode: Mode, allowed=None) -> list[tuple[int, float, dict]]:
         self.load()
-        return self.search.rank(query_vec, query, k, mode)
+        return self.search.rank(query_vec, query, k, mode, allowed)
 
 
 def _added(commit: FileCommit, ids: list[int]) -> Added:
@@ -171,17 +171,20 @@ class Library:
             return self.ingester.resume(progress)
 
     # ------------------------------------------------------------------ search
-    def search(self, query: str, k: int = 4, mode: Mode | str = Mode.HYBRID, rerank: bool = True) -> list[Hit]:
-        """Top-k chunks for a question. mode: "hybrid" (default), "dense" or "lexical". With a
-        re-ranker configured (and ``rerank``), it re-orders the top ``rerank_depth`` candidates
-        (raises ``RerankerError`` when it cannot be loaded)."""
+    def search(self, query: str, k: int = 4, mode: Mode | str = Mode.HYBRID, rerank: bool = True,
+               scope: Sequence[str] | None = None) -> list[Hit]:
+        """Top-k chunks for a question. mode: "hybrid" (default), "dense" or "lexical". ``scope``: search
+        only these files (indexed paths; None = the whole library). With a re-ranker configured (and
+        ``rerank``), it re-orders the top ``rerank_depth`` candidates (raises ``RerankerError`` when it
+        cannot be loaded)."""
         mode = Mode.parse(mode, search_only=True)
         if not query or not query.strip():
             return []
         self.load()
         qv = self.embedder.encode_query(query) if mode != Mode.LEXICAL else None
         reranker = Reranker.get(self.reranker) if (rerank and self.reranker and k > 0) else None
-        ranked = self._live.rank(qv, query, max(k, self.rerank_depth) if reranker else k, mode)
+        allowed = None if scope is None else np.asarray(self.store.chunk_ids([str(p) for p in scope]), dtype=np.int64)
+        ranked = self._live.rank(qv, query, max(k, self.rerank_depth) if reranker else k, mode, allowed)
         chunks = self.store.chunks([i for i, _, _ in ranked])
         hits = []
         for i, score, scores in ranked:
@@ -191,20 +194,20 @@ class Library:
         return rerank_hits(reranker, query, hits, k)
 
     def retrieve(self, question: str, k: int = 4, mode: Mode | str = Mode.HYBRID,
-                 min_score: float | None = None) -> Retrieval:
-        """What a chat needs before answering: the top-k hits, whether the library is empty, and
-        whether any hit is about the question (``rag.search.is_relevant`` at ``min_score``, None =
-        its default threshold). A re-ranker that cannot be used is a notice, not an error: the
-        ranking without it is returned."""
+                 min_score: float | None = None, scope: Sequence[str] | None = None) -> Retrieval:
+        """What a chat needs before answering: the top-k hits (from the ``scope`` files only, when
+        given), whether the library is empty, and whether any hit is about the question
+        (``rag.search.is_relevant`` at ``min_score``, None = its default threshold). A re-ranker that
+        cannot be used is a notice, not an error: the ranking without it is returned."""
         mode = Mode.parse(mode, search_only=True)
         if not self.store.counts()[1]:
             return Retrieval([], library_empty=True)
         notices: list[str] = []
         try:
-            hits = self.search(question, k, mode)
+            hits = self.search(question, k, mode, scope=scope)
         except RerankerError as err:  # a misconfigured optional stage: say so, rank without it
             notices.append(f"{err} This answer uses the ranking without the re-ranker.")
-            hits = self.search(question, k, mode, rerank=False)
+            hits = self.search(question, k, mode, rerank=False, scope=scope)
         threshold = MIN_DENSE_SCORE if min_score is None else min_score
         return Retrieval(hits, relevant=is_relevant(hits, mode, threshold), notices=notices)
 

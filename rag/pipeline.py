@@ -63,6 +63,7 @@ class Options:
     context_length: int | None = None  # None = ask the engine
     style: str = field(default_factory=lambda: settings().answer_style)  # "quote+answer" | "answer" | "quote"
     repetition_penalty: float = field(default_factory=lambda: settings().repetition_penalty)
+    scope: tuple[str, ...] | None = None  # search only these files (indexed paths); None = the whole library
 
     def normalised(self) -> "Options":
         """Values from sliders arrive as floats or strings: make them the right types and ranges."""
@@ -78,7 +79,8 @@ class Options:
                        min_score=None if self.min_score is None else float(self.min_score),
                        context_length=self.context_length,
                        style=str(self.style) if str(self.style) in STYLES else STYLES[0],
-                       repetition_penalty=max(1.0, min(float(self.repetition_penalty), 2.0)))
+                       repetition_penalty=max(1.0, min(float(self.repetition_penalty), 2.0)),
+                       scope=None if self.scope is None else tuple(str(p) for p in self.scope))
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -99,7 +101,7 @@ async def _retrieve(lib, query: str, opts: Options):
     t = time.perf_counter()
     if lib is None:
         lib = await asyncio.to_thread(library)
-    found = await asyncio.to_thread(lib.retrieve, query, opts.top_k, opts.mode, opts.min_score)
+    found = await asyncio.to_thread(lib.retrieve, query, opts.top_k, opts.mode, opts.min_score, opts.scope)
     return lib, found, time.perf_counter() - t
 
 
@@ -141,7 +143,7 @@ async def prepare(prep: Prepared, opts: Options, *, lib=None) -> AsyncIterator[E
     prep.hits = hits = list(found.hits)
     for note in found.notices:
         yield Notice(note)
-    yield Retrieved(query, list(hits), opts.mode, timings["retrieval"])
+    yield Retrieved(query, list(hits), opts.mode, timings["retrieval"], opts.scope)
     if found.library_empty:
         yield NothingFound("empty", "Your library is empty: drop files into the chat to add documents. "
                                     "This answer does not use your documents.", True)

@@ -286,5 +286,15 @@ class Store:
                                   heading=r[6] or "", doc_id=r[7] or Path(r[2]).name, context=r[8] or "")
         return out
 
+    def chunk_ids(self, paths: list[str]) -> list[int]:
+        """The chunk ids of these files (indexed paths)."""
+        c = self._conn()
+        out: list[int] = []
+        for i in range(0, len(paths), 500):
+            part = [str(p) for p in paths[i:i + 500]]
+            q = "SELECT id FROM chunks WHERE path IN (%s)" % ",".join("?" * len(part))
+            out += [r[0] for r in c.execute(q, part)]
+        return out
+
     def chunk_tokens(self) -> list[int]:
         return [r[0] for r in self._conn().execute("SELECT tokens FROM chunks")]

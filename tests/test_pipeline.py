@@ -208,3 +208,26 @@ def test_cli_ask_streams_then_prints_sources_and_timings(tmp_path, zorblax_corpu
     nothing = subprocess.run([sys.executable, "-m", "rag", "ask", "What is the capital of France?", "--model", "tiny"],
                              cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert nothing.returncode == 0 and "found nothing" in nothing.stdout, nothing.stdout + nothing.stderr[-500:]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+def test_a_scope_searches_only_those_files_in_every_mode(library, mode):
+    """A chat's scope (the files dropped into it) limits retrieval to them, whatever the mode."""
+    tea = next(p for p in library.files() if p.path.endswith("tea.txt")).path
+    whole = library.retrieve("How do I calibrate a Zorblax widget?", 3, mode)
+    assert whole.hits and whole.hits[0].chunk.name == "calibration.md"
+    scoped = library.retrieve("How do I calibrate a Zorblax widget?", 3, mode, scope=[tea])
+    assert all(h.chunk.name == "tea.txt" for h in scoped.hits), [h.chunk.name for h in scoped.hits]
+    if mode != "lexical":  # BM25 finds no calibration term in the tea file: nothing, rightly
+        assert scoped.hits
+    own = library.retrieve("What is steeped for four minutes?", 3, mode, scope=[tea])
+    assert own.hits and own.hits[0].chunk.name == "tea.txt"
+    assert library.retrieve("tea", 3, mode, scope=[]).hits == []
+
+
+async def test_the_retrieved_event_says_the_scope(library, tiny_model_dir):
+    tea = next(p for p in library.files() if p.path.endswith("tea.txt")).path
+    events = await collect("What do guests drink in silence?", opts(model="tiny", max_new_tokens=8, scope=(tea,)),
+                           library)
+    retrieved = events[0]
+    assert retrieved.scope == (tea,) and {h.chunk.name for h in retrieved.hits} == {"tea.txt"}

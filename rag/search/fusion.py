@@ -76,11 +76,15 @@ def _top_ids(ids: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
 
 def rank(query_vec: np.ndarray | None, query: str, dense: DenseIndex, lexical: LexicalIndex, k: int,
          mode: Mode | str = Mode.HYBRID, candidates: int = CANDIDATES,
-         dense_weight: float | None = None) -> list[tuple[int, float, dict]]:
-    """[(chunk id, score, {"dense": .., "lexical": ..}), ...] best first, at most k."""
+         dense_weight: float | None = None, allowed: np.ndarray | None = None) -> list[tuple[int, float, dict]]:
+    """[(chunk id, score, {"dense": .., "lexical": ..}), ...] best first, at most k. ``allowed``: rank
+    only these chunk ids (a chat's own files), scored exactly, the same way in every mode."""
     mode = Mode.parse(mode, search_only=True)
     if k <= 0:
         return []
+    if allowed is not None:
+        return _rank_within(np.unique(np.asarray(allowed, dtype=np.int64)), query_vec, query, dense, lexical, k,
+                            mode, candidates, dense_weight)
     if mode == Mode.DENSE:
         ids, s = dense.search(query_vec, k)
         return [(int(i), float(x), {"dense": float(x)}) for i, x in zip(ids, s)]
@@ -96,6 +100,30 @@ def rank(query_vec: np.ndarray | None, query: str, dense: DenseIndex, lexical: L
         return []
     d_scores = dense.scores_for(query_vec, cand)
     l_scores = LexicalIndex.pick(all_ids, all_lex, cand)
+    fused = fuse(cand, d_scores, l_scores, dense_weight)
+    order = np.argsort(-fused, kind="stable")[:k]
+    return [(int(cand[j]), float(fused[j]), {"dense": float(d_scores[j]), "lexical": float(l_scores[j])})
+            for j in order]
+
+
+def _rank_within(allowed: np.ndarray, query_vec, query: str, dense: DenseIndex, lexical: LexicalIndex, k: int,
+                 mode: Mode, candidates: int, dense_weight: float | None) -> list[tuple[int, float, dict]]:
+    """``rank`` over the ``allowed`` chunks only: their dense scores computed directly (no index search),
+    their BM25 scores picked from the full score vector; hybrid fuses the top ``candidates`` of each."""
+    if len(allowed) == 0:
+        return []
+    d_all = dense.scores_for(query_vec, allowed) if mode != Mode.LEXICAL else None
+    all_ids, all_lex = lexical.scores(query) if mode != Mode.DENSE else (None, None)
+    l_all = LexicalIndex.pick(all_ids, all_lex, allowed) if all_ids is not None else None
+    if mode == Mode.DENSE:
+        order = np.argsort(-d_all, kind="stable")[:k]
+        return [(int(allowed[j]), float(d_all[j]), {"dense": float(d_all[j])}) for j in order]
+    if mode == Mode.LEXICAL:
+        order = [j for j in np.argsort(-l_all, kind="stable")[:k] if l_all[j] > 0]
+        return [(int(allowed[j]), float(l_all[j]), {"lexical": float(l_all[j])}) for j in order]
+    n = max(candidates, k)
+    pick = np.unique(np.concatenate([np.argsort(-d_all, kind="stable")[:n], np.argsort(-l_all, kind="stable")[:n]]))
+    cand, d_scores, l_scores = allowed[pick], d_all[pick], l_all[pick]
     fused = fuse(cand, d_scores, l_scores, dense_weight)
     order = np.argsort(-fused, kind="stable")[:k]
     return [(int(cand[j]), float(fused[j]), {"dense": float(d_scores[j]), "lexical": float(l_scores[j])})

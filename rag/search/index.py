@@ -77,15 +77,15 @@ class SearchIndex:
             self._generation = generation
 
     def rank(self, query_vec: np.ndarray | None, query: str, k: int,
-             mode: Mode | str) -> list[tuple[int, float, dict]]:
+             mode: Mode | str, allowed: np.ndarray | None = None) -> list[tuple[int, float, dict]]:
         """[(chunk id, score, {"dense": .., "lexical": ..}), ...] best first, at most k (see
-        ``rag.search.fusion.rank``); nothing before the first ``load``."""
+        ``rag.search.fusion.rank``; ``allowed``: only these chunk ids); nothing before the first ``load``."""
         mode = Mode.parse(mode, search_only=True)
         with self._lock:
             dense, lexical = self._dense, self._lexical
         if dense is None or lexical is None:
             return []
-        return fusion.rank(query_vec, query, dense, lexical, k, mode)
+        return fusion.rank(query_vec, query, dense, lexical, k, mode, allowed=allowed)
 
     def unknown_terms(self, text: str) -> list[str]:
         """Terms of ``text`` that no indexed chunk holds (all of them before the first ``load``)."""

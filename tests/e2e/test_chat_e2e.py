@@ -1,12 +1,14 @@
 """The chat as a user sees it: a real Chainlit server, real models, Debian chromium via Playwright.
 
 Run: .venv/bin/python -m pytest -q -m e2e tests/e2e   (screenshots land in docs/screenshots/)
+
+The welcome test must open the session's first chat (it checks that the first start indexes docs_corpus/
+visibly): this file sorts first in tests/e2e, keep other test files' names after it.
 """
 from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 
@@ -280,3 +282,32 @@ def test_an_unsupported_sentence_is_marked(new_chat, server, screenshots):
     assert "From your documents:" in answer, answer
     assert "not found in your documents" in answer, answer
     page.screenshot(path=str(screenshots / "unsupported-marked.png"))
+
+
+def test_each_chat_can_search_only_its_own_files(new_chat, server, screenshots, tmp_path):
+    """Two chats drop a file each on the same made-up topic; switched to "only this chat's files", each
+    answers from its own file alone (and the Retrieval step says the scope)."""
+    files = {}
+    for name, colour in (("lamp-a.md", "crimson"), ("lamp-b.md", "turquoise")):
+        f = tmp_path / name
+        f.write_text(f"# The Vellbright lamp\n\nThe Vellbright lamp glows {colour} when its battery is full. "
+                     f"Charge the Vellbright lamp for three hours before first use.\n")
+        files[name] = (f, colour)
+    pages = {}
+    for name, (f, _) in files.items():
+        page = new_chat()
+        page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
+        page.set_input_files("#upload-button-input", [str(f)])
+        page.get_by_text(name).first.wait_for()
+        page.click("#chat-submit")  # the file alone, no question
+        page.get_by_role("button", name="Search only this chat's files").click(timeout=120_000)
+        page.get_by_text("now searches only its own 1 file(s)").wait_for()
+        pages[name] = page
+    for name, page in pages.items():
+        own, other = files[name][1], next(c for n, (_, c) in files.items() if n != name)
+        answer, _ = ask(page, "What colour does the Vellbright lamp glow when its battery is full?", server)
+        quote = answer.split("From your documents:", 1)[-1].split("TTFT")[0]
+        assert own in quote and other not in answer, answer
+        assert name in answer and [n for n in files if n != name][0] not in answer, answer
+        assert "only this chat's files (1)" in retrieval_inputs(page)[-1]
+    pages["lamp-a.md"].screenshot(path=str(screenshots / "chat-scope.png"))
