@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 import time
 
@@ -16,9 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 class ProgressBar:
-    def __init__(self, stream=sys.stderr, quiet: bool = False):
-        self.stream, self.quiet = stream, quiet
-        self.tty = stream.isatty()
+    def __init__(self, stream=None, quiet: bool = False):
+        self.stream, self.quiet = stream or sys.stderr, quiet  # sys.stderr as it is now, not at import
+        self.tty = self.stream.isatty()
         self.last = 0.0
 
     def __call__(self, p) -> None:
@@ -65,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"updated    {f}")
     for f, reason in report.failed:
         print(f"FAILED     {reason}")
+    for why, names in report.skipped_by_reason().items():
+        shown = ", ".join(Path(n).name for n in names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        print(f"skipped    {len(names)} file(s), {why}: {shown}")
     print(report.summary())
     st = lib.stats()
     print(st.summary())

@@ -46,17 +46,33 @@ class IndexWriter(Protocol):
         """Files' new chunks and vectors to the store (one transaction) and to the in-memory index."""
 
 
-def expand(paths) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files to index (folders recursively: supported types, nothing hidden; each file once, as
-    an absolute resolved path) and (path, reason) for the paths that do not exist."""
+def expand(paths) -> tuple[list[Path], list[tuple[str, str]], list[tuple[str, str]]]:
+    """Files to index (folders recursively; each file once, as an absolute resolved path), (path,
+    reason) for the paths that do not exist, and (path, reason) for what a folder holds but is not
+    indexed: an unsupported type, a hidden file, a link that leads outside the folder (not followed)."""
     files: list[Path] = []
     failed: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = []
     seen: set[str] = set()
     for raw in paths:
         p = Path(raw).expanduser()
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and loaders.is_supported(f)
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            root, found = p.resolve(), []
+            for f in sorted(p.rglob("*")):
+                if f.is_symlink() and f.is_dir():  # never walked into; reported when it leads outside
+                    if not f.resolve().is_relative_to(root):
+                        skipped.append((str(f), "a link that leads outside the folder (not followed)"))
+                    continue
+                if not f.is_file():
+                    continue
+                if any(part.startswith(".") for part in f.relative_to(p).parts):
+                    skipped.append((str(f), "hidden"))
+                elif not f.resolve().is_relative_to(root):
+                    skipped.append((str(f), "a link that leads outside the folder (not followed)"))
+                elif not loaders.is_supported(f):
+                    skipped.append((str(f), f"unsupported type ({f.suffix.lower() or 'no extension'})"))
+                else:
+                    found.append(f)
         elif p.exists():
             found = [p]
         else:
@@ -67,7 +83,7 @@ def expand(paths) -> tuple[list[Path], list[tuple[str, str]]]:
             if key not in seen:
                 seen.add(key)
                 files.append(Path(key))
-    return files, failed
+    return files, failed, skipped
 
 
 class Ingester:
@@ -110,7 +126,7 @@ class Ingester:
         report = IngestReport()
         names = {str(Path(k).expanduser().resolve()): v for k, v in (display_names or {}).items()}
         self.index.ensure_model()
-        files, report.failed = expand(paths)
+        files, report.failed, report.skipped = expand(paths)
         known = self.store.files()
         jobs = self._plan(files, known, names, report)
         if jobs:

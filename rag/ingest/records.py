@@ -89,6 +89,7 @@ class IngestReport:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, readable reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why): in a folder, not indexed
     chunks_added: int = 0
     seconds: float = 0.0
     skipped_contents_pages: int = 0
@@ -97,7 +98,14 @@ class IngestReport:
     embed_s: float = 0.0
     save_s: float = 0.0
 
+    def skipped_by_reason(self) -> dict[str, list[str]]:
+        """Skipped files grouped by why (unsupported type, hidden, a link outside the folder)."""
+        out: dict[str, list[str]] = {}
+        for f, why in self.skipped:
+            out.setdefault(why, []).append(f)
+        return out
+
     def summary(self) -> str:
         parts = [f"{len(self.added)} added", f"{len(self.updated)} updated", f"{len(self.unchanged)} unchanged",
-                 f"{len(self.failed)} failed"]
+                 f"{len(self.failed)} failed"] + ([f"{len(self.skipped)} skipped"] if self.skipped else [])
         return f"{', '.join(parts)}; {self.chunks_added} chunks in {self.seconds:.1f} s"
