@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import sys
 
+from rag.cmd import until_stopped
 from rag.schema import Mode
 
 HELP = "ask the library a question; the answer streams to the terminal, then sources and timings"
@@ -22,7 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from engines import registry
     from rag import pipeline as pl
 
     opts = pl.Options()
@@ -31,9 +31,10 @@ async def _run(args: argparse.Namespace) -> int:
         if value is not None:
             setattr(opts, name, value)
     out, err = sys.stdout, sys.stderr
-    status = 0
     control = pl.Control()
-    try:
+
+    async def loop() -> int:
+        status = 0
         async for ev in pl.answer(" ".join(args.question), [], opts, control):
             if isinstance(ev, pl.Retrieved):
                 print(f"[retrieval: {len(ev.hits)} passages, {ev.mode}, {ev.seconds:.2f}s]", file=err)
@@ -47,6 +48,10 @@ async def _run(args: argparse.Namespace) -> int:
                 print(f"[{ev.text}]", file=err)
             elif isinstance(ev, pl.Quoted):
                 print(f"From your documents:\n{ev.text}\n", file=out, flush=True)
+            elif isinstance(ev, pl.Routed):
+                print(f"[↪ {ev.text}]", file=err, flush=True)
+            elif isinstance(ev, pl.FellBack):
+                print(f"\n[interrupted: {ev.reason}; the next target answers in full]", file=err, flush=True)
             elif isinstance(ev, pl.Token):
                 out.write(ev.text)
                 out.flush()
@@ -68,13 +73,9 @@ async def _run(args: argparse.Namespace) -> int:
             elif isinstance(ev, pl.Failed):
                 print(f"\nError: {ev.text}", file=err)
                 status = 1
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        await control.cancel()
-        print("\n[stopped]", file=err)
-        status = 130
-    finally:
-        await registry.close_all()
-    return status
+        return status
+
+    return await until_stopped(loop(), control)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import asyncio
 import sys
 from dataclasses import dataclass, field
 
+from rag.cmd import until_stopped
 from rag.schema import Mode
 
 HELP = "answer one question with two engines/models side by side (same passages), with a measured verdict"
@@ -78,7 +79,6 @@ def choices(args: argparse.Namespace):
 
 
 async def _run(args: argparse.Namespace, a, b) -> int:
-    from engines import registry
     from rag import pipeline as pl
     from rag.compare import Side, Verdict, compare
 
@@ -89,9 +89,10 @@ async def _run(args: argparse.Namespace, a, b) -> int:
 
         lib = await asyncio.to_thread(open_library, args)
     blocks = {"A": Block(), "B": Block()}
-    status = 1
     control = pl.Control()
-    try:
+
+    async def loop() -> int:
+        status = 1
         async for ev in compare(" ".join(args.question), [], a, b, control, lib=lib):
             if isinstance(ev, Side):
                 block, e = blocks[ev.side], ev.event
@@ -145,13 +146,9 @@ async def _run(args: argparse.Namespace, a, b) -> int:
             elif isinstance(ev, pl.Failed):
                 print(f"Error: {ev.text}", file=err)
                 status = 1
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        await control.cancel()
-        print("\n[stopped]", file=err)
-        status = 130
-    finally:
-        await registry.close_all()
-    return status
+        return status
+
+    return await until_stopped(loop(), control)
 
 
 def run(args: argparse.Namespace) -> int:
