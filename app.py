@@ -43,13 +43,9 @@ async def _warm() -> None:
     """Load the index + embedder and the default engine's model once, in the background."""
     t = time.perf_counter()
     try:
-        await asyncio.to_thread(lambda: pl.library().search("warm up", 1, "dense"))
-        name = settings().engine
-        if name == pl.AUTO:  # warm the first target of the routing rules
-            name = (await asyncio.to_thread(pl.routing_rules)).targets[0].engine
-        engine = pl.engine(name)
-        await engine.count_tokens([{"role": "user", "content": "warm up"}])  # starts the worker, loads the model
-        log.info("warm: library and %s engine ready in %.1fs", engine.name, time.perf_counter() - t)
+        await pl.warm_library()
+        name = await pl.warm_engine()
+        log.info("warm: library and %s engine ready in %.1fs", name, time.perf_counter() - t)
     except Exception as exc:  # the chat reports problems when they matter; never crash the server
         log.warning("warm-up failed: %s", exc)
 
@@ -188,7 +184,7 @@ async def settings_update(values: dict) -> None:
                      top_k=values.get("top_k", old.top_k), mode=values.get("mode", old.mode),
                      temperature=values.get("temperature", old.temperature), style=values.get("style", old.style),
                      max_new_tokens=values.get("max_new_tokens", old.max_new_tokens)).normalised()
-    models, problem = await _try_models(new.engine)
+    (models, problem), compare_items = await asyncio.gather(_try_models(new.engine), _compare_items())
     if problem:  # back to the previous engine; if that is "auto" with bad rules too, to the default engine
         back = old.engine if old.engine != new.engine else settings().engine
         new.engine, new.model = back, old.model if back == old.engine else ""
@@ -201,7 +197,7 @@ async def settings_update(values: dict) -> None:
     scope = str(values.get("scope", cl.user_session.get("scope") or "all"))
     cl.user_session.set("scope", scope)
     new.scope = _scope(scope)
-    await _send_settings(new, models, compare, await _compare_items())
+    await _send_settings(new, models, compare, compare_items)
     cl.user_session.set("options", new)
     cl.user_session.set("compare", compare)
 

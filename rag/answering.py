@@ -196,9 +196,9 @@ class _Attempt:
     """One routing target answering in its own task; its events wait in a queue until it is chosen
     (or it is cancelled: passed over, or not needed)."""
 
-    def __init__(self, target, name: str, eng: Engine, model: str | None, context_length: int, prep: Prepared,
-                 opts, control: Control, timings: dict):
-        self.target, self.name, self.eng, self.model = target, name, eng, model
+    def __init__(self, target, name: str, why: str, eng: Engine, model: str | None, context_length: int,
+                 prep: Prepared, opts, control: Control, timings: dict):
+        self.target, self.name, self.why, self.eng, self.model = target, name, why, eng, model
         self.state = Generated()
         self.queue: asyncio.Queue = asyncio.Queue()
         self.spoke = asyncio.Event()  # first text, an error or the end
@@ -239,7 +239,6 @@ async def routed(rules, prep: Prepared, opts, control: Control, timings: dict) -
     order = iter(enumerate(rules.order(prep.question, full.tokens)))
     count = len(rules.targets)
     why_not: list[str] = []  # what happened to the targets before the one that answers
-    first_reason = {}
 
     async def start_next() -> _Attempt | None:
         """The next target that can be used and fits the prompt, started; None when none is left."""
@@ -263,8 +262,8 @@ async def routed(rules, prep: Prepared, opts, control: Control, timings: dict) -
                 what = "is not reachable" if isinstance(err, EngineUnavailable) else "cannot be used"
                 why_not.append(f"{name} {what} ({err.message.rstrip('.')})")
                 continue
-            first_reason[id(target)] = why or f"target {i + 1} in {rules.path.name if rules.path else 'the rules'}"
-            return _Attempt(target, name, eng, model, context_length, prep, opts, control, timings)
+            why = why or f"target {i + 1} in {rules.path.name if rules.path else 'the rules'}"
+            return _Attempt(target, name, why, eng, model, context_length, prep, opts, control, timings)
         return None
 
     current, spare = await start_next(), None
@@ -281,7 +280,7 @@ async def routed(rules, prep: Prepared, opts, control: Control, timings: dict) -
                 current, spare = spare or await start_next(), None
                 continue
             announced = False
-            reason = "; ".join(why_not) or first_reason[id(current.target)]
+            reason = "; ".join(why_not) or current.why
             failure = None
             while True:
                 item = await current.queue.get()

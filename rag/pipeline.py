@@ -43,7 +43,7 @@ from rag.events import (Done, Event, Failed, FellBack, Ingested, NothingFound, N
 from rag.schema import STYLES, Mode
 
 __all__ = ["AUTO", "Options", "Control", "Prepared", "answer", "prepare", "respond", "ingest", "ingest_uploads",
-           "store_upload", "library", "engine", "engine_short", "routing_rules", "cited", "model_label", "Done", "Event", "Failed", "Ingested", "NothingFound", "Notice", "Progress",
+           "store_upload", "library", "warm_library", "warm_engine", "engine", "engine_short", "routing_rules", "cited", "model_label", "Done", "Event", "Failed", "Ingested", "NothingFound", "Notice", "Progress",
            "Quoted", "Retrieved", "Revised", "Sources", "Token", "Routed", "FellBack"]
 
 
@@ -88,6 +88,21 @@ def library():
     from rag.library import Library  # imported late: it pulls in torch
 
     return Library.shared()
+
+
+async def warm_library() -> None:
+    """Load the shared library's index and embedder (off the event loop)."""
+    await asyncio.to_thread(lambda: library().search("warm up", 1, "dense"))
+
+
+async def warm_engine() -> str:
+    """Load the default engine's model (for "auto": its first routing target's engine); returns the
+    engine's name."""
+    name = settings().engine
+    if name == AUTO:
+        name = (await asyncio.to_thread(routing_rules)).targets[0].engine
+    await engine(name).count_tokens([{"role": "user", "content": "warm up"}])  # starts a worker, loads the model
+    return name
 
 
 # ------------------------------------------------------------------------------------ answer

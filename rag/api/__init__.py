@@ -43,15 +43,11 @@ def mount(app: FastAPI) -> None:
 async def _warm_engine() -> None:
     """Load the default engine's model (the first request would otherwise wait for it)."""
     from rag import pipeline
-    from rag.config import settings
 
-    name = settings().engine
-    if name == pipeline.AUTO:
-        return
     try:
-        await pipeline.engine(name).count_tokens([{"role": "user", "content": "warm up"}])
+        await pipeline.warm_engine()
     except Exception as exc:  # the first request reports it properly
-        log.warning("warm-up of engine %s failed: %s", name, exc)
+        log.warning("warm-up of the default engine failed: %s", exc)
 
 
 def create_app(warm_up: bool = True) -> FastAPI:
@@ -67,7 +63,7 @@ def create_app(warm_up: bool = True) -> FastAPI:
             from rag import pipeline
 
             try:
-                await asyncio.to_thread(lambda: pipeline.library().search("warm up", 1, "dense"))
+                await pipeline.warm_library()
             except Exception as exc:  # requests report it
                 log.warning("loading the library failed: %s", exc)
             task = asyncio.ensure_future(_warm_engine())
