@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     # request must send it as "Authorization: Bearer KEY"
     api_key: str = Field("", validation_alias=_env("LRC_API_KEY"))
 
+    # users and history (README "Users and chat history")
+    # "none": one local user, no login (the chat then serves 127.0.0.1 only); "password": a login, users
+    # managed with `python -m rag users`, each seeing only their own chats and uploads
+    auth: str = Field("none", validation_alias=_env("LRC_AUTH"))
+    # past chats kept in data_dir/history.sqlite3 (their source passages and PDFs under data_dir/history/)
+    history: bool = Field(True, validation_alias=_env("LRC_HISTORY"))
+
     # Foundry Local / any OpenAI-compatible endpoint
     foundry_base_url: str = Field("", validation_alias=_env("FOUNDRY_BASE_URL"))
     foundry_model: str = Field("", validation_alias=_env("FOUNDRY_MODEL"))
@@ -124,6 +131,19 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Files dropped into chats (rag.owners: whose they are)."""
+        return self.data_dir / "uploads"
+
+    @field_validator("auth", mode="after")
+    @classmethod
+    def _auth(cls, value):
+        value = value.strip().lower()
+        if value not in ("none", "password"):
+            raise ValueError(f"LRC_AUTH must be 'none' or 'password', not {value!r}")
+        return value
 
     def engine_config(self, name: str) -> dict:
         """Keyword arguments the engine registry passes to engine ``name`` when it creates it

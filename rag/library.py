@@ -6,8 +6,10 @@ the ``Ingester`` (``rag.ingest``). ``ingest`` and ``remove`` are synchronous and
 writer at a time); ``search`` may run in any number of threads, also while an ingest runs. Call
 them from a worker thread in async code (``asyncio.to_thread``): they do CPU work.
 
-Public surface: ``shared()``, ``load()``, ``ingest()``, ``resume()``, ``retrieve()``, ``search()``, ``remove()``,
-``stats()``, ``files()``, ``pending()``, ``display_name()``, ``chunk_tokens()``; for tests and
+Public surface: ``shared()``, ``load()``, ``ingest()`` (``force``: a re-index), ``resume()``, ``retrieve()``,
+``search()``, ``remove()``, ``stats()``, ``files()``, ``pending()``, ``display_name()``, ``chunk_tokens()``;
+the bundled user guide (``settings().docs_corpus``): ``guide_files()``, ``guide_missing()``,
+``guide_present()``, ``guide_removed()`` (a removal of any of its files is remembered); for tests and
 benchmarks also the parts themselves: ``store``, ``embedder``, ``chunker``, ``ingester``,
 ``search_index``.
 """
@@ -24,13 +26,16 @@ import numpy as np
 from rag.config import settings
 from rag.embedder import DEFAULT_MODEL, Embedder
 from rag.ingest import Ingester, IngestProgress, IngestReport
+from rag.ingest.ingester import expand
 from rag.ingest.chunking import Chunker
 from rag.schema import Hit, Mode, Retrieval
 from rag.search import MIN_DENSE_SCORE, Added, Reranker, RerankerError, SearchIndex, is_relevant
 from rag.search import rerank as rerank_hits
 from rag.store import FileCommit, FileEntry, Store
 
-__all__ = ["Library", "LibraryStats", "LiveIndex", "IngestProgress", "IngestReport"]
+__all__ = ["Library", "LibraryStats", "LiveIndex", "IngestProgress", "IngestReport", "GUIDE_REMOVED"]
+
+GUIDE_REMOVED = "guide_removed"  # meta key: a file of the bundled guide was removed on purpose (its path)
 
 
 @dataclass
@@ -160,10 +165,14 @@ class Library:
 
     # ------------------------------------------------------------------ ingest
     def ingest(self, paths: list[Path | str], progress: Callable[[IngestProgress], None] | None = None,
-               display_names: dict[str, str] | None = None) -> IngestReport:
-        """Index files and folders. Never raises for a bad file: it is reported in ``failed``."""
+               display_names: dict[str, str] | None = None, force: bool = False) -> IngestReport:
+        """Index files and folders. Never raises for a bad file: it is reported in ``failed``.
+        ``force``: read and embed the files again even when unchanged (a re-index)."""
         with self._writer:
-            return self.ingester.ingest(paths, progress, display_names)
+            report = self.ingester.ingest(paths, progress, display_names, force)
+            if (report.added or report.updated) and self.guide_removed() and self.guide_present():
+                self.store.set_meta(GUIDE_REMOVED, "")  # the user indexed the guide again: keep it current
+            return report
 
     def resume(self, progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
         """Index what an interrupted run (or a change of model) left out."""
@@ -219,7 +228,8 @@ class Library:
 
     # ------------------------------------------------------------------ manage
     def remove(self, path) -> int:
-        """Remove a file (or every file under a folder) from the index. Returns chunks removed."""
+        """Remove a file (or every file under a folder) from the index. Returns chunks removed.
+        Removing a file of the bundled guide is remembered (``guide_removed``): it is not added back."""
         p = Path(path).expanduser()
         key = str(p.resolve()) if p.exists() else str(p.absolute())
         under = key.rstrip("/") + "/"
@@ -232,6 +242,9 @@ class Library:
             pend = [k for k in self.store.pending() if k == key or k.startswith(under)]
             if not targets and not pend:
                 return 0
+            guide = [t for t in targets + pend if _under(t, settings().docs_corpus)]
+            if guide:
+                self.store.set_meta(GUIDE_REMOVED, guide[0])
             return self._live.remove(targets + pend)
 
     def stats(self) -> LibraryStats:
@@ -250,7 +263,43 @@ class Library:
         """Word pieces of every stored chunk (what was embedded, prefix included)."""
         return self.store.chunk_tokens()
 
+    # ------------------------------------------------------------------ the bundled user guide
+    def guide_files(self) -> list[str]:
+        """The files of the bundled guide (``settings().docs_corpus``) that can be indexed."""
+        corpus = settings().docs_corpus
+        return [str(f) for f in expand([corpus])[0]] if corpus.is_dir() else []
+
+    def guide_removed(self) -> bool:
+        """A file of the guide was removed from this library on purpose (not added back by itself until
+        the user indexes the whole guide again)."""
+        return bool(self.store.meta(GUIDE_REMOVED))
+
+    def guide_missing(self) -> list[str]:
+        """Guide files to index: not in the library, or changed since (size or mtime). None once the
+        user removed a guide file."""
+        if self.guide_removed():
+            return []
+        known = self.store.files()
+        out = []
+        for f in self.guide_files():
+            e, st = known.get(f), Path(f).stat()
+            if e is None or (e.size, e.mtime_ns) != (st.st_size, st.st_mtime_ns):
+                out.append(f)
+        return out
+
+    def guide_present(self) -> bool:
+        """Every file of the guide is in the library (so questions about the app can be answered)."""
+        files = self.guide_files()
+        known = self.store.files()
+        return bool(files) and all(f in known for f in files)
+
     def display_name(self, path: str) -> str:
         e = self.store.files().get(path)
         return e.name if e else Path(path).name
 
+
+def _under(path: str, folder: Path) -> bool:
+    try:
+        return Path(path).is_relative_to(folder.expanduser().resolve())
+    except OSError:
+        return False

@@ -37,6 +37,8 @@ from rag.answer import evidence
 from rag.answer.followup import standalone_query
 from rag.answering import (Control, Generated, Prepared, cited, engine, engine_short, finish_answer, generate,
                            model_label, routed, routing_rules)
+from rag import catalog, owners
+from rag.catalog import READ_ONLY, Document, Removed, may_manage
 from rag.config import settings
 from rag.events import (Done, Event, Failed, FellBack, Ingested, NothingFound, Notice, Progress, Quoted, Retrieved,
                         Revised, Routed, Sources, Token)
@@ -64,6 +66,7 @@ class Options:
     style: str = field(default_factory=lambda: settings().answer_style)  # "quote+answer" | "answer" | "quote"
     repetition_penalty: float = field(default_factory=lambda: settings().repetition_penalty)
     scope: tuple[str, ...] | None = None  # search only these files (indexed paths); None = the whole library
+    user: str | None = None  # who asks (LRC_AUTH=password): another user's uploads are never searched
 
     def normalised(self) -> "Options":
         """Values from sliders arrive as floats or strings: make them the right types and ranges."""
@@ -80,7 +83,7 @@ class Options:
                        context_length=self.context_length,
                        style=str(self.style) if str(self.style) in STYLES else STYLES[0],
                        repetition_penalty=max(1.0, min(float(self.repetition_penalty), 2.0)),
-                       scope=None if self.scope is None else tuple(str(p) for p in self.scope))
+                       scope=None if self.scope is None else tuple(str(p) for p in self.scope), user=self.user)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -116,8 +119,18 @@ async def _retrieve(lib, query: str, opts: Options):
     t = time.perf_counter()
     if lib is None:
         lib = await asyncio.to_thread(library)
-    found = await asyncio.to_thread(lib.retrieve, query, opts.top_k, opts.mode, opts.min_score, opts.scope)
+    scope = await asyncio.to_thread(visible_scope, lib, opts.user, opts.scope)
+    found = await asyncio.to_thread(lib.retrieve, query, opts.top_k, opts.mode, opts.min_score, scope)
     return lib, found, time.perf_counter() - t
+
+
+def visible_scope(lib, user: str | None, scope: Sequence[str] | None = None) -> tuple[str, ...] | None:
+    """``scope`` (None: every file) narrowed to what ``user`` may see (rag.owners): other users'
+    uploads are left out; None when nothing needs leaving out."""
+    if not (settings().uploads_dir / "users").is_dir():  # nobody has uploads of their own
+        return None if scope is None else tuple(scope)
+    seen = owners.scope_for(user, [f.path for f in lib.files()] if scope is None else scope)
+    return (None if scope is None else tuple(scope)) if seen is None else seen
 
 
 async def answer(question: str, history: Sequence[Message] | None = None, options: Options | None = None,
@@ -196,7 +209,8 @@ async def prepare(prep: Prepared, opts: Options, *, lib=None) -> AsyncIterator[E
         if opts.style == "quote":
             prep.finished = True
             timings["total"] = time.perf_counter() - prep.t0
-            yield Sources([h for _, h in shown.quotes], list(hits))
+            quoted = list({id(h): h for _, h in shown.quotes}.values())  # a passage quoted twice is one source
+            yield Sources(quoted, list(hits))
             yield Done(Usage(finish_reason="stop"), "", "", prep.quote, timings)
 
 
@@ -244,7 +258,7 @@ def store_upload(src: str | Path, name: str, uploads_dir: Path | None = None) ->
     original name survives (citations show it), equal content maps to the same file (re-uploading
     is a no-op for the index), and two different files with one name never overwrite each other."""
     src = Path(src)
-    uploads_dir = uploads_dir or settings().data_dir / "uploads"
+    uploads_dir = uploads_dir or settings().uploads_dir
     digest = hashlib.sha256()
     with src.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -260,8 +274,9 @@ def store_upload(src: str | Path, name: str, uploads_dir: Path | None = None) ->
 
 
 async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | None = None, *,
-                 lib=None) -> AsyncIterator[Event]:
-    """Index files into the shared library (or ``lib``) in a worker thread, yielding its progress."""
+                 lib=None, force: bool = False) -> AsyncIterator[Event]:
+    """Index files into the shared library (or ``lib``) in a worker thread, yielding its progress.
+    ``force``: read and embed them again even when unchanged (a re-index)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     paths = [str(p) for p in paths]
@@ -270,7 +285,7 @@ async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | No
         loop.call_soon_threadsafe(queue.put_nowait, Progress(p))
 
     def work():
-        return (lib or library()).ingest(paths, progress=progress, display_names=display_names)
+        return (lib or library()).ingest(paths, progress=progress, display_names=display_names, force=force)
 
     task = asyncio.ensure_future(asyncio.to_thread(work))
     while True:
@@ -298,3 +313,56 @@ async def ingest_uploads(files: Sequence[tuple[str | Path, str]], *, lib=None,
     names = {str(p): p.name for p in stored}
     async for event in ingest(stored, display_names=names, lib=lib):
         yield event
+
+
+
+# ------------------------------------------------------------------------------------ the library, managed
+# What the chat's Library view and the chat start need (rag.catalog: who may do what, stored copies):
+# the documents a user may see, removing or re-indexing one (with users: only their own uploads), and
+# the bundled user guide (settings().docs_corpus) kept in the library unless the user removed a file of it.
+__all__ += ["Document", "Removed", "READ_ONLY", "may_manage", "documents", "remove_document", "reindex",
+            "ensure_guide", "guide_present"]
+_guide_lock = asyncio.Lock()  # one chat at a time checks and indexes the guide
+
+
+async def documents(user: str | None, *, lib=None) -> list[Document]:
+    """The documents ``user`` may see (rag.owners), by name."""
+    lib = lib or await asyncio.to_thread(library)
+    return await asyncio.to_thread(catalog.listing, lib, user)
+
+
+async def remove_document(path: str | Path, user: str | None, *, lib=None) -> Removed:
+    """Take one file out of the library: its passages, vectors and BM25 terms, and the library's stored
+    copy of a dropped file (never a file elsewhere). Raises LookupError (not in the library) or
+    PermissionError (not this user's to manage), both with a sentence to show."""
+    lib = lib or await asyncio.to_thread(library)
+    return await asyncio.to_thread(catalog.remove, lib, str(path), user)
+
+
+async def reindex(path: str | Path, user: str | None, *, lib=None) -> AsyncIterator[Event]:
+    """Read, chunk and embed one library file again, even when unchanged: Progress* -> Ingested (a file
+    gone from disk is in the report's ``failed``; its passages stay). Raises like ``remove_document``."""
+    lib = lib or await asyncio.to_thread(library)
+    entry = await asyncio.to_thread(catalog.managed, lib, str(path), user)
+    async for event in ingest([entry.path], lib=lib, force=True):
+        yield event
+
+
+async def ensure_guide(*, lib=None) -> AsyncIterator[Event]:
+    """At chat start: index the files of the bundled user guide that are missing from the library (or
+    changed), unless the user removed a guide file before (``rag remove`` or the Library view: never
+    added back). Yields the ingest's events (Progress* -> Ingested), or nothing when there is nothing
+    to do. Chats starting together take turns: the second finds nothing left to do."""
+    async with _guide_lock:
+        lib = lib or await asyncio.to_thread(library)
+        missing = await asyncio.to_thread(lib.guide_missing)
+        if missing:
+            async for event in ingest(missing, lib=lib):
+                yield event
+
+
+async def guide_present(*, lib=None) -> bool:
+    """Every file of the bundled user guide is in the library: questions about the app can be answered
+    (the welcome's example questions)."""
+    lib = lib or await asyncio.to_thread(library)
+    return await asyncio.to_thread(lib.guide_present)

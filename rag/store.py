@@ -137,6 +137,11 @@ class Store:
         row = self._conn().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else default
 
+    def set_meta(self, key: str, value: str) -> None:
+        """Remember a small fact about this library (e.g. that the user removed the bundled guide)."""
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
+
     def generation(self) -> int:
         return int(self.meta("generation", "0"))
 

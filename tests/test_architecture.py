@@ -56,12 +56,14 @@ def test_a_forbidden_import_is_rejected(tmp_path, module, planted, rule):
 
 def test_app_never_names_an_engine():
     """What differs between engines is a property of the engine (e.g. ``start_hint``), not an
-    ``if engine == ...`` in the UI; app.py talks to engines through rag.pipeline and the registry."""
+    ``if engine == ...`` in the UI; the chat (app.py, rag/chat/) talks to engines through rag.pipeline
+    and the registry."""
     from engines.registry import ENGINES
 
-    tree = ast.parse((REPO_ROOT / "app.py").read_text(encoding="utf-8"))
-    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
-    assert not strings & set(ENGINES), strings & set(ENGINES)
-    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert not [m for m in imported if m.startswith("engines.") and m not in ("engines.base", "engines.registry")]
+    for path in [REPO_ROOT / "app.py", *sorted((REPO_ROOT / "rag" / "chat").glob("*.py"))]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        assert not strings & set(ENGINES), (path.name, strings & set(ENGINES))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not [m for m in imported if m.startswith("engines.") and m not in ("engines.base", "engines.registry")]

@@ -10,7 +10,7 @@ of any catch-all route; ``create_app()`` is the stand-alone app of ``python -m r
     models.py   model ids (rag, rag:auto, rag:<model>, rag:<engine>/<model>), listing, resolving
     chat.py     the chat completion: messages -> question + history, the answer, SSE streaming
     render.py   the pipeline's events -> the text the client receives, the sources field, stop strings
-    access.py   the API key (LRC_API_KEY) and the body size limit
+    access.py   the API key (LRC_API_KEY, or a user's own with LRC_AUTH=password) and the body size limit
     schemas.py  request bodies; validation errors as one readable sentence
     errors.py   the OpenAI error shape, statuses, the route class that applies it
 """
@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from rag.api.access import MAX_BODY_BYTES, api_key
 from rag.api.routes import router
@@ -33,8 +33,13 @@ log = logging.getLogger("local-rag-chat.api")
 def mount(app: FastAPI) -> None:
     """Add the /v1 routes to ``app`` in front of its existing routes (Chainlit's catch-all
     ``GET /{full_path:path}`` would otherwise answer GET /v1/models with its web page)."""
+    prepend(app, router)
+
+
+def prepend(app: FastAPI, routes: APIRouter) -> None:
+    """Include ``routes`` in ``app`` before the routes it already has."""
     before = len(app.router.routes)
-    app.include_router(router)
+    app.include_router(routes)
     added = app.router.routes[before:]
     del app.router.routes[before:]
     app.router.routes[0:0] = added

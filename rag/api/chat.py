@@ -108,11 +108,13 @@ def stops(req: ChatRequest) -> list[str]:
     return [s for s in stop if s]
 
 
-def options(req: ChatRequest, target) -> pipeline.Options:
+def options(req: ChatRequest, target, user: str | None = None) -> pipeline.Options:
+    """The pipeline's options for this request; ``user`` (LRC_AUTH=password: the API key's user)
+    keeps other users' uploads out of the search."""
     if req.n is not None and req.n > 1:
         raise APIError(400, "Only one choice per request is supported ('n' must be 1).", code="invalid_value",
                        param="n")
-    kw = {"engine": target.engine, "model": target.model}
+    kw = {"engine": target.engine, "model": target.model, "user": user}
     if req.temperature is not None:
         kw["temperature"] = req.temperature
     limit = req.max_completion_tokens or req.max_tokens

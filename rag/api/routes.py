@@ -1,6 +1,6 @@
 """The /v1 routes: models, chat completions, embeddings (an OpenAI-compatible API over rag.pipeline).
 
-Every route checks the API key (when LRC_API_KEY is set) and reads its body itself (within the size
+Every route checks the API key (LRC_API_KEY, or with LRC_AUTH=password a user's own key) and reads its body itself (within the size
 limit, rag.api.access), so the behaviour is the same in the chat's server and in ``python -m rag serve``.
 Nothing blocks the event loop: the pipeline is async, the embedder runs in a worker thread.
 """
@@ -62,13 +62,13 @@ async def _cancel_when_gone(request: Request, run: chat.ChatRun):
 
 @router.post("/chat/completions")
 async def chat_completions(request: Request):
-    check_key(request)
+    user = check_key(request)  # LRC_AUTH=password: the key's user (never the body's "user" field)
     req = parse(ChatRequest, await read_json(request))
     target = models.parse(req.model)
     if target is None:
         raise not_found(req.model)
     question, history = chat.conversation(req)
-    opts = chat.options(req, target)
+    opts = chat.options(req, target, user)
     stop = chat.stops(req)
     await models.resolve(req.model, target)
     await chat.check_fits(question, opts)

@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     lib = open_library(args)
+    guide_was_removed = lib.guide_removed()
     status = 0
     for p in args.paths:
         n = lib.remove(p)
@@ -23,5 +24,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"not in the library: {p}")
             status = 1
+    if lib.guide_removed() and not guide_was_removed:
+        print("The bundled user guide will not be added back at chat start "
+              "(index its folder again to restore it).")
     print(lib.stats().summary())
     return status

@@ -1,7 +1,8 @@
 """`python -m rag serve [--host 127.0.0.1] [--port 8001]`: the OpenAI-compatible API (rag.api) on its own.
 
-Binds 127.0.0.1 unless told otherwise; any other address needs LRC_API_KEY set (every /v1 request must
-then carry it as `Authorization: Bearer KEY`), or the command refuses to start (exit 2).
+Binds 127.0.0.1 unless told otherwise; any other address needs keys: LRC_API_KEY set (every /v1 request
+must then carry it as `Authorization: Bearer KEY`) or LRC_AUTH=password (each user's own key, `python -m
+rag users key NAME`), or the command refuses to start (exit 2).
 """
 from __future__ import annotations
 
@@ -36,19 +37,21 @@ def is_loopback(host: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rag.api.access import api_key
+    from rag.api.access import keys_required
+    from rag.config import settings
 
-    if not is_loopback(args.host) and not api_key():
+    if not is_loopback(args.host) and not keys_required():
         print(f"error: refusing to serve on {args.host}: the API would answer anyone who can reach this "
-              "machine with no key. Set LRC_API_KEY (clients then send 'Authorization: Bearer KEY'), or "
-              "bind 127.0.0.1.", file=sys.stderr)
+              "machine with no key. Set LRC_API_KEY (clients then send 'Authorization: Bearer KEY') or "
+              "LRC_AUTH=password (each user's own key), or bind 127.0.0.1.", file=sys.stderr)
         return 2
     import uvicorn
 
     from rag.api import create_app
 
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    key = "API key required" if api_key() else "no API key required"
+    key = ("each user's API key required" if settings().auth == "password"
+           else "API key required" if keys_required() else "no API key required")
     print(f"Local RAG Chat API: http://{shown}:{args.port}/v1 ({key}); loading the library...", flush=True)
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level,
                 timeout_graceful_shutdown=5)

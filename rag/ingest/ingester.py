@@ -120,15 +120,16 @@ class Ingester:
         return list(self.pool.stopped) if self.pool else []
 
     def ingest(self, paths: list[Path | str], progress: Progress | None = None,
-               display_names: dict[str, str] | None = None) -> IngestReport:
-        """Index files and folders. Never raises for a bad file: it is reported in ``failed``."""
+               display_names: dict[str, str] | None = None, force: bool = False) -> IngestReport:
+        """Index files and folders. Never raises for a bad file: it is reported in ``failed``.
+        ``force``: read, chunk and embed every file again, even an unchanged one (a re-index)."""
         t0 = time.perf_counter()
         report = IngestReport()
         names = {str(Path(k).expanduser().resolve()): v for k, v in (display_names or {}).items()}
         self.index.ensure_model()
         files, report.failed, report.skipped = expand(paths)
         known = self.store.files()
-        jobs = self._plan(files, known, names, report)
+        jobs = self._plan(files, known, names, report, force)
         if jobs:
             self.index.load()  # the model is only loaded when something is to be embedded
         self.store.add_pending([str(j.path) for j in jobs])
@@ -141,8 +142,9 @@ class Ingester:
         return report
 
     def _plan(self, files: list[Path], known: dict[str, FileEntry], names: dict[str, str],
-              report: IngestReport) -> list[FileJob]:
-        """The files to load: not in the index, or with another size or mtime than it recorded.
+              report: IngestReport, force: bool = False) -> list[FileJob]:
+        """The files to load: not in the index, or with another size or mtime than it recorded
+        (every file when ``force``: no known hash either, so equal content is loaded again).
         The others are reported unchanged (a new display name is recorded for them)."""
         jobs: list[FileJob] = []
         for f in files:
@@ -152,7 +154,9 @@ class Ingester:
                 report.failed.append((str(f), f"{f.name}: {exc.strerror or exc}"))
                 continue
             e = known.get(str(f))
-            if e and e.size == st.st_size and e.mtime_ns == st.st_mtime_ns:
+            if force:
+                jobs.append(FileJob(f, st.st_size, st.st_mtime_ns, None))
+            elif e and e.size == st.st_size and e.mtime_ns == st.st_mtime_ns:
                 report.unchanged.append(str(f))
                 if str(f) in names and names[str(f)] != e.display_name:
                     self.store.touch(str(f), st.st_size, st.st_mtime_ns, names[str(f)])

@@ -1,7 +1,8 @@
 """The API tests' server: `python -m rag serve` in a subprocess on a free 127.0.0.1 port, over a
 library indexed here from one small Markdown file with a made-up fact, with the real in-process engine
 (SmolLM2-135M, the tiny random build) and a Foundry Local URL where nothing listens. One server for
-the whole tests/api run (tests/api/conftest.py); it requires an API key (the tests' clients send it)."""
+the whole tests/api run (tests/api/conftest.py); it requires an API key (the tests' clients send it).
+``start`` also serves other set-ups (more files, more environment: test_api_users.py's LRC_AUTH=password)."""
 from __future__ import annotations
 
 import os
@@ -67,26 +68,29 @@ class Server:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
 
 
-def start(root: Path) -> Server:
-    """Index the made-up fact under ``root`` and start the server; returns once it answers."""
+def start(root: Path, key: str = KEY, env_extra: dict | None = None, index: list[Path] | None = None) -> Server:
+    """Index the made-up fact (and the files in ``index``) under ``root`` (the data folder is
+    ``root / "data"``) and start the server with ``env_extra`` added to its environment; returns once it
+    answers a request made with ``key``."""
     from rag.library import Library
 
     docs, data = root / "docs", root / "data"
     docs.mkdir()
     (docs / "quillfeather.md").write_text(FACT)
-    report = Library(data / "index").ingest([docs / "quillfeather.md"])
-    assert report.chunks_added >= 1 and not report.failed, report
+    report = Library(data / "index").ingest([docs / "quillfeather.md", *(index or [])])
+    assert report.chunks_added >= 1 + len(index or []) and not report.failed, report
 
     port = free_port()
     env = offline_env({k: v for k, v in os.environ.items() if k != "LRC_API_KEY"})
     env.update({"LRC_DATA_DIR": str(data), "LRC_ENGINE": "onnx", "LRC_MODEL": "smollm2",
                 "LRC_MAX_NEW_TOKENS": str(MAX_NEW_TOKENS), "LRC_API_KEY": KEY,
                 "FOUNDRY_BASE_URL": f"http://127.0.0.1:{free_port()}/v1", "PYTHONUNBUFFERED": "1"})
+    env.update(env_extra or {})
     log = root / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "rag", "serve", "--port", str(port)], cwd=REPO_ROOT,
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}/v1", KEY, log, proc)
+    server = Server(f"http://127.0.0.1:{port}/v1", key, log, proc)
     deadline = time.monotonic() + 180
     while True:
         if proc.poll() is not None:

@@ -60,34 +60,47 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> N
         pytest.fail(f"{exc}:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory) -> Server:
+def launch(root: Path, workdir: Path | None = None, **extra: str) -> Server:
+    """Start `chainlit run app.py` with its data folder under ``root`` (a fresh one: the first chat
+    indexes docs_corpus/ like a fresh install); ``workdir`` reuses a server's folder (a restart)."""
     if not chainlit_server.CHAINLIT.exists():
         pytest.fail(f"{chainlit_server.CHAINLIT} is missing: run `make setup`.")
-    root = tmp_path_factory.mktemp("e2e-server")
-    workdir = chainlit_server.prepare_workdir(root / "app")
+    if workdir is None:
+        workdir = chainlit_server.prepare_workdir(root / "app")
     data_dir = root / "data"
     port, foundry_port = free_port(), free_port()
     env = chainlit_server.base_env(
         data_dir, LRC_ENGINE="onnx", LRC_TOP_K="3", LRC_MAX_NEW_TOKENS="96", LRC_RETRIEVAL_MODE="hybrid",
-        FOUNDRY_BASE_URL=f"http://127.0.0.1:{foundry_port}/catalogs/local/v1", PYTHONUNBUFFERED="1")
-    for key in ("LRC_MODEL", "FOUNDRY_MODEL", "LRC_MODELS"):
-        env.pop(key, None)
-    log = root / "chainlit.log"
+        FOUNDRY_BASE_URL=f"http://127.0.0.1:{foundry_port}/catalogs/local/v1", PYTHONUNBUFFERED="1", **extra)
+    for key in ("LRC_MODEL", "FOUNDRY_MODEL", "LRC_MODELS", "LRC_AUTH", "LRC_HISTORY"):
+        if key not in extra:
+            env.pop(key, None)
+    log = root / f"chainlit-{port}.log"
     t0 = time.monotonic()
     proc = chainlit_server.spawn(workdir, port, env, log)
     url = f"http://127.0.0.1:{port}"
     srv = Server(url, workdir, data_dir, foundry_port, proc, log)
     try:
         _wait_http(url + "/", proc, log, START_TIMEOUT)
-        srv.timings["start_to_http_200_s"] = round(time.monotonic() - t0, 2)
-        srv.timings["t0"] = t0
+    except BaseException:
+        chainlit_server.stop(proc)
+        raise
+    srv.timings["start_to_http_200_s"] = round(time.monotonic() - t0, 2)
+    srv.timings["t0"] = t0
+    return srv
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Server:
+    root = tmp_path_factory.mktemp("e2e-server")
+    srv = launch(root)
+    try:
         yield srv
     finally:
-        chainlit_server.stop(proc)
+        chainlit_server.stop(srv.proc)
         timings = {k: v for k, v in srv.timings.items() if k != "t0"}
         (root / "timings.json").write_text(json.dumps(timings, indent=2))
-        print(f"\n[e2e] server timings: {timings}  (log: {log})")
+        print(f"\n[e2e] server timings: {timings}  (log: {srv.log})")
 
 
 @pytest.fixture(scope="session")

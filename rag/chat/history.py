@@ -1,0 +1,295 @@
+"""Past chats in a real database: Chainlit's SQLAlchemy data layer on a SQLite file in the data folder
+(``history.sqlite3``, created and migrated here), and its elements (source passages, PDFs) on local disk
+(``history/``), served back only to the user whose chat they belong to.
+
+What is kept: every message and step, the source elements, and each chat's settings (thread metadata,
+written by app.py). Nothing here leaves the machine.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
+from chainlit.data.storage_clients.base import BaseStorageClient
+from chainlit.element import ElementDict
+from chainlit.types import PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
+from fastapi.responses import FileResponse
+
+from rag.config import settings
+
+log = logging.getLogger("local-rag-chat.history")
+DB_NAME = "history.sqlite3"
+FILES_ROUTE = "/history/file"
+
+# The tables and columns Chainlit's SQLAlchemy layer writes (each column name as it spells it). A new
+# column in a later Chainlit is added by migrate(): listed here, it is created on the next start.
+TABLES: dict[str, list[str]] = {
+    "users": ['"id" TEXT PRIMARY KEY', '"identifier" TEXT NOT NULL UNIQUE', '"createdAt" TEXT',
+              '"metadata" TEXT NOT NULL DEFAULT \'{}\''],
+    "threads": ['"id" TEXT PRIMARY KEY', '"createdAt" TEXT', '"name" TEXT', '"userId" TEXT', '"userIdentifier" TEXT',
+                '"tags" TEXT', '"metadata" TEXT'],
+    "steps": ['"id" TEXT PRIMARY KEY', '"name" TEXT', '"type" TEXT', '"threadId" TEXT', '"parentId" TEXT',
+              '"command" TEXT', '"modes" TEXT', '"streaming" INTEGER', '"waitForAnswer" INTEGER', '"isError" INTEGER',
+              '"metadata" TEXT', '"tags" TEXT', '"input" TEXT', '"output" TEXT', '"createdAt" TEXT', '"start" TEXT',
+              '"end" TEXT', '"generation" TEXT', '"showInput" TEXT', '"defaultOpen" INTEGER',
+              '"autoCollapse" INTEGER', '"language" TEXT', '"icon" TEXT'],
+    "elements": ['"id" TEXT PRIMARY KEY', '"threadId" TEXT', '"type" TEXT', '"chainlitKey" TEXT', '"url" TEXT',
+                 '"objectKey" TEXT', '"name" TEXT', '"display" TEXT', '"size" TEXT', '"language" TEXT',
+                 '"page" INTEGER', '"props" TEXT', '"autoPlay" INTEGER', '"playerConfig" TEXT', '"forId" TEXT',
+                 '"mime" TEXT'],
+    "feedbacks": ['"id" TEXT PRIMARY KEY', '"forId" TEXT', '"threadId" TEXT', '"value" INTEGER', '"comment" TEXT'],
+}
+INDEXES = ['CREATE INDEX IF NOT EXISTS threads_user ON threads("userId")',
+           'CREATE INDEX IF NOT EXISTS steps_thread ON steps("threadId")',
+           'CREATE INDEX IF NOT EXISTS elements_thread ON elements("threadId")',
+           'CREATE INDEX IF NOT EXISTS feedbacks_step ON feedbacks("forId")']
+
+
+def migrate(db: Path) -> None:
+    """Create the tables, or add the columns an older file lacks (never drops anything)."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(db) as c:
+        c.execute("PRAGMA journal_mode=WAL")
+        for table, columns in TABLES.items():
+            have = {row[1] for row in c.execute(f"PRAGMA table_info({table})")}
+            if not have:
+                c.execute(f"CREATE TABLE {table} ({', '.join(columns)})")
+                continue
+            for col in columns:
+                name = col.split('"')[1]
+                if name not in have:  # ALTER TABLE cannot add a PRIMARY KEY/UNIQUE column: none is ever new
+                    c.execute(f"ALTER TABLE {table} ADD COLUMN {col.split(' PRIMARY')[0]}")
+        for statement in INDEXES:
+            c.execute(statement)
+
+
+# ------------------------------------------------------------------ elements on local disk
+class LocalStorage(BaseStorageClient):
+    """Element files under ``root``: ``blobs/<sha256>`` holds each content once (a PDF cited by many
+    answers is stored once), ``keys/<sha256 of the object key>`` is a hard link to it, and a ``.json``
+    beside it keeps the MIME type. Read URLs point at FILES_ROUTE, which checks the owner."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+        (self.root / "keys").mkdir(parents=True, exist_ok=True)
+
+    def key_path(self, object_key: str) -> Path:
+        return self.root / "keys" / hashlib.sha256(object_key.encode()).hexdigest()
+
+    def _put(self, object_key: str, data: bytes, mime: str) -> None:
+        digest = hashlib.sha256(data).hexdigest()
+        blob = self.root / "blobs" / digest
+        if not blob.exists():
+            tmp = blob.with_name(f"{digest}.{uuid.uuid4().hex}.part")
+            tmp.write_bytes(data)
+            tmp.replace(blob)
+        target = self.key_path(object_key)
+        self._drop(target)
+        os.link(blob, target)
+        target.with_suffix(".json").write_text(json.dumps({"mime": mime, "blob": digest}))
+
+    def _drop(self, target: Path) -> bool:
+        meta = target.with_suffix(".json")
+        if not target.exists():
+            return False
+        blob = None
+        if meta.exists():
+            blob = self.root / "blobs" / json.loads(meta.read_text())["blob"]
+            meta.unlink()
+        target.unlink()
+        if blob is not None and blob.exists() and blob.stat().st_nlink == 1:  # no key links to it any more
+            blob.unlink()
+        return True
+
+    async def upload_file(self, object_key: str, data: bytes | str, mime: str = "application/octet-stream",
+                          overwrite: bool = True, content_disposition: str | None = None) -> dict[str, Any]:
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        await asyncio.to_thread(self._put, object_key, raw, mime)
+        return {"object_key": object_key, "url": await self.get_read_url(object_key)}
+
+    async def delete_file(self, object_key: str) -> bool:
+        return await asyncio.to_thread(self._drop, self.key_path(object_key))
+
+    async def get_read_url(self, object_key: str) -> str:
+        return f"{FILES_ROUTE}/{object_key_id(object_key)}"
+
+    def open(self, object_key: str) -> tuple[Path, str] | None:
+        """(file, MIME type) for an object key, or None."""
+        target = self.key_path(object_key)
+        meta = target.with_suffix(".json")
+        if not target.exists() or not meta.exists():
+            return None
+        return target, json.loads(meta.read_text()).get("mime") or "application/octet-stream"
+
+    async def close(self) -> None:
+        return None
+
+
+def object_key_id(object_key: str) -> str:
+    """The URL form of an object key ("<user id>/<element id>/<name>"): the user and element ids only
+    (names may hold any character); the route looks the element up by them."""
+    user_id, _, rest = object_key.partition("/")
+    return f"{user_id}/{rest.partition('/')[0]}"
+
+
+# ------------------------------------------------------------------ the data layer
+class HistoryLayer(SQLAlchemyDataLayer):
+    """Chainlit's SQLAlchemy layer on SQLite, with: lists and dicts stored as JSON (SQLite binds
+    neither), a chat list that does not read every message of every chat, and element lookup for
+    FILES_ROUTE."""
+
+    def __init__(self, db: Path, files: Path):
+        migrate(db)
+        self.storage = LocalStorage(files)
+        self._in_order = asyncio.Lock()  # a message's updates are tasks: without it a stale one may land last
+        super().__init__(conninfo=f"sqlite+aiosqlite:///{db}", storage_provider=self.storage, user_thread_limit=1000)
+
+    async def create_step(self, step_dict):  # update_step calls this too
+        async with self._in_order:
+            return await super().create_step(step_dict)
+
+    async def execute_sql(self, query: str, parameters: dict):
+        parameters = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in parameters.items()}
+        return await super().execute_sql(query, parameters)
+
+    async def list_threads(self, pagination: Pagination, filters: ThreadFilter) -> PaginatedResponse:
+        if not filters.userId:
+            raise ValueError("userId is required")
+        search = f"%{filters.search.lower()}%" if filters.search else None
+        rows = await self.execute_sql(
+            'SELECT t."id", t."createdAt", t."name", t."userId", t."userIdentifier", t."tags", t."metadata", '
+            'MAX(s."createdAt") AS updated FROM threads t LEFT JOIN steps s ON s."threadId" = t."id" '
+            'WHERE t."userId" = :user_id AND (:search IS NULL OR lower(t."name") LIKE :search OR EXISTS ('
+            'SELECT 1 FROM steps m WHERE m."threadId" = t."id" AND lower(m."output") LIKE :search)) '
+            'GROUP BY t."id" ORDER BY updated DESC NULLS LAST LIMIT :limit',
+            {"user_id": filters.userId, "search": search, "limit": self.user_thread_limit})
+        threads = [ThreadDict(id=r["id"], createdAt=r["createdAt"], name=r["name"], userId=r["userId"],
+                              userIdentifier=r["userIdentifier"], tags=None, metadata={}, steps=[], elements=[])
+                   for r in (rows if isinstance(rows, list) else [])]
+        start = next((i + 1 for i, t in enumerate(threads) if t["id"] == pagination.cursor), 0)
+        page = threads[start:start + pagination.first]
+        return PaginatedResponse(pageInfo=PageInfo(hasNextPage=len(threads) > start + len(page),
+                                                   startCursor=page[0]["id"] if page else None,
+                                                   endCursor=page[-1]["id"] if page else None), data=page)
+
+    async def get_element(self, thread_id: str, element_id: str):
+        """One element (Chainlit's element page): as the base class, but an element without props is
+        fine and its URL is the one the storage gives now."""
+        rows = await self.execute_sql('SELECT * FROM elements WHERE "threadId" = :thread_id AND "id" = :element_id',
+                                      {"thread_id": thread_id, "element_id": element_id})
+        if not isinstance(rows, list) or not rows:
+            return None
+        e = rows[0]
+        url = await self.storage.get_read_url(e["objectKey"]) if e.get("objectKey") else e.get("url")
+        return ElementDict(id=e["id"], threadId=e.get("threadId"), type=e["type"], chainlitKey=e.get("chainlitKey"),
+                           url=url, objectKey=e.get("objectKey"), name=e["name"], display=e["display"],
+                           props=json.loads(e["props"]) if e.get("props") else {}, size=e.get("size"),
+                           language=e.get("language"), page=e.get("page"), autoPlay=e.get("autoPlay"),
+                           playerConfig=e.get("playerConfig"), forId=e.get("forId"), mime=e.get("mime"))
+
+    async def element_file(self, user_id: str, element_id: str) -> tuple[Path, str] | None:
+        """The stored file of an element in one of ``user_id``'s chats, or None."""
+        rows = await self.execute_sql(
+            'SELECT e."objectKey" FROM elements e JOIN threads t ON t."id" = e."threadId" '
+            'WHERE e."id" = :element_id AND t."userId" = :user_id', {"element_id": element_id, "user_id": user_id})
+        if not isinstance(rows, list) or not rows or not rows[0]["objectKey"]:
+            return None
+        return self.storage.open(rows[0]["objectKey"])
+
+    async def thread_owner(self, thread_id: str) -> str | None:
+        rows = await self.execute_sql('SELECT "userIdentifier" FROM threads WHERE "id" = :id', {"id": thread_id})
+        return rows[0]["userIdentifier"] if isinstance(rows, list) and rows else None
+
+
+def thread_metadata(thread: dict) -> dict:
+    """A thread's metadata as a dict (SQLite gives it back as JSON text)."""
+    metadata = thread.get("metadata") or {}
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except ValueError:
+            metadata = {}
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def latest_sources_only(thread: dict) -> list[dict]:
+    """As in a live chat, only the newest answer's sources stay in the side view of a reopened chat (the
+    page opens it with every "side" element of the chat: a long chat would load all of its PDFs); the
+    older ones open on a page of their own. Returns the newest answer's elements."""
+    elements = [e for e in thread.get("elements") or [] if e.get("display") in ("side", "page")]
+    order = {s["id"]: i for i, s in enumerate(thread.get("steps") or [])}
+    newest = max((e.get("forId") for e in elements), key=lambda f: order.get(f, -1), default=None)
+    for e in elements:
+        e["display"] = "side" if e.get("forId") == newest else "page"
+    return [e for e in elements if e["display"] == "side"]
+
+
+def create_layer() -> HistoryLayer:
+    data = settings().data_dir
+    return HistoryLayer(data / DB_NAME, data / "history")
+
+
+# ------------------------------------------------------------------ access: another user's chat is "not found"
+def _current_layer() -> HistoryLayer | None:
+    from chainlit.data import get_data_layer
+
+    layer = get_data_layer()
+    return layer if isinstance(layer, HistoryLayer) else None
+
+
+async def only_own_thread(username: str, thread_id: str) -> bool:
+    """Chainlit's thread routes ask this before they read, rename, share or delete a chat. Chainlit's own
+    answers 401 for another user's chat (telling that it exists); this says 404 for both."""
+    layer = _current_layer()
+    owner = await layer.thread_owner(thread_id) if layer else None
+    if owner is None or owner != username:
+        raise HTTPException(status_code=404, detail="Thread not found")
+    return True
+
+
+async def name_chat(name: str) -> None:
+    """Give the current chat its name in the chat list."""
+    from chainlit.context import context
+
+    layer = _current_layer()
+    if layer is not None and context.session.thread_id:
+        await layer.update_thread(context.session.thread_id, name=name[:200])
+
+
+def file_router() -> APIRouter:
+    from chainlit.auth import get_current_user
+
+    router = APIRouter()
+
+    @router.get(FILES_ROUTE + "/{user_id}/{element_id}")
+    async def element_file(user_id: str, element_id: str, user=Depends(get_current_user)):
+        layer = _current_layer()
+        found = None
+        if layer is not None and user is not None and getattr(user, "id", None) == user_id:
+            found = await layer.element_file(user_id, element_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail="Not found")
+        path, mime = found
+        return FileResponse(path, media_type=mime)
+
+    return router
+
+
+def mount(app: FastAPI) -> None:
+    """The element file route, in front of Chainlit's catch-all page route; thread access as above."""
+    import chainlit.server as cl_server
+
+    from rag.api import prepend
+
+    prepend(app, file_router())
+    cl_server.is_thread_author = only_own_thread

@@ -1,0 +1,167 @@
+"""The Library view: a table of the documents this chat's user may see (name, type, pages, passages,
+size, when added, embedding model) with Re-index and Remove on the ones they may manage (rag.catalog).
+
+It is a Chainlit custom element (public/elements/LibraryView.jsx) in a message of its own: its buttons
+call the actions below (``library_remove``, ``library_reindex``, ``library_refresh``; ``library_open``
+sends a new view), which do the work through rag.pipeline and push new props to the element — progress
+while re-indexing, then the refreshed table and what happened. Importing this module registers the
+actions; ``show_library()`` sends a view into the current chat.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime
+from hashlib import sha256
+
+import chainlit as cl
+
+from rag import pipeline as pl
+from rag.chat.identity import chat_user
+
+ELEMENT = "LibraryView"  # public/elements/LibraryView.jsx
+VIEWS = "library_views"  # user_session: view id -> its CustomElement
+SHARED = "Shared documents are read-only here: the administrator manages them with python -m rag remove."
+_STAGES = {"loading": 0.2, "embedding": 0.5, "saving": 0.9}  # how far a file is at each progress stage
+
+
+# ------------------------------------------------------------------ the table's rows
+def _row_id(path: str) -> str:
+    """A row's id in the page: the browser never sends a path back, only an id looked up here."""
+    return sha256(path.encode()).hexdigest()[:16]
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1024 or unit == "MB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def _passages(n: int) -> str:
+    return f"{n} passage{'' if n == 1 else 's'}"
+
+
+def _when(ts: float, fmt: str) -> str:
+    return datetime.fromtimestamp(ts).strftime(fmt) if ts else ""
+
+
+def _row(d: pl.Document) -> dict:
+    tag = "user guide" if d.guide else ("uploaded" if d.stored else "")
+    return {"id": _row_id(d.path), "name": d.name, "kind": d.kind or "?", "pages": d.pages, "passages": d.passages,
+            "size": _size(d.size), "added": _when(d.added, "%Y-%m-%d"), "addedAt": _when(d.added, "%Y-%m-%d %H:%M:%S"),
+            "model": d.model.split("|", 1)[0], "modelId": d.model, "manageable": d.manageable, "tag": tag}
+
+
+async def _props(view: str, note: str = "", error: str = "", busy: dict | None = None) -> dict:
+    docs = await pl.documents(chat_user())
+    passages = sum(d.passages for d in docs)
+    title = f"Library: {len(docs)} document{'' if len(docs) == 1 else 's'}, {_passages(passages)}"
+    return {"view": view, "title": title, "model": docs[0].model.split("|", 1)[0] if docs else "",
+            "rows": [_row(d) for d in docs],
+            "note": note, "error": error, "busy": busy, "readOnly": SHARED}
+
+
+async def _push(element: cl.CustomElement, props: dict) -> None:
+    element.props = props
+    element.content = json.dumps(props)  # what a data layer stores for the element
+    await element.update()
+
+
+async def show_library() -> None:
+    """Send the Library view into the current chat."""
+    view = str(uuid.uuid4())
+    element = cl.CustomElement(id=view, name=ELEMENT, display="inline", props=await _props(view))
+    await cl.Message(content="", elements=[element]).send()
+    views = cl.user_session.get(VIEWS) or {}
+    views[view] = element
+    cl.user_session.set(VIEWS, views)
+
+
+# ------------------------------------------------------------------ the buttons
+async def _target(action: cl.Action) -> tuple[cl.CustomElement | None, pl.Document | None]:
+    """(the view the click came from, the document of the clicked row among those this user may see)."""
+    element = (cl.user_session.get(VIEWS) or {}).get(str(action.payload.get("view", "")))
+    row = str(action.payload.get("id", ""))
+    doc = next((d for d in await pl.documents(chat_user()) if _row_id(d.path) == row), None) if row else None
+    return element, doc
+
+
+@cl.action_callback("library_open")
+async def library_open(action: cl.Action) -> None:
+    await show_library()
+
+
+@cl.action_callback("library_refresh")
+async def library_refresh(action: cl.Action) -> None:
+    element, _ = await _target(action)
+    if element is None:  # a view from before a server restart: send a fresh one
+        await show_library()
+    else:
+        await _push(element, await _props(element.id))
+
+
+@cl.action_callback("library_remove")
+async def library_remove(action: cl.Action) -> dict:
+    element, doc = await _target(action)
+    if element is None:
+        await show_library()
+        return {"ok": False}
+    if doc is None:
+        await _push(element, await _props(element.id, error="That document is not in the library any more."))
+        return {"ok": False}
+    busy = {"id": _row_id(doc.path), "action": "remove", "text": f"Removing {doc.name}…", "percent": 50}
+    await _push(element, {**element.props, "note": "", "error": "", "busy": busy})
+    try:
+        removed = await pl.remove_document(doc.path, chat_user())
+    except (LookupError, PermissionError) as err:  # gone meanwhile, or not this user's: say so
+        await _push(element, await _props(element.id, error=str(err)))
+        return {"ok": False}
+    except Exception as err:  # e.g. the stored copy could not be deleted: never leave the view busy
+        await _push(element, await _props(element.id, error=f"Removing {doc.name} failed: {err}"))
+        raise
+    note = f"Removed {removed.name}: {_passages(removed.passages)}."
+    if removed.deleted_copy:
+        note += " Its stored copy was deleted."
+    if removed.guide:
+        note += " The user guide will not be added back by itself (index docs_corpus/ again to restore it)."
+    await _push(element, await _props(element.id, note=note))
+    return {"ok": True}
+
+
+@cl.action_callback("library_reindex")
+async def library_reindex(action: cl.Action) -> dict:
+    element, doc = await _target(action)
+    if element is None:
+        await show_library()
+        return {"ok": False}
+    if doc is None:
+        await _push(element, await _props(element.id, error="That document is not in the library any more."))
+        return {"ok": False}
+    row, base = _row_id(doc.path), {**element.props, "note": "", "error": ""}
+    note, error, last = "", "", 0.0
+    busy = {"id": row, "action": "reindex", "text": f"Re-indexing {doc.name}…", "percent": 2}
+    await _push(element, {**base, "busy": busy})
+    try:
+        async for ev in pl.reindex(doc.path, chat_user()):
+            if isinstance(ev, pl.Progress) and time.monotonic() - last > 0.3:
+                p, last = ev.progress, time.monotonic()
+                percent = round(100 * (p.done + _STAGES.get(p.stage, 0)) / max(1, p.total))
+                busy = {**busy, "percent": min(percent, 99), "text": f"Re-indexing {doc.name}: {p.stage}…"}
+                await _push(element, {**base, "busy": busy})
+            elif isinstance(ev, pl.Ingested):
+                r = ev.report
+                if r.failed:
+                    error = f"{doc.name} could not be re-indexed: {r.failed[0][1]} (its passages are kept)."
+                else:
+                    note = f"Re-indexed {doc.name}: {_passages(r.chunks_added)} in {r.seconds:.1f} s."
+            elif isinstance(ev, pl.Failed):
+                error = ev.text
+    except (LookupError, PermissionError) as err:
+        error = str(err)
+    except Exception as err:  # never leave the view busy
+        error = f"Re-indexing {doc.name} failed: {err}"
+    await _push(element, await _props(element.id, note=note, error=error))
+    return {"ok": not error}

@@ -1,0 +1,182 @@
+"""How the chat shows what the pipeline yields: ingest progress, the Retrieval step, an answer message
+(quote, streamed text, sources in the side view, footer) — one AnswerView per answer (two in a comparison)."""
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+
+import chainlit as cl
+
+from engines import registry
+from rag import pipeline as pl
+
+async def run_ingest(events, title: str):
+    """Show an ingest's progress in one message, sent with the first event (an ingest with nothing to
+    do shows nothing); returns its report (None when it failed or did nothing)."""
+    msg, last, report = None, 0.0, None
+    async for ev in events:
+        if msg is None:
+            msg = cl.Message(content=f"{title}…")
+            await msg.send()
+        if isinstance(ev, pl.Progress) and time.monotonic() - last > 0.5:
+            p = ev.progress
+            name = os.path.basename(str(getattr(p, "file", "") or ""))
+            msg.content = f"{title}… {p.stage} {name} ({p.done}/{p.total})"
+            await msg.update()
+            last = time.monotonic()
+        elif isinstance(ev, pl.Ingested):
+            r = report = ev.report
+            lines = [f"{title}: done. {r.summary()}"]
+            for f, reason in r.failed:
+                name = os.path.basename(str(f))
+                reason = str(reason).removeprefix(f"{f}: ").removeprefix(f"{name}: ")
+                lines.append(f"- ✗ **{name}** was not indexed: {reason}")
+            for why, names in r.skipped_by_reason().items():
+                shown = ", ".join(os.path.basename(n) for n in names[:10]) + (" …" if len(names) > 10 else "")
+                lines.append(f"- skipped {len(names)} file(s), {why}: {shown}")
+            msg.content = "\n".join(lines)
+            await msg.update()
+        elif isinstance(ev, pl.Failed):
+            msg.content = f"{title}: failed. {ev.text}"
+            await msg.update()
+    return report
+
+
+def retrieval_text(ev: pl.Retrieved) -> str:
+    if ev.mode == "off":
+        return "Retrieval is off."
+    scope = "all documents" if ev.scope is None else f"only this chat's files ({len(ev.scope)})"
+    lines = [f"mode: {ev.mode} · scope: {scope} · {len(ev.hits)} passages · {ev.seconds:.2f} s", ""]
+    for h in ev.hits:
+        extra = " ".join(f"{k}={v:.3f}" for k, v in (h.scores or {}).items() if isinstance(v, (int, float)))
+        lines += [f"#{h.rank} {h.chunk.citation()}  score={h.score:.3f} {extra}".rstrip(),
+                  " ".join(h.chunk.text.split())[:600], ""]
+    return "\n".join(lines)
+
+
+def _wrap(text: str, width: int = 50) -> str:
+    """Long lines wrapped for the side view (code blocks do not wrap); the words are unchanged."""
+    return "\n".join(textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False) or line
+                     for line in text.splitlines())
+
+
+async def source_elements(src: pl.Sources) -> tuple[list, str]:
+    elements, names, pdfs = [], [], set()
+    for h in src.shown:
+        n = src.used.index(h) + 1
+        name = f"[{n}] {h.chunk.citation()}"
+        names.append(name)
+        elements.append(cl.Text(name=name, content=_wrap(h.chunk.text), language="text", display="side"))
+        if h.chunk.source.lower().endswith(".pdf") and os.path.isfile(h.chunk.source) \
+                and (h.chunk.source, h.chunk.page) not in pdfs:
+            pdfs.add((h.chunk.source, h.chunk.page))
+            pdf_name = f"open {h.chunk.name} at p. {h.chunk.page or 1}"
+            names.append(pdf_name)
+            elements.append(cl.Pdf(name=pdf_name, path=h.chunk.source, page=h.chunk.page or 1, display="side"))
+    return elements, " · ".join(names)
+
+
+async def _append(msg: cl.Message, block: str) -> None:
+    """A paragraph after the answer; closes a code block the model left open (it would swallow it)."""
+    if msg.content.count("```") % 2:
+        await msg.stream_token("\n```")
+    await msg.stream_token(("\n\n" if msg.content else "") + block)
+
+
+
+def footer(ev: pl.Done) -> str:
+    u, t = ev.usage, ev.timings
+    first = f"first text {t['first_text']:.2f} s · " if "first_text" in t else ""
+    if not ev.engine:
+        return f"`quote only (no model) · {first}total {t.get('total', 0):.2f} s`"
+    ttft = f"{u.time_to_first_token:.2f} s" if u.time_to_first_token is not None else "–"
+    return (f"`{registry.labels().get(ev.engine, ev.engine)} · {ev.model} · {first}TTFT {ttft} · "
+            f"{u.tokens_per_second:.1f} tokens/s · {u.prompt_tokens} prompt + {u.completion_tokens} answer tokens`")
+
+
+def quote_text(ev: pl.Quoted) -> str:
+    return "**From your documents:**\n" + "\n>\n".join(f"> {t} — *{h.chunk.citation()}*" for t, h in ev.quotes)
+
+
+class AnswerView:
+    """One answer message: renders the pipeline's events for it (one per side in a comparison)."""
+
+    def __init__(self, head: str = ""):
+        self.msg = cl.Message(content="")
+        self.head = head  # what stays above the model's text: a title, the quote, routing lines, partials
+        self.notes: list[str] = []
+        self.text = ""  # the whole answer, once Done
+
+    async def start(self) -> None:
+        if self.head:
+            await self.msg.stream_token(self.head)
+
+    async def _head(self, block: str) -> None:
+        """A block that stays above the model's text (Revised rewrites only what follows it)."""
+        self.head += block
+        await self.msg.stream_token(block)
+
+    async def show(self, ev) -> None:
+        msg = self.msg
+        if isinstance(ev, (pl.NothingFound, pl.Notice)):
+            note = ev.message if isinstance(ev, pl.NothingFound) else ev.text
+            if msg.content:  # said about the answer being written: it belongs under it
+                self.notes.append(f"*{note}*")
+            else:
+                await cl.Message(content=f"*{note}*").send()
+        elif isinstance(ev, pl.Quoted):
+            await self._head(quote_text(ev) + "\n\n")
+        elif isinstance(ev, pl.Routed):
+            await self._head(f"*↪ {ev.text}*\n\n")
+        elif isinstance(ev, pl.FellBack):
+            partial = "\n".join(f"> {line}" for line in ev.partial.strip().splitlines())
+            if msg.content.count("```") % 2:
+                await msg.stream_token("\n```")
+            msg.content = self.head + f"*⚠️ Interrupted — {ev.reason}. Its partial answer, kept:*\n{partial}\n\n"
+            self.head = msg.content
+            await msg.update()
+        elif isinstance(ev, pl.Token):
+            await msg.stream_token(ev.text)
+        elif isinstance(ev, pl.Revised):
+            msg.content = self.head + ev.text
+        elif isinstance(ev, pl.Sources):
+            if self.notes:
+                await _append(msg, "\n".join(self.notes))
+            if ev.shown:
+                msg.elements, names = await source_elements(ev)
+                await _append(msg, f"**Sources:** {names}")
+        elif isinstance(ev, pl.Done):
+            self.text = ev.text
+            await _append(msg, footer(ev))
+        elif isinstance(ev, pl.Failed):
+            await _append(msg, f"**Error:** {ev.text}")
+
+    async def close(self) -> None:
+        if self.msg.content or self.msg.elements:
+            await self.msg.send()
+            if self.msg.elements:
+                side = cl.user_session.get("side_elements") or []
+                cl.user_session.set("side_elements", side + [e.to_dict() for e in self.msg.elements])
+
+
+async def retire_sources() -> None:
+    """Before a new answer: the previous answers' sources leave the side view. Chainlit's page opens
+    the side view with every "side" element of the chat, so older ones turn into "page" elements
+    (their links still open them, on a page of their own) — or, without a history to fetch them
+    from, are removed from the page."""
+    from chainlit.data import get_data_layer
+
+    kept = get_data_layer() is not None
+    for element in cl.user_session.get("side_elements") or []:
+        if kept:
+            await cl.context.emitter.send_element(dict(element, display="page"))
+        else:
+            await cl.context.emitter.emit("remove_element", {"id": element["id"]})
+    cl.user_session.set("side_elements", [])
+
+
+async def show_retrieval(ev: pl.Retrieved) -> None:
+    async with cl.Step(name="Retrieval", type="retrieval", language="text", show_input="text") as step:
+        step.input = ev.query  # a follow-up shows the query built from the conversation
+        step.output = retrieval_text(ev)
