@@ -220,9 +220,15 @@ async def scope_chat(action: cl.Action) -> None:
 
 async def _answer(question: str) -> None:
     await render.retire_sources()
-    if (cl.user_session.get("compare") or panel.OFF) != panel.OFF:
-        await _compare(question)
-        return
+    async with history.answering():  # the chat history is written once the answer is
+        if (cl.user_session.get("compare") or panel.OFF) != panel.OFF:
+            await _compare(question)
+        else:
+            await _answer_one(question)
+    await state.save()
+
+
+async def _answer_one(question: str) -> None:
     opts: pl.Options = cl.user_session.get("options")
     control = pl.Control()
     cl.user_session.set("control", control)
@@ -234,7 +240,6 @@ async def _answer(question: str) -> None:
             await view.show(ev)
     await view.close()
     state.remember(question, view.text)
-    await state.save()
 
 
 async def _compare(question: str) -> None:
@@ -271,7 +276,11 @@ async def _compare(question: str) -> None:
             await before.show(ev)
     await before.close()
     state.remember(question, views["A"].text if "A" in views else "")
-    await state.save()
+
+
+@cl.on_app_shutdown
+async def shutdown() -> None:
+    await history.flush()  # what the last answers left queued
 
 
 @cl.on_stop

@@ -12,7 +12,6 @@ import chainlit as cl
 from rag.chat.identity import LOCAL_USER
 from rag.config import settings
 
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 SECRET_FILE = "chainlit-auth-secret"
 
 
@@ -23,7 +22,9 @@ class StartRefused(SystemExit):
 def check_host(host: str) -> None:
     """Refuse to serve other machines without a login: everyone who reaches the port would see
     every chat and document."""
-    if settings().auth == "none" and host not in LOCAL_HOSTS:
+    from rag.cmd.serve import is_loopback  # the API server's rule: 127.0.0.0/8, ::1, localhost
+
+    if settings().auth == "none" and not is_loopback(host):
         raise StartRefused(
             f"Local RAG Chat will not listen on {host!r} without a login: anyone who can reach this port "
             f"would read every chat and document. Either keep the default host (127.0.0.1), or set "

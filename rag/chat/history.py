@@ -8,6 +8,7 @@ written by app.py). Nothing here leaves the machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ from chainlit.element import ElementDict
 from chainlit.types import PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
 from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse
+from sqlalchemy import event
 
 from rag.config import settings
 
@@ -151,12 +153,71 @@ class HistoryLayer(SQLAlchemyDataLayer):
     def __init__(self, db: Path, files: Path):
         migrate(db)
         self.storage = LocalStorage(files)
-        self._in_order = asyncio.Lock()  # a message's updates are tasks: without it a stale one may land last
         super().__init__(conninfo=f"sqlite+aiosqlite:///{db}", storage_provider=self.storage, user_thread_limit=1000)
+        event.listen(self.engine.sync_engine, "connect", _pragmas)
+        self._writes: asyncio.Queue | None = None  # (function, args) in the order Chainlit asked for them
+        self._answering = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
 
+    # Chainlit persists each message as a task of its own, at once. Here the writes of a chat that is in
+    # the history already go through one ordered queue (a message's updates land in order) and wait
+    # while an answer is being written (persisting costs the answer nothing; at most MAX_DEFER_S late).
     async def create_step(self, step_dict):  # update_step calls this too
-        async with self._in_order:
-            return await super().create_step(step_dict)
+        if _before_first_message():
+            return await super().create_step(step_dict)  # Chainlit keeps it until the chat starts
+        self._later(_RAW_CREATE_STEP, step_dict)
+
+    async def create_element(self, element):
+        if _before_first_message():
+            return await super().create_element(element)
+        self._later(_RAW_CREATE_ELEMENT, element)
+
+    def _later(self, write, *args) -> None:
+        if self._writes is None:
+            self._writes = asyncio.Queue()
+            asyncio.get_running_loop().create_task(self._write_in_order())
+        self._writes.put_nowait((write, args))
+
+    async def _write_in_order(self) -> None:
+        while True:
+            write, args = await self._writes.get()
+            try:
+                await asyncio.wait_for(self._quiet.wait(), MAX_DEFER_S)
+            except asyncio.TimeoutError:
+                pass  # answers without a pause: write anyway
+            try:
+                await write(self, *args)
+            except Exception as exc:  # a failed write is logged; the chat goes on
+                log.warning("could not save to the chat history: %s", exc)
+            finally:
+                self._writes.task_done()
+
+    @contextlib.asynccontextmanager
+    async def answering(self):
+        """Around an answer: history writes wait until no answer is being written."""
+        self._answering += 1
+        self._quiet.clear()
+        try:
+            yield
+        finally:
+            self._answering -= 1
+            if not self._answering:
+                self._quiet.set()
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Write what is queued now (before a chat is read or deleted, and at shutdown)."""
+        if self._writes is not None and not self._writes.empty():
+            self._quiet.set()
+            await asyncio.wait_for(self._writes.join(), timeout)
+
+    async def get_thread(self, thread_id: str):
+        await self.flush()
+        return await super().get_thread(thread_id)
+
+    async def delete_thread(self, thread_id: str):
+        await self.flush()
+        return await super().delete_thread(thread_id)
 
     async def execute_sql(self, query: str, parameters: dict):
         parameters = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in parameters.items()}
@@ -234,6 +295,33 @@ def latest_sources_only(thread: dict) -> list[dict]:
     return [e for e in elements if e["display"] == "side"]
 
 
+MAX_DEFER_S = 5.0
+_RAW_CREATE_STEP = SQLAlchemyDataLayer.create_step.__wrapped__  # without Chainlit's "wait for the chat" wrapper
+_RAW_CREATE_ELEMENT = SQLAlchemyDataLayer.create_element.__wrapped__
+
+
+def _before_first_message() -> bool:
+    """True while the current chat is not in the history yet (Chainlit then queues writes itself)."""
+    from chainlit.context import context
+    from chainlit.session import WebsocketSession
+
+    try:
+        session = context.session
+    except Exception:  # no chat (a script, a test): write at once
+        return False
+    return isinstance(session, WebsocketSession) and not session.has_first_interaction
+
+
+def _pragmas(connection, _record) -> None:
+    """Each connection: wait for another writer instead of failing (a CLI or a second server may write),
+    and in WAL mode sync at checkpoints, not at every commit (a crash of the app loses nothing; a power
+    cut may lose the last moments of a chat)."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 def create_layer() -> HistoryLayer:
     data = settings().data_dir
     return HistoryLayer(data / DB_NAME, data / "history")
@@ -255,6 +343,18 @@ async def only_own_thread(username: str, thread_id: str) -> bool:
     if owner is None or owner != username:
         raise HTTPException(status_code=404, detail="Thread not found")
     return True
+
+
+def answering():
+    """Around an answer in the chat: the history's writes wait until it is written."""
+    layer = _current_layer()
+    return layer.answering() if layer is not None else contextlib.nullcontext()
+
+
+async def flush() -> None:
+    layer = _current_layer()
+    if layer is not None:
+        await layer.flush()
 
 
 async def name_chat(name: str) -> None:

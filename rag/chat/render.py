@@ -161,18 +161,11 @@ class AnswerView:
 
 
 async def retire_sources() -> None:
-    """Before a new answer: the previous answers' sources leave the side view. Chainlit's page opens
-    the side view with every "side" element of the chat, so older ones turn into "page" elements
-    (their links still open them, on a page of their own) — or, without a history to fetch them
-    from, are removed from the page."""
-    from chainlit.data import get_data_layer
-
-    kept = get_data_layer() is not None
+    """Before a new answer: the previous answers' sources leave the page (Chainlit's page opens its side
+    view with every "side" element of the chat, and every message is matched against every element's
+    name). The chat history keeps them: a chat reopened from the sidebar links them again."""
     for element in cl.user_session.get("side_elements") or []:
-        if kept:
-            await cl.context.emitter.send_element(dict(element, display="page"))
-        else:
-            await cl.context.emitter.emit("remove_element", {"id": element["id"]})
+        await cl.context.emitter.emit("remove_element", {"id": element["id"]})
     cl.user_session.set("side_elements", [])
 
 
