@@ -143,6 +143,8 @@ async def start() -> None:
 
 LIBRARY_COMMAND = {"id": "Library", "icon": "library", "description": "Your documents: list, re-index, remove",
                    "button": True, "persistent": False}
+EARLIER_COMMAND = {"id": "Earlier", "icon": "history", "description": "The earlier messages of this chat, not shown",
+                   "button": True, "persistent": False}
 
 
 # Example questions about docs_corpus/. Chainlit hides its starters once the chat holds a message, and
@@ -157,7 +159,9 @@ async def resume(thread: dict) -> None:
     metadata = history.thread_metadata(thread)
     opts = state.begin(metadata.get("lrc"))
     cl.user_session.set("side_elements", history.latest_sources_only(thread))
-    await cl.context.emitter.set_commands([LIBRARY_COMMAND])
+    earlier = history.newest_messages(thread)  # a long chat opens with its newest messages
+    cl.user_session.set("earlier", len(earlier))
+    await cl.context.emitter.set_commands([LIBRARY_COMMAND] + ([EARLIER_COMMAND] if earlier else []))
     await _settings_panel(opts, "This chat's engine is not ready.")
     # Chainlit next sends the thread to the page, which fills the settings panel from its saved values
     metadata["chat_settings"] = cl.context.session.chat_settings
@@ -180,6 +184,10 @@ async def on_message(message: cl.Message) -> None:
         await library_view.show_library()
         if not (message.content or "").strip() and not message.elements:
             return
+    if message.command == "Earlier":
+        text = await history.earlier_messages(cl.user_session.get("earlier") or 0)
+        await cl.Message(content=f"**Earlier messages of this chat:**\n\n{text}").send()
+        return
     files = [(e.path, e.name) for e in (message.elements or []) if getattr(e, "path", None)]
     if files:
         report = await render.run_ingest(pl.ingest_uploads(files, uploads_dir=owners.uploads_dir(chat_user())),

@@ -322,6 +322,54 @@ def _pragmas(connection, _record) -> None:
     cursor.close()
 
 
+SHOWN_MESSAGES = 60  # a reopened chat shows its newest messages: the page renders every message it gets
+
+
+def newest_messages(thread: dict, limit: int = SHOWN_MESSAGES) -> list[dict]:
+    """Keep the newest ``limit`` messages of a reopened chat in ``thread`` (with the steps they belong to
+    and their elements), and a note at the top saying how many are not shown (Chainlit's page takes
+    ~6 ms per message here: BENCHMARKS "Chat history"). Returns the earlier messages (oldest first)."""
+    steps = thread.get("steps") or []
+    spoken = [i for i, s in enumerate(steps) if s.get("type") in ("user_message", "assistant_message")]
+    if len(spoken) <= limit:
+        return []
+    first = spoken[-limit]
+    by_id = {s["id"]: s for s in steps}
+    kept = {s["id"] for s in steps[first:]}
+    for s in steps[first:]:  # and the steps they sit in (an answer's "run")
+        parent = s.get("parentId")
+        while parent and parent not in kept and parent in by_id:
+            kept.add(parent)
+            parent = by_id[parent].get("parentId")
+    earlier = [steps[i] for i in spoken if steps[i]["id"] not in kept]
+    note = {"id": str(uuid.uuid4()), "threadId": thread.get("id"), "type": "assistant_message", "name": "Local RAG Chat",
+            "output": f"*{len(earlier)} earlier messages of this chat are kept but not shown, so that it opens "
+                      f"quickly: the **Earlier** button of the message box shows them.*",
+            "createdAt": steps[first].get("createdAt"), "metadata": {}, "streaming": False}
+    thread["steps"] = [note] + [s for s in steps if s["id"] in kept]
+    thread["elements"] = [e for e in thread.get("elements") or [] if e.get("forId") in kept]
+    return earlier
+
+
+def transcript(messages: list[dict]) -> str:
+    """Earlier messages as one Markdown text (one message for the page to draw, not one per message)."""
+    parts = []
+    for m in messages:
+        who = "**You:**" if m.get("type") == "user_message" else "**Local RAG Chat:**"
+        parts.append(f"{who} {m.get('output') or ''}".strip())
+    return "\n\n---\n\n".join(parts)
+
+
+async def earlier_messages(count: int) -> str:
+    """The first ``count`` messages of the current chat (those a reopened chat did not show)."""
+    from chainlit.context import context
+
+    layer = _current_layer()
+    thread = await layer.get_thread(context.session.thread_id) if layer is not None and count else None
+    spoken = [s for s in (thread or {}).get("steps") or [] if s.get("type") in ("user_message", "assistant_message")]
+    return transcript(spoken[:count]) if spoken[:count] else "*Every message of this chat is shown.*"
+
+
 def create_layer() -> HistoryLayer:
     data = settings().data_dir
     return HistoryLayer(data / DB_NAME, data / "history")

@@ -7,13 +7,14 @@ The server here is this module's own (it is restarted), answering quote-only (no
 from __future__ import annotations
 
 import re
+import sys
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from conftest import launch
+from conftest import REPO_ROOT, launch
 import chainlit_server
 from rag.config import settings
 
@@ -151,4 +152,35 @@ def test_a_chat_comes_back_after_reload_and_restart_then_is_deleted(history_serv
     page.locator("[role=alertdialog], [role=dialog]").get_by_role("button", name=re.compile("Confirm|Delete")).click()
     entry.wait_for(state="detached", timeout=30_000)
     assert http_status(f"{srv.url}/project/thread/{tid}", cookie) == 404, "a deleted chat is gone"
+    ctx.close()
+
+
+def test_a_long_chat_opens_with_its_newest_messages(history_server, browser, screenshots):
+    """A chat of 150 messages (a real one's rows, cloned as bench/bench_history.py does) opens with its
+    newest 60 and a note; the Earlier button shows the rest as one message."""
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    from bench_history import clone_chat
+
+    srv = history_server["srv"]
+    ctx, page = open_page(browser, srv.url)
+    page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
+    page.fill("#chat-input", "How do I add documents to the library?")
+    page.click("#chat-submit")
+    page.get_by_text("quote only (no model)").first.wait_for(timeout=120_000)
+    page.wait_for_selector("#stop-button", state="detached")
+    time.sleep(1.5)
+    long_tid = clone_chat(srv.data_dir, thread_id(page), 150, 20)
+    page.goto(srv.url + "/")
+    page.wait_for_selector("#chat-input")
+    page.locator(f"#thread-{long_tid}").click()
+    page.get_by_text("END-OF-LONG-CHAT").first.wait_for(timeout=60_000)
+    note = page.get_by_text(re.compile(r"\d+ earlier messages of this chat are kept"))
+    note.wait_for()
+    hidden = int(re.search(r"(\d+) earlier", note.text_content()).group(1))
+    shown = page.locator('[data-step-type="user_message"]').count() + page.locator(ANSWER).count()
+    assert hidden + shown - 1 >= 150 and shown <= 61, (hidden, shown)
+    page.click("#command-Earlier")
+    page.click("#chat-submit")
+    page.get_by_text("Earlier messages of this chat:").wait_for(timeout=30_000)
+    assert page.locator(ANSWER).last.text_content().count("How do I add documents to the library?") >= 2
     ctx.close()
