@@ -196,6 +196,7 @@ async def on_message(message: cl.Message) -> None:
             await _add_chat_files([*report.added, *report.updated, *report.unchanged])
     question = (message.content or "").strip()
     if question:
+        await history.name_chat(question, only_placeholder=True)  # a chat begun with a button
         await _answer(question)
 
 

@@ -219,6 +219,16 @@ class HistoryLayer(SQLAlchemyDataLayer):
         await self.flush()
         return await super().delete_thread(thread_id)
 
+    async def update_thread(self, thread_id: str, name: str | None = None, user_id: str | None = None,
+                            metadata: dict | None = None, tags: list[str] | None = None):
+        """Chainlit names a chat started by a button after the button's action: keep a real name instead
+        (a starter question names its chat itself), or call it after what was opened."""
+        if name in ACTION_TITLES:
+            rows = await self.execute_sql('SELECT "name" FROM threads WHERE "id" = :id', {"id": thread_id})
+            named = isinstance(rows, list) and rows and rows[0]["name"] and rows[0]["name"] not in ACTION_TITLES
+            name = None if named else ACTION_TITLES[name]
+        return await super().update_thread(thread_id, name=name, user_id=user_id, metadata=metadata, tags=tags)
+
     async def execute_sql(self, query: str, parameters: dict):
         parameters = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in parameters.items()}
         return await super().execute_sql(query, parameters)
@@ -296,6 +306,8 @@ def latest_sources_only(thread: dict) -> list[dict]:
 
 
 MAX_DEFER_S = 5.0
+ACTION_TITLES = {"starter": "New chat", "scope_chat": "New chat", "library_open": "Library",
+                 "library_refresh": "Library", "library_remove": "Library", "library_reindex": "Library"}
 _RAW_CREATE_STEP = SQLAlchemyDataLayer.create_step.__wrapped__  # without Chainlit's "wait for the chat" wrapper
 _RAW_CREATE_ELEMENT = SQLAlchemyDataLayer.create_element.__wrapped__
 
@@ -405,13 +417,19 @@ async def flush() -> None:
         await layer.flush()
 
 
-async def name_chat(name: str) -> None:
-    """Give the current chat its name in the chat list."""
+async def name_chat(name: str, only_placeholder: bool = False) -> None:
+    """Give the current chat its name in the chat list (``only_placeholder``: only if it is still named
+    after a button, e.g. "Library")."""
     from chainlit.context import context
 
     layer = _current_layer()
-    if layer is not None and context.session.thread_id:
-        await layer.update_thread(context.session.thread_id, name=name[:200])
+    if layer is None or not context.session.thread_id:
+        return
+    if only_placeholder:
+        rows = await layer.execute_sql('SELECT "name" FROM threads WHERE "id" = :id', {"id": context.session.thread_id})
+        if not (isinstance(rows, list) and rows and rows[0]["name"] in set(ACTION_TITLES.values())):
+            return
+    await layer.update_thread(context.session.thread_id, name=name[:200])
 
 
 def file_router() -> APIRouter:

@@ -184,3 +184,26 @@ def test_a_long_chat_opens_with_its_newest_messages(history_server, browser, scr
     page.get_by_text("Earlier messages of this chat:").wait_for(timeout=30_000)
     assert page.locator(ANSWER).last.text_content().count("How do I add documents to the library?") >= 2
     ctx.close()
+
+
+def test_a_chat_begun_with_a_button_is_named_by_its_first_question(history_server, browser):
+    srv = history_server["srv"]
+    ctx, page = open_page(browser, srv.url)
+    page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
+    page.locator(ANSWER).get_by_role("button", name="Library", exact=True).last.click()
+    page.locator("#library-view").first.wait_for(timeout=60_000)
+    page.wait_for_url("**/thread/*", timeout=30_000)
+    tid = thread_id(page)
+    entry = page.locator(f"#thread-{tid}")
+    entry.wait_for(timeout=30_000)
+    page.wait_for_function("id => document.querySelector('#thread-' + id)?.textContent.includes('Library')", arg=tid)
+    assert "library_open" not in entry.inner_text()
+    page.fill("#chat-input", "Which file types can I add?")
+    page.click("#chat-submit")
+    page.get_by_text("quote only (no model)").first.wait_for(timeout=120_000)
+    page.wait_for_selector("#stop-button", state="detached")
+    page.goto(srv.url + "/")
+    page.wait_for_selector("#chat-input")
+    page.wait_for_function("id => document.querySelector('#thread-' + id)?.textContent.includes('Which file types')",
+                           arg=tid, timeout=30_000)
+    ctx.close()
