@@ -171,6 +171,7 @@ async def resume(thread: dict) -> None:
 @cl.action_callback("starter")
 async def starter(action: cl.Action) -> None:
     question = action.payload["question"]
+    cl.user_session.set("asked_at", time.perf_counter())
     await cl.Message(content=question, author="You", type="user_message").send()
     await history.name_chat(question)  # the chat list shows the question, not the button's name
     await _answer(question)
@@ -180,6 +181,7 @@ async def starter(action: cl.Action) -> None:
 
 @cl.on_message
 async def on_message(message: cl.Message) -> None:
+    cl.user_session.set("asked_at", time.perf_counter())
     if message.command == "Library":
         await library_view.show_library()
         if not (message.content or "").strip() and not message.elements:
@@ -247,6 +249,8 @@ async def _answer_one(question: str) -> None:
             await render.show_retrieval(ev)
         else:
             await view.show(ev)
+    log.info("answered in %.0f ms (from the question to the answer's last text)",
+             (time.perf_counter() - (cl.user_session.get("asked_at") or 0)) * 1000)
     await view.close()
     state.remember(question, view.text)
 
