@@ -89,6 +89,18 @@ async def _target(action: cl.Action) -> tuple[cl.CustomElement | None, pl.Docume
     return element, doc
 
 
+async def _acted_on(action: cl.Action):
+    """(view, document) of a Remove or Re-index click; the document is None when there is nothing to do
+    (said in the view, or a fresh view sent for one from before a restart)."""
+    element, doc = await _target(action)
+    if element is None:
+        await show_library()
+        return None, None
+    if doc is None:
+        await _push(element, await _props(element.id, error="That document is not in the library any more."))
+    return element, doc
+
+
 @cl.action_callback("library_open")
 async def library_open(action: cl.Action) -> None:
     await show_library()
@@ -105,12 +117,8 @@ async def library_refresh(action: cl.Action) -> None:
 
 @cl.action_callback("library_remove")
 async def library_remove(action: cl.Action) -> dict:
-    element, doc = await _target(action)
-    if element is None:
-        await show_library()
-        return {"ok": False}
+    element, doc = await _acted_on(action)
     if doc is None:
-        await _push(element, await _props(element.id, error="That document is not in the library any more."))
         return {"ok": False}
     busy = {"id": _row_id(doc.path), "action": "remove", "text": f"Removing {doc.name}…", "percent": 50}
     await _push(element, {**element.props, "note": "", "error": "", "busy": busy})
@@ -133,12 +141,8 @@ async def library_remove(action: cl.Action) -> dict:
 
 @cl.action_callback("library_reindex")
 async def library_reindex(action: cl.Action) -> dict:
-    element, doc = await _target(action)
-    if element is None:
-        await show_library()
-        return {"ok": False}
+    element, doc = await _acted_on(action)
     if doc is None:
-        await _push(element, await _props(element.id, error="That document is not in the library any more."))
         return {"ok": False}
     row, base = _row_id(doc.path), {**element.props, "note": "", "error": ""}
     note, error, last = "", "", 0.0
