@@ -41,11 +41,14 @@ def users_server(tmp_path_factory):
     chainlit_server.stop(srv.proc)
 
 
-def sign_in(browser, url: str, name: str):
+def sign_in(browser, url: str, name: str, screenshot=None):
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     page = ctx.new_page()
     page.set_default_timeout(60_000)
     page.goto(url + "/")
+    page.get_by_text("User name").wait_for()  # Chainlit's form says "Email address"; here users have names
+    if screenshot is not None:
+        page.screenshot(path=str(screenshot))
     page.fill("#email", name)
     page.fill("#password", PASSWORDS[name])
     page.get_by_role("button", name="Sign In").click()
@@ -77,7 +80,7 @@ def test_each_user_sees_only_their_own_chats_and_files(users_server, browser, sc
     notes = tmp_path / "alice-notes.txt"
     notes.write_text(f"Maintenance notes.\n\n{FACT}\n")
 
-    a_ctx, alice = sign_in(browser, srv.url, "alice")
+    a_ctx, alice = sign_in(browser, srv.url, "alice", screenshots / "login.png")
     alice.set_input_files("#upload-button-input", [str(notes)])
     alice.fill("#chat-input", QUESTION)
     alice.click("#chat-submit")
