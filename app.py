@@ -135,7 +135,7 @@ async def start() -> None:
     await cl.Message(content=(
         f"**Welcome to Local RAG Chat.** Your library holds **{stats.files} files** "
         f"(**{stats.chunks} passages**). Ask a question about them: answers cite their sources like [1].\n\n"
-        "To add documents, drop PDF, Markdown, text, reStructuredText or HTML files into the chat (or use "
+        "To add documents, drop PDF, Word (.docx), Markdown, text, reStructuredText or HTML files into the chat (or use "
         "the paperclip), or run `python -m rag index PATH`. **Library** lists them (re-index, remove). "
         "The gear button next to the message box changes the engine, model and retrieval settings for "
         "this chat." + (" Or try one of these:" if guide else "")), actions=actions).send()

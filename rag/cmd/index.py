@@ -6,7 +6,7 @@ from pathlib import Path
 import sys
 import time
 
-HELP = "index files and folders (recursive): .pdf .txt .md .rst .html"
+HELP = "index files and folders (recursive): .pdf .docx .txt .md .rst .html"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -34,6 +34,7 @@ from rag.ingest.loading import prepare
 
 _ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the rag package
 _BIG_RUN_BYTES = 2 * 1024 * 1024
+_BINARY = (".pdf", ".docx")  # parsed, not just decoded: worth a loader process
 _QUEUE_SIZE = 32
 
 
@@ -52,7 +53,7 @@ def process_count(jobs: list[FileJob], configured: int) -> int:
     if n <= 0 or not jobs:
         return 0
     big = sum(j.size for j in jobs) > _BIG_RUN_BYTES
-    if not big and not any(j.path.suffix.lower() == ".pdf" for j in jobs):
+    if not big and not any(j.path.suffix.lower() in _BINARY for j in jobs):
         return 0
     return min(n, len(jobs))
 

@@ -84,16 +84,18 @@ def test_folder_indexing_accounts_for_every_file(tmp_path, capsys, embedder):
     (docs / "sub" / "coffee.txt").write_text("Coffee is brewed at 93 degrees for four minutes.\n")
     (docs / "bad.pdf").write_bytes(b"%PDF-1.4 garbage")
     (docs / "photo.xyz").write_bytes(b"\x00\x01")
-    (docs / "notes.docx").write_bytes(b"PK\x03\x04")
+    (docs / "notes.docx").write_bytes(b"PK\x03\x04")  # a Word document cut short: fails, with the reason
+    (docs / "sheet.xlsx").write_bytes(b"PK\x03\x04")
     (docs / ".hidden.md").write_text("# Secret\n\nNot for the library.\n")
     (outside / "private.md").write_text("# Private\n\nOutside the indexed folder.\n")
     (docs / "link.md").symlink_to(outside / "private.md")
     (docs / "link-dir").symlink_to(outside, target_is_directory=True)
     assert main(["index", str(docs), "--index-dir", idx, "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "2 added, 0 updated, 0 unchanged, 1 failed, 5 skipped" in out, out
+    assert "2 added, 0 updated, 0 unchanged, 2 failed, 5 skipped" in out, out
     assert "skipped    2 file(s), unsupported type" not in out  # one line per reason and type
-    assert "unsupported type (.xyz): photo.xyz" in out and "unsupported type (.docx): notes.docx" in out, out
+    assert "unsupported type (.xyz): photo.xyz" in out and "unsupported type (.xlsx): sheet.xlsx" in out, out
+    assert "notes.docx: the file is damaged" in out, out
     assert "hidden: .hidden.md" in out, out
     assert "skipped    2 file(s), a link that leads outside the folder (not followed): link-dir, link.md" in out, out
     assert main(["stats", "--files", "--index-dir", idx]) == 0
@@ -101,4 +103,4 @@ def test_folder_indexing_accounts_for_every_file(tmp_path, capsys, embedder):
     assert "private.md" not in listed and ".hidden.md" not in listed and "coffee.txt" in listed, listed
     # the same folder again: everything accounted for, nothing added
     assert main(["index", str(docs), "--index-dir", idx, "--quiet"]) == 0
-    assert "0 added, 0 updated, 2 unchanged, 1 failed, 5 skipped" in capsys.readouterr().out
+    assert "0 added, 0 updated, 2 unchanged, 2 failed, 5 skipped" in capsys.readouterr().out

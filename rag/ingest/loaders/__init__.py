@@ -2,10 +2,10 @@
 
 The type is decided by content and extension together (browsers send ``.md`` with a useless MIME
 type, so MIME is never consulted): a file starting with ``%PDF-`` is a PDF whatever its name; a
-``.pdf`` that does not is corrupt; text types are decoded (``text.decode_text``). Every bad file
-raises a ``LoaderError`` subclass (``errors``) whose message names the file and the reason, so a
-batch can report it and go on. One module per format: ``text``, ``markdown``, ``rst``, ``html``,
-``pdf`` (with ``pdf_layout`` and ``pypdf_patch``).
+``.pdf`` that does not is corrupt; a ``.docx`` (a zip package) is read by ``docx``; text types are
+decoded (``text.decode_text``). Every bad file raises a ``LoaderError`` subclass (``errors``) whose
+message names the file and the reason, so a batch can report it and go on. One module per format: ``text``, ``markdown``, ``rst``, ``html``,
+``pdf`` (with ``pdf_layout`` and ``pypdf_patch``), ``docx``; ``tables`` turns table rows into passages.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from rag.ingest.loaders.base import Block, Document, first_heading
+from rag.ingest.loaders.docx import load_docx
 from rag.ingest.loaders.errors import (BinaryFile, CorruptFile, EmptyFile, EncryptedFile, FileTooLarge, LoaderError,
                                        NoTextLayer, UndecodableText, UnsupportedType, too_large)
 from rag.ingest.loaders.html import html_blocks
@@ -23,12 +24,13 @@ from rag.ingest.loaders.rst import rst_blocks
 from rag.ingest.loaders.text import decode_text, plain_blocks
 
 __all__ = ["Block", "Document", "load", "kind_for", "is_supported", "decode_text", "is_contents_page",
-           "is_reference_line", "too_large", "SUPPORTED_EXTS", "TEXT_EXTS", "LoaderError", "BinaryFile", "CorruptFile",
+           "is_reference_line", "too_large", "SUPPORTED_EXTS", "TEXT_EXTS", "BINARY_EXTS", "LoaderError", "BinaryFile", "CorruptFile",
            "EmptyFile", "EncryptedFile", "FileTooLarge", "NoTextLayer", "UndecodableText", "UnsupportedType"]
 
 TEXT_EXTS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown",
              ".rst": "rst", ".html": "html", ".htm": "html", ".xhtml": "html"}
-SUPPORTED_EXTS = set(TEXT_EXTS) | {".pdf"}
+BINARY_EXTS = {".pdf": "pdf", ".docx": "docx"}  # read as bytes by their own loader, never decoded as text
+SUPPORTED_EXTS = set(TEXT_EXTS) | set(BINARY_EXTS)
 _HTML_START = re.compile(rb"\s*(<!doctype html|<html)", re.I)
 
 
@@ -38,8 +40,8 @@ def kind_for(path: Path, head: bytes = b"") -> str | None:
         return "pdf"
     suffixes = [s.lower() for s in path.suffixes]
     ext = suffixes[-1] if suffixes else ""
-    if ext == ".pdf":
-        return "pdf"
+    if ext in BINARY_EXTS:
+        return BINARY_EXTS[ext]
     if ext in (".txt", ".text") and len(suffixes) >= 2 and suffixes[-2] in TEXT_EXTS:
         return TEXT_EXTS[suffixes[-2]]  # "intro.rst.txt" is reStructuredText
     kind = TEXT_EXTS.get(ext)
@@ -77,6 +79,8 @@ def load(path: str | Path, max_file_mb: float | None = 50.0, data: bytes | None 
         if not data.startswith(b"%PDF-") and not data[:1024].lstrip().startswith(b"%PDF-"):
             raise CorruptFile(path, "no PDF header")
         return load_pdf(path, data)
+    if kind == "docx":
+        return load_docx(path, data)
     text = decode_text(path, data)
     if not text.strip():
         raise EmptyFile(path)

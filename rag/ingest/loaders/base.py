@@ -18,7 +18,7 @@ class Block:
 @dataclass
 class Document:
     source: str
-    kind: str  # "pdf" | "markdown" | "rst" | "html" | "text"
+    kind: str  # "pdf" | "docx" | "markdown" | "rst" | "html" | "text"
     blocks: list[Block]
     title: str = ""
     pages: int = 0

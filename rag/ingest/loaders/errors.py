@@ -43,7 +43,7 @@ class FileTooLarge(LoaderError):
 
 
 class UnsupportedType(LoaderError):
-    reason = "unsupported file type (supported: .pdf, .txt, .md, .rst, .html)"
+    reason = "unsupported file type (supported: .pdf, .docx, .txt, .md, .rst, .html)"
 
 
 class NoTextLayer(LoaderError):

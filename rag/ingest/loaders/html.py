@@ -1,5 +1,9 @@
 """HTML: the visible text (no scripts, styles, head), ``<h1>``-``<h6>`` as headings, block elements
-as paragraphs, and the ``<title>``. Malformed markup falls back to the text with tags stripped."""
+as paragraphs, and the ``<title>``. Malformed markup falls back to the text with tags stripped.
+
+A ``<table>`` becomes one Block per row that keeps its column names (``tables.table_blocks``): the
+header is the first row of ``<thead>``, or else a first row of ``<th>`` cells only; a ``<caption>`` comes
+first. Cell text has its whitespace collapsed; a table nested in a cell is just more text of that cell."""
 from __future__ import annotations
 
 import html
@@ -7,9 +11,106 @@ import re
 from html.parser import HTMLParser
 
 from rag.ingest.loaders.base import Block, paragraphs
+from rag.ingest.loaders.tables import table_blocks
 
 _HEADING_TAG = re.compile(r"h[1-6]")
 _LINE_TAGS = ("br", "li", "tr", "dt")  # a new line, not a new block
+
+
+class _Table:
+    """The cells of one ``<table>`` being read."""
+
+    def __init__(self):
+        self.header: list[str] = []
+        self.rows: list[list[str]] = []
+        self.caption: list[str] = []
+        self.in_caption = False
+        self.in_head = False
+        self.row: list[str] | None = None
+        self.row_in_head = False
+        self.row_all_th = True
+        self.cell: list[str] | None = None
+        self.span = 1
+        self.loose: list[str] = []  # text outside any cell or caption
+        self.nested = 0  # depth of tables inside a cell
+
+    def text(self, data: str):
+        if self.in_caption:
+            self.caption.append(data)
+        elif self.cell is not None:
+            self.cell.append(data)
+        else:
+            self.loose.append(data)
+
+    def end_cell(self):
+        if self.cell is not None:
+            if self.row is None:
+                self.start_row()
+            self.row.append(" ".join("".join(self.cell).split()))
+            self.row.extend([""] * (self.span - 1))  # later cells stay under their own column
+            self.cell = None
+
+    def start_row(self):
+        self.end_row()
+        self.row, self.row_in_head, self.row_all_th = [], self.in_head, True
+
+    def end_row(self):
+        self.end_cell()
+        if self.row is None:
+            return
+        if self.row and not self.header and not self.rows and (self.row_in_head or self.row_all_th):
+            self.header = self.row
+        elif any(c for c in self.row):
+            self.rows.append(self.row)
+        self.row = None
+
+    def start_cell(self, tag: str, attrs):
+        self.end_cell()
+        if self.row is None:
+            self.start_row()
+        self.row_all_th = self.row_all_th and tag == "th"
+        span = dict(attrs).get("colspan") or "1"
+        self.span = min(int(span), 100) if span.strip().isdigit() and int(span) > 0 else 1
+        self.cell = []
+
+    def start(self, tag: str, attrs):
+        if self.nested or tag == "table":
+            self.nested += tag == "table"
+            self.text(" ")
+        elif tag == "caption":
+            self.end_row()
+            self.in_caption = True
+        elif tag in ("thead", "tbody", "tfoot"):
+            self.end_row()
+            self.in_head = tag == "thead"
+        elif tag == "tr":
+            self.start_row()
+        elif tag in ("td", "th"):
+            self.start_cell(tag, attrs)
+        else:
+            self.text(" ")
+
+    def end(self, tag: str):
+        if self.nested:
+            self.nested -= tag == "table"
+            self.text(" ")
+        elif tag == "caption":
+            self.in_caption = False
+        elif tag in ("thead", "tbody", "tfoot"):
+            self.end_row()
+            self.in_head = False
+        elif tag == "tr":
+            self.end_row()
+        elif tag in ("td", "th"):
+            self.end_cell()
+        else:
+            self.text(" ")
+
+    def blocks(self) -> list[Block]:
+        self.end_row()
+        loose = " ".join("".join(self.loose).split())
+        out = [Block(loose, None, "text")] if loose else []
+        return out + table_blocks(self.header, self.rows, caption=" ".join("".join(self.caption).split()))
 
 
 class _VisibleText(HTMLParser):
@@ -26,6 +127,12 @@ class _VisibleText(HTMLParser):
         self.heading: int | None = None
         self.title = ""
         self.in_title = False
+        self.table: _Table | None = None
+
+    def end_table(self):
+        if self.table is not None:
+            self.blocks.extend(self.table.blocks())
+            self.table = None
 
     def flush(self):
         text = re.sub(r"[ \t\r\f\v]+", " ", "".join(self.buf))
@@ -43,7 +150,12 @@ class _VisibleText(HTMLParser):
         if tag in self.SKIP:
             self.skip += 1
             return
-        if _HEADING_TAG.fullmatch(tag):
+        if self.table is not None and not self.skip:
+            self.table.start(tag, attrs)
+        elif tag == "table" and not self.skip:
+            self.flush()
+            self.table = _Table()
+        elif _HEADING_TAG.fullmatch(tag):
             self.flush()
             self.heading = int(tag[1])
         elif tag in self.BLOCK:
@@ -58,7 +170,12 @@ class _VisibleText(HTMLParser):
         if tag in self.SKIP:
             self.skip = max(0, self.skip - 1)
             return
-        if _HEADING_TAG.fullmatch(tag):
+        if self.table is not None and not self.skip:
+            if tag == "table" and not self.table.nested:
+                self.end_table()
+            else:
+                self.table.end(tag)
+        elif _HEADING_TAG.fullmatch(tag):
             self.flush()
             self.heading = None
         elif tag in self.BLOCK and tag not in _LINE_TAGS:
@@ -67,7 +184,11 @@ class _VisibleText(HTMLParser):
     def handle_data(self, data):
         if self.in_title:
             self.title += data
-        if not self.skip:
+        if self.skip:
+            return
+        if self.table is not None:
+            self.table.text(data)
+        else:
             self.buf.append(data)
 
 
@@ -80,6 +201,7 @@ def html_blocks(text: str) -> tuple[list[Block], str]:
     except Exception:  # malformed markup: fall back to stripping tags
         stripped = html.unescape(re.sub(r"<[^>]+>", " ", text))
         return paragraphs(stripped), ""
+    parser.end_table()  # a table left open at the end
     parser.flush()
     pos = 0
     for b in parser.blocks:

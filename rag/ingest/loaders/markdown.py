@@ -5,14 +5,21 @@ The text between two headings is kept as it stands in the file, cut into paragra
 lines, so every block's ``start`` is its offset in the file text (the chunker's offsets and
 sentence rules read the source, code fences and list markers included). Thematic breaks
 (``---``) hold no text and are left out.
+
+GFM pipe tables (top level) are the exception: each becomes one Block per row that keeps its
+column names (``tables.table_blocks``), all starting at the table's offset, with inline markup in
+the cells reduced to its text.
 """
 from __future__ import annotations
 
 from markdown_it import MarkdownIt
 
-from rag.ingest.loaders.base import Block, paragraphs
+from markdown_it.token import Token
 
-_PARSER = MarkdownIt("commonmark")  # parse() keeps its state per call: one parser serves all threads
+from rag.ingest.loaders.base import Block, paragraphs
+from rag.ingest.loaders.tables import table_blocks
+
+_PARSER = MarkdownIt("commonmark").enable("table")  # parse() keeps its state per call: one parser serves all threads
 
 
 def markdown_blocks(text: str) -> list[Block]:
@@ -29,7 +36,13 @@ def markdown_blocks(text: str) -> list[Block]:
     after = 0  # first source line after the last heading (or break) taken out of the text
     tokens = _PARSER.parse(text)
     for i, tok in enumerate(tokens):
-        if tok.level != 0 or not tok.map or tok.type not in ("heading_open", "hr"):
+        if tok.level != 0 or not tok.map or tok.type not in ("heading_open", "hr", "table_open"):
+            continue
+        if tok.type == "table_open":
+            blocks.extend(run(after, tok.map[0]))
+            header, rows = _table_cells(tokens, i)
+            blocks.extend(table_blocks(header, rows, start=starts[tok.map[0]]))
+            after = tok.map[1]
             continue
         title = ""
         if tok.type == "heading_open":
@@ -42,3 +55,42 @@ def markdown_blocks(text: str) -> list[Block]:
         after = tok.map[1]
     blocks.extend(run(after, len(lines)))
     return blocks
+
+
+def _inline_text(tok: Token) -> str:
+    """The text of an inline token: markup dropped, code spans and image alt text kept."""
+    parts = []
+    for child in tok.children or []:
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+        elif child.type == "image":
+            parts.append(_inline_text(child))
+    return " ".join("".join(parts).split())
+
+
+def _table_cells(tokens: list[Token], i: int) -> tuple[list[str], list[list[str]]]:
+    """(header, body rows) of the table whose ``table_open`` is ``tokens[i]``."""
+    header: list[str] = []
+    rows: list[list[str]] = []
+    row: list[str] | None = None
+    in_head = False
+    for tok in tokens[i + 1:]:
+        if tok.type == "table_close":
+            break
+        if tok.type == "thead_open":
+            in_head = True
+        elif tok.type == "thead_close":
+            in_head = False
+        elif tok.type == "tr_open":
+            row = []
+        elif tok.type == "tr_close" and row is not None:
+            if in_head and not header:
+                header = row
+            else:
+                rows.append(row)
+            row = None
+        elif tok.type == "inline" and row is not None:
+            row.append(_inline_text(tok))
+    return header, rows
