@@ -55,7 +55,7 @@ def retrieval_text(ev: pl.Retrieved) -> str:
     return "\n".join(lines)
 
 
-def _wrap(text: str, width: int = 50) -> str:
+def _wrap(text: str, width: int = 40) -> str:
     """Long lines wrapped for the side view (code blocks do not wrap); the words are unchanged."""
     return "\n".join(textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False) or line
                      for line in text.splitlines())
