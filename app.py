@@ -78,7 +78,7 @@ if settings().history:
 
 @cl.on_settings_update
 async def settings_update(values: dict) -> None:
-    old: pl.Options = cl.user_session.get("options")
+    old = state.options()
     new = pl.Options(engine=values.get("engine", old.engine), model=values.get("model", old.model),
                      top_k=values.get("top_k", old.top_k), mode=values.get("mode", old.mode),
                      temperature=values.get("temperature", old.temperature), style=values.get("style", old.style),
@@ -207,7 +207,7 @@ async def on_message(message: cl.Message) -> None:
 async def _add_chat_files(paths: list[str]) -> None:
     files = list(dict.fromkeys([*(cl.user_session.get("chat_files") or []), *map(str, paths)]))
     cl.user_session.set("chat_files", files)
-    opts: pl.Options = cl.user_session.get("options")
+    opts = state.options()
     if (cl.user_session.get("scope") or "all") == "chat":
         opts.scope = state.search_scope("chat")
     elif paths:
@@ -219,7 +219,7 @@ async def _add_chat_files(paths: list[str]) -> None:
 
 @cl.action_callback("scope_chat")
 async def scope_chat(action: cl.Action) -> None:
-    opts: pl.Options = cl.user_session.get("options")
+    opts = state.options()
     cl.user_session.set("scope", "chat")
     opts.scope = state.search_scope("chat")
     await panel.resend_settings(opts)
@@ -240,7 +240,7 @@ async def _answer(question: str) -> None:
 
 
 async def _answer_one(question: str) -> None:
-    opts: pl.Options = cl.user_session.get("options")
+    opts = state.options()
     control = pl.Control()
     cl.user_session.set("control", control)
     view = render.AnswerView()
@@ -259,7 +259,7 @@ async def _compare(question: str) -> None:
     """Two answers to one question, streaming at once from the same passages, and a verdict."""
     from rag.compare import SIDES, Side, Verdict, compare, parse_choice
 
-    a: pl.Options = cl.user_session.get("options")
+    a = state.options()
     engine_b, model_b = parse_choice(cl.user_session.get("compare"), list(registry.ENGINES))
     b = replace(a, engine=engine_b, model=model_b)
     control = pl.Control()

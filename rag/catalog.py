@@ -54,15 +54,11 @@ def may_manage(path: str | Path, user: str | None) -> bool:
     return user is None or owners.owner_of(path) == user
 
 
-def _under(path: str | Path, folder: Path) -> bool:
-    return Path(path).is_relative_to(folder.expanduser().resolve())
-
-
 def listing(lib, user: str | None) -> list[Document]:
     """The documents ``user`` may see, by name."""
     model, guide, uploads = lib.stats().model, settings().docs_corpus, settings().uploads_dir
     docs = [Document(e.path, e.name, e.kind or Path(e.path).suffix.lstrip("."), e.pages, e.chunks, e.size,
-                     e.indexed_at, model, may_manage(e.path, user), _under(e.path, guide), _under(e.path, uploads))
+                     e.indexed_at, model, may_manage(e.path, user), owners.under(e.path, guide), owners.under(e.path, uploads))
             for e in lib.files() if owners.may_see(e.path, user)]
     return sorted(docs, key=lambda d: (d.name.lower(), d.path))
 
@@ -82,7 +78,7 @@ def delete_stored(path: str | Path) -> bool:
     """Delete the library's copy of a dropped file (under ``settings().uploads_dir``) and its emptied
     content-hash folder. A file anywhere else is never touched: False."""
     p = Path(path)
-    if not p.is_absolute() or ".." in p.parts or not _under(p, settings().uploads_dir) or not p.is_file():
+    if not p.is_absolute() or ".." in p.parts or not owners.under(p, settings().uploads_dir) or not p.is_file():
         return False
     p.unlink()
     if _HASH_FOLDER.fullmatch(p.parent.name) and not any(p.parent.iterdir()):
@@ -95,4 +91,4 @@ def remove(lib, path: str, user: str | None) -> Removed:
     removed guide file) and, for a dropped file, from the uploads folder."""
     entry = managed(lib, path, user)
     passages = lib.remove(entry.path)
-    return Removed(entry.name, passages, delete_stored(entry.path), _under(entry.path, settings().docs_corpus))
+    return Removed(entry.name, passages, delete_stored(entry.path), owners.under(entry.path, settings().docs_corpus))

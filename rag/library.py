@@ -24,9 +24,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rag.config import settings
+from rag.owners import under
 from rag.embedder import DEFAULT_MODEL, Embedder
 from rag.ingest import Ingester, IngestProgress, IngestReport
-from rag.ingest.ingester import expand
+from rag.ingest.ingester import expand, unchanged
 from rag.ingest.chunking import Chunker
 from rag.schema import Hit, Mode, Retrieval
 from rag.search import MIN_DENSE_SCORE, Added, Reranker, RerankerError, SearchIndex, is_relevant
@@ -232,17 +233,17 @@ class Library:
         Removing a file of the bundled guide is remembered (``guide_removed``): it is not added back."""
         p = Path(path).expanduser()
         key = str(p.resolve()) if p.exists() else str(p.absolute())
-        under = key.rstrip("/") + "/"
+        prefix = key.rstrip("/") + "/"
         with self._writer:
             self.load()
             known = self.store.files()
-            targets = [k for k in known if k == key or k.startswith(under)]
+            targets = [k for k in known if k == key or k.startswith(prefix)]
             if not targets:  # a display name or a bare file name
                 targets = [k for k, e in known.items() if str(path) in (e.display_name, Path(k).name)]
-            pend = [k for k in self.store.pending() if k == key or k.startswith(under)]
+            pend = [k for k in self.store.pending() if k == key or k.startswith(prefix)]
             if not targets and not pend:
                 return 0
-            guide = [t for t in targets + pend if _under(t, settings().docs_corpus)]
+            guide = [t for t in targets + pend if under(t, settings().docs_corpus)]
             if guide:
                 self.store.set_meta(GUIDE_REMOVED, guide[0])
             return self._live.remove(targets + pend)
@@ -280,12 +281,7 @@ class Library:
         if self.guide_removed():
             return []
         known = self.store.files()
-        out = []
-        for f in self.guide_files():
-            e, st = known.get(f), Path(f).stat()
-            if e is None or (e.size, e.mtime_ns) != (st.st_size, st.st_mtime_ns):
-                out.append(f)
-        return out
+        return [f for f in self.guide_files() if not unchanged(known.get(f), Path(f).stat())]
 
     def guide_present(self) -> bool:
         """Every file of the guide is in the library (so questions about the app can be answered)."""
@@ -296,10 +292,3 @@ class Library:
     def display_name(self, path: str) -> str:
         e = self.store.files().get(path)
         return e.name if e else Path(path).name
-
-
-def _under(path: str, folder: Path) -> bool:
-    try:
-        return Path(path).is_relative_to(folder.expanduser().resolve())
-    except OSError:
-        return False

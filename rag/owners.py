@@ -10,6 +10,14 @@ from rag.config import settings
 from rag.users import USER_NAME  # also a safe folder name
 
 
+def under(path: str | Path, folder: Path) -> bool:
+    """Whether ``path`` (an indexed, resolved path) lies in ``folder`` (the guide, the uploads folder)."""
+    try:
+        return Path(path).is_relative_to(folder.expanduser().resolve())
+    except OSError:
+        return False
+
+
 def uploads_dir(user: str | None) -> Path:
     """Where a chat's dropped files are stored: the shared folder, or the user's own."""
     base = settings().uploads_dir

@@ -32,9 +32,7 @@ async def run_ingest(events, title: str):
                 name = os.path.basename(str(f))
                 reason = str(reason).removeprefix(f"{f}: ").removeprefix(f"{name}: ")
                 lines.append(f"- ✗ **{name}** was not indexed: {reason}")
-            for why, names in r.skipped_by_reason().items():
-                shown = ", ".join(os.path.basename(n) for n in names[:10]) + (" …" if len(names) > 10 else "")
-                lines.append(f"- skipped {len(names)} file(s), {why}: {shown}")
+            lines += [f"- skipped {line}" for line in r.skipped_lines()]
             msg.content = "\n".join(lines)
             await msg.update()
         elif isinstance(ev, pl.Failed):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import sys
 import time
 
@@ -66,9 +65,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"updated    {f}")
     for f, reason in report.failed:
         print(f"FAILED     {reason}")
-    for why, names in report.skipped_by_reason().items():
-        shown = ", ".join(Path(n).name for n in names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-        print(f"skipped    {len(names)} file(s), {why}: {shown}")
+    for line in report.skipped_lines():
+        print(f"skipped    {line}")
     print(report.summary())
     st = lib.stats()
     print(st.summary())

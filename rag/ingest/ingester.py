@@ -86,6 +86,12 @@ def expand(paths) -> tuple[list[Path], list[tuple[str, str]], list[tuple[str, st
     return files, failed, skipped
 
 
+def unchanged(entry: FileEntry | None, st) -> bool:
+    """A file whose size and mtime (``os.stat_result``) are what its manifest entry recorded: not read
+    again (a re-index is forced instead)."""
+    return entry is not None and entry.size == st.st_size and entry.mtime_ns == st.st_mtime_ns
+
+
 class Ingester:
     def __init__(self, store: Store, index: IndexWriter, embedder: Callable[[], Embedder],
                  max_file_mb: float = 50.0, batch_chunks: int | None = None):
@@ -156,7 +162,7 @@ class Ingester:
             e = known.get(str(f))
             if force:
                 jobs.append(FileJob(f, st.st_size, st.st_mtime_ns, None))
-            elif e and e.size == st.st_size and e.mtime_ns == st.st_mtime_ns:
+            elif unchanged(e, st):
                 report.unchanged.append(str(f))
                 if str(f) in names and names[str(f)] != e.display_name:
                     self.store.touch(str(f), st.st_size, st.st_mtime_ns, names[str(f)])

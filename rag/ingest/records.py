@@ -105,6 +105,15 @@ class IngestReport:
             out.setdefault(why, []).append(f)
         return out
 
+    def skipped_lines(self, shown: int = 10) -> list[str]:
+        """One line per reason: "N file(s), why: name, name ..." (at most ``shown`` names)."""
+        lines = []
+        for why, files in self.skipped_by_reason().items():
+            names = ", ".join(Path(f).name for f in files[:shown])
+            more = f" and {len(files) - shown} more" if len(files) > shown else ""
+            lines.append(f"{len(files)} file(s), {why}: {names}{more}")
+        return lines
+
     def summary(self) -> str:
         parts = [f"{len(self.added)} added", f"{len(self.updated)} updated", f"{len(self.unchanged)} unchanged",
                  f"{len(self.failed)} failed"] + ([f"{len(self.skipped)} skipped"] if self.skipped else [])
