@@ -6,6 +6,8 @@ index line. Pure functions over text lines (no pypdf), so each rule can be teste
 - Running headers/footers: the same line (digits masked) at the top/bottom of many pages, or a
   printed page number at the edge with a constant offset to the PDF page index.
 - Headings: the PDF outline's titles when it has an outline, else numbered heading lines.
+- Footnotes at a page's foot are set apart as paragraphs; words hyphenated at a line end are joined
+  again, judged by the document's own vocabulary.
 """
 from __future__ import annotations
 
@@ -130,3 +132,77 @@ def heading_level(line: str, outline: set[str]) -> int:
             return 0
         return number.count(".") + 1
     return 0
+
+
+# ------------------------------------------------------------------ words broken at a line end
+# Typeset manuals break words across lines ("reposi-" / "tory"); joined with a space they reach
+# the embedder and BM25 as two non-words. A break is undone with the document's own vocabulary.
+_BREAK = re.compile(r"([A-Za-z]+)-\n([a-z]+)")
+_WORDISH = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*")
+
+
+def vocabulary(pages: list[list[str]]) -> tuple[set[str], set[str]]:
+    """(words, hyphenated pairs) written whole somewhere in the document, lower case; the halves of
+    words broken at a line end do not count."""
+    text = _BREAK.sub(" ", "\n".join("\n".join(lines) for lines in pages))
+    words: set[str] = set()
+    pairs: set[str] = set()
+    for w in _WORDISH.findall(text):
+        parts = w.lower().split("-")
+        words.update(parts)
+        pairs.update(f"{a}-{b}" for a, b in zip(parts, parts[1:]))
+    return words, pairs
+
+
+def dehyphenate(text: str, vocab: tuple[set[str], set[str]]) -> str:
+    """Undo line-end hyphenation in ``text``: "reposi-\\ntory" -> "repository" when the document writes
+    "repository" (or does not write "reposi-tory" and both halves are not words of it); a compound
+    the document writes with its hyphen elsewhere ("Debian-based", "--with-internal-tzcode"), whose
+    halves are both its words, or that starts with an acronym ("MIT-style") keeps the hyphen."""
+    words, pairs = vocab
+
+    def fix(m: re.Match) -> str:
+        a, b = m.group(1), m.group(2)
+        joined, pair = (a + b).lower(), f"{a}-{b}".lower()
+        if joined in words:
+            return a + b
+        if pair in pairs or (a.lower() in words and b in words) or (len(a) > 1 and a.isupper()):
+            return f"{a}-{b}"
+        return a + b
+
+    return _BREAK.sub(fix, text)
+
+
+# ------------------------------------------------------------------ footnotes
+# A typeset page ends with its footnotes ("12 This does not necessarily disable ..."), which pypdf
+# runs on from the last body line ("... CXX20PICFLAGS 12 This does not ..."): one "sentence" that
+# a quote would show. Each footnote is set apart as its own paragraph (its number kept).
+_NOTE = re.compile(r"^(\d{1,3})\s+[A-Za-z\u2018\u201c(\"'].*$")
+NOTE_LINES = 4  # lines a footnote may run to
+
+
+def footnote_start(lines: list[str]) -> int | None:
+    """Index of the page's first footnote line, or None: from there to the end, lines that start with
+    consecutive numbers ("12 ...", "13 ...") each marked in the body above ("texi2dvi.14", "noweb/4.")."""
+    starts = [i for i, ln in enumerate(lines) if _NOTE.match(ln.strip()) and not LEADER.search(ln)]
+    for k in starts:
+        nums = [int(lines[i].split()[0]) for i in starts if i >= k]
+        if nums != list(range(nums[0], nums[0] + len(nums))) or len(lines) - k > NOTE_LINES * len(nums):
+            continue
+        body = "\n".join(lines[:k])
+        if all(re.search(rf"(?<=[^\s\d]){n}(?!\d)", body) for n in nums):
+            return k
+    return None
+
+
+def set_apart_footnotes(lines: list[str]) -> list[str]:
+    """``lines`` with a blank line before each footnote (a paragraph break: sentences end there)."""
+    k = footnote_start(lines)
+    if k is None:
+        return lines
+    out = list(lines[:k])
+    for ln in lines[k:]:
+        if _NOTE.match(ln.strip()):
+            out.append("")
+        out.append(ln)
+    return out
