@@ -157,7 +157,7 @@ def retrieval_run(docs: list[str], queries_file: str | Path, k: int = 5, mode: s
         tmp = tempfile.TemporaryDirectory(prefix="rag-run-")
         index_dir = tmp.name
     try:
-        lib = Library(Path(index_dir), s.embed_model, s.max_file_mb)
+        lib = Library(index_dir, s.embed_model, s.max_file_mb)  # a folder or a PostgreSQL URI
         t_model = time.perf_counter()
         lib.load()  # model loaded before the clocks start (reported separately)
         model_s = time.perf_counter() - t_model

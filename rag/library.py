@@ -1,8 +1,9 @@
 """The document library: the facade over the store, the embedder, the search index and the ingester.
 
-``Library`` owns the store (SQLite: vectors, chunk metadata, manifest), the embedder, the search
-index in memory (``LiveIndex``: FAISS + BM25 from ``rag.search``, kept current with the store) and
-the ``Ingester`` (``rag.ingest``). ``ingest`` and ``remove`` are synchronous and thread-safe (one
+``Library`` owns a backend (``rag.backends``: where passages, vectors and the manifest live and how
+they are searched; the embedded default is ``LiveIndex``: SQLite with FAISS + BM25 in memory, kept
+current with the store; ``LRC_STORE=postgresql://...`` keeps everything in PostgreSQL, shared by
+several app instances), the embedder and the ``Ingester`` (``rag.ingest``). ``ingest`` and ``remove`` are synchronous and thread-safe (one
 writer at a time); ``search`` may run in any number of threads, also while an ingest runs. Call
 them from a worker thread in async code (``asyncio.to_thread``): they do CPU work.
 
@@ -11,7 +12,8 @@ Public surface: ``shared()``, ``load()``, ``ingest()`` (``force``: a re-index), 
 the bundled user guide (``settings().docs_corpus``): ``guide_files()``, ``guide_missing()``,
 ``guide_present()``, ``guide_removed()`` (a removal of any of its files is remembered); for tests and
 benchmarks also the parts themselves: ``store``, ``embedder``, ``chunker``, ``ingester``,
-``search_index``.
+``search_index`` (embedded only), ``backend``. Storage errors are ``rag.store.StoreError``s (a database
+that cannot be reached, a timeout, a shared library of another model) with a sentence to show.
 """
 from __future__ import annotations
 
@@ -25,14 +27,16 @@ import numpy as np
 
 from rag.config import settings
 from rag.owners import under
+from rag.backends import Backend, is_database, open_backend
+from rag.backends.embedded import LiveIndex
 from rag.embedder import DEFAULT_MODEL, Embedder
 from rag.ingest import Ingester, IngestProgress, IngestReport
 from rag.ingest.ingester import expand, unchanged
 from rag.ingest.chunking import Chunker
 from rag.schema import Hit, Mode, Retrieval
-from rag.search import MIN_DENSE_SCORE, Added, Reranker, RerankerError, SearchIndex, is_relevant
+from rag.search import MIN_DENSE_SCORE, Reranker, RerankerError, SearchIndex, is_relevant
 from rag.search import rerank as rerank_hits
-from rag.store import FileCommit, FileEntry, Store
+from rag.store import FileEntry, StoreError
 
 __all__ = ["Library", "LibraryStats", "LiveIndex", "IngestProgress", "IngestReport", "GUIDE_REMOVED"]
 
@@ -54,85 +58,23 @@ class LibraryStats:
         return s
 
 
-class LiveIndex:
-    """The search index in memory, kept current with the store: every write goes to the store
-    and, in the same step, to memory; a write made by another process (the store's generation
-    moved) makes it read everything again. Implements ``rag.ingest.IndexWriter``."""
-
-    def __init__(self, store: Store, embedder: Callable[[], Embedder], embed_model: str):
-        self.store = store
-        self._embedder = embedder
-        self.embed_model = embed_model
-        self._lock = threading.RLock()
-        self.search: SearchIndex | None = None  # None until the first load()
-
-    def model_known(self) -> bool:
-        """The store's vectors come from the configured model (by name: no model load needed)."""
-        stored = self.store.model_id() or ""
-        return bool(stored) and stored.split("|", 1)[0] == (self.embed_model or DEFAULT_MODEL).strip()
-
-    def ensure_model(self) -> None:
-        if self.search is None and not self.model_known():
-            self.load()  # a new index or another model: check (and rebuild) before planning
-
-    def load(self) -> None:
-        """Model checked (a different model than the stored vectors' -> rebuild) and memory current."""
-        with self._lock:
-            if self.search is None:
-                embedder = self._embedder()
-                if self.store.model_id() != embedder.model_id:
-                    self.store.set_model(embedder.model_id)
-                self.search = SearchIndex(embedder.dim)
-            if self.search.generation is None or self.store.generation() != self.search.generation:
-                self._reload()
-
-    def _reload(self) -> None:
-        self.search.load(*self.store.load_all(self.search.dim))
-
-    def commit(self, commits: list[FileCommit]) -> None:
-        with self._lock:
-            _, after, removed, added = self.store.commit(commits)
-            self._apply(after, removed, [_added(c, ids) for c, (ids, _) in zip(commits, added)])
-
-    def remove(self, paths: list[str]) -> int:
-        """Drop files from the store and memory. Returns the number of chunks removed."""
-        with self._lock:
-            _, after, removed = self.store.remove(paths)
-            self._apply(after, removed, [])
-            return len(removed)
-
-    def _apply(self, generation: int, removed: list[int], added: list[Added]) -> None:
-        self.search.apply(generation, removed, added)
-        if self.search.generation != generation:  # another process wrote meanwhile: read everything again
-            self._reload()
-
-    def rank(self, query_vec, query: str, k: int, mode: Mode, allowed=None) -> list[tuple[int, float, dict]]:
-        self.load()
-        return self.search.rank(query_vec, query, k, mode, allowed)
-
-
-def _added(commit: FileCommit, ids: list[int]) -> Added:
-    arr = np.asarray(ids, dtype=np.int64)
-    owners = np.repeat(arr, [len(d.vector_texts) for d in commit.drafts])
-    return Added(ids=arr, owners=owners, vectors=commit.vectors, texts=[d.embed_text for d in commit.drafts])
-
-
 class Library:
     _shared: "Library | None" = None
     _shared_lock = threading.Lock()
 
     def __init__(self, index_dir: Path | str, embed_model: str | None = None, max_file_mb: float | None = None,
                  batch_chunks: int | None = None, reranker: str | None = None, rerank_depth: int | None = None):
-        self.index_dir = Path(index_dir).expanduser()
+        """``index_dir``: the embedded library's folder, or a PostgreSQL URI (``rag.backends``)."""
+        self.index_dir = str(index_dir) if is_database(index_dir) else Path(index_dir).expanduser()
         # optional cross-encoder stage (rag.search.reranker); "" = off, None = from settings (LRC_RERANKER)
         self.reranker = settings().reranker if reranker is None else reranker
         self.rerank_depth = settings().rerank_depth if rerank_depth is None else int(rerank_depth)
-        self.store = Store(self.index_dir)
         self.embed_model = embed_model or DEFAULT_MODEL
         self.max_file_mb = 50.0 if max_file_mb is None else float(max_file_mb)
         self._writer = threading.Lock()
         get_embedder = functools.partial(Embedder.get, self.embed_model)
-        self._live = LiveIndex(self.store, get_embedder, self.embed_model)
+        self._live: Backend = open_backend(self.index_dir, self.embed_model, get_embedder)
+        self.store = self._live.store
         self.ingester = Ingester(self.store, self._live, get_embedder, self.max_file_mb, batch_chunks)
 
     @classmethod
@@ -141,7 +83,7 @@ class Library:
         with cls._shared_lock:
             if cls._shared is None:
                 s = settings()
-                cls._shared = cls(s.index_dir, s.embed_model, s.max_file_mb)
+                cls._shared = cls(s.store or s.index_dir, s.embed_model, s.max_file_mb)
             return cls._shared
 
     # ------------------------------------------------------------------ parts
@@ -155,8 +97,12 @@ class Library:
 
     @property
     def search_index(self) -> SearchIndex | None:
-        """The in-memory search structures (None until ``load``)."""
-        return self._live.search
+        """The in-memory search structures (None until ``load``, and always with PostgreSQL)."""
+        return getattr(self._live, "search", None)
+
+    @property
+    def backend(self) -> Backend:
+        return self._live
 
     def load(self) -> None:
         """Load the embedding model and bring the in-memory index up to date with the store (a
@@ -171,13 +117,23 @@ class Library:
         ``force``: read and embed the files again even when unchanged (a re-index)."""
         with self._writer:
             report = self.ingester.ingest(paths, progress, display_names, force)
-            if (report.added or report.updated) and self.guide_removed() and self.guide_present():
-                self.store.set_meta(GUIDE_REMOVED, "")  # the user indexed the guide again: keep it current
+            try:
+                if (report.added or report.updated) and self.guide_removed() and self.guide_present():
+                    self.store.set_meta(GUIDE_REMOVED, "")  # the user indexed the guide again: keep it current
+            except StoreError:
+                pass  # the database went away during the run: the report says what was not saved
             return report
 
     def resume(self, progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
         """Index what an interrupted run (or a change of model) left out."""
         with self._writer:
+            return self.ingester.resume(progress)
+
+    def rebuild(self, progress: Callable[[IngestProgress], None] | None = None) -> IngestReport:
+        """Embed the whole library again with the configured model (a shared library made with another
+        model: on request only, see ``rag.store.ModelMismatch``)."""
+        with self._writer:
+            self._live.rebuild()
             return self.ingester.resume(progress)
 
     # ------------------------------------------------------------------ search
@@ -223,9 +179,7 @@ class Library:
 
     def unknown_terms(self, text: str) -> list[str]:
         """Terms of ``text`` (as BM25 reads them) that no passage of the library holds."""
-        self.load()
-        index = self.search_index
-        return index.unknown_terms(text) if index is not None else []
+        return self._live.unknown_terms(text)
 
     # ------------------------------------------------------------------ manage
     def remove(self, path) -> int:
@@ -251,7 +205,7 @@ class Library:
     def stats(self) -> LibraryStats:
         files, chunks = self.store.counts()
         missing = [p for p in self.store.pending() if p not in self.ingester.running]
-        return LibraryStats(files, chunks, missing, self.store.model_id() or "", str(self.index_dir))
+        return LibraryStats(files, chunks, missing, self.store.model_id() or "", self._live.location)
 
     def files(self) -> list[FileEntry]:
         return list(self.store.files().values())

@@ -43,6 +43,7 @@ from rag.config import settings
 from rag.events import (Done, Event, Failed, FellBack, Ingested, NothingFound, Notice, Progress, Quoted, Retrieved,
                         Revised, Routed, Sources, Token)
 from rag.schema import STYLES, Mode
+from rag.store import StoreError
 
 __all__ = ["AUTO", "Options", "Control", "Prepared", "answer", "prepare", "respond", "ingest", "ingest_uploads",
            "store_upload", "library", "warm_library", "warm_engine", "engine", "engine_short", "routing_rules", "cited", "model_label", "Done", "Event", "Failed", "Ingested", "NothingFound", "Notice", "Progress",
@@ -163,6 +164,11 @@ async def prepare(prep: Prepared, opts: Options, *, lib=None) -> AsyncIterator[E
         return
     try:
         prep.lib, found, timings["retrieval"] = await _retrieve(lib, query, opts)
+    except StoreError as exc:  # a shared library's database: unreachable, too slow, another model
+        prep.finished = True
+        yield Failed(f"The library is unavailable. {exc}", "Ask again once it is back, or set Search to off in "
+                     "the settings to chat without your documents.", type(exc).__name__)
+        return
     except Exception as exc:  # a broken index must not take the chat down
         prep.finished = True
         yield Failed(f"Searching the library failed: {exc}", "Re-index your documents (`python -m rag index`).",
@@ -320,9 +326,21 @@ async def ingest_uploads(files: Sequence[tuple[str | Path, str]], *, lib=None,
 # What the chat's Library view and the chat start need (rag.catalog: who may do what, stored copies):
 # the documents a user may see, removing or re-indexing one (with users: only their own uploads), and
 # the bundled user guide (settings().docs_corpus) kept in the library unless the user removed a file of it.
-__all__ += ["Document", "Removed", "READ_ONLY", "may_manage", "documents", "remove_document", "reindex",
+__all__ += ["Document", "Removed", "READ_ONLY", "may_manage", "StoreError", "library_unavailable", "documents",
+            "remove_document", "reindex",
             "ensure_guide", "guide_present"]
 _guide_lock = asyncio.Lock()  # one chat at a time checks and indexes the guide
+
+
+async def library_unavailable() -> str | None:
+    """None when the shared library can be used; else why not (a sentence to show: its database cannot be
+    reached, holds another model's vectors, ...). The chat starts either way."""
+    try:
+        lib = await asyncio.to_thread(library)
+        await asyncio.to_thread(lambda: (lib.stats(), lib.backend.ensure_model()))
+    except StoreError as exc:
+        return str(exc)
+    return None
 
 
 async def documents(user: str | None, *, lib=None) -> list[Document]:

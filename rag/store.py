@@ -30,6 +30,22 @@ SCHEMA_VERSION = "2"
 DB_NAME = "library.sqlite3"
 
 
+class StoreError(RuntimeError):
+    """The library's storage cannot do what was asked; the message is a sentence to show."""
+
+
+class StoreUnavailable(StoreError):
+    """The library's database cannot be reached (down, wrong address, connection lost)."""
+
+
+class StoreTimeout(StoreError):
+    """The library's database did not answer in time (its statement timeout)."""
+
+
+class ModelMismatch(StoreError):
+    """A shared library holds vectors of another embedding model than the one configured."""
+
+
 @dataclass
 class FileEntry:
     path: str
@@ -303,3 +319,13 @@ class Store:
 
     def chunk_tokens(self) -> list[int]:
         return [r[0] for r in self._conn().execute("SELECT tokens FROM chunks")]
+
+    def file_rows(self, path: str, dim: int) -> tuple[list[dict], np.ndarray]:
+        """One file's chunks as stored (page, start, end, heading, context, text, tokens, views) and their
+        view vectors in order: what ``rag.backends.migrate`` copies to another store without re-embedding."""
+        rows = self._conn().execute(
+            'SELECT page, start, "end", heading, context, text, tokens, views, vector FROM chunks WHERE path=? '
+            "ORDER BY id", (path,)).fetchall()
+        keys = ("page", "start", "end", "heading", "context", "text", "tokens", "views")
+        vecs = np.frombuffer(b"".join(r[8] for r in rows), dtype=np.float32).reshape(-1, dim)
+        return [dict(zip(keys, r[:8])) for r in rows], vecs

@@ -73,7 +73,12 @@ async def _push(element: cl.CustomElement, props: dict) -> None:
 async def show_library() -> None:
     """Send the Library view into the current chat."""
     view = str(uuid.uuid4())
-    element = cl.CustomElement(id=view, name=ELEMENT, display="inline", props=await _props(view))
+    try:
+        props = await _props(view)
+    except pl.StoreError as exc:  # a shared library's database is down: say so instead of failing
+        await cl.Message(content=f"**The library is unavailable:** {exc}").send()
+        return
+    element = cl.CustomElement(id=view, name=ELEMENT, display="inline", props=props)
     await cl.Message(content="", elements=[element]).send()
     views = cl.user_session.get(VIEWS) or {}
     views[view] = element
@@ -152,8 +157,10 @@ async def library_reindex(action: cl.Action) -> dict:
         async for ev in pl.reindex(doc.path, chat_user()):
             if isinstance(ev, pl.Progress) and time.monotonic() - last > 0.3:
                 p, last = ev.progress, time.monotonic()
-                percent = round(100 * (p.done + _STAGES.get(p.stage, 0)) / max(1, p.total))
-                busy = {**busy, "percent": min(percent, 99), "text": f"Re-indexing {doc.name}: {p.stage}…"}
+                stage = 0.2 * p.step / max(1, p.steps) if p.stage == "ocr" else _STAGES.get(p.stage, 0)
+                percent = round(100 * (p.done + stage) / max(1, p.total))
+                doing = p.describe().removesuffix(f" of {p.file}") if p.stage == "ocr" else p.stage
+                busy = {**busy, "percent": min(percent, 99), "text": f"Re-indexing {doc.name}: {doing}…"}
                 await _push(element, {**base, "busy": busy})
             elif isinstance(ev, pl.Ingested):
                 r = ev.report

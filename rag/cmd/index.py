@@ -5,13 +5,16 @@ import argparse
 import sys
 import time
 
-HELP = "index files and folders (recursive): .pdf .docx .txt .md .rst .html"
+HELP = ("index files and folders (recursive): .pdf .docx .pptx .txt .md .rst .html, "
+        "scans and images (.png .jpg .tif) by OCR")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", help="files or folders")
     p.add_argument("--resume", action="store_true", help="also index what an interrupted run left out")
-    p.add_argument("--index-dir", help="index folder (default: settings().index_dir)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="embed the whole library again with the configured model (a shared library of another model)")
+    p.add_argument("--index-dir", help="index folder or PostgreSQL URI (default: LRC_STORE, else settings().index_dir)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -25,11 +28,12 @@ class ProgressBar:
         if self.quiet:
             return
         now = time.monotonic()
-        if self.tty or now - self.last > 5 or p.done == p.total:
+        if self.tty or now - self.last > 5 or p.done == p.total or p.stage == "ocr" and p.step in (1, p.steps):
             self.last = now
             width = 30
             filled = int(width * p.done / p.total) if p.total else width
-            line = f"[{'#' * filled}{'.' * (width - filled)}] {p.done}/{p.total} {p.stage:9s} {p.file[:40]}"
+            what = p.describe() if p.stage == "ocr" else f"{p.stage:9s} {p.file[:40]}"
+            line = f"[{'#' * filled}{'.' * (width - filled)}] {p.done}/{p.total} {what[:60]}"
             self.stream.write(("\r" + line.ljust(100)) if self.tty else line + "\n")
             self.stream.flush()
 
@@ -49,7 +53,25 @@ def open_library(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    lib = open_library(args)
+    from rag.store import StoreError
+
+    try:
+        lib = open_library(args)
+        if args.rebuild:
+            bar = ProgressBar(quiet=args.quiet)
+            report = lib.rebuild(progress=bar)
+            bar.close()
+            print(report.summary())
+            print(lib.stats().summary())
+            if not args.paths:
+                return 0
+        return _index(lib, args)
+    except StoreError as exc:
+        print(f"index: {exc}", file=sys.stderr)
+        return 1
+
+
+def _index(lib, args: argparse.Namespace) -> int:
     paths = list(args.paths)
     if args.resume:
         paths += [p for p in lib.pending() if p not in paths]
@@ -65,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"updated    {f}")
     for f, reason in report.failed:
         print(f"FAILED     {reason}")
+    for line in report.warning_lines():
+        print(f"NOTE       {line}")
     for line in report.skipped_lines():
         print(f"skipped    {line}")
     print(report.summary())

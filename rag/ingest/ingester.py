@@ -11,11 +11,16 @@ The ingester is handed its parts: the store, the live search index (``IndexWrite
 index, commits to store and memory together), and the embedder (a provider: the model is only
 loaded when something is to be embedded). The chunker is ``Chunker.for_model`` of that embedder,
 in this process and in the loader processes alike. One run at a time: the caller serialises
-writers (``rag.library.Library`` does).
+writers (``rag.library.Library`` does). The store is either backend's (``Manifest``: the SQLite store
+or PostgreSQL's); when it goes away mid-run (``StoreUnavailable``, ``StoreTimeout``), the batch being saved is not
+saved (its transaction rolls back), the run stops, and the files left are reported failed and stay
+pending: a re-run completes them.
 """
 from __future__ import annotations
 
+import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Protocol
@@ -25,16 +30,27 @@ from rag.embedder import Embedder
 from rag.ingest import loaders
 from rag.ingest.chunking import Chunker
 from rag.ingest.pool import LoaderPool, process_count
+from rag.ingest.loaders import OcrOptions
 from rag.ingest.records import (Failed, FileJob, IngestProgress, IngestReport, Loaded, LoaderConfig, LoadResult,
-                                Unchanged)
-from rag.store import FileCommit, FileEntry, Store
+                                OcrPage, Unchanged)
+from rag.store import FileCommit, FileEntry, StoreTimeout, StoreUnavailable
 
 Progress = Callable[[IngestProgress], None]
 _MIN_BATCH_CHUNKS = 64  # embed what has arrived once the loaders fall behind, if at least this much
 
 
+class Manifest(Protocol):
+    """What the ingester needs of the library's store (``rag.backends.LibraryStore``)."""
+
+    def files(self) -> dict[str, FileEntry]: ...
+    def pending(self) -> list[str]: ...
+    def add_pending(self, paths: list[str]) -> None: ...
+    def clear_pending(self, paths: list[str]) -> None: ...
+    def touch(self, path: str, size: int, mtime_ns: int, display_name: str | None = None) -> None: ...
+
+
 class IndexWriter(Protocol):
-    """What the ingester needs of the library's live search index (``rag.live_index.LiveIndex``)."""
+    """What the ingester needs of the library's backend (``rag.backends.Backend``)."""
 
     def ensure_model(self) -> None:
         """Before planning: a new index, or vectors from another model, is checked (and rebuilt)."""
@@ -93,7 +109,7 @@ def unchanged(entry: FileEntry | None, st) -> bool:
 
 
 class Ingester:
-    def __init__(self, store: Store, index: IndexWriter, embedder: Callable[[], Embedder],
+    def __init__(self, store: Manifest, index: IndexWriter, embedder: Callable[[], Embedder],
                  max_file_mb: float = 50.0, batch_chunks: int | None = None):
         self.store = store
         self.index = index
@@ -190,28 +206,48 @@ class IngestRun:
         self.total = total
         self.done = len(report.unchanged)
         self.batch_chunks = ingester.batch_chunks or settings().ingest_batch
+        self._telling = threading.Lock()  # OCR pages are told from the pool's feeding threads
 
-    def tell(self, stage: str, file: str) -> None:
+    def tell(self, stage: str, file: str, page: OcrPage | None = None) -> None:
         if self.progress:
+            extra = (page.page, page.step, page.steps) if page else ()
             try:
-                self.progress(IngestProgress(stage, file, self.done, self.total))
+                with self._telling:
+                    self.progress(IngestProgress(stage, file, self.done, self.total, *extra))
             except Exception:
                 pass
+
+    def ocr_page(self, page: OcrPage) -> None:
+        """A loader reads a page by OCR: "OCR page 3/12 of scan.pdf"."""
+        self.tell("ocr", Path(page.path).name, page)
 
     def run(self) -> None:
         if not self.jobs:
             return
         ing = self.ingester
         s = settings()
-        config = LoaderConfig(ing.embedder.path, ing.embedder.window, ing.max_file_mb, s.loader_nice)
-        pool = LoaderPool(self.jobs, process_count(self.jobs, s.ingest_workers), config, lambda: ing.chunker,
-                          pause=s.pause_loaders)
+        processes = process_count(self.jobs, s.ingest_workers)
+        ocr_jobs = max(1, (os.cpu_count() or 1) // max(1, processes))  # each loader's share of the cores
+        config = LoaderConfig(ing.embedder.path, ing.embedder.window, ing.max_file_mb, s.loader_nice,
+                              OcrOptions.from_settings(ocr_jobs))
+        pool = LoaderPool(self.jobs, processes, config, lambda: ing.chunker, pause=s.pause_loaders,
+                          note=self.ocr_page)
         ing.pool = pool
         try:
             with pool:
                 self._consume(pool)
+        except (StoreUnavailable, StoreTimeout) as exc:  # what was not committed is reported and stays pending
+            self._abandon(exc)
         finally:
             ing.pool = None
+
+    def _abandon(self, exc: Exception) -> None:
+        r = self.report
+        settled = set(r.added) | set(r.updated) | set(r.unchanged) | {f for f, _ in r.failed}
+        for job in self.jobs:
+            if str(job.path) not in settled:
+                r.failed.append((str(job.path), f"{job.path.name}: not saved. {exc} Run the ingest again to "
+                                                f"complete it."))
 
     def _consume(self, pool: LoaderPool) -> None:
         batch: list[Loaded] = []
@@ -273,5 +309,7 @@ class IngestRun:
             (self.report.updated if c.path in self.known else self.report.added).append(c.path)
             self.report.chunks_added += len(item.drafts)
             self.report.skipped_contents_pages += len(item.document.contents_pages)
+            self.report.ocr_pages += len(item.document.ocr_pages)
+            self.report.warnings += [(c.path, w) for w in item.document.warnings]
             self.done += 1
             self.tell("saving", item.job.path.name)

@@ -98,8 +98,14 @@ def rank(query_vec: np.ndarray | None, query: str, dense: DenseIndex, lexical: L
     cand = np.unique(np.concatenate([d_ids.astype(np.int64), l_ids.astype(np.int64)]))
     if len(cand) == 0:
         return []
-    d_scores = dense.scores_for(query_vec, cand)
-    l_scores = LexicalIndex.pick(all_ids, all_lex, cand)
+    return fused_top(cand, dense.scores_for(query_vec, cand), LexicalIndex.pick(all_ids, all_lex, cand), k,
+                     dense_weight)
+
+
+def fused_top(cand: np.ndarray, d_scores: np.ndarray, l_scores: np.ndarray, k: int,
+              dense_weight: float | None = None) -> list[tuple[int, float, dict]]:
+    """The hybrid ranking of candidates that carry both scores: ``fuse``, best first, at most k. The one
+    place the fused list is made (the PostgreSQL backend hands in candidates scored in SQL)."""
     fused = fuse(cand, d_scores, l_scores, dense_weight)
     order = np.argsort(-fused, kind="stable")[:k]
     return [(int(cand[j]), float(fused[j]), {"dense": float(d_scores[j]), "lexical": float(l_scores[j])})
@@ -115,16 +121,22 @@ def _rank_within(allowed: np.ndarray, query_vec, query: str, dense: DenseIndex, 
     d_all = dense.scores_for(query_vec, allowed) if mode != Mode.LEXICAL else None
     all_ids, all_lex = lexical.scores(query) if mode != Mode.DENSE else (None, None)
     l_all = LexicalIndex.pick(all_ids, all_lex, allowed) if all_ids is not None else None
+    return rank_scored(allowed, d_all, l_all, k, mode, candidates, dense_weight)
+
+
+def rank_scored(ids: np.ndarray, d_all: np.ndarray | None, l_all: np.ndarray | None, k: int, mode: Mode | str,
+                candidates: int = CANDIDATES, dense_weight: float | None = None) -> list[tuple[int, float, dict]]:
+    """The ranking of chunks whose scores are all known (a scope: every allowed chunk scored exactly):
+    dense or lexical by score, hybrid fusing the top ``candidates`` of each side."""
+    mode = Mode.parse(mode, search_only=True)
+    if len(ids) == 0 or k <= 0:
+        return []
     if mode == Mode.DENSE:
         order = np.argsort(-d_all, kind="stable")[:k]
-        return [(int(allowed[j]), float(d_all[j]), {"dense": float(d_all[j])}) for j in order]
+        return [(int(ids[j]), float(d_all[j]), {"dense": float(d_all[j])}) for j in order]
     if mode == Mode.LEXICAL:
         order = [j for j in np.argsort(-l_all, kind="stable")[:k] if l_all[j] > 0]
-        return [(int(allowed[j]), float(l_all[j]), {"lexical": float(l_all[j])}) for j in order]
+        return [(int(ids[j]), float(l_all[j]), {"lexical": float(l_all[j])}) for j in order]
     n = max(candidates, k)
     pick = np.unique(np.concatenate([np.argsort(-d_all, kind="stable")[:n], np.argsort(-l_all, kind="stable")[:n]]))
-    cand, d_scores, l_scores = allowed[pick], d_all[pick], l_all[pick]
-    fused = fuse(cand, d_scores, l_scores, dense_weight)
-    order = np.argsort(-fused, kind="stable")[:k]
-    return [(int(cand[j]), float(fused[j]), {"dense": float(d_scores[j]), "lexical": float(l_scores[j])})
-            for j in order]
+    return fused_top(ids[pick], d_all[pick], l_all[pick], k, dense_weight)
