@@ -30,8 +30,8 @@ _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"[0-9a-z]+")
 # a sentence end followed by whitespace: what splits an answer into sentences for the loop check
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
-# a quote's citation "(R-admin.pdf, p. 6)", the check's ⚠️ marks and their legend: not sentences
-_CITATION = re.compile(r"\([^()\n]{1,200}?, p\. \d+\)|⚠️|\n\*⚠️ not found in your documents[^\n]*\*")
+# a quote's citation "(R-admin.pdf, p. 6)" (or "(scan.pdf, p. 3 (OCR))"), the check's ⚠️ marks and their legend: not sentences
+_CITATION = re.compile(r"\([^()\n]{1,200}?, p\. \d+(?: \(OCR\))?\)|⚠️|\n\*⚠️ not found in your documents[^\n]*\*")
 
 
 def fold(text: str) -> str:

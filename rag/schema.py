@@ -41,6 +41,17 @@ def with_context(context: str | None, text: str) -> str:
     return f"{context}\n{text}" if context else text
 
 
+# A passage read by OCR (a scanned page, an image) is stored with this mark before its heading: the
+# lightest way to keep it (no store column). It cannot clash with a real heading (the chunker
+# collapses whitespace, and \x1f is whitespace to str.split). ``Chunk`` takes it off into ``Chunk.ocr``.
+OCR_MARK = "\x1fOCR\x1f"
+
+
+def stored_heading(heading: str, ocr: bool) -> str:
+    """The heading as the store keeps it: marked when the passage was read by OCR."""
+    return OCR_MARK + heading if ocr else heading
+
+
 @dataclass
 class Chunk:
     id: int  # row in the store; stable while the chunk lives
@@ -52,6 +63,12 @@ class Chunk:
     heading: str = ""  # nearest heading above the chunk, if any
     doc_id: str = ""  # file-level id (corpus id for eval datasets)
     context: str = ""  # heading path prefixed when embedding and matching (rag.ingest.chunking)
+    ocr: bool = False  # read by OCR (a scanned page or an image): its text may hold misread words
+
+    def __post_init__(self):
+        if self.heading.startswith(OCR_MARK):  # as stored (stored_heading)
+            self.heading = self.heading[len(OCR_MARK):]
+            self.ocr = True
 
     @property
     def matched_text(self) -> str:
@@ -63,7 +80,9 @@ class Chunk:
         return self.source.rsplit("/", 1)[-1]
 
     def citation(self) -> str:
-        return f"{self.name}, p. {self.page}" if self.page else self.name
+        """"scan.pdf, p. 3", with " (OCR)" when the passage was read by OCR."""
+        where = f"{self.name}, p. {self.page}" if self.page else self.name
+        return f"{where} (OCR)" if self.ocr else where
 
 
 @dataclass

@@ -14,9 +14,10 @@ gets the raw tokens and, at the end, only the check's note on unsupported senten
 answer is the checked one (citations corrected, each unsupported sentence marked ⚠️).
 
 ``sources`` (machine-readable, on the response and on the last stream chunk): one
-``{"index", "file", "page", "text", "score", "scores"}`` per source: ``index`` is the [n] the answer
-cites, ``score`` the retrieval's ranking score (fused in hybrid mode: relative to the other hits),
-``scores`` the per-mode ones (e.g. ``dense``: the cosine similarity to the question).
+``{"index", "file", "page", "ocr", "text", "score", "scores"}`` per source: ``index`` is the [n] the answer
+cites, ``ocr`` whether the passage was read by OCR (a scan: its label says "(OCR)"), ``score`` the
+retrieval's ranking score (fused in hybrid mode: relative to the other hits), ``scores`` the per-mode
+ones (e.g. ``dense``: the cosine similarity to the question).
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def sources_field(shown: Sequence[Hit], used: Sequence[Hit]) -> list[dict]:
     out = []
     for i, hit in enumerate(shown, start=1):
         index = next((n for n, h in enumerate(used, start=1) if h is hit), i)
-        out.append({"index": index, "file": hit.chunk.name, "page": hit.chunk.page, "text": hit.chunk.text,
+        out.append({"index": index, "file": hit.chunk.name, "page": hit.chunk.page, "ocr": hit.chunk.ocr,
+                    "text": hit.chunk.text,
                     "score": round(float(hit.score), 6),
                     "scores": {k: round(float(v), 6) for k, v in (hit.scores or {}).items()}})
     return out
@@ -115,7 +117,7 @@ class Transcript:
             if not shown:
                 return ""
             lines = [f"[{s['index']}] " + (f"{s['file']}, p. {s['page']}" if s["page"] else s["file"])
-                     for s in self.sources]
+                     + (" (OCR)" if s["ocr"] else "") for s in self.sources]
             return self._block(SOURCES_HEAD + "\n" + "\n".join(lines))
         if isinstance(ev, Done):
             self.done = ev

@@ -19,10 +19,9 @@ async def run_ingest(events, title: str):
         if msg is None:
             msg = cl.Message(content=f"{title}…")
             await msg.send()
-        if isinstance(ev, pl.Progress) and time.monotonic() - last > 0.5:
+        if isinstance(ev, pl.Progress) and (time.monotonic() - last > 0.5 or ev.progress.stage == "ocr"):
             p = ev.progress
-            name = os.path.basename(str(getattr(p, "file", "") or ""))
-            msg.content = f"{title}… {p.stage} {name} ({p.done}/{p.total})"
+            msg.content = f"{title}… {p.describe()} ({p.done}/{p.total} files)"
             await msg.update()
             last = time.monotonic()
         elif isinstance(ev, pl.Ingested):
@@ -32,6 +31,7 @@ async def run_ingest(events, title: str):
                 name = os.path.basename(str(f))
                 reason = str(reason).removeprefix(f"{f}: ").removeprefix(f"{name}: ")
                 lines.append(f"- ✗ **{name}** was not indexed: {reason}")
+            lines += [f"- ⚠️ {line}" for line in r.warning_lines()]
             lines += [f"- skipped {line}" for line in r.skipped_lines()]
             msg.content = "\n".join(lines)
             await msg.update()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from rag.config import settings
 from rag.embedder import CountTokens, token_counter
 from rag.ingest.loaders.base import Block, Document
+from rag.schema import OCR_MARK, stored_heading
 from rag.text import sentence_spans
 
 
@@ -36,7 +37,7 @@ class ChunkDraft:
     page: int | None
     start: int
     end: int
-    heading: str
+    heading: str  # as stored: marked when read by OCR (rag.schema.stored_heading; see ``ocr``)
     tokens: int = 0  # word pieces of embed_text
     views: list[str] = field(default_factory=list)  # what is embedded: prefix + parts of <= view_tokens
 
@@ -44,6 +45,11 @@ class ChunkDraft:
     def vector_texts(self) -> list[str]:
         """The texts embedded for this passage, one vector each, in order."""
         return self.views or [self.embed_text]
+
+    @property
+    def ocr(self) -> bool:
+        """Some of the passage was read by OCR."""
+        return self.heading.startswith(OCR_MARK)
 
 
 @dataclass
@@ -226,7 +232,8 @@ class Chunker:
         flush()
         text = "\n".join(p.strip() for p in parts if p.strip())
         embed = f"{prefix}\n{text}" if prefix else text
-        return ChunkDraft(text, embed, group[0].page, group[0].start, group[-1].end, heading)
+        ocr = any(blocks[u.block].ocr for u in group)
+        return ChunkDraft(text, embed, group[0].page, group[0].start, group[-1].end, stored_heading(heading, ocr))
 
     def _verify(self, drafts: list[ChunkDraft]) -> list[ChunkDraft]:
         """Exact token count of every embedded text; anything over the window is split again."""

@@ -3,10 +3,13 @@ loader thread of the pool (``pool.py``)."""
 from __future__ import annotations
 
 import hashlib
+from typing import Callable
 
 from rag.ingest import loaders
 from rag.ingest.chunking import Chunker
-from rag.ingest.records import Failed, FileJob, Loaded, LoadResult, Unchanged
+from rag.ingest.records import Failed, FileJob, Loaded, LoaderConfig, LoadResult, OcrPage, Unchanged
+
+Note = Callable[[OcrPage], None]  # told before each page a loader reads by OCR
 
 
 def file_hash(data: bytes) -> str:
@@ -14,17 +17,19 @@ def file_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def prepare(job: FileJob, chunker: Chunker, max_file_mb: float) -> LoadResult:
-    """Load + chunk one file. Never raises: a bad file (or a loader bug) is a ``Failed``."""
+def prepare(job: FileJob, chunker: Chunker, config: LoaderConfig, note: Note | None = None) -> LoadResult:
+    """Load + chunk one file. Never raises: a bad file (or a loader bug) is a ``Failed``. ``note``
+    hears of each page read by OCR (an ``OcrPage``) while the file loads."""
     path = job.path
+    progress = None if note is None else (lambda page, step, steps: note(OcrPage(str(path), page, step, steps)))
     try:
-        if err := loaders.too_large(path, job.size, max_file_mb):
+        if err := loaders.too_large(path, job.size, config.max_file_mb):
             raise err
         data = path.read_bytes()
         h = file_hash(data)
         if job.known_hash and job.known_hash == h:
             return Unchanged(job, h)
-        doc = loaders.load(path, max_file_mb, data=data)
+        doc = loaders.load(path, config.max_file_mb, data=data, ocr=config.ocr, progress=progress)
         drafts = chunker.chunk(doc)
         if not drafts:
             raise loaders.EmptyFile(path)

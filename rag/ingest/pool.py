@@ -8,7 +8,9 @@ Measured behaviour kept here (docs/BENCHMARKS.md, "Ingest throughput"; why in ``
 - the processes are stopped (SIGSTOP) while the model computes a batch (``paused()``) and continued
   while the embedding side waits for chunks or saves;
 - a loader process that dies fails only the file it was reading and the rest is loaded in a
-  thread; one that cannot start changes nothing but where the files are loaded.
+  thread; one that cannot start changes nothing but where the files are loaded;
+- each loader process leads its own process group, so pausing (and killing) it reaches the OCR
+  commands it runs (tesseract, pdftoppm) too; its ``OcrPage`` records go to ``note`` as they come.
 
 Each process is fed one job at a time over a small pickle protocol (``LoaderProcess``; stdlib
 process pools were not used: they cannot pause their workers, and a dying worker breaks the whole
@@ -29,12 +31,13 @@ from typing import Callable
 
 from rag.config import offline_env
 from rag.ingest.chunking import Chunker
-from rag.ingest.records import Failed, FileJob, LoaderConfig, LoadResult
-from rag.ingest.loading import prepare
+from rag.ingest.records import Failed, FileJob, LoaderConfig, LoadResult, OcrPage
+from rag.ingest.loading import Note, prepare
 
 _ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the rag package
 _BIG_RUN_BYTES = 2 * 1024 * 1024
-_BINARY = (".pdf", ".docx")  # parsed, not just decoded: worth a loader process
+# parsed (or read by OCR), not just decoded: worth a loader process
+_BINARY = (".pdf", ".docx", ".pptx", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _QUEUE_SIZE = 32
 
 
@@ -43,7 +46,18 @@ def start_loader_process() -> subprocess.Popen:
     env = offline_env(dict(os.environ))
     env["PYTHONPATH"] = _ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return subprocess.Popen([sys.executable, "-m", "rag.ingest.worker"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, env=env, close_fds=True)
+                            stdout=subprocess.PIPE, env=env, close_fds=True, process_group=0)
+
+
+def _signal(proc: subprocess.Popen, sig: int) -> None:
+    """``sig`` to a loader process and, when it leads its own process group, to its OCR commands too."""
+    try:
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, sig)
+            return
+    except OSError:
+        pass
+    os.kill(proc.pid, sig)
 
 
 def process_count(jobs: list[FileJob], configured: int) -> int:
@@ -72,9 +86,18 @@ class LoaderProcess:
         self._send(config)
         pickle.load(self.proc.stdout)  # ("ready",): the tokenizer is loaded
 
-    def load(self, job: FileJob) -> LoadResult:
+    def load(self, job: FileJob, note: Note | None = None) -> LoadResult:
+        """The job's load result; the ``OcrPage`` records sent before it go to ``note``."""
         self._send(job)
-        return pickle.load(self.proc.stdout)
+        while True:
+            message = pickle.load(self.proc.stdout)
+            if not isinstance(message, OcrPage):
+                return message
+            if note is not None:
+                try:
+                    note(message)
+                except Exception:  # progress is never worth a file
+                    pass
 
     def _send(self, message) -> None:
         pickle.dump(message, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
@@ -101,7 +124,10 @@ class LoaderProcess:
             except subprocess.TimeoutExpired:
                 pass
         if self.proc.poll() is None:
-            self.proc.kill()
+            try:
+                _signal(self.proc, signal.SIGKILL)
+            except OSError:
+                pass
             self.proc.wait()
         for pipe in (self.proc.stdin, self.proc.stdout):
             try:
@@ -117,8 +143,9 @@ class LoaderPool:
     in. ``paused()`` stops the processes for the length of a block (the model's turn)."""
 
     def __init__(self, jobs: list[FileJob], processes: int, config: LoaderConfig,
-                 chunker: Callable[[], Chunker], pause: bool = True):
+                 chunker: Callable[[], Chunker], pause: bool = True, note: Note | None = None):
         self.config = config
+        self._note = note  # told of each page read by OCR (from the feeding threads)
         self._chunker = chunker  # built on first use (only the thread needs one here)
         self._nproc = processes
         self._pause = pause and can_pause()
@@ -181,7 +208,10 @@ class LoaderPool:
         self._signal_all(False)
         for proc in self.processes:
             if proc.poll() is None and not self._finished:
-                proc.kill()
+                try:
+                    _signal(proc, signal.SIGKILL)
+                except OSError:
+                    pass
         while any(t.is_alive() for t in self._threads):
             try:
                 self._results.get(timeout=0.1)
@@ -198,7 +228,7 @@ class LoaderPool:
         for proc in list(targets):
             if proc.poll() is None:
                 try:
-                    os.kill(proc.pid, signal.SIGSTOP if stop else signal.SIGCONT)
+                    _signal(proc, signal.SIGSTOP if stop else signal.SIGCONT)
                     if stop:
                         self.stopped.append(proc)
                 except OSError:
@@ -232,7 +262,7 @@ class LoaderPool:
 
     def _load_here(self) -> None:
         while (job := self._take()) is not None:
-            self._put(prepare(job, self._chunker(), self.config.max_file_mb))
+            self._put(prepare(job, self._chunker(), self.config, self._note))
 
     def _feed(self, feeder: LoaderProcess) -> None:
         """Feed one loader process job by job; if it dies, the rest is loaded in this thread."""
@@ -241,7 +271,7 @@ class LoaderPool:
             feeder.start(self.config)
             while (job := self._take()) is not None:
                 current = job
-                result = feeder.load(job)
+                result = feeder.load(job, self._note)
                 current = None
                 self._put(result)
         except Exception as exc:  # the process could not start or died: never lose the batch

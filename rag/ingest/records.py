@@ -1,17 +1,19 @@
 """Typed records between the ingest stages.
 
-    planner -> FileJob -> loader (process or thread) -> Loaded | Unchanged | Failed
+    planner -> FileJob -> loader (process or thread) -> OcrPage* then Loaded | Unchanged | Failed
             -> embedder (vectors for Loaded.vector_texts) -> rag.store.FileCommit -> store + search index
 
-``LoaderConfig``, ``FileJob`` and the load results also cross the pipe to a loader process (pickled),
-so they hold plain data only. ``IngestProgress`` and ``IngestReport`` are what a caller of
-``Ingester.ingest`` sees.
+``LoaderConfig``, ``FileJob``, ``OcrPage`` and the load results also cross the pipe to a loader process
+(pickled), so they hold plain data only. ``IngestProgress`` and ``IngestReport`` are what a caller of
+``Ingester.ingest`` sees (an ``OcrPage`` becomes an ``IngestProgress`` of stage "ocr").
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
+
+from rag.ingest.loaders.ocr import OcrOptions
 
 if TYPE_CHECKING:
     from rag.ingest.chunking import ChunkDraft
@@ -21,12 +23,13 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class LoaderConfig:
     """What a loader (process or thread) needs: the model's tokenizer folder and window (for the
-    chunker), the size limit, and the loader processes' nice value."""
+    chunker), the size limit, the loader processes' nice value, and how OCR runs."""
 
     model_path: str
     window: int
     max_file_mb: float = 50.0
     nice: int = 0
+    ocr: OcrOptions = field(default_factory=OcrOptions)
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,32 @@ class Failed:
 LoadResult = Union[Loaded, Unchanged, Failed]
 
 
+@dataclass(frozen=True)
+class OcrPage:
+    """A loader is about to wait for OCR of ``page`` (a PDF page or an image frame), the ``step``-th
+    of the ``steps`` pages this file has read by OCR. Sent before the file's load result."""
+
+    path: str
+    page: int
+    step: int
+    steps: int
+
+
 @dataclass
 class IngestProgress:
-    stage: str  # "loading" | "embedding" | "saving"
+    stage: str  # "loading" | "ocr" | "embedding" | "saving"
     file: str
     done: int  # files finished so far
     total: int  # files in this run
+    page: int = 0  # stage "ocr": the page being read (its number in the file)
+    step: int = 0  # stage "ocr": that page is the step-th of the file's ``steps`` pages read by OCR
+    steps: int = 0
+
+    def describe(self) -> str:
+        """What is happening, for a person: "OCR page 3/12 of scan.pdf", "embedding notes.md"."""
+        if self.stage == "ocr":
+            return f"OCR page {self.step}/{self.steps} of {self.file}"
+        return f"{self.stage} {self.file}"
 
 
 @dataclass
@@ -93,6 +116,8 @@ class IngestReport:
     chunks_added: int = 0
     seconds: float = 0.0
     skipped_contents_pages: int = 0
+    ocr_pages: int = 0  # pages (of scans and images) whose text was read by OCR
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (file, what was left out of an indexed file)
     # where the time went (seconds): waiting for the loaders, embedding, saving (SQLite + search index)
     wait_s: float = 0.0
     embed_s: float = 0.0
@@ -117,4 +142,9 @@ class IngestReport:
     def summary(self) -> str:
         parts = [f"{len(self.added)} added", f"{len(self.updated)} updated", f"{len(self.unchanged)} unchanged",
                  f"{len(self.failed)} failed"] + ([f"{len(self.skipped)} skipped"] if self.skipped else [])
-        return f"{', '.join(parts)}; {self.chunks_added} chunks in {self.seconds:.1f} s"
+        ocr = f" ({self.ocr_pages} page(s) read by OCR)" if self.ocr_pages else ""
+        return f"{', '.join(parts)}; {self.chunks_added} chunks{ocr} in {self.seconds:.1f} s"
+
+    def warning_lines(self) -> list[str]:
+        """One line per note on an indexed file: "scan.pdf: OCR stopped at 50 of 500 scanned pages; ..."."""
+        return [f"{Path(f).name}: {text}" for f, text in self.warnings]

@@ -13,8 +13,10 @@ model's own ``tokenizer.json``), not torch.
 
 Protocol (pickle over the child's stdin/stdout): the parent sends one ``LoaderConfig``, then
 ``FileJob``s one at a time, then ``None``; the child answers the config with ``("ready",)`` and each
-job with one load result (``Loaded`` | ``Unchanged`` | ``Failed``). A dead parent closes the pipes
-and the child exits (and on Linux it is killed with the parent).
+job with zero or more ``OcrPage`` records (progress: a page it reads by OCR) followed by one load
+result (``Loaded`` | ``Unchanged`` | ``Failed``). A dead parent closes the pipes and the child exits
+(and on Linux it is killed with the parent). OCR runs ``tesseract`` and ``pdftoppm`` as children of
+this process, in its process group (``pool.start_loader_process``), so pausing the group pauses them too.
 
     python -m rag.ingest.worker        # started by rag.ingest.pool, not by hand
 """
@@ -69,7 +71,7 @@ def main() -> int:
             return 0
         if job is None:
             return 0
-        result = prepare(job, chunker, config.max_file_mb)
+        result = prepare(job, chunker, config, note=lambda page: _send(out, page))
         if isinstance(result, Loaded):
             result.document.blocks = []  # the parent needs kind, pages and contents pages only
         try:

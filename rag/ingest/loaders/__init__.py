@@ -5,7 +5,9 @@ type, so MIME is never consulted): a file starting with ``%PDF-`` is a PDF whate
 ``.pdf`` that does not is corrupt; a ``.docx`` (a zip package) is read by ``docx``; text types are
 decoded (``text.decode_text``). Every bad file raises a ``LoaderError`` subclass (``errors``) whose
 message names the file and the reason, so a batch can report it and go on. One module per format: ``text``, ``markdown``, ``rst``, ``html``,
-``pdf`` (with ``pdf_layout`` and ``pypdf_patch``), ``docx``; ``tables`` turns table rows into passages.
+``pdf`` (with ``pdf_layout`` and ``pypdf_patch``), ``docx``, ``pptx`` (slides as pages), ``image``;
+``tables`` turns table rows into passages; ``ocr`` reads scanned PDF pages and images with Tesseract
+(``load(ocr=, progress=)``: its options and the per-page progress callback).
 """
 from __future__ import annotations
 
@@ -17,19 +19,24 @@ from rag.ingest.loaders.docx import load_docx
 from rag.ingest.loaders.errors import (BinaryFile, CorruptFile, EmptyFile, EncryptedFile, FileTooLarge, LoaderError,
                                        NoTextLayer, UndecodableText, UnsupportedType, too_large)
 from rag.ingest.loaders.html import html_blocks
+from rag.ingest.loaders.image import IMAGE_EXTS, is_image, load_image
 from rag.ingest.loaders.markdown import markdown_blocks
+from rag.ingest.loaders.ocr import NoTextFound, OcrOptions, OcrUnavailable, Progress
 from rag.ingest.loaders.pdf import load_pdf
+from rag.ingest.loaders.pptx import load_pptx
 from rag.ingest.loaders.pdf_layout import is_contents_page, is_reference_line
 from rag.ingest.loaders.rst import rst_blocks
 from rag.ingest.loaders.text import decode_text, plain_blocks
 
 __all__ = ["Block", "Document", "load", "kind_for", "is_supported", "decode_text", "is_contents_page",
            "is_reference_line", "too_large", "SUPPORTED_EXTS", "TEXT_EXTS", "BINARY_EXTS", "LoaderError", "BinaryFile", "CorruptFile",
-           "EmptyFile", "EncryptedFile", "FileTooLarge", "NoTextLayer", "UndecodableText", "UnsupportedType"]
+           "EmptyFile", "EncryptedFile", "FileTooLarge", "NoTextLayer", "UndecodableText", "UnsupportedType", "NoTextFound",
+           "OcrOptions", "OcrUnavailable", "IMAGE_EXTS"]
 
 TEXT_EXTS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown",
              ".rst": "rst", ".html": "html", ".htm": "html", ".xhtml": "html"}
-BINARY_EXTS = {".pdf": "pdf", ".docx": "docx"}  # read as bytes by their own loader, never decoded as text
+# read as bytes by their own loader, never decoded as text
+BINARY_EXTS = {".pdf": "pdf", ".docx": "docx", ".pptx": "pptx", **{ext: "image" for ext in IMAGE_EXTS}}
 SUPPORTED_EXTS = set(TEXT_EXTS) | set(BINARY_EXTS)
 _HTML_START = re.compile(rb"\s*(<!doctype html|<html)", re.I)
 
@@ -54,8 +61,10 @@ def is_supported(path: Path) -> bool:
     return kind_for(path) is not None
 
 
-def load(path: str | Path, max_file_mb: float | None = 50.0, data: bytes | None = None) -> Document:
-    """Read one file into a Document or raise a LoaderError."""
+def load(path: str | Path, max_file_mb: float | None = 50.0, data: bytes | None = None,
+         ocr: OcrOptions | None = None, progress: Progress | None = None) -> Document:
+    """Read one file into a Document or raise a LoaderError. ``ocr``: how scanned pages and images are
+    read (default: from the settings); ``progress(page, step, steps)``: called before each OCR page."""
     path = Path(path)
     try:
         if data is None:
@@ -78,9 +87,15 @@ def load(path: str | Path, max_file_mb: float | None = 50.0, data: bytes | None 
     if kind == "pdf":
         if not data.startswith(b"%PDF-") and not data[:1024].lstrip().startswith(b"%PDF-"):
             raise CorruptFile(path, "no PDF header")
-        return load_pdf(path, data)
+        return load_pdf(path, data, ocr, progress)
     if kind == "docx":
         return load_docx(path, data)
+    if kind == "pptx":
+        return load_pptx(path, data)
+    if kind == "image":
+        if not is_image(data[:16]):
+            raise CorruptFile(path, f"not a {path.suffix.lower().lstrip('.').upper()} image")
+        return load_image(path, data, ocr, progress)
     text = decode_text(path, data)
     if not text.strip():
         raise EmptyFile(path)

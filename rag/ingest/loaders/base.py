@@ -13,17 +13,19 @@ class Block:
     kind: str = "text"  # "text" | "heading"
     level: int = 0  # heading level, 1 = top
     start: int = 0  # character offset in the page text (PDF) or the file text
+    ocr: bool = False  # read by OCR from a scanned page or an image (rag.ingest.loaders.ocr)
 
 
 @dataclass
 class Document:
     source: str
-    kind: str  # "pdf" | "docx" | "markdown" | "rst" | "html" | "text"
+    kind: str  # "pdf" | "docx" | "pptx" | "image" | "markdown" | "rst" | "html" | "text"
     blocks: list[Block]
     title: str = ""
     pages: int = 0
     contents_pages: list[int] = field(default_factory=list)  # recognised contents/index pages, not indexed
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what was left out, said in the ingest report
+    ocr_pages: list[int] = field(default_factory=list)  # pages whose text was read by OCR
 
     @property
     def text(self) -> str:

@@ -5,17 +5,15 @@ outlines and Markdown headings; each table row becomes one text Block keeping it
 ``start`` is the block's character offset in ``Document.text``."""
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
+from rag.ingest.loaders import office
 from rag.ingest.loaders.base import Block, Document, first_heading
-from rag.ingest.loaders.errors import CorruptFile, EmptyFile, LoaderError
+from rag.ingest.loaders.errors import EmptyFile
 from rag.ingest.loaders.tables import table_blocks
 
 _HEADING_STYLE = re.compile(r"heading\s*([1-9])$", re.I)
-_OLE_HEADER = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Word 97-2003 .doc, or an encrypted (password) .docx
-ZIP_HEADER = b"PK\x03\x04"
 
 
 def load_docx(path: Path, data: bytes) -> Document:
@@ -34,28 +32,14 @@ def load_docx(path: Path, data: bytes) -> Document:
     for b in blocks:  # offsets in Document.text (blocks joined by "\n")
         b.start = pos
         pos += len(b.text) + 1
-    return Document(str(path), "docx", blocks, title=first_heading(blocks) or _core_title(document) or path.stem)
-
-
-def _invalid(path: Path, reason: str) -> CorruptFile:
-    return CorruptFile(path, f"not a valid Word document (.docx): {reason}"[:240])
+    return Document(str(path), "docx", blocks, title=first_heading(blocks) or office.core_title(document) or path.stem)
 
 
 def _open(path: Path, data: bytes):
-    """The python-docx Document, or a CorruptFile saying why not."""
-    try:
-        import docx
-    except ImportError as exc:  # pragma: no cover - dependency missing
-        raise LoaderError(path, f"python-docx is not installed: {exc}") from None
-    if data.startswith(_OLE_HEADER):
-        raise _invalid(path, "an old Word 97-2003 file (.doc) or a password-protected document; "
-                             "save it as .docx without a password")
-    if not data.startswith(ZIP_HEADER):
-        raise _invalid(path, "not a zip package")
-    try:
-        return docx.Document(io.BytesIO(data))
-    except Exception as exc:  # zipfile, lxml and python-docx raise many kinds on damaged packages
-        raise _invalid(path, f"{type(exc).__name__}: {exc}") from None
+    return office.open_package(path, data, module="docx", package="python-docx", factory="Document",
+                               kind="Word document (.docx)",
+                               legacy="an old Word 97-2003 file (.doc) or a password-protected document; "
+                                      "save it as .docx without a password")
 
 
 def _body_items(document):
@@ -113,10 +97,3 @@ def _table_blocks(table) -> list[Block]:
     if len(rows) == 1:  # a single row (often a layout box): its cells on one line, no header
         return table_blocks([], rows)
     return table_blocks(rows[0], rows[1:]) if rows else []
-
-
-def _core_title(document) -> str:
-    try:
-        return (document.core_properties.title or "").strip()
-    except Exception:
-        return ""

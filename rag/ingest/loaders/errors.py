@@ -43,11 +43,12 @@ class FileTooLarge(LoaderError):
 
 
 class UnsupportedType(LoaderError):
-    reason = "unsupported file type (supported: .pdf, .docx, .txt, .md, .rst, .html)"
+    reason = ("unsupported file type (supported: .pdf, .docx, .pptx, .txt, .md, .rst, .html, "
+              "images .png .jpg .tif)")
 
 
 class NoTextLayer(LoaderError):
-    reason = "the PDF has no text layer (a scan?); run OCR on it first"
+    reason = "the PDF has no text to read"
 
 
 class UndecodableText(LoaderError):

@@ -1,24 +1,45 @@
-"""PDF: text per page (pypdf), running headers/footers removed, headings found from the PDF outline
+"""PDF: text per page (pypdf), running headers/footers removed, footnotes set apart, words hyphenated at a
+line end joined again, headings found from the PDF outline
 (or numbered heading lines when there is none), and contents/index pages left out (see
-``pdf_layout``). Block offsets are character offsets in the page text."""
+``pdf_layout``). Block offsets are character offsets in the page text.
+
+Scanned pages are read by OCR (``ocr``): a page whose text layer holds fewer than
+``SCANNED_MAX_CHARS`` letters and digits and that shows a page-sized image (each side >= 300 px, the
+page's proportions within 20 %; in a PDF with no text layer at all, any image of >= 200 px) is
+rendered and read by Tesseract; its lines then go through the same steps as extracted text, and its
+Blocks are marked ``ocr``. Pages with text are never rendered, so a PDF with a text layer loads as
+fast as before. A PDF without text and without page images (blank pages) is ``NoTextLayer``."""
 from __future__ import annotations
 
 import io
 import logging
 from pathlib import Path
 
+from rag.ingest.loaders import ocr as ocr_mod
 from rag.ingest.loaders import pdf_layout as layout
 from rag.ingest.loaders import pypdf_patch
 from rag.ingest.loaders.base import Block, Document
 from rag.ingest.loaders.errors import CorruptFile, EmptyFile, EncryptedFile, LoaderError, NoTextLayer
 
+SCANNED_MAX_CHARS = 50  # a page with fewer letters/digits in its text layer may be a scan (a stamp, a page number)
+_SCAN_MIN_SIDE = 300  # pixels: a page image, not an icon
+_ANY_MIN_SIDE = 200
 
-def load_pdf(path: Path, data: bytes) -> Document:
+
+def load_pdf(path: Path, data: bytes, ocr: ocr_mod.OcrOptions | None = None,
+             progress: ocr_mod.Progress | None = None) -> Document:
     with pypdf_patch.fonts_parsed_once():
         reader, n = _open(path, data)
         pages, warnings = _page_lines(reader)
+        scanned = _scanned_pages(reader, pages)
+        if not scanned and not any(ln.strip() for lines in pages for ln in lines):
+            raise NoTextLayer(path, f"{n} page(s), no text and no scanned page images")
+        options = (ocr or ocr_mod.OcrOptions.from_settings()) if scanned else ocr_mod.OcrOptions()
+        ocr_pages = _read_scans(path, data, pages, scanned, options, progress, warnings)
         if not any(ln.strip() for lines in pages for ln in lines):
-            raise NoTextLayer(path, f"{n} page(s), no extractable text")
+            if options.max_pages <= 0:
+                raise NoTextLayer(path, f"{len(scanned)} scanned page(s) and OCR is off (LRC_OCR_MAX_PAGES=0)")
+            raise ocr_mod.NoTextFound(path, f"{min(len(scanned), options.max_pages)} scanned page(s) read")
         outline = _outline_titles(reader)
         drop = layout.running_lines(pages, outline)
         contents = [i + 1 for i, lines in enumerate(pages) if layout.is_contents_page(lines)]
@@ -27,11 +48,95 @@ def load_pdf(path: Path, data: bytes) -> Document:
         blocks: list[Block] = []
         for p, lines in enumerate(pages):
             if p + 1 not in contents:
-                blocks.extend(_page_blocks([ln for i, ln in enumerate(lines) if i not in drop[p]], p + 1, outline))
+                kept = layout.set_apart_footnotes([ln for i, ln in enumerate(lines) if i not in drop[p]])
+                found = page_blocks(kept, p + 1, outline)
+                for b in found:
+                    b.ocr = p + 1 in ocr_pages
+                blocks.extend(found)
+        vocab = layout.vocabulary(pages)  # words broken at a line end come back whole
+        for b in blocks:
+            if b.kind == "text":
+                b.text = layout.dehyphenate(b.text, vocab)
         if not any(b.kind == "text" for b in blocks):
             raise EmptyFile(path, "only contents/index pages")
         return Document(str(path), "pdf", blocks, title=_title(reader) or path.stem, pages=n,
-                        contents_pages=contents, warnings=warnings)
+                        contents_pages=contents, warnings=warnings, ocr_pages=sorted(ocr_pages))
+
+
+def _read_scans(path: Path, data: bytes, pages: list[list[str]], scanned: list[int], options: ocr_mod.OcrOptions,
+                progress, warnings: list[str]) -> set[int]:
+    """OCR of the scanned pages (within the limit) into ``pages``; the pages whose text came from OCR."""
+    if not scanned:
+        return set()
+    if options.max_pages <= 0:
+        warnings.append(f"{len(scanned)} scanned page(s) not read: OCR is off (LRC_OCR_MAX_PAGES=0)")
+        return set()
+    todo, notes = ocr_mod.limited(scanned, options)
+    got = ocr_mod.read_pdf_pages(path, data, todo, options, progress)
+    warnings.extend(notes + got.warnings)
+    blank = [p for p in got.read if p not in got.texts]
+    if blank:
+        warnings.append(f"no text found by OCR on page(s) {', '.join(map(str, blank[:10]))}"
+                        + (" ..." if len(blank) > 10 else ""))
+    for p, text in got.texts.items():
+        pages[p - 1] = text.split("\n")
+    return set(got.texts)
+
+
+def _scanned_pages(reader, pages: list[list[str]]) -> list[int]:
+    """Pages (1-based) to read by OCR: little or no text, and a scanned image (see the module doc)."""
+    few = [i for i, lines in enumerate(pages) if ocr_mod.letters("".join(lines)) < SCANNED_MAX_CHARS]
+    if not few:
+        return []
+    no_text_layer = all(not "".join(lines).strip() for lines in pages)
+    out = []
+    for i in few:
+        page = reader.pages[i]
+        try:
+            box = page.mediabox
+            pw, ph = float(box.width), float(box.height)
+            sizes = _image_sizes(page.get("/Resources"), 2)
+        except Exception:  # an unreadable page: not a scan we could read either
+            continue
+        if any(_page_sized(w, h, pw, ph) for w, h in sizes) or no_text_layer and any(
+                min(w, h) >= _ANY_MIN_SIDE for w, h in sizes):
+            out.append(i + 1)
+        elif no_text_layer and _has_inline_image(page):
+            out.append(i + 1)
+    return out
+
+
+def _page_sized(w: float, h: float, pw: float, ph: float) -> bool:
+    if min(w, h) < _SCAN_MIN_SIDE or min(pw, ph) <= 0:
+        return False
+    ratio, page_ratio = w / h, pw / ph
+    return any(abs(ratio / r - 1) <= 0.2 for r in (page_ratio, 1 / page_ratio))  # also a page scanned sideways
+
+
+def _image_sizes(resources, depth: int) -> list[tuple[float, float]]:
+    """(width, height) in pixels of the images a page's resources hold (forms opened ``depth`` deep)."""
+    out: list[tuple[float, float]] = []
+    if resources is None:
+        return out
+    xobjects = resources.get_object().get("/XObject")
+    if xobjects is None:
+        return out
+    for ref in xobjects.get_object().values():
+        obj = ref.get_object()
+        kind = obj.get("/Subtype")
+        if kind == "/Image":
+            out.append((float(obj.get("/Width", 0) or 0), float(obj.get("/Height", 0) or 0)))
+        elif kind == "/Form" and depth > 0:
+            out.extend(_image_sizes(obj.get("/Resources"), depth - 1))
+    return out
+
+
+def _has_inline_image(page) -> bool:
+    try:
+        contents = page.get_contents()
+        return contents is not None and b"BI" in contents.get_data() and b"ID" in contents.get_data()
+    except Exception:
+        return False
 
 
 def _open(path: Path, data: bytes):
@@ -78,7 +183,7 @@ def _page_lines(reader) -> tuple[list[list[str]], list[str]]:
     return pages, warnings
 
 
-def _page_blocks(kept: list[str], page_no: int, outline: set[str]) -> list[Block]:
+def page_blocks(kept: list[str], page_no: int | None, outline: set[str]) -> list[Block]:
     """Headings and paragraphs of one page's lines (running headers/footers already taken out)."""
     blocks: list[Block] = []
     buf: list[str] = []
