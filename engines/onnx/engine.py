@@ -110,6 +110,12 @@ class OnnxGenaiEngine:
         _check_messages(messages)
         return int(await self._ask("count", str(self._resolve(model)), messages))
 
+    async def encode(self, messages: list[Message], model: str | None = None) -> list[int]:
+        """The prompt's token ids exactly as this engine feeds them to the model (chat template applied;
+        the in-browser page generates from these, rag.browser)."""
+        _check_messages(messages)
+        return [int(t) for t in await self._ask("encode", str(self._resolve(model)), messages)]
+
     async def worker_status(self) -> dict:
         """What the worker is doing: {"active": answers generating, "waiting": queued, "models": loaded}."""
         return await self._ask("status")

@@ -46,6 +46,10 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "smollm2": Recipe("smollm2-135m-instruct-int8", "SmolLM2-135M-Instruct (int8)", "smollm2", "int8"),
     "smollm2-int4": Recipe("smollm2-135m-instruct-int4", "SmolLM2-135M-Instruct (int4)", "smollm2", "int4"),
+    # the in-browser page's build (rag.browser): ONNX Runtime Web's WebAssembly backend runs fp32 MatMuls
+    # ~15x faster than int8 MatMulNBits (docs/BENCHMARKS.md "In-browser inference")
+    "smollm2-web": Recipe("smollm2-135m-instruct-fp32", "SmolLM2-135M-Instruct (fp32, in-browser build)", "smollm2",
+                          "fp32"),
     "tiny": Recipe("tiny-random-smollm2", "Tiny random-weight test model", "tiny", "fp32"),
     "phi-4-mini": Recipe("phi-4-mini-instruct-cpu-int4", "Phi-4-mini-instruct (CPU int4)", "phi-4-mini", "int4"),
 }

@@ -8,6 +8,7 @@ parent -> worker
     ("start", rid, model_path, messages, opts)   opts: max_new_tokens, temperature, top_p, stop, seed,
                                                  repetition_penalty
     ("count", rid, model_path, messages)
+    ("encode", rid, model_path, messages)        the prompt's token ids (the in-browser page's prompt)
     ("cancel", rid)
     ("status", rid)
     ("shutdown",)
@@ -17,6 +18,7 @@ worker -> parent
     ("piece", rid, text)
     ("done", rid, finish_reason, completion_tokens)   finish_reason: stop | length | cancelled
     ("count", rid, n)
+    ("encode", rid, [token ids])
     ("status", rid, {"active": n, "waiting": n, "models": [paths]})
     ("error", rid, kind, message, extra)             kind: PromptTooLong | ModelLoad | BadRequest | GenerationFailed
 
@@ -121,6 +123,8 @@ class Worker:
             self.start(*msg[1:])
         elif kind == "count":
             self.count(*msg[1:])
+        elif kind == "encode":
+            self.tokens(*msg[1:])
         elif kind == "cancel":
             self.cancel(msg[1])
         elif kind == "status":
@@ -170,6 +174,11 @@ class Worker:
         got = self.prepare(rid, path, messages)
         if got:
             self.send("count", rid, len(got[1]))
+
+    def tokens(self, rid: int, path: str, messages: list[dict]) -> None:
+        got = self.prepare(rid, path, messages)
+        if got:
+            self.send("encode", rid, got[1])
 
     def start(self, rid: int, path: str, messages: list[dict], opts: dict) -> None:
         got = self.prepare(rid, path, messages)

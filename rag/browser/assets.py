@@ -1,0 +1,176 @@
+"""What the in-browser page needs from this machine, and how it is served.
+
+    page     browser/page/ (index.html, page.js, worker.js, tokens.js, page.css): written for this project
+    runtime  browser/node_modules/onnxruntime-web/dist/: installed by `make browser-setup` (npm ci with the
+             committed package-lock.json); only the .mjs / .wasm files the page loads are served
+    model    the SmolLM2 int8 folder `python -m rag models pull smollm2` builds (model.onnx, model.onnx.data,
+             tokenizer.json, genai_config.json): the same files the in-process engine loads
+
+Every answer carries the cross-origin isolation headers (COOP/COEP): with them the page may use
+SharedArrayBuffer, so ONNX Runtime's WebAssembly backend runs on several threads. Files carry an ETag
+(size + modification time) and may be cached; the page keeps the model in the Cache API as well.
+"""
+from __future__ import annotations
+
+import json
+import mimetypes
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from rag.config import REPO_ROOT, settings
+
+BROWSER_DIR = REPO_ROOT / "browser"
+PAGE_DIR = BROWSER_DIR / "page"
+RUNTIME_PACKAGE = "onnxruntime-web"
+RUNTIME_DIR = BROWSER_DIR / "node_modules" / RUNTIME_PACKAGE / "dist"
+# the bundles the page loads: WebAssembly only, or WebGPU (with WebAssembly for what WebGPU lacks)
+RUNTIME_FILES = ("ort.wasm.min.mjs", "ort.webgpu.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",
+                 "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm")
+PAGE_FILES = ("index.html", "page.js", "worker.js", "tokens.js", "page.css")
+# the recipes whose builds the page runs (engines.onnx.models.RECIPES), preferred first: the fp32 build made
+# for the browser, else the chat's int8 build (loads as it is, but decodes ~15x slower in WebAssembly)
+MODEL_KEYS = ("smollm2-web", "smollm2")
+MODEL_FILES = ("model.onnx", "model.onnx.data", "tokenizer.json", "genai_config.json")
+SETUP_HINT = "Run `make browser-setup` (npm ci in browser/; needs Node.js and npm) and reload this page."
+BUILD_HINT = f"Run `python -m rag models pull {MODEL_KEYS[0]}` (or `make browser-setup`) and reload this page."
+
+ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
+             "Cross-Origin-Resource-Policy": "same-origin", "X-Content-Type-Options": "nosniff"}
+BINARY = (".wasm", ".onnx", ".data")  # weights and code that gzip barely shrinks
+mimetypes.add_type("text/javascript", ".mjs")
+mimetypes.add_type("application/wasm", ".wasm")
+
+
+@dataclass
+class Problem:
+    """Why a part is missing, and what to do about it."""
+
+    message: str
+    hint: str
+
+    def as_dict(self) -> dict:
+        return {"message": self.message, "hint": self.hint}
+
+
+def runtime_version() -> str | None:
+    try:
+        return json.loads((RUNTIME_DIR.parent / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def runtime_problem() -> Problem | None:
+    missing = [name for name in RUNTIME_FILES if not (RUNTIME_DIR / name).is_file()]
+    if missing:
+        return Problem(f"ONNX Runtime Web is not installed on the server ({RUNTIME_DIR} lacks {missing[0]}).",
+                       SETUP_HINT)
+    return None
+
+
+def model_dir() -> Path:
+    """The browser model's folder (raises engines.base.ModelNotFound when none is built)."""
+    from engines.base import ModelNotFound
+    from engines.onnx.models import ModelCatalog
+
+    catalog = ModelCatalog(**settings().engine_config("onnx"))
+    for key in MODEL_KEYS:
+        try:
+            return catalog.resolve(key)
+        except ModelNotFound as exc:
+            missing = exc
+    raise missing
+
+
+def model_label(folder: Path) -> str:
+    from engines.onnx.models import ALIASES, RECIPES
+
+    key = ALIASES.get(folder.name)
+    return RECIPES[key].label if key in RECIPES else folder.name
+
+
+def model_folder_preferred() -> str:
+    from engines.onnx.models import RECIPES
+
+    return RECIPES[MODEL_KEYS[0]].folder
+
+
+def model_problem() -> Problem | None:
+    from engines.base import ModelNotFound
+
+    try:
+        folder = model_dir()
+    except ModelNotFound as exc:
+        return Problem(f"The browser model (SmolLM2-135M-Instruct) is not built: {exc.message}", BUILD_HINT)
+    missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
+    if missing:
+        return Problem(f"The model folder {folder} lacks {', '.join(missing)}: the page cannot load it.", BUILD_HINT)
+    return None
+
+
+def etag(path: Path) -> str:
+    st = path.stat()
+    return f'"{st.st_size:x}-{int(st.st_mtime_ns):x}"'
+
+
+def model_files() -> list[dict]:
+    """The model's files with their sizes and versions (the page's cache keys)."""
+    folder = model_dir()
+    return [{"name": name, "size": (folder / name).stat().st_size, "etag": etag(folder / name)} for name in MODEL_FILES]
+
+
+def model_config() -> dict:
+    """What the page's generation loop needs from genai_config.json."""
+    cfg = json.loads((model_dir() / "genai_config.json").read_text())["model"]
+    dec = cfg["decoder"]
+    eos = cfg.get("eos_token_id", [])
+    return {"layers": dec["num_hidden_layers"], "kv_heads": dec["num_key_value_heads"], "head_size": dec["head_size"],
+            "eos": eos if isinstance(eos, list) else [eos], "context_length": cfg.get("context_length")}
+
+
+def isolated(response: Response) -> Response:
+    response.headers.update(ISOLATION)
+    return response
+
+
+def error(status: int, problem: Problem) -> Response:
+    return isolated(JSONResponse({"error": problem.as_dict()}, status_code=status))
+
+
+def serve(request: Request, path: Path, cache: str) -> Response:
+    """A file with an ETag; 304 when the browser already holds this version."""
+    tag = etag(path)
+    if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return isolated(Response(status_code=304, headers={"ETag": tag, "Cache-Control": cache}))
+    media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    headers = {"ETag": tag, "Cache-Control": cache}
+    if path.suffix in BINARY:  # sent as is: the server's gzip takes ~50 s for the 270 MB of weights
+        headers["Content-Encoding"] = "identity"
+    response = FileResponse(path, media_type=media, headers=headers)
+    return isolated(response)
+
+
+def page_file(request: Request, name: str) -> Response:
+    if name not in PAGE_FILES:
+        return error(404, Problem(f"No page file '{name}'.", "Open /browser."))
+    return serve(request, PAGE_DIR / name, "no-cache")
+
+
+def runtime_file(request: Request, name: str) -> Response:
+    if name not in RUNTIME_FILES:
+        return error(404, Problem(f"'{name}' is not a file of the page's runtime.", "Open /browser."))
+    problem = runtime_problem()
+    if problem:
+        return error(503, problem)
+    return serve(request, RUNTIME_DIR / name, "no-cache")  # revalidated: a `make browser-setup` may change it
+
+
+def model_file(request: Request, name: str) -> Response:
+    if name not in MODEL_FILES:
+        return error(404, Problem(f"'{name}' is not a file of the browser model.", "Open /browser."))
+    problem = model_problem()
+    if problem:
+        return error(503, problem)
+    return serve(request, model_dir() / name, "no-cache")

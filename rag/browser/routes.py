@@ -1,0 +1,117 @@
+"""The /browser routes: the page, its runtime and model files, and two small JSON routes.
+
+    GET  /browser                   the page (browser/page/index.html)
+    GET  /browser/page/NAME         its scripts and style
+    GET  /browser/ort/NAME          ONNX Runtime Web (browser/node_modules, `make browser-setup`)
+    GET  /browser/model/NAME        the SmolLM2 int8 build (model.onnx, model.onnx.data, tokenizer.json, ...)
+    GET  /browser/api/status        what is there and what is missing (each with a hint)
+    POST /browser/api/context       {question} -> passages, the prompt's messages and token ids (rag.browser.context)
+
+Who may ask (the context route reads the library): the same rule as the /v1 API (rag.api.access): with
+LRC_AUTH=password a user's own API key, whose uploads are then the only ones searched; otherwise
+LRC_API_KEY when set, and only from this machine (as the chat itself, which then listens on 127.0.0.1).
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from rag.api.access import check_key, keys_required, read_json
+from rag.api.errors import APIError
+from rag.browser import assets, context
+from rag.config import settings
+
+router = APIRouter(prefix="/browser", include_in_schema=False)
+log = logging.getLogger("local-rag-chat.browser")
+
+
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def _asker(request: Request) -> str | None:
+    """The user asking (LRC_AUTH=password), after the API's key check; raises APIError."""
+    if settings().auth == "none" and not _loopback(request.client.host if request.client else None):
+        raise APIError(403, "Without a login (LRC_AUTH=none) the page's questions are answered on this machine only.",
+                       code="local_only")
+    return check_key(request)
+
+
+def _json(body: dict, status: int = 200) -> Response:
+    return assets.isolated(JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"}))
+
+
+@router.get("")
+@router.get("/")
+async def page(request: Request) -> Response:
+    return assets.serve(request, assets.PAGE_DIR / "index.html", "no-cache")
+
+
+@router.get("/page/{name}")
+async def page_file(name: str, request: Request) -> Response:
+    return assets.page_file(request, name)
+
+
+@router.get("/ort/{name}")
+async def runtime_file(name: str, request: Request) -> Response:
+    return assets.runtime_file(request, name)
+
+
+@router.get("/model/{name}")
+async def model_file(name: str, request: Request) -> Response:
+    return assets.model_file(request, name)
+
+
+@router.get("/api/status")
+async def status() -> Response:
+    runtime, model = assets.runtime_problem(), assets.model_problem()
+    body: dict = {"runtime": {"ready": runtime is None, "package": assets.RUNTIME_PACKAGE,
+                              "version": assets.runtime_version(), "files": list(assets.RUNTIME_FILES)},
+                  "model": {"ready": model is None, "name": "SmolLM2-135M-Instruct"},
+                  "key_required": keys_required(), "auth": settings().auth}
+    if runtime:
+        body["runtime"]["problem"] = runtime.as_dict()
+    if model:
+        body["model"]["problem"] = model.as_dict()
+    else:
+        folder = assets.model_dir()
+        body["model"] |= {"name": assets.model_label(folder), "folder": folder.name, "files": assets.model_files(),
+                          "config": assets.model_config()}
+        if folder.name != assets.model_folder_preferred():
+            body["model"]["note"] = ("This is the chat's int8 build: it decodes slowly in WebAssembly. "
+                                     f"{assets.BUILD_HINT}")
+    return _json(body)
+
+
+@router.post("/api/context")
+async def question_context(request: Request) -> Response:
+    try:
+        user = _asker(request)
+        data = await read_json(request)
+    except APIError as err:
+        return _json({"error": {"message": err.message, "hint": ""}}, err.status)
+    question = data.get("question")
+    if not isinstance(question, str):
+        return _json({"error": {"message": "Send {\"question\": \"...\"}.", "hint": ""}}, 400)
+    max_new = data.get("max_new_tokens")
+    try:
+        max_new = int(max_new) if max_new is not None else None
+    except (TypeError, ValueError):
+        return _json({"error": {"message": "'max_new_tokens' must be a whole number.", "hint": ""}}, 400)
+    try:
+        return _json(await context.build(context.Request(question, user, max_new)))
+    except context.ContextError as err:
+        return _json({"error": {"message": err.message, "hint": err.hint}}, err.status)
+    except Exception as exc:  # noqa: BLE001 - a readable sentence, never a traceback
+        log.exception("browser context failed")
+        return _json({"error": {"message": f"Preparing the question failed: {exc}", "hint": "See the server log."}},
+                     500)
