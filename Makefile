@@ -12,12 +12,13 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup models test-models foundry-setup openwebui-setup chromium run test test-fast foundry bench eval clean-venv help
+.PHONY: setup models test-models foundry-setup openwebui-setup chromium ocr browser-setup run test test-fast foundry bench eval clean-venv help
 
 help:
 	@echo "make run    - set up what is missing and start the chat on http://$(HOST):$(PORT)"
 	@echo "make test   - set up what is missing and run the whole test suite"
 	@echo "make foundry - start a local Foundry Local service with the SmolLM2 model"
+	@echo "make browser-setup - ONNX Runtime Web (npm ci in browser/) and the model build for the /browser page"
 	@echo "make bench / make eval - benchmarks and retrieval evaluation (docs/BENCHMARKS.md)"
 
 $(BIN)/.installed: requirements.txt
@@ -53,19 +54,35 @@ openwebui-setup: $(OPENWEBUI_VENV)/.installed
 chromium:
 	@bash scripts/ensure_chromium.sh
 
+# In-browser inference (/browser): ONNX Runtime Web from npm, pinned by browser/package-lock.json (served by
+# the app, never a CDN), and the page's fp32 SmolLM2 build; both skipped when present.
+browser/node_modules/.installed: browser/package.json browser/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18+ and npm (Debian: apt-get install nodejs npm), then run make browser-setup"; exit 1; }
+	cd browser && npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
+browser-setup: models browser/node_modules/.installed
+	$(BIN)/python -m rag models pull smollm2-web
+
+# Tesseract + pdftoppm for OCR of scanned PDFs and images (Debian packages); skipped when present.
+ocr:
+	@bash scripts/ensure_ocr.sh
+
 run: models
+	@$(MAKE) --no-print-directory browser-setup || echo "The in-browser page (/browser) is not available: it needs Node.js and npm (make browser-setup). The chat works without it."
+	@bash scripts/ensure_ocr.sh || echo "OCR is not available: scanned PDFs and images will not be indexed until tesseract-ocr and poppler-utils are installed (make ocr)."
 	$(BIN)/chainlit run app.py --host $(HOST) --port $(PORT) --headless
 
-test: test-models foundry-setup openwebui-setup chromium
+test: test-models foundry-setup openwebui-setup chromium ocr browser-setup
 	$(BIN)/python -m pytest -q
 
-test-fast: test-models
+test-fast: test-models ocr
 	$(BIN)/python -m pytest -q -m "not e2e and not foundry"
 
 foundry: models foundry-setup
 	$(BIN)/python scripts/foundry_local.py --model smollm2
 
-bench: models foundry-setup
+bench: models foundry-setup ocr
 	$(BIN)/python -m rag bench all
 
 eval: setup

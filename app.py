@@ -22,6 +22,7 @@ from chainlit.config import config as cl_config  # noqa: E402
 from engines import registry  # noqa: E402
 from rag import pipeline as pl  # noqa: E402
 from rag.api import mount as mount_api  # noqa: E402
+from rag.browser import mount as mount_browser  # noqa: E402
 from rag import owners  # noqa: E402
 from rag.chat import auth, history, library_view, panel, render, state  # noqa: E402
 from rag.chat.identity import chat_user  # noqa: E402
@@ -66,6 +67,8 @@ cl_server.get_html_template = _local_page
 # The OpenAI-compatible API (/v1: models, chat completions, embeddings) on the chat's own server, in front
 # of Chainlit's catch-all page route (rag.api.mount puts it there).
 mount_api(cl_server.app)
+# The in-browser model page (/browser: rag.browser; the model runs in the user's browser).
+mount_browser(cl_server.app)
 
 # Who may use the chat (rag.chat.auth: refuses a non-local host without a login) and the chat history
 # (rag.chat.history: SQLite in the data folder, source elements on local disk, another user's chat "not found").
@@ -124,21 +127,30 @@ async def _settings_panel(opts: pl.Options, first: str) -> None:
 @cl.on_chat_start
 async def start() -> None:
     opts = state.begin()
-    await _add_guide()
+    unavailable = await pl.library_unavailable()  # a shared library's database may be down: the chat starts
+    if not unavailable:
+        await _add_guide()
     await cl.context.emitter.set_commands([LIBRARY_COMMAND])
     await _settings_panel(opts, "The default engine is not ready.")
-    stats = await asyncio.to_thread(lambda: pl.library().stats())
-    guide = await pl.guide_present()
+    try:
+        stats = None if unavailable else await asyncio.to_thread(lambda: pl.library().stats())
+        guide = bool(stats) and await pl.guide_present()
+    except pl.StoreError as exc:
+        unavailable, stats, guide = str(exc), None, False
     actions = [cl.Action(name="library_open", payload={}, label="Library")]
     if guide:  # the example questions are about the guide: offered only while it is in the library
         actions += [cl.Action(name="starter", payload={"question": q}, label=q) for q in STARTERS]
+    holds = (f"Your library holds **{stats.files} files** (**{stats.chunks} passages**)." if stats else
+             f"**The library is unavailable:** {unavailable} Answers use no documents until it is back.")
     await cl.Message(content=(
-        f"**Welcome to Local RAG Chat.** Your library holds **{stats.files} files** "
-        f"(**{stats.chunks} passages**). Ask a question about them: answers cite their sources like [1].\n\n"
-        "To add documents, drop PDF, Word (.docx), Markdown, text, reStructuredText or HTML files into the chat (or use "
+        f"**Welcome to Local RAG Chat.** {holds} Ask a question about them: answers cite their sources like [1].\n\n"
+        "To add documents, drop PDF, Word (.docx), PowerPoint (.pptx), Markdown, text, reStructuredText or HTML files, "
+        "or scans and images (.png, .jpg, .tif; read by OCR) into the chat (or use "
         "the paperclip), or run `python -m rag index PATH`. **Library** lists them (re-index, remove). "
         "The gear button next to the message box changes the engine, model and retrieval settings for "
-        "this chat." + (" Or try one of these:" if guide else "")), actions=actions).send()
+        "this chat. [In-browser model](/browser): the small model answering in this browser "
+        "(ONNX Runtime Web, nothing leaves the app)." + (" Or try one of these:" if guide else "")),
+        actions=actions).send()
 
 
 LIBRARY_COMMAND = {"id": "Library", "icon": "library", "description": "Your documents: list, re-index, remove",

@@ -23,6 +23,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from benchlib import python_docs_drafts  # noqa: E402
 from rag.config import settings  # noqa: E402
 
 DATA = settings().datasets_dir
@@ -34,7 +36,6 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("-k", type=int, default=4)
     a = ap.parse_args()
-    from rag.ingest import loaders
     from rag.evaluation import percentile
     from rag.library import Library
     from rag.store import FileCommit
@@ -44,14 +45,7 @@ def main() -> int:
         lib = Library(Path(tmp) / "index")
         lib.load()
         chunker = lib.chunker
-        drafts = []
-        for f in sorted((DATA / "python-docs").rglob("*.rst.txt")):
-            try:
-                drafts.extend(chunker.chunk(loaders.load(f)))
-            except loaders.LoaderError:
-                pass
-            if len(drafts) >= a.chunks:
-                break
+        drafts = python_docs_drafts(chunker, limit=a.chunks, datasets=DATA)
         print(f"{len(drafts)} real chunks from python-docs ({time.perf_counter() - t0:.0f} s)", flush=True)
         rng = np.random.default_rng(0)
         dim = lib.embedder.dim

