@@ -3,7 +3,7 @@
     GET  /browser                   the page (browser/page/index.html)
     GET  /browser/page/NAME         its scripts and style
     GET  /browser/ort/NAME          ONNX Runtime Web (browser/node_modules, `make browser-setup`)
-    GET  /browser/model/NAME        the SmolLM2 int8 build (model.onnx, model.onnx.data, tokenizer.json, ...)
+    GET  /browser/model/NAME        the SmolLM2 build (fp32 smollm2-web, else the chat's int8): model.onnx, .data, ...
     GET  /browser/api/status        what is there and what is missing (each with a hint)
     POST /browser/api/context       {question} -> passages, the prompt's messages and token ids (rag.browser.context)
 
