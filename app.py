@@ -107,10 +107,9 @@ async def settings_update(values: dict) -> None:
 
 
 # ------------------------------------------------------------------ chat start
-async def _add_guide() -> None:
+async def _add_guide(empty: bool) -> None:
     """The bundled user guide (docs_corpus/) into the library, unless the user removed it (a message only
-    when something is indexed)."""
-    empty = not (await asyncio.to_thread(lambda: pl.library().stats())).chunks
+    when something is indexed); ``empty``: the library holds no passage yet (the first start)."""
     title = "First start: indexing the user guide" if empty else "Adding the user guide"
     await render.run_ingest(pl.ensure_guide(), f"{title} (`{settings().docs_corpus.name}/`)")
 
@@ -127,9 +126,9 @@ async def _settings_panel(opts: pl.Options, first: str) -> None:
 @cl.on_chat_start
 async def start() -> None:
     opts = state.begin()
-    unavailable = await pl.library_unavailable()  # a shared library's database may be down: the chat starts
-    if not unavailable:
-        await _add_guide()
+    before, unavailable = await pl.library_status()  # a shared library's database may be down: the chat starts
+    if before is not None:
+        await _add_guide(empty=not before.chunks)
     await cl.context.emitter.set_commands([LIBRARY_COMMAND])
     await _settings_panel(opts, "The default engine is not ready.")
     try:

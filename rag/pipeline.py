@@ -326,21 +326,26 @@ async def ingest_uploads(files: Sequence[tuple[str | Path, str]], *, lib=None,
 # What the chat's Library view and the chat start need (rag.catalog: who may do what, stored copies):
 # the documents a user may see, removing or re-indexing one (with users: only their own uploads), and
 # the bundled user guide (settings().docs_corpus) kept in the library unless the user removed a file of it.
-__all__ += ["Document", "Removed", "READ_ONLY", "may_manage", "StoreError", "library_unavailable", "documents",
+__all__ += ["Document", "Removed", "READ_ONLY", "may_manage", "StoreError", "library_status", "library_unavailable",
+            "documents",
             "remove_document", "reindex",
             "ensure_guide", "guide_present"]
 _guide_lock = asyncio.Lock()  # one chat at a time checks and indexes the guide
 
 
-async def library_unavailable() -> str | None:
-    """None when the shared library can be used; else why not (a sentence to show: its database cannot be
-    reached, holds another model's vectors, ...). The chat starts either way."""
+async def library_status():
+    """(the library's stats, None) when it can be used; else (None, why not: a sentence to show — its
+    database cannot be reached, holds another model's vectors, ...). The chat starts either way."""
     try:
         lib = await asyncio.to_thread(library)
-        await asyncio.to_thread(lambda: (lib.stats(), lib.backend.ensure_model()))
+        return await asyncio.to_thread(lambda: (lib.backend.ensure_model(), lib.stats())[1]), None
     except StoreError as exc:
-        return str(exc)
-    return None
+        return None, str(exc)
+
+
+async def library_unavailable() -> str | None:
+    """None when the library can be used; else why not (``library_status``)."""
+    return (await library_status())[1]
 
 
 async def documents(user: str | None, *, lib=None) -> list[Document]:

@@ -56,9 +56,4 @@ export class Vocabulary {
       end: () => decoder.decode(),
     };
   }
-
-  decode(ids) {
-    const s = this.stream();
-    return ids.map((id) => s.push(id)).join("") + s.end();
-  }
 }

@@ -114,7 +114,7 @@ class OnnxGenaiEngine:
         """The prompt's token ids exactly as this engine feeds them to the model (chat template applied;
         the in-browser page generates from these, rag.browser)."""
         _check_messages(messages)
-        return [int(t) for t in await self._ask("encode", str(self._resolve(model)), messages)]
+        return await self._ask("encode", str(self._resolve(model)), messages)  # the worker's ints
 
     async def worker_status(self) -> dict:
         """What the worker is doing: {"active": answers generating, "waiting": queued, "models": loaded}."""

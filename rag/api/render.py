@@ -116,8 +116,7 @@ class Transcript:
             self.sources, self.sources_given = sources_field(shown, ev.used), True
             if not shown:
                 return ""
-            lines = [f"[{s['index']}] " + (f"{s['file']}, p. {s['page']}" if s["page"] else s["file"])
-                     + (" (OCR)" if s["ocr"] else "") for s in self.sources]
+            lines = [f"[{s['index']}] {h.chunk.citation()}" for s, h in zip(self.sources, shown)]
             return self._block(SOURCES_HEAD + "\n" + "\n".join(lines))
         if isinstance(ev, Done):
             self.done = ev

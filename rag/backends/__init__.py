@@ -21,11 +21,11 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from rag.embedder import Embedder
+from rag.embedder import DEFAULT_MODEL, Embedder
 from rag.schema import Chunk, Mode
 from rag.store import FileCommit, FileEntry
 
-__all__ = ["Backend", "LibraryStore", "is_database", "open_backend"]
+__all__ = ["Backend", "LibraryStore", "is_database", "open_backend", "stored_model_is"]
 
 
 class LibraryStore(Protocol):
@@ -82,6 +82,12 @@ class Backend(Protocol):
         """Terms of ``text`` (as ``rag.search.lexical.tokenize`` gives them) that no passage holds."""
 
     def close(self) -> None: ...
+
+
+def stored_model_is(store: LibraryStore, embed_model: str | None) -> bool:
+    """The store's vectors come from ``embed_model`` (by name, as recorded: no model load needed)."""
+    stored = store.model_id() or ""
+    return bool(stored) and stored.split("|", 1)[0] == (embed_model or DEFAULT_MODEL).strip()
 
 
 def is_database(location: str | Path | None) -> bool:

@@ -7,7 +7,8 @@ from typing import Callable
 
 import numpy as np
 
-from rag.embedder import DEFAULT_MODEL, Embedder
+from rag.backends import stored_model_is
+from rag.embedder import Embedder
 from rag.schema import Mode
 from rag.search import Added, SearchIndex
 from rag.store import FileCommit, Store
@@ -28,8 +29,7 @@ class LiveIndex:
 
     def model_known(self) -> bool:
         """The store's vectors come from the configured model (by name: no model load needed)."""
-        stored = self.store.model_id() or ""
-        return bool(stored) and stored.split("|", 1)[0] == (self.embed_model or DEFAULT_MODEL).strip()
+        return stored_model_is(self.store, self.embed_model)
 
     def ensure_model(self) -> None:
         if self.search is None and not self.model_known():

@@ -24,7 +24,8 @@ import numpy as np
 
 from rag.backends.pg_store import PgStore
 from rag.config import settings
-from rag.embedder import DEFAULT_MODEL, Embedder
+from rag.backends import stored_model_is
+from rag.embedder import Embedder
 from rag.schema import Mode
 from rag.search import fusion
 from rag.search.lexical import tokenize
@@ -61,6 +62,13 @@ def tsquery_text(query: str) -> str:
     return " | ".join(f"'{w}'" for w in words)
 
 
+def _scored(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(chunk ids, dense scores, lexical scores) of result rows (id, dense or NULL, lexical)."""
+    return (np.asarray([r[0] for r in rows], dtype=np.int64),
+            np.asarray([-1.0 if r[1] is None else r[1] for r in rows], dtype=np.float32),
+            np.asarray([r[2] for r in rows], dtype=np.float32))
+
+
 class PgBackend:
     """``rag.backends.Backend`` over PostgreSQL (``LRC_STORE=postgresql://...``)."""
 
@@ -76,8 +84,7 @@ class PgBackend:
 
     # ------------------------------------------------------------------ the model
     def model_known(self) -> bool:
-        stored = self.store.model_id() or ""
-        return bool(stored) and stored.split("|", 1)[0] == (self.embed_model or DEFAULT_MODEL).strip()
+        return stored_model_is(self.store, self.embed_model)
 
     def ensure_model(self) -> None:
         if self._model_id is None and not self.model_known():
@@ -140,10 +147,7 @@ class PgBackend:
             rows = self._query(_HYBRID.format(where=where), params, dense=True)
         if not rows:
             return []
-        cand = np.asarray([r[0] for r in rows], dtype=np.int64)
-        d = np.asarray([-1.0 if r[1] is None else r[1] for r in rows], dtype=np.float32)
-        lx = np.asarray([r[2] for r in rows], dtype=np.float32)
-        return fusion.fused_top(cand, d, lx, k)
+        return fusion.fused_top(*_scored(rows), k)
 
     def _stats(self) -> tuple[dict[str, float], float, float]:
         """(lexeme -> share of passages for the common ones, a share below every listed one, passages): the
@@ -197,10 +201,7 @@ class PgBackend:
         lexical = _LEX_OF if mode != Mode.DENSE and t else "0"
         rows = self._query(f"SELECT c.id, {dense}, {lexical} FROM lrc_chunks c WHERE c.id = ANY(%(ids)s) ORDER BY c.id",
                            {"q": q, "t": t, "ids": allowed.tolist()})
-        ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-        d = np.asarray([-1.0 if r[1] is None else r[1] for r in rows], dtype=np.float32)
-        lx = np.asarray([r[2] for r in rows], dtype=np.float32)
-        return fusion.rank_scored(ids, d, lx, k, mode)
+        return fusion.rank_scored(*_scored(rows), k, mode)
 
     def _query(self, sql: str, params: dict, dense: bool = False) -> list[tuple]:
         """One search statement; an HNSW search runs with ``hnsw.ef_search`` at least the views it needs."""

@@ -16,6 +16,7 @@ import json
 import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -97,17 +98,23 @@ def model_folder_preferred() -> str:
     return RECIPES[MODEL_KEYS[0]].folder
 
 
-def model_problem() -> Problem | None:
+def locate_model() -> tuple[Path | None, Problem | None]:
+    """The browser model's folder (None when none is built) and, when the page cannot load it, why."""
     from engines.base import ModelNotFound
 
     try:
         folder = model_dir()
     except ModelNotFound as exc:
-        return Problem(f"The browser model (SmolLM2-135M-Instruct) is not built: {exc.message}", BUILD_HINT)
+        return None, Problem(f"The browser model (SmolLM2-135M-Instruct) is not built: {exc.message}", BUILD_HINT)
     missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
     if missing:
-        return Problem(f"The model folder {folder} lacks {', '.join(missing)}: the page cannot load it.", BUILD_HINT)
-    return None
+        return folder, Problem(f"The model folder {folder} lacks {', '.join(missing)}: the page cannot load it.",
+                               BUILD_HINT)
+    return folder, None
+
+
+def model_problem() -> Problem | None:
+    return locate_model()[1]
 
 
 def etag(path: Path) -> str:
@@ -115,15 +122,15 @@ def etag(path: Path) -> str:
     return f'"{st.st_size:x}-{int(st.st_mtime_ns):x}"'
 
 
-def model_files() -> list[dict]:
+def model_files(folder: Path | None = None) -> list[dict]:
     """The model's files with their sizes and versions (the page's cache keys)."""
-    folder = model_dir()
+    folder = folder or model_dir()
     return [{"name": name, "size": (folder / name).stat().st_size, "etag": etag(folder / name)} for name in MODEL_FILES]
 
 
-def model_config() -> dict:
+def model_config(folder: Path | None = None) -> dict:
     """What the page's generation loop needs from genai_config.json."""
-    cfg = json.loads((model_dir() / "genai_config.json").read_text())["model"]
+    cfg = json.loads(((folder or model_dir()) / "genai_config.json").read_text())["model"]
     dec = cfg["decoder"]
     eos = cfg.get("eos_token_id", [])
     return {"layers": dec["num_hidden_layers"], "kv_heads": dec["num_key_value_heads"], "head_size": dec["head_size"],
@@ -142,35 +149,34 @@ def error(status: int, problem: Problem) -> Response:
 def serve(request: Request, path: Path, cache: str) -> Response:
     """A file with an ETag; 304 when the browser already holds this version."""
     tag = etag(path)
-    if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
-        return isolated(Response(status_code=304, headers={"ETag": tag, "Cache-Control": cache}))
-    media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     headers = {"ETag": tag, "Cache-Control": cache}
+    if tag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return isolated(Response(status_code=304, headers=headers))
+    media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     if path.suffix in BINARY:  # sent as is: the server's gzip takes ~50 s for the 270 MB of weights
         headers["Content-Encoding"] = "identity"
-    response = FileResponse(path, media_type=media, headers=headers)
-    return isolated(response)
+    return isolated(FileResponse(path, media_type=media, headers=headers))
+
+
+def _listed(request: Request, name: str, files: tuple[str, ...], unknown: str,
+            locate: Callable[[], tuple[Path | None, Problem | None]]) -> Response:
+    """``name`` if it is one of ``files`` (else 404 ``unknown``), from the folder ``locate`` finds (else 503)."""
+    if name not in files:
+        return error(404, Problem(unknown, "Open /browser."))
+    folder, problem = locate()
+    if problem:
+        return error(503, problem)
+    return serve(request, folder / name, "no-cache")  # revalidated: a rebuild or `make browser-setup` may change it
 
 
 def page_file(request: Request, name: str) -> Response:
-    if name not in PAGE_FILES:
-        return error(404, Problem(f"No page file '{name}'.", "Open /browser."))
-    return serve(request, PAGE_DIR / name, "no-cache")
+    return _listed(request, name, PAGE_FILES, f"No page file '{name}'.", lambda: (PAGE_DIR, None))
 
 
 def runtime_file(request: Request, name: str) -> Response:
-    if name not in RUNTIME_FILES:
-        return error(404, Problem(f"'{name}' is not a file of the page's runtime.", "Open /browser."))
-    problem = runtime_problem()
-    if problem:
-        return error(503, problem)
-    return serve(request, RUNTIME_DIR / name, "no-cache")  # revalidated: a `make browser-setup` may change it
+    return _listed(request, name, RUNTIME_FILES, f"'{name}' is not a file of the page's runtime.",
+                   lambda: (RUNTIME_DIR, runtime_problem()))
 
 
 def model_file(request: Request, name: str) -> Response:
-    if name not in MODEL_FILES:
-        return error(404, Problem(f"'{name}' is not a file of the browser model.", "Open /browser."))
-    problem = model_problem()
-    if problem:
-        return error(503, problem)
-    return serve(request, model_dir() / name, "no-cache")
+    return _listed(request, name, MODEL_FILES, f"'{name}' is not a file of the browser model.", locate_model)

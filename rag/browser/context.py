@@ -8,6 +8,7 @@ pipeline's prompt. The in-process engine's worker applies the chat template and 
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -52,10 +53,10 @@ async def build(req: Request) -> dict:
         raise ContextError(400, "The question is empty.", "Type a question about your documents.")
     if len(question) > MAX_QUESTION_CHARS:
         raise ContextError(400, f"The question is longer than {MAX_QUESTION_CHARS} characters.", "Shorten it.")
-    problem = assets.model_problem()
+    path, problem = await asyncio.to_thread(assets.locate_model)  # file checks: off the event loop
     if problem:
         raise ContextError(503, problem.message, problem.hint)
-    folder = str(assets.model_dir())
+    folder = str(path)
     max_new = req.max_new_tokens or settings().max_new_tokens
     opts = pipeline.Options(engine=ENGINE, model=folder, style="answer", user=req.user,
                             max_new_tokens=max_new).normalised()
@@ -92,7 +93,7 @@ async def build(req: Request) -> dict:
     except EngineError as exc:
         raise ContextError(503, exc.message, exc.hint) from None
     notes += [n[:1].upper() + n[1:] + "." for n in fitted.prompt.notes]
-    config = assets.model_config()
+    config = await asyncio.to_thread(assets.model_config, path)
     return result | {
         "passages": [_passage(h) for h in fitted.prompt.hits],
         "messages": fitted.prompt.messages, "input_ids": ids, "max_new_tokens": fitted.max_new_tokens,

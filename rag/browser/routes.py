@@ -50,30 +50,37 @@ def _json(body: dict, status: int = 200) -> Response:
     return assets.isolated(JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"}))
 
 
+def _error(status: int, message: str, hint: str = "") -> Response:
+    return _json({"error": {"message": message, "hint": hint}}, status)
+
+
+# the file and status routes are plain functions: FastAPI runs them in its thread pool, so their file
+# checks (stat, the model folder's lookup, genai_config.json) never block the event loop
 @router.get("")
 @router.get("/")
-async def page(request: Request) -> Response:
+def page(request: Request) -> Response:
     return assets.serve(request, assets.PAGE_DIR / "index.html", "no-cache")
 
 
 @router.get("/page/{name}")
-async def page_file(name: str, request: Request) -> Response:
+def page_file(name: str, request: Request) -> Response:
     return assets.page_file(request, name)
 
 
 @router.get("/ort/{name}")
-async def runtime_file(name: str, request: Request) -> Response:
+def runtime_file(name: str, request: Request) -> Response:
     return assets.runtime_file(request, name)
 
 
 @router.get("/model/{name}")
-async def model_file(name: str, request: Request) -> Response:
+def model_file(name: str, request: Request) -> Response:
     return assets.model_file(request, name)
 
 
 @router.get("/api/status")
-async def status() -> Response:
-    runtime, model = assets.runtime_problem(), assets.model_problem()
+def status() -> Response:
+    runtime = assets.runtime_problem()
+    folder, model = assets.locate_model()
     body: dict = {"runtime": {"ready": runtime is None, "package": assets.RUNTIME_PACKAGE,
                               "version": assets.runtime_version(), "files": list(assets.RUNTIME_FILES)},
                   "model": {"ready": model is None, "name": "SmolLM2-135M-Instruct"},
@@ -83,9 +90,8 @@ async def status() -> Response:
     if model:
         body["model"]["problem"] = model.as_dict()
     else:
-        folder = assets.model_dir()
-        body["model"] |= {"name": assets.model_label(folder), "folder": folder.name, "files": assets.model_files(),
-                          "config": assets.model_config()}
+        body["model"] |= {"name": assets.model_label(folder), "folder": folder.name,
+                          "files": assets.model_files(folder), "config": assets.model_config(folder)}
         if folder.name != assets.model_folder_preferred():
             body["model"]["note"] = ("This is the chat's int8 build: it decodes slowly in WebAssembly. "
                                      f"{assets.BUILD_HINT}")
@@ -98,20 +104,19 @@ async def question_context(request: Request) -> Response:
         user = _asker(request)
         data = await read_json(request)
     except APIError as err:
-        return _json({"error": {"message": err.message, "hint": ""}}, err.status)
+        return _error(err.status, err.message)
     question = data.get("question")
     if not isinstance(question, str):
-        return _json({"error": {"message": "Send {\"question\": \"...\"}.", "hint": ""}}, 400)
+        return _error(400, "Send {\"question\": \"...\"}.")
     max_new = data.get("max_new_tokens")
     try:
         max_new = int(max_new) if max_new is not None else None
     except (TypeError, ValueError):
-        return _json({"error": {"message": "'max_new_tokens' must be a whole number.", "hint": ""}}, 400)
+        return _error(400, "'max_new_tokens' must be a whole number.")
     try:
         return _json(await context.build(context.Request(question, user, max_new)))
     except context.ContextError as err:
-        return _json({"error": {"message": err.message, "hint": err.hint}}, err.status)
+        return _error(err.status, err.message, err.hint)
     except Exception as exc:  # noqa: BLE001 - a readable sentence, never a traceback
         log.exception("browser context failed")
-        return _json({"error": {"message": f"Preparing the question failed: {exc}", "hint": "See the server log."}},
-                     500)
+        return _error(500, f"Preparing the question failed: {exc}", "See the server log.")

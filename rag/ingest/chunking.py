@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from rag.config import settings
 from rag.embedder import CountTokens, token_counter
 from rag.ingest.loaders.base import Block, Document
-from rag.schema import OCR_MARK, stored_heading
+from rag.schema import stored_heading
 from rag.text import sentence_spans
 
 
@@ -37,7 +37,7 @@ class ChunkDraft:
     page: int | None
     start: int
     end: int
-    heading: str  # as stored: marked when read by OCR (rag.schema.stored_heading; see ``ocr``)
+    heading: str  # as stored: marked when read by OCR (rag.schema.stored_heading)
     tokens: int = 0  # word pieces of embed_text
     views: list[str] = field(default_factory=list)  # what is embedded: prefix + parts of <= view_tokens
 
@@ -45,11 +45,6 @@ class ChunkDraft:
     def vector_texts(self) -> list[str]:
         """The texts embedded for this passage, one vector each, in order."""
         return self.views or [self.embed_text]
-
-    @property
-    def ocr(self) -> bool:
-        """Some of the passage was read by OCR."""
-        return self.heading.startswith(OCR_MARK)
 
 
 @dataclass

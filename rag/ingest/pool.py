@@ -31,13 +31,12 @@ from typing import Callable
 
 from rag.config import offline_env
 from rag.ingest.chunking import Chunker
+from rag.ingest.loaders import BINARY_EXTS
 from rag.ingest.records import Failed, FileJob, LoaderConfig, LoadResult, OcrPage
 from rag.ingest.loading import Note, prepare
 
 _ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the rag package
 _BIG_RUN_BYTES = 2 * 1024 * 1024
-# parsed (or read by OCR), not just decoded: worth a loader process
-_BINARY = (".pdf", ".docx", ".pptx", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _QUEUE_SIZE = 32
 
 
@@ -67,7 +66,7 @@ def process_count(jobs: list[FileJob], configured: int) -> int:
     if n <= 0 or not jobs:
         return 0
     big = sum(j.size for j in jobs) > _BIG_RUN_BYTES
-    if not big and not any(j.path.suffix.lower() in _BINARY for j in jobs):
+    if not big and not any(j.path.suffix.lower() in BINARY_EXTS for j in jobs):  # parsed or OCR'd, not just decoded
         return 0
     return min(n, len(jobs))
 

@@ -45,6 +45,15 @@ def paragraphs(text: str, base: int = 0, page: int | None = None) -> list[Block]
     return out
 
 
+def joined_offsets(blocks: list[Block]) -> list[Block]:
+    """``blocks`` with each ``start`` set to the block's offset in their texts joined by newlines."""
+    pos = 0
+    for b in blocks:
+        b.start = pos
+        pos += len(b.text) + 1
+    return blocks
+
+
 def first_heading(blocks: list[Block]) -> str:
     for b in blocks:
         if b.kind == "heading":

@@ -1,7 +1,7 @@
 """Word (.docx, python-docx): the body's paragraphs and tables in document order. Paragraphs styled
 "Heading 1".."Heading 9" (and "Title", as level 1) are heading Blocks, so passages carry them like PDF
 outlines and Markdown headings; each table row becomes one text Block keeping its column names
-(``tables.table_blocks``, the first row is the header). A .docx has no reliable pages (``pages`` = 0);
+(``tables.grid_blocks``, the first row is the header). A .docx has no reliable pages (``pages`` = 0);
 ``start`` is the block's character offset in ``Document.text``."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import re
 from pathlib import Path
 
 from rag.ingest.loaders import office
-from rag.ingest.loaders.base import Block, Document, first_heading
+from rag.ingest.loaders.base import Block, Document, first_heading, joined_offsets
 from rag.ingest.loaders.errors import EmptyFile
-from rag.ingest.loaders.tables import table_blocks
+from rag.ingest.loaders.tables import grid_blocks
 
 _HEADING_STYLE = re.compile(r"heading\s*([1-9])$", re.I)
 
@@ -28,10 +28,7 @@ def load_docx(path: Path, data: bytes) -> Document:
             blocks.extend(_table_blocks(item))
     if not any(b.kind == "text" for b in blocks):
         raise EmptyFile(path, "only headings" if blocks else "")
-    pos = 0
-    for b in blocks:  # offsets in Document.text (blocks joined by "\n")
-        b.start = pos
-        pos += len(b.text) + 1
+    joined_offsets(blocks)  # offsets in Document.text
     return Document(str(path), "docx", blocks, title=first_heading(blocks) or office.core_title(document) or path.stem)
 
 
@@ -94,6 +91,4 @@ def _table_blocks(table) -> list[Block]:
             seen.add(cell._tc)
             cells.append(cell.text)
         rows.append(cells)
-    if len(rows) == 1:  # a single row (often a layout box): its cells on one line, no header
-        return table_blocks([], rows)
-    return table_blocks(rows[0], rows[1:]) if rows else []
+    return grid_blocks(rows)

@@ -10,7 +10,7 @@ import html
 import re
 from html.parser import HTMLParser
 
-from rag.ingest.loaders.base import Block, paragraphs
+from rag.ingest.loaders.base import Block, joined_offsets, paragraphs
 from rag.ingest.loaders.tables import table_blocks
 
 _HEADING_TAG = re.compile(r"h[1-6]")
@@ -203,8 +203,4 @@ def html_blocks(text: str) -> tuple[list[Block], str]:
         return paragraphs(stripped), ""
     parser.end_table()  # a table left open at the end
     parser.flush()
-    pos = 0
-    for b in parser.blocks:
-        b.start = pos
-        pos += len(b.text) + 1
-    return parser.blocks, " ".join(parser.title.split())
+    return joined_offsets(parser.blocks), " ".join(parser.title.split())

@@ -128,16 +128,20 @@ def read_images(path: Path, images: list[Callable[[], tuple[bytes, int | None]]]
                 options: OcrOptions, progress: Progress | None = None) -> OcrPages:
     """OCR of ``pages`` (page numbers) whose images ``images[i]()`` gives as (PGM/PNG bytes, dpi or
     None), ``options.jobs`` at a time. A page that fails is a warning; OcrUnavailable stops the file."""
-    out = OcrPages()
     if not pages:
-        return out
-    reader = _Reader(path, options)
+        return OcrPages()
+    return _read(_Reader(path, options), images, pages, progress)
+
+
+def _read(reader: _Reader, images: list[Callable[[], tuple[bytes, int | None]]], pages: list[int],
+          progress: Progress | None) -> OcrPages:
+    out = OcrPages()
 
     def one(i: int) -> str:
         image, dpi = images[i]()
         return reader.text(image, dpi)
 
-    with ThreadPoolExecutor(max_workers=max(1, options.jobs), thread_name_prefix="rag-ocr") as pool:
+    with ThreadPoolExecutor(max_workers=max(1, reader.options.jobs), thread_name_prefix="rag-ocr") as pool:
         futures = [pool.submit(one, i) for i in range(len(pages))]
         try:
             for step, (page, fut) in enumerate(zip(pages, futures), start=1):
@@ -165,7 +169,7 @@ def read_pdf_pages(path: Path, data: bytes, pages: list[int], options: OcrOption
     if not pages:
         return OcrPages()
     pdftoppm = _command(path, options.pdftoppm, "pdftoppm (poppler-utils)")
-    _command(path, options.tesseract, "Tesseract")
+    reader = _Reader(path, options)  # tesseract checked before the PDF is written out
     with tempfile.TemporaryDirectory(prefix="rag-ocr-") as tmp:
         pdf = Path(tmp) / "file.pdf"  # the bytes that were hashed, whatever happens to the file meanwhile
         pdf.write_bytes(data)
@@ -180,4 +184,4 @@ def read_pdf_pages(path: Path, data: bytes, pages: list[int], options: OcrOption
                 return done.stdout, options.dpi
             return run
 
-        return read_images(path, [render(p) for p in pages], pages, options, progress)
+        return _read(reader, [render(p) for p in pages], pages, progress)

@@ -31,8 +31,9 @@ def load_pdf(path: Path, data: bytes, ocr: ocr_mod.OcrOptions | None = None,
     with pypdf_patch.fonts_parsed_once():
         reader, n = _open(path, data)
         pages, warnings = _page_lines(reader)
-        scanned = _scanned_pages(reader, pages)
-        if not scanned and not any(ln.strip() for lines in pages for ln in lines):
+        text_layer = any(ln.strip() for lines in pages for ln in lines)
+        scanned = _scanned_pages(reader, pages, text_layer)
+        if not scanned and not text_layer:
             raise NoTextLayer(path, f"{n} page(s), no text and no scanned page images")
         options = (ocr or ocr_mod.OcrOptions.from_settings()) if scanned else ocr_mod.OcrOptions()
         ocr_pages = _read_scans(path, data, pages, scanned, options, progress, warnings)
@@ -83,12 +84,12 @@ def _read_scans(path: Path, data: bytes, pages: list[list[str]], scanned: list[i
     return set(got.texts)
 
 
-def _scanned_pages(reader, pages: list[list[str]]) -> list[int]:
+def _scanned_pages(reader, pages: list[list[str]], text_layer: bool) -> list[int]:
     """Pages (1-based) to read by OCR: little or no text, and a scanned image (see the module doc)."""
     few = [i for i, lines in enumerate(pages) if ocr_mod.letters("".join(lines)) < SCANNED_MAX_CHARS]
     if not few:
         return []
-    no_text_layer = all(not "".join(lines).strip() for lines in pages)
+    no_text_layer = not text_layer
     out = []
     for i in few:
         page = reader.pages[i]
@@ -134,7 +135,8 @@ def _image_sizes(resources, depth: int) -> list[tuple[float, float]]:
 def _has_inline_image(page) -> bool:
     try:
         contents = page.get_contents()
-        return contents is not None and b"BI" in contents.get_data() and b"ID" in contents.get_data()
+        data = contents.get_data() if contents is not None else b""
+        return b"BI" in data and b"ID" in data
     except Exception:
         return False
 

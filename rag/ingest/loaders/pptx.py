@@ -2,17 +2,16 @@
 slide's title is a heading (level 1; "Slide N" for a slide without one, so a passage never runs from one
 slide into the next), and its passages carry it; then the text of its other shapes in
 reading order (top to bottom, then left to right; grouped shapes opened), each table row as one line
-keeping its column names (``tables.table_blocks``, the first row is the header), and the speaker notes.
+keeping its column names (``tables.grid_blocks``, the first row is the header), and the speaker notes.
 ``start`` is the block's character offset in the slide's text."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from rag.ingest.loaders import office
-from rag.ingest.loaders.base import Block, Document, first_heading
+from rag.ingest.loaders.base import Block, Document, first_heading, joined_offsets
 from rag.ingest.loaders.errors import EmptyFile
-from rag.ingest.loaders.tables import table_blocks
-
+from rag.ingest.loaders.tables import grid_blocks
 
 
 def load_pptx(path: Path, data: bytes) -> Document:
@@ -46,11 +45,7 @@ def _slide_blocks(slide, number: int) -> list[Block]:
     notes = _notes(slide)
     if notes:
         blocks.append(Block(notes, number, "text"))
-    pos = 0
-    for b in blocks:  # offsets in the slide's text (blocks joined by "\n")
-        b.start = pos
-        pos += len(b.text) + 1
-    return blocks
+    return joined_offsets(blocks)  # offsets in the slide's text
 
 
 def _title_shape(slide):
@@ -78,10 +73,7 @@ def _shape_blocks(shape, number: int) -> list[Block]:
     if isinstance(shape, GroupShape):
         return [b for inner in _in_reading_order(shape.shapes) for b in _shape_blocks(inner, number)]
     if getattr(shape, "has_table", False):
-        rows = [[cell.text for cell in row.cells] for row in shape.table.rows]
-        if len(rows) == 1:
-            return table_blocks([], rows, page=number)
-        return table_blocks(rows[0], rows[1:], page=number) if rows else []
+        return grid_blocks([[cell.text for cell in row.cells] for row in shape.table.rows], page=number)
     if getattr(shape, "has_text_frame", False):
         lines = [p.text.strip() for p in shape.text_frame.paragraphs]
         text = "\n".join(ln for ln in lines if ln)

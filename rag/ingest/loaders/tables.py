@@ -31,6 +31,14 @@ def row_lines(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def grid_blocks(rows: list[list[str]], page: int | None = None) -> list[Block]:
+    """A table given as rows only (.docx, .pptx): the first row is the header, unless it is the only
+    row (often a layout box: its cells on one line, no header)."""
+    if len(rows) <= 1:
+        return table_blocks([], rows, page=page)
+    return table_blocks(rows[0], rows[1:], page=page)
+
+
 def table_blocks(header: list[str], rows: list[list[str]], page: int | None = None, start: int = 0,
                  caption: str = "") -> list[Block]:
     """A table's Blocks: its caption (if any), then one text Block per row (see ``row_lines``)."""
