@@ -18,6 +18,17 @@ def test_identifiers_give_their_parts_and_stems_meet():
     assert stem("replacement") == "replace"
     assert stem("cases") == stem("case") == "case"  # no final-e removal
     assert stem("R") == "R" and tokenize("What is R?") == ["r"]
+    # British spellings meet American ones (users write "optimisation", manuals "optimization")
+    assert stem("optimisation") == stem("optimization") and stem("optimised") == stem("optimized")
+    assert stem("analyse") == stem("analyze") and stem("organisations") == stem("organization")
+    assert stem("noise") == "noise" and stem("basis") == "basis"  # too short a stem, or not the suffix
+
+
+def test_british_spelling_finds_american_passage():
+    lx = LexicalIndex()
+    lx.add([1, 2], ["Do not use -O3 optimization with gcc 11.", "Packages are installed in the library tree."])
+    ids, scores = lx.top("which optimisation level should I avoid", 2)
+    assert list(ids[:1]) == [1] and scores[0] > 0
 
 
 def test_identifier_part_finds_passage():
