@@ -27,6 +27,12 @@ PACKAGED = {
 }
 
 
+# batch size for texts of very mixed length (the sentences of a few passages: three words to a whole
+# code block): a batch is padded to its longest text, so small batches waste less. Measured on the
+# answer set's 32 sentences per question (6 passages), 2 threads: 0.54 s at 32, 0.33 s at 8.
+MIXED_BATCH = 8
+
+
 class EmbedderError(RuntimeError):
     """The embedding model could not be found or loaded; the message says what to do."""
 

@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from rag.answer.evidence import split
+from rag.embedder import MIXED_BATCH
 from rag.schema import Hit
 from rag.search.lexical import tokenize
 from rag.text import sentence_spans
@@ -83,7 +84,7 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
     support = np.zeros((len(raw), len(passages)))
     todo = [i for i, j in enumerate(judged) if j]
     if todo and flat:
-        vecs = np.asarray(embedder.encode([bare[i] for i in todo] + flat), dtype=np.float32)
+        vecs = np.asarray(embedder.encode([bare[i] for i in todo] + flat, batch_size=MIXED_BATCH), dtype=np.float32)
         sims = vecs[:len(todo)] @ vecs[len(todo):].T
         for row, i in enumerate(todo):
             terms = set(tokenize(bare[i]))
