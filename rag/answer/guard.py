@@ -1,8 +1,10 @@
 """Keeps a streamed answer from looping and from ending mid-sentence, for any engine.
 
 ``LoopGuard`` reads the answer as it streams and says when the model has started to repeat itself:
-a sentence (of four words or more) that it already wrote, or a run of words (``ngram`` words long)
-that has already appeared ``max_repeats`` times. The pipeline then stops the generation and keeps
+a sentence (of four words or more) that it already wrote, a run of words (``ngram`` words long)
+that has already appeared ``max_repeats`` times, or one word making up half of the last ``window``
+words (a degenerate table, "A A A A" rows, or "10 * 10^9 + 10 * 10^8 + ..."; in the answer set's 212
+answers this caught exactly those two and nothing else). The pipeline then stops the generation and keeps
 the text before the repetition (``kept``). Engines that support a repetition penalty get one as
 well (``GenerationOptions.repetition_penalty``); the guard is what holds for all of them.
 
@@ -22,8 +24,8 @@ def _key(text: str) -> str:
 
 
 class LoopGuard:
-    def __init__(self, ngram: int = 8, max_repeats: int = 2, min_sentence_words: int = 4):
-        self.ngram, self.max_repeats, self.min_words = ngram, max_repeats, min_sentence_words
+    def __init__(self, ngram: int = 8, max_repeats: int = 2, min_sentence_words: int = 4, window: int = 40):
+        self.ngram, self.max_repeats, self.min_words, self.window = ngram, max_repeats, min_sentence_words, window
         self.text = ""
         self.looped = False
         self.kept = ""  # the answer up to where the loop began (set when looped)
@@ -49,19 +51,42 @@ class LoopGuard:
     def _ngram_loop(self) -> bool:
         """Count each complete run of ``ngram`` words once; a run seen more than ``max_repeats``
         times is a loop (the text is kept up to the end of its first occurrence)."""
-        words = [(m.group().lower(), m.end()) for m in _WORD.finditer(self.text)]
-        complete = len(words) - (1 if words and words[-1][1] == len(self.text) else 0)
-        n = self.ngram
+        words = [(m.group().lower(), m.start(), m.end()) for m in _WORD.finditer(self.text)]
+        complete = len(words) - (1 if words and words[-1][2] == len(self.text) else 0)
+        n, win = self.ngram, self.window
         while self._counted < complete:
             i = self._counted
             self._counted += 1
+            if i + 1 >= win and (word := self._dominant(words[i - win + 1:i + 1])):
+                return self._loop(self._run_start(words[:i + 1], word))
             if i + 1 < n:
                 continue
-            ends = self._grams.setdefault(tuple(w for w, _ in words[i - n + 1:i + 1]), [])
-            ends.append(words[i][1])
+            ends = self._grams.setdefault(tuple(w for w, _, _ in words[i - n + 1:i + 1]), [])
+            ends.append(words[i][2])
             if len(ends) > self.max_repeats:
                 return self._loop(ends[0])
         return False
+
+    @staticmethod
+    def _dominant(window: list[tuple[str, int, int]]) -> str | None:
+        """The word that is at least half of the window's words, if one is."""
+        counts: dict[str, int] = {}
+        for w, _, _ in window:
+            counts[w] = counts.get(w, 0) + 1
+        word, n = max(counts.items(), key=lambda kv: kv[1])
+        return word if 2 * n >= len(window) else None
+
+    def _run_start(self, words: list[tuple[str, int, int]], word: str) -> int:
+        """Where the degenerate run began: the start of the line holding its earliest ``word`` from
+        which on that word is still 60 % of the text (so the prose that led into it is kept)."""
+        start, seen = words[-1][1], 0
+        for k in range(len(words) - 1, -1, -1):
+            w, a, _ = words[k]
+            if w == word:
+                seen += 1
+                if 5 * seen >= 3 * (len(words) - k):
+                    start = a
+        return self.text.rfind("\n", 0, start) + 1
 
     def _loop(self, cut: int) -> bool:
         self.looped = True

@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("question", nargs="+", help="the question (quote it, or pass several words)")
     p.add_argument("--engine", help="onnx (in-process) or foundry; default: LRC_ENGINE")
     p.add_argument("--model", help="model id or name for that engine; default: the engine's default")
-    p.add_argument("-k", "--top-k", type=int, dest="top_k", help="passages given to the model; default: LRC_TOP_K")
+    p.add_argument("-k", "--top-k", type=int, dest="top_k", help="passages retrieved (their best sentences go to the model); default: LRC_TOP_K")
     p.add_argument("--mode", choices=Mode.values(), help="retrieval mode")
     p.add_argument("--temperature", type=float, help="0 = greedy (default: LRC_TEMPERATURE)")
     p.add_argument("--max-tokens", type=int, dest="max_new_tokens", help="longest answer in tokens")

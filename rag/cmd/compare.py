@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--a", dest="a", help="ENGINE[:MODEL] of answer A, e.g. onnx:smollm2 (default: LRC_ENGINE / LRC_MODEL)")
     p.add_argument("--b", dest="b", required=True, help="ENGINE[:MODEL] of answer B, e.g. foundry:phi-4-mini "
                                                       "(no model: the engine's default)")
-    p.add_argument("-k", "--top-k", type=int, dest="top_k", help="passages given to the models; default: LRC_TOP_K")
+    p.add_argument("-k", "--top-k", type=int, dest="top_k", help="passages retrieved (their best sentences go to the models); default: LRC_TOP_K")
     p.add_argument("--mode", choices=Mode.values(), help="retrieval mode")
     p.add_argument("--temperature", type=float, help="0 = greedy (default: LRC_TEMPERATURE)")
     p.add_argument("--max-tokens", type=int, dest="max_new_tokens", help="longest answer in tokens")

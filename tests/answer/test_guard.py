@@ -60,3 +60,20 @@ def test_an_answer_always_ends_cleanly():
     # a length limit that stopped right after a list number leaves no empty item behind
     assert finish("Types:\n1. PDF (.pdf)\n2. Markdown (.md)\n3.", cut=True) == "Types:\n1. PDF (.pdf)\n2. Markdown (.md)"
     assert finish("Steps:\n- Unpack it.\n- ") == "Steps:\n- Unpack it."
+
+
+def test_a_degenerate_table_is_a_loop_though_no_phrase_repeats():
+    """Rows that differ in one cell ("B C A A A A A", "C D A A A A A", ...) repeat no 8-word run,
+    but one word fills half of the recent text: the stream stops before the rows."""
+    rows = "".join(f"{a}   {b}   A     A      A      A       A\n" for a, b in zip("BCDEFGHIJKLMNOPQ", "CDEFGHIJKLMNOPQU"))
+    g = LoopGuard()
+    assert feed(g, "Here is how to print to a CSV file. This will output something like:\n```\n" + rows)
+    assert g.kept == "Here is how to print to a CSV file."
+
+
+def test_prose_and_a_list_of_similar_paths_are_not_dominated():
+    text = ("Install the libraries into /opt/R/arm64/lib and the tools into /opt/R/arm64/bin [1]. "
+            "Add /opt/R/arm64/bin to your PATH, then run ./configure with --prefix=/opt/R/arm64 and make. "
+            "The library is libR.dylib under /opt/R/arm64/lib/R/lib [2]. Keep the Fortran compiler in "
+            "/opt/gfortran and check the build with make check before installing it [2].")
+    assert not feed(LoopGuard(), text)
