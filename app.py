@@ -143,7 +143,7 @@ async def start() -> None:
              f"**The library is unavailable:** {unavailable} Answers use no documents until it is back.")
     await cl.Message(content=(
         f"**Welcome to Local RAG Chat.** {holds} Ask a question about them: answers cite their sources like [1].\n\n"
-        "To add documents, drop PDF, Word (.docx), PowerPoint (.pptx), Markdown, text, reStructuredText or HTML files, "
+        "To add documents, drop PDF, Word (.docx), OpenDocument (.odt), PowerPoint (.pptx), Markdown, text, reStructuredText or HTML files, "
         "or scans and images (.png, .jpg, .tif; read by OCR) into the chat (or use "
         "the paperclip), or run `python -m rag index PATH`. **Library** lists them (re-index, remove). "
         "The gear button next to the message box changes the engine, model and retrieval settings for "

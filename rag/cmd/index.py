@@ -5,7 +5,7 @@ import argparse
 import sys
 import time
 
-HELP = ("index files and folders (recursive): .pdf .docx .pptx .txt .md .rst .html, "
+HELP = ("index files and folders (recursive): .pdf .docx .odt .pptx .txt .md .rst .html, "
         "scans and images (.png .jpg .tif) by OCR")
 
 

@@ -282,9 +282,9 @@ def test_the_upload_accept_list_the_indexer_and_the_readme_agree():
         assert loaders.kind_for(Path(f"a{ext.upper()}")) in ("image", "pptx")
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     types = readme.split("2. Drop files onto the chat", 1)[1].split("\n3. ", 1)[0]
-    for ext in (".docx", ".pptx", ".png", ".jpg", ".tif"):
+    for ext in (".docx", ".odt", ".pptx", ".png", ".jpg", ".tif"):
         assert ext in types, ext
     from rag.cmd.index import HELP
 
-    for ext in (".pdf", ".docx", ".pptx", ".png", ".jpg", ".tif"):
+    for ext in (".pdf", ".docx", ".odt", ".pptx", ".png", ".jpg", ".tif"):
         assert ext in HELP

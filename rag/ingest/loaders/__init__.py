@@ -5,7 +5,7 @@ type, so MIME is never consulted): a file starting with ``%PDF-`` is a PDF whate
 ``.pdf`` that does not is corrupt; a ``.docx`` (a zip package) is read by ``docx``; text types are
 decoded (``text.decode_text``). Every bad file raises a ``LoaderError`` subclass (``errors``) whose
 message names the file and the reason, so a batch can report it and go on. One module per format: ``text``, ``markdown``, ``rst``, ``html``,
-``pdf`` (with ``pdf_layout`` and ``pypdf_patch``), ``docx``, ``pptx`` (slides as pages), ``image``;
+``pdf`` (with ``pdf_layout`` and ``pypdf_patch``), ``docx``, ``odt``, ``pptx`` (slides as pages), ``image``;
 ``tables`` turns table rows into passages; ``ocr`` reads scanned PDF pages and images with Tesseract
 (``load(ocr=, progress=)``: its options and the per-page progress callback).
 """
@@ -21,6 +21,7 @@ from rag.ingest.loaders.errors import (BinaryFile, CorruptFile, EmptyFile, Encry
 from rag.ingest.loaders.html import html_blocks
 from rag.ingest.loaders.image import IMAGE_EXTS, is_image, load_image
 from rag.ingest.loaders.markdown import markdown_blocks
+from rag.ingest.loaders.odt import load_odt
 from rag.ingest.loaders.ocr import NoTextFound, OcrOptions, OcrUnavailable, Progress
 from rag.ingest.loaders.pdf import load_pdf
 from rag.ingest.loaders.pptx import load_pptx
@@ -36,7 +37,7 @@ __all__ = ["Block", "Document", "load", "kind_for", "is_supported", "decode_text
 TEXT_EXTS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown",
              ".rst": "rst", ".html": "html", ".htm": "html", ".xhtml": "html"}
 # read as bytes by their own loader, never decoded as text
-BINARY_EXTS = {".pdf": "pdf", ".docx": "docx", ".pptx": "pptx", **{ext: "image" for ext in IMAGE_EXTS}}
+BINARY_EXTS = {".pdf": "pdf", ".docx": "docx", ".odt": "odt", ".pptx": "pptx", **{ext: "image" for ext in IMAGE_EXTS}}
 SUPPORTED_EXTS = set(TEXT_EXTS) | set(BINARY_EXTS)
 _HTML_START = re.compile(rb"\s*(<!doctype html|<html)", re.I)
 
@@ -90,6 +91,8 @@ def load(path: str | Path, max_file_mb: float | None = 50.0, data: bytes | None 
         return load_pdf(path, data, ocr, progress)
     if kind == "docx":
         return load_docx(path, data)
+    if kind == "odt":
+        return load_odt(path, data)
     if kind == "pptx":
         return load_pptx(path, data)
     if kind == "image":

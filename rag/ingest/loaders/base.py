@@ -19,7 +19,7 @@ class Block:
 @dataclass
 class Document:
     source: str
-    kind: str  # "pdf" | "docx" | "pptx" | "image" | "markdown" | "rst" | "html" | "text"
+    kind: str  # "pdf" | "docx" | "odt" | "pptx" | "image" | "markdown" | "rst" | "html" | "text"
     blocks: list[Block]
     title: str = ""
     pages: int = 0

@@ -43,7 +43,7 @@ class FileTooLarge(LoaderError):
 
 
 class UnsupportedType(LoaderError):
-    reason = ("unsupported file type (supported: .pdf, .docx, .pptx, .txt, .md, .rst, .html, "
+    reason = ("unsupported file type (supported: .pdf, .docx, .odt, .pptx, .txt, .md, .rst, .html, "
               "images .png .jpg .tif)")
 
 
