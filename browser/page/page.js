@@ -154,6 +154,21 @@ function showStats(r) {
 }
 
 // ----------------------------------------------------------------------------- a question
+function showQuote(quote) {
+  // what the documents say, as the chat shows it before the model's answer: sentence — source
+  const lines = $("quote-lines");
+  lines.replaceChildren();
+  for (const q of quote || []) {
+    const line = document.createElement("blockquote");
+    const cite = document.createElement("cite");
+    cite.textContent = q.citation;
+    const plain = q.text.replace(/\*\*(.+?)\*\*/g, "$1").replace(/__(.+?)__/g, "$1");  // Markdown bold, as the chat renders it
+    line.append(document.createTextNode(plain + " — "), cite);
+    lines.append(line);
+  }
+  $("quote").hidden = !(quote && quote.length);
+}
+
 function showPassages(passages) {
   const list = $("passages");
   list.replaceChildren();
@@ -180,6 +195,7 @@ async function ask(event) {
   $("problem").hidden = true;
   $("answer").textContent = "";
   $("stats").textContent = "";
+  showQuote([]);
   setState("retrieving", "finding passages");
   const headers = { "Content-Type": "application/json" };
   const key = $("api-key").value.trim();
@@ -201,6 +217,7 @@ async function ask(event) {
     return;
   }
   state.context = context;
+  showQuote(context.quote);
   showPassages(context.passages);
   for (const text of context.notes || []) note(text);
   if (!context.answerable) {

@@ -18,7 +18,7 @@ from rag import prompt as prompt_mod
 from rag.answering import Prepared, engine
 from rag.browser import assets
 from rag.config import settings
-from rag.events import Failed, NothingFound, Notice
+from rag.events import Failed, NothingFound, Notice, Quoted
 
 ENGINE = "onnx"  # the page runs the in-process engine's model build: its tokenizer and context
 MAX_QUESTION_CHARS = 4000
@@ -46,8 +46,9 @@ def _passage(hit) -> dict:
 
 
 async def build(req: Request) -> dict:
-    """{answerable, message, notes, passages, messages, input_ids, max_new_tokens, repetition_penalty, eos,
-    timings}; ``answerable`` False: the documents do not answer (the chat would not ask the model either)."""
+    """{answerable, message, notes, quote, passages, messages, input_ids, max_new_tokens, repetition_penalty,
+    eos, timings}; ``answerable`` False: the documents do not answer (the chat would not ask the model either).
+    ``quote``: what the documents say, as the chat shows it before the model: [{text, citation}]."""
     question = (req.question or "").strip()
     if not question:
         raise ContextError(400, "The question is empty.", "Type a question about your documents.")
@@ -58,12 +59,13 @@ async def build(req: Request) -> dict:
         raise ContextError(503, problem.message, problem.hint)
     folder = str(path)
     max_new = req.max_new_tokens or settings().max_new_tokens
-    opts = pipeline.Options(engine=ENGINE, model=folder, style="answer", user=req.user,
+    opts = pipeline.Options(engine=ENGINE, model=folder, style="quote+answer", user=req.user,
                             max_new_tokens=max_new).normalised()
     prep = Prepared(question, [], "")
     t0 = time.perf_counter()
     notes: list[str] = []
     nothing: NothingFound | None = None
+    quote: list[dict] = []
     async for event in pipeline.prepare(prep, opts):
         if isinstance(event, Failed):
             raise ContextError(503, event.error, event.hint)
@@ -71,9 +73,11 @@ async def build(req: Request) -> dict:
             notes.append(event.text)
         elif isinstance(event, NothingFound):
             nothing = event
+        elif isinstance(event, Quoted):
+            quote = [{"text": text, "citation": hit.chunk.citation()} for text, hit in event.quotes]
     retrieval = time.perf_counter() - t0
     result = {"question": question, "query": prep.query, "answerable": not prep.finished,
-              "message": nothing.message if nothing else "", "notes": notes,
+              "message": nothing.message if nothing else "", "notes": notes, "quote": quote,
               "passages": [_passage(h) for h in (prep.passages or prep.hits)],
               "retrieved": [_passage(h) for h in prep.hits]}
     if prep.finished:

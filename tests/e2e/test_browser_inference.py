@@ -91,7 +91,7 @@ def og_greedy(folder: str, ids: list[int], n: int, penalty: float) -> list[int]:
     return out
 
 
-def test_the_page_generates_what_the_in_process_engine_generates(app_server, browser):
+def test_the_page_generates_what_the_in_process_engine_generates(app_server, browser, screenshots):
     import onnxruntime_genai as og
 
     requests: list[str] = []
@@ -108,6 +108,8 @@ def test_the_page_generates_what_the_in_process_engine_generates(app_server, bro
         streamed = page.evaluate("window.lrc.tokens")
         shown = page.inner_text("#answer")
         stats = page.inner_text("#stats")
+        quoted = page.inner_text("#quote") if page.is_visible("#quote") else ""
+        page.screenshot(path=str(screenshots / "browser-page.png"), full_page=True)
     finally:
         ctx.close()
 
@@ -115,6 +117,12 @@ def test_the_page_generates_what_the_in_process_engine_generates(app_server, bro
     assert status["model"]["folder"] == assets.model_dir().name
     # the prompt: the pipeline's messages (passages from the library), encoded by the in-process tokenizer
     assert context["passages"], "the question found no passages: the guide was not indexed"
+    # the quote, as the chat shows it before the model: each sentence with its file (and page), on the page
+    assert context["quote"], context
+    assert quoted.startswith("From your documents"), quoted
+    for q in context["quote"]:
+        assert q["text"].replace("**", "") in quoted and f"— {q['citation']}" in quoted
+        assert q["citation"].startswith("user-guide.md")
     assert context["messages"][0]["role"] == "system" and "Passage [1]" in context["messages"][0]["content"]
     model = og.Model(folder)
     tokenizer = og.Tokenizer(model)
