@@ -29,7 +29,7 @@ def test_the_page_is_served_cross_origin_isolated_and_revalidated():
     assert page.headers["cross-origin-embedder-policy"] == "require-corp"
     again = c.get("/browser", headers={"If-None-Match": page.headers["etag"]})
     assert again.status_code == 304
-    for name in ("page.js", "worker.js", "tokens.js", "page.css"):
+    for name in ("page.js", "guard.js", "worker.js", "tokens.js", "page.css"):
         assert c.get(f"/browser/page/{name}").status_code == 200
 
 

@@ -1,7 +1,12 @@
 // The /browser page: picks the backend (WebGPU when the browser has it, else WebAssembly), loads the
 // model in a Web Worker (worker.js), asks the app for the passages and the pipeline's prompt
 // (POST /browser/api/context) and shows the answer as the worker generates it.
-// Everything it loads comes from this app; it says why when it cannot run.
+// Everything it loads comes from this app; it says why when it cannot run. The chat's loop guard
+// (guard.js) stops an answer that starts repeating itself.
+
+import { LoopGuard } from "./guard.js";
+
+const LOOPED = "[The model started repeating itself and was stopped.]";
 
 const $ = (id) => document.getElementById(id);
 const state = { worker: null, ready: false, busy: false, backend: null, threads: 1, context: null, result: null,
@@ -119,14 +124,21 @@ function onWorker(msg) {
     setState("ready");
     updateButtons();
   } else if (msg.type === "token") {
+    if (state.looped) return; // the stop is on its way to the worker
     state.tokens.push(msg.id);
-    $("answer").textContent += msg.text;
+    if (state.guard.feed(msg.text)) {
+      state.looped = true;
+      state.worker.postMessage({ type: "stop" });
+      $("answer").textContent = state.guard.kept;
+    } else {
+      $("answer").textContent += msg.text;
+    }
     showStats({ ttft: msg.ttft, count: msg.count, running: true });
   } else if (msg.type === "done") {
-    state.result = msg;
+    state.result = { ...msg, looped: state.looped };
     state.busy = false;
-    $("answer").textContent = msg.text || $("answer").textContent;
-    showStats(msg);
+    $("answer").textContent = state.looped ? `${state.guard.kept}\n\n${LOOPED}` : msg.text || $("answer").textContent;
+    showStats(state.result);
     setState("done", msg.reason === "stopped" ? "stopped" : "done");
     updateButtons();
   } else if (msg.type === "error") {
@@ -147,6 +159,7 @@ function showStats(r) {
     parts.push(`prompt ${r.promptTokens} tokens`);
     if (r.reason === "stop") parts.push("ended by the model");
     else if (r.reason === "length") parts.push("reached the answer length limit");
+    else if (r.looped) parts.push("stopped: the model started repeating itself");
     else parts.push("stopped");
   }
   parts.push(state.backend === "webgpu" ? "WebGPU" : `WebAssembly, ${state.threads} thread(s)`);
@@ -191,6 +204,8 @@ async function ask(event) {
   state.busy = true;
   state.tokens = [];
   state.result = null;
+  state.guard = new LoopGuard();
+  state.looped = false;
   updateButtons();
   $("problem").hidden = true;
   $("answer").textContent = "";

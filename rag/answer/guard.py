@@ -77,8 +77,9 @@ class LoopGuard:
         return word if 2 * n >= len(window) else None
 
     def _run_start(self, words: list[tuple[str, int, int]], word: str) -> int:
-        """Where the degenerate run began: the start of the line holding its earliest ``word`` from
-        which on that word is still 60 % of the text (so the prose that led into it is kept)."""
+        """Where the degenerate run began: the start of the line (or of the sentence, if one ends later
+        on that line) holding its earliest ``word`` from which on that word is still 60 % of the text
+        (so the prose that led into it is kept)."""
         start, seen = words[-1][1], 0
         for k in range(len(words) - 1, -1, -1):
             w, a, _ = words[k]
@@ -86,7 +87,7 @@ class LoopGuard:
                 seen += 1
                 if 5 * seen >= 3 * (len(words) - k):
                     start = a
-        return self.text.rfind("\n", 0, start) + 1
+        return max(self.text.rfind("\n", 0, start) + 1, len(end_at_sentence(self.text[:start])))
 
     def _loop(self, cut: int) -> bool:
         self.looped = True

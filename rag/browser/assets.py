@@ -1,6 +1,6 @@
 """What the in-browser page needs from this machine, and how it is served.
 
-    page     browser/page/ (index.html, page.js, worker.js, tokens.js, page.css): written for this project
+    page     browser/page/ (index.html, page.js, guard.js, worker.js, tokens.js, page.css): written for this project
     runtime  browser/node_modules/onnxruntime-web/dist/: installed by `make browser-setup` (npm ci with the
              committed package-lock.json); only the .mjs / .wasm files the page loads are served
     model    the SmolLM2 int8 folder `python -m rag models pull smollm2` builds (model.onnx, model.onnx.data,
@@ -30,7 +30,7 @@ RUNTIME_DIR = BROWSER_DIR / "node_modules" / RUNTIME_PACKAGE / "dist"
 # the bundles the page loads: WebAssembly only, or WebGPU (with WebAssembly for what WebGPU lacks)
 RUNTIME_FILES = ("ort.wasm.min.mjs", "ort.webgpu.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",
                  "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm")
-PAGE_FILES = ("index.html", "page.js", "worker.js", "tokens.js", "page.css")
+PAGE_FILES = ("index.html", "page.js", "guard.js", "worker.js", "tokens.js", "page.css")
 # the recipes whose builds the page runs (engines.onnx.models.RECIPES), preferred first: the fp32 build made
 # for the browser, else the chat's int8 build (loads as it is, but decodes ~15x slower in WebAssembly)
 MODEL_KEYS = ("smollm2-web", "smollm2")

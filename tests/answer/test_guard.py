@@ -71,6 +71,12 @@ def test_a_degenerate_table_is_a_loop_though_no_phrase_repeats():
     assert g.kept == "Here is how to print to a CSV file."
 
 
+def test_a_degenerate_run_keeps_the_sentence_that_led_into_it_on_the_same_line():
+    g = LoopGuard()
+    assert feed(g, "The rows are listed below. " + "".join(f"Row {c}: A A A A.\n" for c in "BCDEFGHIJKLMNOPQ"))
+    assert g.kept == "The rows are listed below."
+
+
 def test_prose_and_a_list_of_similar_paths_are_not_dominated():
     text = ("Install the libraries into /opt/R/arm64/lib and the tools into /opt/R/arm64/bin [1]. "
             "Add /opt/R/arm64/bin to your PATH, then run ./configure with --prefix=/opt/R/arm64 and make. "

@@ -142,6 +142,29 @@ def test_the_page_generates_what_the_in_process_engine_generates(app_server, bro
     assert any("/browser/ort/" in u and u.endswith(".wasm") for u in requests)
 
 
+def test_the_page_stops_an_answer_that_repeats_itself(app_server, browser):
+    """Greedy decoding without a repetition penalty loops on this question (the second list item repeats
+    the first one's sentence, about 90 tokens in): the page's guard stops it as the chat's would."""
+    from rag.answer_eval import repeats_a_sentence
+
+    ctx, page = open_page(browser, app_server, chat_first=True)
+    try:
+        assert wait_state(page, ("ready", "error")) == "ready", page.inner_text("#problem")
+        ask(page, "Which settings can I change?", max_tokens=300, penalty=1)
+        assert wait_state(page, ("done", "error")) == "done", page.inner_text("#problem")
+        result = page.evaluate("window.lrc.result")
+        shown = page.inner_text("#answer")
+        stats = page.inner_text("#stats")
+    finally:
+        ctx.close()
+    assert result["looped"], f"the greedy answer no longer loops (did the guide change?): {shown[-300:]!r}"
+    assert result["reason"] == "stopped" and len(result["ids"]) < 300, result
+    assert shown.endswith("[The model started repeating itself and was stopped.]"), shown
+    kept = shown.rsplit("[The model", 1)[0]
+    assert kept.strip() and not repeats_a_sentence(kept), kept
+    assert "stopped: the model started repeating itself" in stats, stats
+
+
 def test_stop_ends_an_answer(app_server, browser):
     ctx, page = open_page(browser, app_server)
     try:
