@@ -68,8 +68,20 @@ def test_without_a_model_build_the_status_says_what_to_run(tmp_path, monkeypatch
 
 
 def test_without_a_login_only_this_machine_may_ask():
-    r = client(("192.168.1.20", 50000)).post("/browser/api/context", json={"question": "What is this?"})
-    assert r.status_code == 403 and "this machine only" in r.json()["error"]["message"]
+    for route in ("context", "check"):
+        r = client(("192.168.1.20", 50000)).post(f"/browser/api/{route}", json={"question": "What is this?", "answer": "x"})
+        assert r.status_code == 403 and "this machine only" in r.json()["error"]["message"]
+
+
+def test_a_check_needs_a_question_and_an_answer():
+    c = client()
+    r = c.post("/browser/api/check", json={"answer": "It is set to 6."})
+    assert r.status_code == 400 and "question" in r.json()["error"]["message"]
+    for answer in (None, "", "   ", 42):
+        r = c.post("/browser/api/check", json={"question": "Which settings can I change?", "answer": answer})
+        assert r.status_code == 400 and "answer to check is empty" in r.json()["error"]["message"], r.json()
+    r = c.post("/browser/api/check", json={"question": "Which settings?", "answer": "x", "max_new_tokens": "many"})
+    assert r.status_code == 400 and "whole number" in r.json()["error"]["message"]
 
 
 def test_the_api_key_is_required_when_set(monkeypatch):

@@ -136,11 +136,14 @@ function onWorker(msg) {
     showStats({ ttft: msg.ttft, count: msg.count, running: true });
   } else if (msg.type === "done") {
     state.result = { ...msg, looped: state.looped };
-    state.busy = false;
-    $("answer").textContent = state.looped ? `${state.guard.kept}\n\n${LOOPED}` : msg.text || $("answer").textContent;
+    const answer = state.looped ? state.guard.kept : msg.text || $("answer").textContent;
+    $("answer").textContent = state.looped ? `${answer}\n\n${LOOPED}` : answer;
     showStats(state.result);
-    setState("done", msg.reason === "stopped" ? "stopped" : "done");
-    updateButtons();
+    checkAnswer(answer, msg.reason !== "stop").finally(() => {
+      state.busy = false;
+      setState("done", msg.reason === "stopped" ? "stopped" : "done");
+      updateButtons();
+    });
   } else if (msg.type === "error") {
     state.busy = false;
     if (msg.stage === "load") $("model-state").textContent = "not loaded";
@@ -182,6 +185,24 @@ function showQuote(quote) {
   $("quote").hidden = !(quote && quote.length);
 }
 
+// The chat's check of every sentence against the passages (POST /browser/api/check): each sentence no
+// passage supports gets a ⚠️, and a last line says how many.
+async function checkAnswer(answer, cut) {
+  if (!answer.trim() || !state.context?.answerable) return;
+  setState("checking", "checking the answer against the passages");
+  try {
+    const response = await fetch("/browser/api/check", { method: "POST", headers: state.request.headers,
+      body: JSON.stringify({ ...state.request.body, answer, cut }) });
+    const checked = await response.json();
+    if (!response.ok) throw new Error(checked.error?.message || `HTTP ${response.status}`);
+    state.checked = checked;
+    const text = checked.text.replace(/^\*(⚠️ not found in your documents .*)\*$/mu, "$1");  // the closing line is Markdown italics in the chat
+    $("answer").textContent = state.looped ? `${text}\n\n${LOOPED}` : text;
+  } catch (err) {
+    note(`The answer could not be checked against the passages: ${err.message || err}`);
+  }
+}
+
 function showPassages(passages) {
   const list = $("passages");
   list.replaceChildren();
@@ -220,6 +241,8 @@ async function ask(event) {
   }
   const body = { question };
   if ($("max-tokens").value) body.max_new_tokens = Number($("max-tokens").value);
+  state.request = { headers, body };
+  state.checked = null;
   let context;
   try {
     const response = await fetch("/browser/api/context", { method: "POST", headers, body: JSON.stringify(body) });

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from engines.base import EngineError
 from rag import pipeline
 from rag import prompt as prompt_mod
+from rag.answer.check import check as check_answer, render
+from rag.answer.guard import finish, tidy_fences
 from rag.answering import Prepared, engine
 from rag.browser import assets
 from rag.config import settings
@@ -45,10 +47,19 @@ def _passage(hit) -> dict:
             "score": round(float(hit.score), 4)}
 
 
-async def build(req: Request) -> dict:
-    """{answerable, message, notes, quote, passages, messages, input_ids, max_new_tokens, repetition_penalty,
-    eos, timings}; ``answerable`` False: the documents do not answer (the chat would not ask the model either).
-    ``quote``: what the documents say, as the chat shows it before the model: [{text, citation}]."""
+@dataclass
+class _Prepared:
+    """A question taken through the pipeline's steps before the model (``pipeline.prepare``)."""
+    prep: Prepared
+    opts: pipeline.Options
+    path: object  # the browser model's folder
+    notes: list[str]
+    nothing: NothingFound | None
+    quote: list[dict]
+    seconds: float
+
+
+async def _prepare(req: Request) -> _Prepared:
     question = (req.question or "").strip()
     if not question:
         raise ContextError(400, "The question is empty.", "Type a question about your documents.")
@@ -57,9 +68,8 @@ async def build(req: Request) -> dict:
     path, problem = await asyncio.to_thread(assets.locate_model)  # file checks: off the event loop
     if problem:
         raise ContextError(503, problem.message, problem.hint)
-    folder = str(path)
     max_new = req.max_new_tokens or settings().max_new_tokens
-    opts = pipeline.Options(engine=ENGINE, model=folder, style="quote+answer", user=req.user,
+    opts = pipeline.Options(engine=ENGINE, model=str(path), style="quote+answer", user=req.user,
                             max_new_tokens=max_new).normalised()
     prep = Prepared(question, [], "")
     t0 = time.perf_counter()
@@ -75,31 +85,65 @@ async def build(req: Request) -> dict:
             nothing = event
         elif isinstance(event, Quoted):
             quote = [{"text": text, "citation": hit.chunk.citation()} for text, hit in event.quotes]
-    retrieval = time.perf_counter() - t0
-    result = {"question": question, "query": prep.query, "answerable": not prep.finished,
-              "message": nothing.message if nothing else "", "notes": notes, "quote": quote,
-              "passages": [_passage(h) for h in (prep.passages or prep.hits)],
-              "retrieved": [_passage(h) for h in prep.hits]}
-    if prep.finished:
-        return result | {"timings": {"retrieval": round(retrieval, 3)}}
+    return _Prepared(prep, opts, path, notes, nothing, quote, time.perf_counter() - t0)
 
-    eng = engine(ENGINE)
+
+async def _fit(ready: _Prepared):
+    """The pipeline's prompt for the in-process engine's context and tokenizer (``rag.prompt.fit``)."""
+    eng, folder = engine(ENGINE), str(ready.path)
 
     async def counter(messages) -> int:
         return await eng.count_tokens(messages, model=folder)
 
-    t1 = time.perf_counter()
     try:
         context_length = await eng.context_length(folder)
-        fitted = await prompt_mod.fit(prep.question, prep.history, prep.passages, counter=counter,
-                                      context_length=context_length, max_new_tokens=opts.max_new_tokens)
-        ids = await eng.encode(fitted.prompt.messages, model=folder)
+        return await prompt_mod.fit(ready.prep.question, ready.prep.history, ready.prep.passages, counter=counter,
+                                    context_length=context_length, max_new_tokens=ready.opts.max_new_tokens)
     except EngineError as exc:
         raise ContextError(503, exc.message, exc.hint) from None
-    notes += [n[:1].upper() + n[1:] + "." for n in fitted.prompt.notes]
-    config = await asyncio.to_thread(assets.model_config, path)
+
+
+async def build(req: Request) -> dict:
+    """{answerable, message, notes, quote, passages, messages, input_ids, max_new_tokens, repetition_penalty,
+    eos, timings}; ``answerable`` False: the documents do not answer (the chat would not ask the model either).
+    ``quote``: what the documents say, as the chat shows it before the model: [{text, citation}]."""
+    ready = await _prepare(req)
+    prep = ready.prep
+    result = {"question": prep.question, "query": prep.query, "answerable": not prep.finished,
+              "message": ready.nothing.message if ready.nothing else "", "notes": ready.notes, "quote": ready.quote,
+              "passages": [_passage(h) for h in (prep.passages or prep.hits)],
+              "retrieved": [_passage(h) for h in prep.hits]}
+    if prep.finished:
+        return result | {"timings": {"retrieval": round(ready.seconds, 3)}}
+    t1 = time.perf_counter()
+    fitted = await _fit(ready)
+    try:
+        ids = await engine(ENGINE).encode(fitted.prompt.messages, model=str(ready.path))
+    except EngineError as exc:
+        raise ContextError(503, exc.message, exc.hint) from None
+    notes = ready.notes + [n[:1].upper() + n[1:] + "." for n in fitted.prompt.notes]
+    config = await asyncio.to_thread(assets.model_config, ready.path)
     return result | {
         "passages": [_passage(h) for h in fitted.prompt.hits],
         "messages": fitted.prompt.messages, "input_ids": ids, "max_new_tokens": fitted.max_new_tokens,
-        "repetition_penalty": opts.repetition_penalty, "eos": config["eos"], "notes": notes,
-        "timings": {"retrieval": round(retrieval, 3), "prompt": round(time.perf_counter() - t1, 3)}}
+        "repetition_penalty": ready.opts.repetition_penalty, "eos": config["eos"], "notes": notes,
+        "timings": {"retrieval": round(ready.seconds, 3), "prompt": round(time.perf_counter() - t1, 3)}}
+
+
+async def check(req: Request, answer: str, cut: bool = False) -> dict:
+    """The chat's check of the page's answer: the same passages (the question prepared again), each
+    sentence checked against them (``rag.answer.check``) -> {text (rendered as the chat shows it: ⚠️ after
+    each unsupported sentence, then what the mark means), unsupported: [sentences], judged: n}.
+    ``cut``: the length limit ended the answer (its last words may be half a word)."""
+    if not isinstance(answer, str) or not answer.strip():
+        raise ContextError(400, "The answer to check is empty.")
+    ready = await _prepare(req)
+    if ready.prep.finished:
+        raise ContextError(409, "Your documents do not answer this question, so there is no answer to check.")
+    fitted = await _fit(ready)
+    text = finish(tidy_fences(answer), cut=cut)
+    sentences = await asyncio.to_thread(check_answer, ready.prep.lib.embedder, text, fitted.prompt.hits,
+                                        ready.prep.query, ready.prep.quoted)
+    judged = [c for c in sentences if c.judged and not c.repeats]
+    return {"text": render(sentences), "unsupported": [c.text for c in judged if not c.supported],
+            "judged": len(judged)}

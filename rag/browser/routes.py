@@ -98,25 +98,42 @@ def status() -> Response:
     return _json(body)
 
 
-@router.post("/api/context")
-async def question_context(request: Request) -> Response:
-    try:
-        user = _asker(request)
-        data = await read_json(request)
-    except APIError as err:
-        return _error(err.status, err.message)
+async def _question(request: Request) -> tuple[context.Request, dict]:
+    """The asker's question (and the request's JSON) or an APIError saying what is wrong."""
+    user = _asker(request)
+    data = await read_json(request)
     question = data.get("question")
     if not isinstance(question, str):
-        return _error(400, "Send {\"question\": \"...\"}.")
+        raise APIError(400, "Send {\"question\": \"...\"}.")
     max_new = data.get("max_new_tokens")
     try:
         max_new = int(max_new) if max_new is not None else None
     except (TypeError, ValueError):
-        return _error(400, "'max_new_tokens' must be a whole number.")
+        raise APIError(400, "'max_new_tokens' must be a whole number.") from None
+    return context.Request(question, user, max_new), data
+
+
+async def _answered(request: Request, what: str, work) -> Response:
+    """``work(req, data)``'s JSON, or its error as a readable sentence (never a traceback)."""
     try:
-        return _json(await context.build(context.Request(question, user, max_new)))
+        req, data = await _question(request)
+        return _json(await work(req, data))
+    except APIError as err:
+        return _error(err.status, err.message)
     except context.ContextError as err:
         return _error(err.status, err.message, err.hint)
-    except Exception as exc:  # noqa: BLE001 - a readable sentence, never a traceback
-        log.exception("browser context failed")
-        return _error(500, f"Preparing the question failed: {exc}", "See the server log.")
+    except Exception as exc:  # noqa: BLE001
+        log.exception("browser %s failed", what)
+        return _error(500, f"{what[:1].upper()}{what[1:]} failed: {exc}", "See the server log.")
+
+
+@router.post("/api/context")
+async def question_context(request: Request) -> Response:
+    return await _answered(request, "preparing the question", lambda req, _: context.build(req))
+
+
+@router.post("/api/check")
+async def check_answer(request: Request) -> Response:
+    """{question, answer, max_new_tokens, cut} -> the chat's sentence check of the page's answer."""
+    return await _answered(request, "checking the answer",
+                           lambda req, data: context.check(req, data.get("answer"), bool(data.get("cut"))))

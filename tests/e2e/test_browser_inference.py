@@ -108,6 +108,7 @@ def test_the_page_generates_what_the_in_process_engine_generates(app_server, bro
         streamed = page.evaluate("window.lrc.tokens")
         shown = page.inner_text("#answer")
         stats = page.inner_text("#stats")
+        checked = page.evaluate("window.lrc.checked")
         quoted = page.inner_text("#quote") if page.is_visible("#quote") else ""
         page.screenshot(path=str(screenshots / "browser-page.png"), full_page=True)
     finally:
@@ -132,7 +133,12 @@ def test_the_page_generates_what_the_in_process_engine_generates(app_server, bro
     reference = og_greedy(folder, context["input_ids"], PARITY_TOKENS, 1.0)
     assert result["ids"] == reference, f"page {result['ids']} != in-process {reference}"
     assert streamed == result["ids"]  # each token was shown as it came
-    assert shown.strip() == tokenizer.decode(reference).strip()
+    assert result["text"].strip() == tokenizer.decode(reference).strip()
+    # then the chat's sentence check: what the page shows is the checked answer, each unsupported sentence marked
+    assert checked is not None and checked["judged"] >= 0, checked
+    assert shown.strip() == checked["text"].replace("*⚠️ not found", "⚠️ not found").rstrip("*").strip()
+    for sentence in checked["unsupported"]:
+        assert sentence in shown and "⚠️" in shown.split(sentence, 1)[1][:4], (sentence, shown)
     assert "first token after" in stats and "tokens/s" in stats, stats
     assert result["ttft"] > 0 and result["decodeTps"] > 0
     # nothing left this machine: the chat and the page only talked to the app
@@ -142,9 +148,10 @@ def test_the_page_generates_what_the_in_process_engine_generates(app_server, bro
     assert any("/browser/ort/" in u and u.endswith(".wasm") for u in requests)
 
 
-def test_the_page_stops_an_answer_that_repeats_itself(app_server, browser):
-    """Greedy decoding without a repetition penalty loops on this question (the second list item repeats
-    the first one's sentence, about 90 tokens in): the page's guard stops it as the chat's would."""
+def test_the_page_stops_an_answer_that_repeats_itself(app_server, browser, screenshots):
+    """Greedy decoding without a repetition penalty loops on this question (a list item repeats an earlier
+    one's sentence within 300 tokens): the page's guard stops it as the chat's would, and the kept answer is
+    checked like the chat's."""
     from rag.answer_eval import repeats_a_sentence
 
     ctx, page = open_page(browser, app_server, chat_first=True)
@@ -153,8 +160,10 @@ def test_the_page_stops_an_answer_that_repeats_itself(app_server, browser):
         ask(page, "Which settings can I change?", max_tokens=300, penalty=1)
         assert wait_state(page, ("done", "error")) == "done", page.inner_text("#problem")
         result = page.evaluate("window.lrc.result")
+        checked = page.evaluate("window.lrc.checked")
         shown = page.inner_text("#answer")
         stats = page.inner_text("#stats")
+        page.screenshot(path=str(screenshots / "browser-loop-stopped.png"), full_page=True)
     finally:
         ctx.close()
     assert result["looped"], f"the greedy answer no longer loops (did the guide change?): {shown[-300:]!r}"
@@ -163,6 +172,9 @@ def test_the_page_stops_an_answer_that_repeats_itself(app_server, browser):
     kept = shown.rsplit("[The model", 1)[0]
     assert kept.strip() and not repeats_a_sentence(kept), kept
     assert "stopped: the model started repeating itself" in stats, stats
+    # what it kept was checked like the chat's answers: its invented setting is marked
+    assert checked["unsupported"], checked
+    assert "⚠️" in kept and "not found in your documents" in kept, kept
 
 
 def test_stop_ends_an_answer(app_server, browser):
