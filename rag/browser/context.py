@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from engines.base import EngineError
 from rag import pipeline
@@ -52,7 +53,7 @@ class _Prepared:
     """A question taken through the pipeline's steps before the model (``pipeline.prepare``)."""
     prep: Prepared
     opts: pipeline.Options
-    path: object  # the browser model's folder
+    path: Path  # the browser model's folder
     notes: list[str]
     nothing: NothingFound | None
     quote: list[dict]

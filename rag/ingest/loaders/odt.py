@@ -54,10 +54,7 @@ def _open(path: Path, data: bytes):
     """(the parsed content.xml root, the title from meta.xml or "") or a LoaderError saying why not."""
     from lxml import etree
 
-    if data.startswith(office.OLE_HEADER):
-        raise office.invalid(path, KIND, "an old binary Word file or a password-protected package; save it as .odt")
-    if not data.startswith(office.ZIP_HEADER):
-        raise office.invalid(path, KIND, "not a zip package")
+    office.check_package(path, data, KIND, "an old binary Word file or a password-protected package; save it as .odt")
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_comments=True)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:

@@ -1,5 +1,5 @@
-"""What the Office Open XML loaders (.docx, .pptx) share: opening the zip package with a readable error
-for an old binary or password-protected file, and the document's own title."""
+"""What the office-package loaders (.docx, .pptx, .odt) share: checking that the file is a zip package (with
+a readable error for an old binary or password-protected file), opening it, and the document's own title."""
 from __future__ import annotations
 
 import importlib
@@ -16,6 +16,15 @@ def invalid(path: Path, kind: str, reason: str) -> CorruptFile:
     return CorruptFile(path, f"not a valid {kind}: {reason}"[:240])
 
 
+def check_package(path: Path, data: bytes, kind: str, legacy: str) -> None:
+    """A CorruptFile unless ``data`` starts like a zip package; ``legacy``: what an OLE file is and how to
+    save it instead."""
+    if data.startswith(OLE_HEADER):
+        raise invalid(path, kind, legacy)
+    if not data.startswith(ZIP_HEADER):
+        raise invalid(path, kind, "not a zip package")
+
+
 def open_package(path: Path, data: bytes, *, module: str, package: str, factory: str, kind: str, legacy: str):
     """``module.factory(BytesIO(data))`` (e.g. docx.Document), or a LoaderError saying why not. ``package``:
     the PyPI name for the not-installed message; ``kind``: "Word document (.docx)"; ``legacy``: what an OLE
@@ -24,10 +33,7 @@ def open_package(path: Path, data: bytes, *, module: str, package: str, factory:
         lib = importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - dependency missing
         raise LoaderError(path, f"{package} is not installed: {exc}") from None
-    if data.startswith(OLE_HEADER):
-        raise invalid(path, kind, legacy)
-    if not data.startswith(ZIP_HEADER):
-        raise invalid(path, kind, "not a zip package")
+    check_package(path, data, kind, legacy)
     try:
         return getattr(lib, factory)(io.BytesIO(data))
     except Exception as exc:  # zipfile, lxml and the python-docx/-pptx readers raise many kinds on damaged packages
