@@ -4,7 +4,9 @@
     python -m rag bench evidence [-- --dataset bench/data/answers --split dev -k 4]
 
 Indexes the set's documents once (kept in --index-dir), retrieves each question (follow-ups with the
-chosen follow-up method), scores the sentences once, then sweeps the lexical weight and prints, per
+chosen follow-up method), scores the sentences once, prints how often the gold quote is in the k
+retrieved passages and in the compact context the model reads at each ``--budgets`` size (estimated
+tokens; default the shipped one), then sweeps the lexical weight and prints, per
 weight: quote fact hit (1 and 2 sentences), the best-score distribution of answerable vs unanswerable
 questions, and the abstention threshold that keeps false abstention <= 10 % on the split.
 No model is generated with: this is the part of the answer that is instant.
@@ -37,6 +39,8 @@ def main() -> int:
     ap.add_argument("--mode", default=None)
     ap.add_argument("--followup", default=None, choices=METHODS)
     ap.add_argument("--index-dir", default=None)
+    ap.add_argument("--budgets", type=int, nargs="+", default=[ev_mod.CONTEXT_TOKENS],
+                    help="compact-context sizes to report gold in (estimated tokens)")
     args = ap.parse_args()
     s = settings()
     k = args.k or s.top_k
@@ -73,6 +77,17 @@ def main() -> int:
         print("follow-ups, gold in passages:", json.dumps({m: round(float(np.mean(v)), 3) for m, v in followup.items()}),
               f"standalone {np.mean(std):.3f}")
     print(f"{len(scored)} questions scored in {time.perf_counter() - t0:.1f} s")
+    for name in ("facts", "followups"):
+        rated = [(r, hits, ev) for r, hits, ev in scored if r["set"] == name]
+        if not rated:
+            continue
+        retrieved = np.mean([any(answer_eval.holds_quote(h.chunk.text, r["gold_quote"]) for h in hits)
+                             for r, hits, _ in rated])
+        in_context = {b: round(float(np.mean([any(answer_eval.holds_quote(h.chunk.text, r["gold_quote"])
+                                                  for h in ev_mod.context(ev, b)) for r, _, ev in rated])), 3)
+                      for b in args.budgets}
+        print(f"{name} ({len(rated)}, k={k}, {mode}): gold in the retrieved passages {retrieved:.3f}; "
+              f"in the compact context by budget {json.dumps(in_context)}")
     for w in (0.0, 0.15, 0.3, 0.45, 0.6):
         best_a, best_u, q1, q2 = [], [], [], []
         for r, hits, ev in scored:
