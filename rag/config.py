@@ -113,6 +113,24 @@ class Settings(BaseSettings):
     # past chats kept in data_dir/history.sqlite3 (their source passages and PDFs under data_dir/history/)
     history: bool = Field(True, validation_alias=_env("LRC_HISTORY"))
 
+    # security (docs/SECURITY.md): browser origins other than the app's own that may call it (CORS; empty:
+    # none), Host names served besides localhost / 127.0.0.1 / [::1] (a reverse proxy's or container's name),
+    # how long a login lasts (hours), failed logins allowed per user or address before a wait (429)
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list,
+                                                            validation_alias=_env("LRC_ALLOWED_ORIGINS"))
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list,
+                                                          validation_alias=_env("LRC_ALLOWED_HOSTS"))
+    token_hours: float = Field(24.0, validation_alias=_env("LRC_TOKEN_HOURS"))
+    login_attempts: int = Field(5, validation_alias=_env("LRC_LOGIN_ATTEMPTS"))
+    # hostile files (rag/ingest): pages read per PDF, uncompressed size and compression ratio of an Office
+    # package, pixels rendered per OCR page, and each loader process's memory (MiB) and CPU time (s) per file
+    max_pages: int = Field(2000, validation_alias=_env("LRC_MAX_PAGES"))
+    max_unzip_mb: float = Field(300.0, validation_alias=_env("LRC_MAX_UNZIP_MB"))
+    max_unzip_ratio: float = Field(200.0, validation_alias=_env("LRC_MAX_UNZIP_RATIO"))
+    ocr_max_pixels: int = Field(40_000_000, validation_alias=_env("LRC_OCR_MAX_PIXELS"))
+    loader_memory_mb: int = Field(2048, validation_alias=_env("LRC_LOADER_MEMORY_MB"))
+    loader_cpu_seconds: int = Field(300, validation_alias=_env("LRC_LOADER_CPU_SECONDS"))
+
     # Foundry Local / any OpenAI-compatible endpoint
     foundry_base_url: str = Field("", validation_alias=_env("FOUNDRY_BASE_URL"))
     foundry_model: str = Field("", validation_alias=_env("FOUNDRY_MODEL"))
@@ -127,6 +145,13 @@ class Settings(BaseSettings):
     def _split_paths(cls, value):
         if isinstance(value, str):
             return [p.strip() for p in value.split(os.pathsep) if p.strip()]
+        return value
+
+    @field_validator("allowed_origins", "allowed_hosts", mode="before")
+    @classmethod
+    def _split_names(cls, value):
+        if isinstance(value, str):
+            return [p.strip().rstrip("/") for p in value.replace(",", " ").split() if p.strip()]
         return value
 
     @field_validator("cache_dir", "data_dir", "docs_corpus", "datasets_dir", "extra_models", "routing_file",
