@@ -24,7 +24,7 @@ from rag import pipeline as pl  # noqa: E402
 from rag.api import mount as mount_api  # noqa: E402
 from rag.browser import mount as mount_browser  # noqa: E402
 from rag import owners  # noqa: E402
-from rag.chat import auth, history, library_view, panel, render, state  # noqa: E402
+from rag.chat import auth, hardening, history, library_view, panel, render, state  # noqa: E402
 from rag.chat.identity import chat_user  # noqa: E402
 
 log = logging.getLogger("local-rag-chat")
@@ -76,6 +76,10 @@ auth.install(cl_config.run.host)
 if settings().history:
     cl.data_layer(history.create_layer)
     history.mount(cl_server.app)
+
+# The guard in front of every route and socket (rag.chat.hardening: Host and Origin checks, JSON only, session
+# ids that are UUIDs, thread sharing and feedback, security headers; docs/SECURITY.md).
+hardening.install(cl_server.app, cl_config.run.host, _local_page(cl_config.run.root_path or ""))
 
 
 

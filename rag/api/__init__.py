@@ -55,9 +55,10 @@ async def _warm_engine() -> None:
         log.warning("warm-up of the default engine failed: %s", exc)
 
 
-def create_app(warm_up: bool = True) -> FastAPI:
-    """The stand-alone API server's app: the router, the library loaded before the first request is
-    accepted, the default model loading in the background, engines closed at shutdown."""
+def create_app(warm_up: bool = True, host: str = "") -> FastAPI:
+    """The stand-alone API server's app (``host``: the address it binds, also accepted as a Host name): the
+    router behind the request guard, the library loaded before the first request is accepted, the default
+    model loading in the background, engines closed at shutdown."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -79,6 +80,9 @@ def create_app(warm_up: bool = True) -> FastAPI:
                 task.cancel()
             await registry.close_all()
 
-    app = FastAPI(title="Local RAG Chat API", version="1", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    from rag.web import guard
+
+    app = FastAPI(title="Local RAG Chat API", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(router)
+    guard.install(app, host)  # Host and Origin checks, JSON only, headers (docs/SECURITY.md)
     return app

@@ -281,6 +281,19 @@ class HistoryLayer(SQLAlchemyDataLayer):
         rows = await self.execute_sql('SELECT "userIdentifier" FROM threads WHERE "id" = :id', {"id": thread_id})
         return rows[0]["userIdentifier"] if isinstance(rows, list) and rows else None
 
+    async def feedback_owner(self, step_id: str | None = None, feedback_id: str | None = None) -> str | None:
+        """Whose chat holds the message ``step_id`` (or the message that feedback ``feedback_id`` is on);
+        None when there is no such message. Waits for queued writes first (the answer may be that new)."""
+        await self.flush()
+        if feedback_id is not None:
+            rows = await self.execute_sql('SELECT "forId" FROM feedbacks WHERE "id" = :id', {"id": feedback_id})
+            step_id = rows[0]["forId"] if isinstance(rows, list) and rows else None
+        if step_id is None:
+            return None
+        rows = await self.execute_sql('SELECT t."userIdentifier" FROM steps s JOIN threads t ON t."id" = s."threadId" '
+                                      'WHERE s."id" = :id', {"id": step_id})
+        return rows[0]["userIdentifier"] if isinstance(rows, list) and rows else None
+
 
 def thread_metadata(thread: dict) -> dict:
     """A thread's metadata as a dict (SQLite gives it back as JSON text)."""

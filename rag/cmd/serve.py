@@ -53,6 +53,6 @@ def run(args: argparse.Namespace) -> int:
     key = ("each user's API key required" if settings().auth == "password"
            else "API key required" if keys_required() else "no API key required")
     print(f"Local RAG Chat API: http://{shown}:{args.port}/v1 ({key}); loading the library...", flush=True)
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level,
+    uvicorn.run(create_app(host=args.host), host=args.host, port=args.port, log_level=args.log_level,
                 timeout_graceful_shutdown=5)
     return 0

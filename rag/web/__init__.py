@@ -1,0 +1,1 @@
+"""What stands between the network and the app: the request guard (guard.py). docs/SECURITY.md."""
