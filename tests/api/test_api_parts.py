@@ -93,7 +93,7 @@ def test_history_leaves_out_what_the_server_added():
 
 
 async def _get(app, path: str, **headers) -> httpx.Response:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
         return await client.get(path, headers=headers)
 
 
