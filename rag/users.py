@@ -10,6 +10,12 @@ sha256: one key per user, a new one replaces the old.
 Names follow ``USER_NAME`` (also a safe folder name: a user's uploads live under ``uploads/users/<name>``,
 rag.owners); two names that differ only in case are not allowed (they would share a folder on a
 case-insensitive file system). Nothing here logs or stores a password or a key in clear.
+
+Each user has a session version: the chat's login tokens carry it and are refused once it changes
+(rag.chat.sessions). ``end_sessions`` (logout) and ``set_password`` change it; ``remove`` deletes it with
+the user. It is a random value, not a counter, so that a user removed and added again under the same
+name does not revive the old user's tokens. Databases made before it existed get one per user when
+opened.
 """
 from __future__ import annotations
 
@@ -140,12 +146,27 @@ def _new_key() -> tuple[str, str]:
     return key, _key_digest(key)
 
 
+def _new_version() -> str:
+    return secrets.token_hex(16)
+
+
 # ------------------------------------------------------------------------------------ the store
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY, password TEXT NOT NULL, api_key_sha256 TEXT UNIQUE, created_at REAL NOT NULL);
+    name TEXT PRIMARY KEY, password TEXT NOT NULL, api_key_sha256 TEXT UNIQUE, created_at REAL NOT NULL,
+    session_version TEXT);
 CREATE UNIQUE INDEX IF NOT EXISTS users_name_nocase ON users(name COLLATE NOCASE)
 """
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database made by an older version up to date (inside the caller's transaction): the
+    session version column, and a version for every user who has none (their old tokens then fail)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(users)")}
+    if "session_version" not in columns:
+        conn.execute("ALTER TABLE users ADD COLUMN session_version TEXT")
+    for (name,) in conn.execute("SELECT name FROM users WHERE session_version IS NULL").fetchall():
+        conn.execute("UPDATE users SET session_version = ? WHERE name = ?", (_new_version(), name))
 
 
 class Users:
@@ -163,6 +184,7 @@ class Users:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     conn.execute(stmt)
+            _migrate(conn)
             conn.execute("COMMIT")
 
     # ---------------------------------------------------------------- connections
@@ -186,21 +208,36 @@ class Users:
         key, digest = _new_key()
         hashed = hash_password(password)
         try:
-            self._write("INSERT INTO users (name, password, api_key_sha256, created_at) VALUES (?, ?, ?, ?)",
-                        (name, hashed, digest, time.time()))
+            self._write("INSERT INTO users (name, password, api_key_sha256, created_at, session_version) "
+                        "VALUES (?, ?, ?, ?, ?)", (name, hashed, digest, time.time(), _new_version()))
         except sqlite3.IntegrityError:
             row = self._row("SELECT name FROM users WHERE name = ? COLLATE NOCASE", (name,))
             raise UserExists(name, row[0] if row else None) from None
         return key
 
     def set_password(self, name: str, password: str) -> None:
+        """Change ``name``'s password; it also ends their sessions (a new session version)."""
         check_new_password(password)
-        if not self._write("UPDATE users SET password = ? WHERE name = ?", (hash_password(password), name)):
+        if not self._write("UPDATE users SET password = ?, session_version = ? WHERE name = ?",
+                           (hash_password(password), _new_version(), name)):
             raise NoSuchUser(name)
 
     def remove(self, name: str) -> bool:
-        """Delete a user (False when there was none). Their uploads are not touched here."""
+        """Delete a user (False when there was none), and with them their session version, so their
+        tokens are refused. Their uploads are not touched here."""
         return bool(self._write("DELETE FROM users WHERE name = ?", (name,)))
+
+    # ---------------------------------------------------------------- sessions
+    def session_version(self, name: str) -> str | None:
+        """``name``'s current session version (what their login tokens must carry); None: no such user."""
+        if not isinstance(name, str):
+            return None
+        row = self._row("SELECT session_version FROM users WHERE name = ?", (name,))
+        return row[0] if row else None
+
+    def end_sessions(self, name: str) -> bool:
+        """Give ``name`` a new session version: every token made before stops working (False: no such user)."""
+        return bool(self._write("UPDATE users SET session_version = ? WHERE name = ?", (_new_version(), name)))
 
     def exists(self, name: str) -> bool:
         return self._row("SELECT 1 FROM users WHERE name = ?", (name,)) is not None

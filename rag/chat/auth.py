@@ -1,7 +1,9 @@
 """Who may use the chat. Default (LRC_AUTH=none): one local user and no login step — Chainlit's header
 login answers every browser with the user "local", which gives that user a chat history — and the
 server may only listen on this machine. LRC_AUTH=password: a login page; users and their hashed
-passwords are managed with `python -m rag users` (rag.users)."""
+passwords are managed with `python -m rag users` (rag.users). Either way the login tokens Chainlit signs
+are checked on every request and socket connect, and end at logout, a password change, a user's removal,
+a change of LRC_AUTH or after LRC_TOKEN_HOURS (rag.chat.sessions, which also slows password guessing)."""
 from __future__ import annotations
 
 import os
@@ -47,7 +49,7 @@ def ensure_secret() -> None:
 
 def install(host: str) -> None:
     """Check the host, then register the login Chainlit uses (none when there is no history and no
-    users: then there is nothing to keep apart)."""
+    users: then there is nothing to keep apart) and the checks on its tokens (rag.chat.sessions)."""
     check_host(host)
     if settings().auth == "password":
         ensure_secret()
@@ -56,6 +58,13 @@ def install(host: str) -> None:
     elif settings().history:
         ensure_secret()
         cl.header_auth_callback(_local_login)
+    else:
+        return
+    import chainlit.server
+
+    from rag.chat import sessions
+
+    sessions.install(chainlit.server.app)
 
 
 async def _local_login(headers) -> cl.User:

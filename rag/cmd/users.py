@@ -1,10 +1,13 @@
-"""`python -m rag users add NAME | remove NAME | list | passwd NAME | key NAME`: the users of
+"""`python -m rag users add NAME | remove NAME | list | passwd NAME | key NAME | logout NAME`: the users of
 LRC_AUTH=password (rag.users, in data_dir/users.sqlite3).
 
 A password is asked for twice on a terminal (not echoed); otherwise, or with --password-stdin, it is
 the first line of standard input (for scripts: `printf '%s\\n' "$PW" | python -m rag users add NAME
 --password-stdin`). `add` prints the user's API key once; `key` replaces it. `remove` keeps the
 user's uploads on disk unless --delete-files is given, which also takes them out of the library.
+`remove`, `passwd` and `logout` end the user's chat sessions at once: the login tokens they hold are
+refused on their next request (rag.chat.sessions checks each token's session version), also by a
+server that is running now.
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ from rag import owners
 from rag.config import settings
 from rag.users import NoSuchUser, UserError, UserExists, Users, check_name
 
-HELP = "manage the users of LRC_AUTH=password: add, remove, list, passwd (password), key (new API key)"
+HELP = ("manage the users of LRC_AUTH=password: add, remove, list, passwd (password), key (new API key), "
+        "logout (end their chat sessions)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,11 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--delete-files", action="store_true",
                    help="also delete the user's uploads and take them out of the library")
     sub.add_parser("list", help="the users, when they were created, whether they have an API key")
-    w = sub.add_parser("passwd", help="set a user's password")
+    w = sub.add_parser("passwd", help="set a user's password (also ends their chat sessions)")
     w.add_argument("name")
     w.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     k = sub.add_parser("key", help="make a new API key for a user (the old one stops working)")
     k.add_argument("name")
+    o = sub.add_parser("logout", help="sign a user out everywhere: their chat login tokens stop working")
+    o.add_argument("name")
 
 
 def read_password(from_stdin: bool) -> str:
@@ -76,7 +82,8 @@ def _remove(users, name: str, delete_files: bool) -> int:
     folder = owners.uploads_dir(name)
     removed = users.remove(name)
     if removed:
-        print(f"Removed user {name}: they can no longer sign in, and their API key stopped working.")
+        print(f"Removed user {name}: they can no longer sign in, their open sessions are signed out, "
+              "and their API key stopped working.")
     elif not (delete_files and folder.is_dir()):
         raise NoSuchUser(name)
     else:
@@ -122,11 +129,16 @@ def run(args: argparse.Namespace) -> int:
             if not users.exists(args.name):
                 raise NoSuchUser(args.name)
             users.set_password(args.name, read_password(args.password_stdin))
-            print(f"Changed the password of {args.name}.")
+            print(f"Changed the password of {args.name}; their open sessions are signed out.")
         elif args.action == "key":
             key = users.new_api_key(args.name)
             print(f"Made a new API key; the old one of {args.name} no longer works.")
             print(_key_lines(args.name, key))
+        elif args.action == "logout":
+            if not users.end_sessions(args.name):
+                raise NoSuchUser(args.name)
+            print(f"Signed {args.name} out everywhere: their chat sessions must sign in again "
+                  "(their API key still works; `key` replaces it).")
         elif args.action == "remove":
             return _remove(users, args.name, args.delete_files)
         return 0
