@@ -53,7 +53,17 @@ class Problem:
     hint: str
 
     def as_dict(self) -> dict:
-        return {"message": self.message, "hint": self.hint}
+        """What the status route shows anyone who can reach the page: no folder of this server in it."""
+        return {"message": public_text(self.message), "hint": public_text(self.hint)}
+
+
+def public_text(text: str) -> str:
+    """``text`` with this server's folders named, not spelled out (the app's, the cache, the data, home)."""
+    s = settings()
+    for folder, name in ((s.cache_dir, "the model cache folder"), (s.data_dir, "the data folder"),
+                         (REPO_ROOT, "the app folder"), (Path.home(), "the home folder")):
+        text = text.replace(str(folder), f"<{name}>")
+    return text
 
 
 def runtime_version() -> str | None:

@@ -62,6 +62,7 @@ def _guard_session_folders() -> None:
     """BaseSession.files_dir is Chainlit's files folder / the session id, which uploads are written under and
     clean-up deletes: for an id that is not a UUID (refused on connect already) it raises instead."""
     from chainlit import session as cl_session
+    from chainlit.config import FILES_DIRECTORY
 
     base = cl_session.BaseSession
     if getattr(base, "_lrc_guarded", False):
@@ -70,7 +71,7 @@ def _guard_session_folders() -> None:
 
     def files_dir(self) -> Path:
         folder = original.fget(self)
-        if not guard.is_uuid(str(self.id)) or folder.parent.resolve() != Path(cl_session.FILES_DIRECTORY).resolve():
+        if not guard.is_uuid(str(self.id)) or folder.parent.resolve() != Path(FILES_DIRECTORY).resolve():
             raise PermissionError(f"not a session folder: {folder}")
         return folder
 
