@@ -49,7 +49,9 @@ MAX_HISTORY_MESSAGES = 8
 Counter = Callable[[list[Message]], Union[int, Awaitable[int]]]
 
 _SPECIAL_TOKEN = re.compile(r"<\|[^|<>]{0,40}\|>|</?s>|\[/?INST\]")
-_FAKE_HEADER = re.compile(r"^(\s*(?:passage\s*)?)\[(\d{1,3})\]", re.MULTILINE | re.IGNORECASE)
+# a line's own leading blanks only ([^\S\n], not \s): \s ran on over the next lines from every line start of
+# a run of empty lines, quadratic; what the line holds before the "[n]" is kept either way
+_FAKE_HEADER = re.compile(r"^([^\S\n]*(?:passage\s*)?)\[(\d{1,3})\]", re.MULTILINE | re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 

@@ -34,7 +34,9 @@ MIN_COSINE = 0.6
 MIN_COVERAGE = 0.7
 MIN_WORDS = 4
 REPEAT_SHARE = 0.9  # a sentence whose words are this much inside an already shown sentence repeats it
-_CITE = re.compile(r"\s*\[(\d{1,2}(?:\s*[,;]\s*\d{1,2})*)\]")
+# (?<!\s): a citation's spaces are taken from where they begin; trying again from each space of a long
+# run (where a match can only be the same one) was quadratic in the client's text
+_CITE = re.compile(r"(?<!\s)\s*\[(\d{1,2}(?:\s*[,;]\s*\d{1,2})*)\]")
 # identifiers: options, VARIABLE_NAMES, file.ext, paths, versions, calls(), `code`, CamelCase words
 _IDENT = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]+|[A-Za-z]\w*_\w+|\w+\.[A-Za-z]{1,5}\b|/[\w.-]+(?:/[\w.-]+)*"
                     r"|\d+(?:\.\d+)+|\w+\(\)|`[^`]+`|[A-Z][a-z]+[A-Z]\w*)")
@@ -84,14 +86,14 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
     support = np.zeros((len(raw), len(passages)))
     todo = [i for i, j in enumerate(judged) if j]
     if todo and flat:
+        have = [set(tokenize(h.chunk.text)) for h in passages]  # once, not once per sentence
         vecs = np.asarray(embedder.encode([bare[i] for i in todo] + flat, batch_size=MIXED_BATCH), dtype=np.float32)
         sims = vecs[:len(todo)] @ vecs[len(todo):].T
         for row, i in enumerate(todo):
             terms = set(tokenize(bare[i]))
             for p in range(len(passages)):
                 cos = float(sims[row][owner == p].max()) if (owner == p).any() else 0.0
-                have = set(tokenize(passages[p].chunk.text))
-                cov = len(terms & have) / len(terms) if terms else 0.0
+                cov = len(terms & have[p]) / len(terms) if terms else 0.0
                 support[i, p] = max(cos / MIN_COSINE, cov / MIN_COVERAGE)  # >= 1: supported
     known = " ".join([question, *(h.chunk.text for h in passages)]).lower()
     known_terms = set(tokenize(known))
@@ -140,11 +142,13 @@ def render(checked: Sequence[Checked]) -> str:
     (repeats left out), each unsupported one followed by ⚠️, and one line saying what the mark
     means (with how many sentences carry it)."""
     kept = [c for c in checked if not c.repeats]
-    text = ""
+    parts: list[str] = []  # joined once: adding to one string is quadratic where CPython cannot extend it
+    started = False
     for c in kept:
         mark = "" if c.supported else ("\n" if c.text.rstrip().endswith("```") else " ") + MARK
-        text += (c.gap or " " if text else "") + c.text + mark
-    text = text.strip()
+        parts += [(c.gap or " ") if started else "", c.text, mark]
+        started = started or bool(c.text or mark)
+    text = "".join(parts).strip()
     if text.count("```") % 2:  # the model left a code block open: close it, or it swallows what follows
         text += "\n```"
     judged = [c for c in kept if c.judged]

@@ -58,7 +58,29 @@ def _text(content, where: str) -> str:
                    code="invalid_value", param=f"{where}.content")
 
 
-_OWN_BLOCK = re.compile(r"^(\*\*Sources:\*\*\n(\[\d+\] .*\n?)*|\*[^*\n].*\*)$")
+SOURCES_HEAD = "**Sources:**\n"
+_SOURCE_LINE = re.compile(r"\[\d+\] ")  # a line of the Sources block starts "[n] "
+_NOTE = re.compile(r"\*[^*\n][^\n]*\*\n?")  # an italic note: one line "*...*"
+
+
+def _own_block(block: str) -> bool:
+    """A block this server added: its Sources block (the heading, then lines that each start "[n] ")
+    or an italic note. Read line by line, never by a regex that could backtrack: a client sends the
+    history, and "[1] [1] [1] ..." in one line once made a nested pattern try every split of it."""
+    if _NOTE.fullmatch(block):
+        return True
+    if not block.startswith(SOURCES_HEAD):
+        return False
+    rest = block[len(SOURCES_HEAD):]
+    return _source_lines(rest) or (rest.endswith("\n") and _source_lines(rest[:-1]))
+
+
+def _source_lines(text: str) -> bool:
+    """``text`` is nothing, or lines that each start "[n] " (the last one may end with a newline)."""
+    if not text:
+        return True
+    text = text[:-1] if text.endswith("\n") else text
+    return all(_SOURCE_LINE.match(line) for line in text.split("\n"))
 
 
 def _without_decorations(text: str) -> str:
@@ -67,7 +89,7 @@ def _without_decorations(text: str) -> str:
     blocks = []
     for block in text.split("\n\n"):
         block = block.strip("\n")
-        if _OWN_BLOCK.match(block):
+        if _own_block(block):
             continue
         if block.startswith(render.QUOTE_HEAD + "\n"):
             block = block[len(render.QUOTE_HEAD) + 1:]

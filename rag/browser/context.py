@@ -25,6 +25,9 @@ from rag.events import Failed, NothingFound, Notice, Quoted
 
 ENGINE = "onnx"  # the page runs the in-process engine's model build: its tokenizer and context
 MAX_QUESTION_CHARS = 4000
+# an answer to check: the page's model writes at most its context (8,192 tokens, some 30,000 characters);
+# every sentence of it is embedded, so a longer text would only be CPU work a client asked for
+MAX_ANSWER_CHARS = 100_000
 
 
 class ContextError(Exception):
@@ -138,13 +141,21 @@ async def check(req: Request, answer: str, cut: bool = False) -> dict:
     ``cut``: the length limit ended the answer (its last words may be half a word)."""
     if not isinstance(answer, str) or not answer.strip():
         raise ContextError(400, "The answer to check is empty.")
+    if len(answer) > MAX_ANSWER_CHARS:
+        raise ContextError(400, f"The answer to check is longer than {MAX_ANSWER_CHARS:,} characters.",
+                           "Check the answer the page's model wrote, not a longer text.")
     ready = await _prepare(req)
     if ready.prep.finished:
         raise ContextError(409, "Your documents do not answer this question, so there is no answer to check.")
     fitted = await _fit(ready)
-    text = finish(tidy_fences(answer), cut=cut)
-    sentences = await asyncio.to_thread(check_answer, ready.prep.lib.embedder, text, fitted.prompt.hits,
-                                        ready.prep.query, ready.prep.quoted)
+    prep = ready.prep
+    # the client's text is read off the event loop: tidied, ended at a sentence, checked and rendered
+    return await asyncio.to_thread(_checked, prep.lib.embedder, answer, cut, fitted.prompt.hits, prep.query,
+                                   prep.quoted)
+
+
+def _checked(embedder, answer: str, cut: bool, hits, query: str, quoted) -> dict:
+    sentences = check_answer(embedder, finish(tidy_fences(answer), cut=cut), hits, query, quoted)
     judged = [c for c in sentences if c.judged and not c.repeats]
     return {"text": render(sentences), "unsupported": [c.text for c in judged if not c.supported],
             "judged": len(judged)}

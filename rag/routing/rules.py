@@ -126,15 +126,19 @@ class Rules:
 
 # ------------------------------------------------------------------------------- code questions
 _FENCE = re.compile(r"```|~~~")
-_CALL = re.compile(r"\b[A-Za-z_][\w.]*\(([^()\n]*)\)")  # foo(x), np.array(), print()
+# foo(x), np.array(), print(): the whole name before "(" from where it begins ((?<![\w.]), so a name with
+# many dots is read once, not again from each dot), then one of its dotted parts must start with a letter
+_CALL = re.compile(r"(?<![\w.])([\w.]*)\(([^()\n]*)\)")
+_CALLABLE = re.compile(r"(?:^|\.)[A-Za-z_]")
 _PROSE_PARENS = {"s", "es"}  # "file(s)"
 _CUES = re.compile(
-    r"^\s*(?:from\s+[\w.]+\s+)?import\s+[\w.]+"  # import x / from x import y (at a line start)
+    r"^[^\S\n]*(?:from\s+[\w.]+\s+)?import\s+[\w.]+"  # import x / from x import y (at a line start)
     r"|\bdef\s+\w+\s*\(|\bclass\s+\w+\s*[:(]"      # def f( / class C:
     r"|#include\b|=>|\w::\w|\w\s*(?:==|!=|&&|\|\|)\s*\w"
-    r"|\b[A-Z]\w*(?:Error|Exception):"            # TypeError: ... (a traceback)
-    r"|\bSELECT\b.+\bFROM\b",
-    re.MULTILINE)
+    r"|\b[A-Z]\w*(?:Error|Exception):",           # TypeError: ... (a traceback)
+    re.MULTILINE)  # (SELECT ... FROM: _sql; as one pattern it read each line again from every SELECT)
+_SELECT = re.compile(r"\bSELECT\b")
+_FROM = re.compile(r"\bFROM\b")
 _INLINE = re.compile(r"`([^`\n]+)`")
 _INLINE_CODE = re.compile(r"[=;{}()\[\]<>]")
 _INDENTED_CODE = re.compile(  # an indented line that reads as code, not as indented prose
@@ -146,15 +150,25 @@ def looks_like_code(question: str) -> bool:
     """Whether the question holds code: a fenced block, code-looking lines indented by 4 spaces or a
     tab, or a clear cue (``foo(x)``, ``def``, ``import``, ``#include``, ``=>``, ``{ ...; }``, an
     ``...Error:`` line, inline `code` with code characters). Plain prose (flags, "file(s)") is not."""
-    if _FENCE.search(question) or _CUES.search(question):
+    if _FENCE.search(question) or _CUES.search(question) or _sql(question):
         return True
-    if any(m.group(1).strip() not in _PROSE_PARENS for m in _CALL.finditer(question)):
+    if any(_CALLABLE.search(m.group(1)) and m.group(2).strip() not in _PROSE_PARENS
+           for m in _CALL.finditer(question)):
         return True
     if "{" in question and "}" in question and ";" in question:
         return True
     if any(_INLINE_CODE.search(m.group(1)) for m in _INLINE.finditer(question)):
         return True
     return any(line.startswith(("    ", "\t")) and _INDENTED_CODE.search(line) for line in question.splitlines())
+
+
+def _sql(question: str) -> bool:
+    """A line with SELECT and, after it, FROM (the first SELECT of a line is the one to try)."""
+    for line in question.split("\n"):
+        select = _SELECT.search(line)
+        if select and _FROM.search(line, select.end() + 1):
+            return True
+    return False
 
 
 # ------------------------------------------------------------------------------- where in the file
