@@ -211,3 +211,28 @@ def test_the_browser_page_sets_text_only():
             assert sink not in source, f"{js.name} uses {sink}: neutralise what it renders (rag.markup's rules)"
     page = (REPO_ROOT / "browser" / "page" / "page.js").read_text(encoding="utf-8")
     assert '$("answer").textContent' in page and "text.textContent" in page and "createTextNode(plain" in page
+
+
+def test_the_v1_transcript_neutralises_what_a_client_renders_streamed_or_not():
+    from rag.api.render import StopCutter, Transcript
+    from rag.events import Done, Quoted, Sources, Token
+    from rag.schema import Chunk, Hit
+    from engines.base import Usage
+
+    hostile = "Lamp ![x](http://127.0.0.1:9/q.png) [t](javascript:alert(1)) <img src=x>."
+    hit = Hit(Chunk(id=1, text=hostile, source="/d/a.md"), 0.5, 1)
+    answer = ["See ", "![", "y](http://127.0.0.1:9/a.png?q=secret", ") and [u](java", "script:x) [1]."]
+    events = [Quoted([(hostile, hit)], 0.1), *[Token(t) for t in answer], Sources([hit], [hit]),
+              Done(Usage(finish_reason="stop"), "onnx", "m", "".join(answer))]
+    for streaming in (True, False):
+        t = Transcript(streaming)
+        streamed = "".join(t.feed(ev) for ev in events)
+        content = t.content()
+        if streaming:
+            assert streamed == content
+        html = _assert_inert(content)
+        assert "<img" not in html and "127.0.0.1:9/a.png?q=secret" in html.replace(JOINER, "")
+        assert content.replace(JOINER, "").count("![") == 2 and "[1]." in content
+        assert t.sources[0]["text"] == neutralise(hostile) != hostile
+    cutter = StopCutter(["<img"])  # a stop string is found in the neutralised text too
+    assert cutter.feed(neutralise("before <img src=x> after")) == "before "

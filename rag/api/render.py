@@ -13,6 +13,12 @@ Blocks are separated by a blank line. A streaming client cannot take back text i
 gets the raw tokens and, at the end, only the check's note on unsupported sentences; a non-streamed
 answer is the checked one (citations corrected, each unsupported sentence marked ⚠️).
 
+Text from documents and models is Markdown a client may render: the content (quote, answer, notes,
+Sources block), streamed or not, and each source's ``file`` and ``text`` are neutralised by rag.markup
+(no image, raw HTML or link other than http(s)/mailto survives; an invisible WORD JOINER splits the
+syntax, so the text reads the same). A stream holds back the few characters a decision waits for
+and sends them with the answer's end. Stop strings are looked for as given and as neutralised.
+
 ``sources`` (machine-readable, on the response and on the last stream chunk): one
 ``{"index", "file", "page", "ocr", "text", "score", "scores"}`` per source: ``index`` is the [n] the answer
 cites, ``ocr`` whether the passage was read by OCR (a scan: its label says "(OCR)"), ``score`` the
@@ -26,6 +32,7 @@ from typing import Sequence
 from rag.answer.check import MARK
 from rag.events import (Done, Failed, FellBack, NothingFound, Notice, Quoted, Retrieved, Revised, Routed,
                         Sources, Token)
+from rag.markup import Neutraliser, neutralise
 from rag.schema import Hit
 
 QUOTE_HEAD = "From your documents:"
@@ -36,8 +43,8 @@ def sources_field(shown: Sequence[Hit], used: Sequence[Hit]) -> list[dict]:
     out = []
     for i, hit in enumerate(shown, start=1):
         index = next((n for n, h in enumerate(used, start=1) if h is hit), i)
-        out.append({"index": index, "file": hit.chunk.name, "page": hit.chunk.page, "ocr": hit.chunk.ocr,
-                    "text": hit.chunk.text,
+        out.append({"index": index, "file": neutralise(hit.chunk.name), "page": hit.chunk.page,
+                    "ocr": hit.chunk.ocr, "text": neutralise(hit.chunk.text),
                     "score": round(float(hit.score), 6),
                     "scores": {k: round(float(v), 6) for k, v in (hit.scores or {}).items()}})
     return out
@@ -73,6 +80,7 @@ class Transcript:
         self.revised: Revised | None = None
         self.done: Done | None = None
         self.failed: Failed | None = None
+        self.neutraliser = Neutraliser()  # what a streaming client receives, in order
 
     def _block(self, text: str) -> str:
         if not text:
@@ -83,6 +91,13 @@ class Transcript:
         return sep + text
 
     def feed(self, ev) -> str:
+        out = self.neutraliser.feed(self._text(ev))
+        if isinstance(ev, (Done, Failed)):  # the end: what was held back goes out
+            out += self.neutraliser.flush()
+        return out
+
+    def _text(self, ev) -> str:
+        """The event's text as the pipeline gave it (``feed`` neutralises it)."""
         if isinstance(ev, Token):
             self.started = True
             self.tokens += 1
@@ -146,7 +161,7 @@ class Transcript:
             checked = self._checked_answer()
             if checked is not None:
                 blocks[self.answer_block] = checked
-        return "\n\n".join(b for b in blocks if b.strip())
+        return neutralise("\n\n".join(b for b in blocks if b.strip()))
 
 
 class StopCutter:
@@ -154,7 +169,7 @@ class StopCutter:
     as could be the start of one."""
 
     def __init__(self, stops: Sequence[str]):
-        self.stops = [s for s in stops if s]
+        self.stops = list(dict.fromkeys(x for s in stops if s for x in (s, neutralise(s))))  # the text is neutralised
         self.keep = max((len(s) for s in self.stops), default=1) - 1
         self.held = ""
         self.hit = False

@@ -1,5 +1,10 @@
 """How the chat shows what the pipeline yields: ingest progress, the Retrieval step, an answer message
-(quote, streamed text, sources in the side view, footer) — one AnswerView per answer (two in a comparison)."""
+(quote, streamed text, sources in the side view, footer) — one AnswerView per answer (two in a comparison).
+
+Text from documents and models is Markdown the page renders: everything an answer message shows goes
+through one rag.markup.Neutraliser (no image, raw HTML or script link survives, streamed tokens
+included), and passages shown in the page's code blocks (the side view, the Retrieval step) through
+markup.code_text."""
 from __future__ import annotations
 
 import os
@@ -10,6 +15,7 @@ import chainlit as cl
 
 from engines import registry
 from rag import pipeline as pl
+from rag.markup import Neutraliser, code_text, neutralise
 
 async def run_ingest(events, title: str):
     """Show an ingest's progress in one message, sent with the first event (an ingest with nothing to
@@ -26,17 +32,17 @@ async def run_ingest(events, title: str):
             last = time.monotonic()
         elif isinstance(ev, pl.Ingested):
             r = report = ev.report
-            lines = [f"{title}: done. {r.summary()}"]
+            lines = [f"{title}: done. {r.summary()}"]  # names and reasons: neutralised below
             for f, reason in r.failed:
                 name = os.path.basename(str(f))
                 reason = str(reason).removeprefix(f"{f}: ").removeprefix(f"{name}: ")
                 lines.append(f"- ✗ **{name}** was not indexed: {reason}")
             lines += [f"- ⚠️ {line}" for line in r.warning_lines()]
             lines += [f"- skipped {line}" for line in r.skipped_lines()]
-            msg.content = "\n".join(lines)
+            msg.content = neutralise("\n".join(lines))
             await msg.update()
         elif isinstance(ev, pl.Failed):
-            msg.content = f"{title}: failed. {ev.text}"
+            msg.content = neutralise(f"{title}: failed. {ev.text}")
             await msg.update()
     return report
 
@@ -50,7 +56,7 @@ def retrieval_text(ev: pl.Retrieved) -> str:
         extra = " ".join(f"{k}={v:.3f}" for k, v in (h.scores or {}).items() if isinstance(v, (int, float)))
         lines += [f"#{h.rank} {h.chunk.citation()}  score={h.score:.3f} {extra}".rstrip(),
                   " ".join(h.chunk.text.split())[:600], ""]
-    return "\n".join(lines)
+    return code_text("\n".join(lines))  # the step shows it in a code block: no line may end that block
 
 
 def _wrap(text: str, width: int = 40) -> str:
@@ -60,27 +66,23 @@ def _wrap(text: str, width: int = 40) -> str:
 
 
 async def source_elements(src: pl.Sources) -> tuple[list, str]:
+    """The side view's elements and their names for the Sources line. The page links each name in the
+    message to its element, and renders a name inside that link as Markdown: names are neutralised (the
+    answer's neutraliser leaves them unchanged, so they still match). A passage is shown in a code block
+    the page wraps around it, which it cannot close."""
     elements, names, pdfs = [], [], set()
     for h in src.shown:
         n = src.used.index(h) + 1
-        name = f"[{n}] {h.chunk.citation()}"
+        name = neutralise(f"[{n}] {h.chunk.citation()}")
         names.append(name)
-        elements.append(cl.Text(name=name, content=_wrap(h.chunk.text), language="text", display="side"))
+        elements.append(cl.Text(name=name, content=code_text(_wrap(h.chunk.text)), language="text", display="side"))
         if h.chunk.source.lower().endswith(".pdf") and os.path.isfile(h.chunk.source) \
                 and (h.chunk.source, h.chunk.page) not in pdfs:
             pdfs.add((h.chunk.source, h.chunk.page))
-            pdf_name = f"open {h.chunk.name} at p. {h.chunk.page or 1}"
+            pdf_name = neutralise(f"open {h.chunk.name} at p. {h.chunk.page or 1}")
             names.append(pdf_name)
             elements.append(cl.Pdf(name=pdf_name, path=h.chunk.source, page=h.chunk.page or 1, display="side"))
     return elements, " · ".join(names)
-
-
-async def _append(msg: cl.Message, block: str) -> None:
-    """A paragraph after the answer; closes a code block the model left open (it would swallow it)."""
-    if msg.content.count("```") % 2:
-        await msg.stream_token("\n```")
-    await msg.stream_token(("\n\n" if msg.content else "") + block)
-
 
 
 def footer(ev: pl.Done) -> str:
@@ -98,13 +100,39 @@ def quote_text(ev: pl.Quoted) -> str:
 
 
 class AnswerView:
-    """One answer message: renders the pipeline's events for it (one per side in a comparison)."""
+    """One answer message: renders the pipeline's events for it (one per side in a comparison). All
+    its text goes through ``_say`` (one Neutraliser, which may hold back a few characters of a token
+    until the next ones show what they are); a rewrite of the text after the head starts a fresh one
+    (the head ends with a blank line: nothing is held there)."""
 
     def __init__(self, head: str = ""):
         self.msg = cl.Message(content="")
-        self.head = head  # what stays above the model's text: a title, the quote, routing lines, partials
+        self.head = neutralise(head)  # what stays above the model's text: a title, the quote, routing lines, partials
+        self.neutraliser = Neutraliser()
         self.notes: list[str] = []
         self.text = ""  # the whole answer, once Done
+
+    async def _say(self, text: str) -> None:
+        piece = self.neutraliser.feed(text)
+        if piece:
+            await self.msg.stream_token(piece)
+
+    async def _flush(self) -> None:
+        piece = self.neutraliser.flush()
+        if piece:
+            await self.msg.stream_token(piece)
+
+    def _rewrite(self, after_head: str) -> None:
+        """The message becomes the head and ``after_head`` (neutralised afresh)."""
+        self.neutraliser = Neutraliser()
+        self.msg.content = self.head + self.neutraliser.feed(after_head)
+
+    async def _append(self, block: str) -> None:
+        """A paragraph after the answer; closes a code block the model left open (it would swallow it)."""
+        await self._flush()
+        if self.msg.content.count("```") % 2:
+            await self._say("\n```")
+        await self._say(("\n\n" if self.msg.content else "") + block)
 
     async def start(self) -> None:
         if self.head:
@@ -112,6 +140,8 @@ class AnswerView:
 
     async def _head(self, block: str) -> None:
         """A block that stays above the model's text (Revised rewrites only what follows it)."""
+        await self._flush()
+        block = neutralise(block)
         self.head += block
         await self.msg.stream_token(block)
 
@@ -122,35 +152,37 @@ class AnswerView:
             if msg.content:  # said about the answer being written: it belongs under it
                 self.notes.append(f"*{note}*")
             else:
-                await cl.Message(content=f"*{note}*").send()
+                await cl.Message(content=neutralise(f"*{note}*")).send()
         elif isinstance(ev, pl.Quoted):
             await self._head(quote_text(ev) + "\n\n")
         elif isinstance(ev, pl.Routed):
             await self._head(f"*↪ {ev.text}*\n\n")
         elif isinstance(ev, pl.FellBack):
             partial = "\n".join(f"> {line}" for line in ev.partial.strip().splitlines())
+            await self._flush()
             if msg.content.count("```") % 2:
-                await msg.stream_token("\n```")
-            msg.content = self.head + f"*⚠️ Interrupted — {ev.reason}. Its partial answer, kept:*\n{partial}\n\n"
+                await self._say("\n```")
+            self._rewrite(f"*⚠️ Interrupted — {ev.reason}. Its partial answer, kept:*\n{partial}\n\n")
             self.head = msg.content
             await msg.update()
         elif isinstance(ev, pl.Token):
-            await msg.stream_token(ev.text)
+            await self._say(ev.text)
         elif isinstance(ev, pl.Revised):
-            msg.content = self.head + ev.text
+            self._rewrite(ev.text)
         elif isinstance(ev, pl.Sources):
             if self.notes:
-                await _append(msg, "\n".join(self.notes))
+                await self._append("\n".join(self.notes))
             if ev.shown:
                 msg.elements, names = await source_elements(ev)
-                await _append(msg, f"**Sources:** {names}")
+                await self._append(f"**Sources:** {names}")
         elif isinstance(ev, pl.Done):
             self.text = ev.text
-            await _append(msg, footer(ev))
+            await self._append(footer(ev))
         elif isinstance(ev, pl.Failed):
-            await _append(msg, f"**Error:** {ev.text}")
+            await self._append(f"**Error:** {ev.text}")
 
     async def close(self) -> None:
+        await self._flush()
         if self.msg.content or self.msg.elements:
             await self.msg.send()
             if self.msg.elements:
@@ -169,5 +201,5 @@ async def retire_sources() -> None:
 
 async def show_retrieval(ev: pl.Retrieved) -> None:
     async with cl.Step(name="Retrieval", type="retrieval", language="text", show_input="text") as step:
-        step.input = ev.query  # a follow-up shows the query built from the conversation
+        step.input = code_text(ev.query)  # a follow-up shows the query built from the conversation
         step.output = retrieval_text(ev)
