@@ -3,7 +3,8 @@ may remove or re-index, and the library's own copies of dropped files.
 
 Rules: without users (``user`` None) every document may be removed and re-indexed. With users
 (LRC_AUTH=password) a user sees the shared documents and their own uploads, and manages only their
-own uploads; shared documents are the administrator's (``python -m rag remove``). Removing a document
+own uploads; shared documents are the administrator's (``python -m rag remove``). Whose a document is
+comes from the library (the manifest's ``owner``), so every instance on a shared library agrees. Removing a document
 deletes the copy the library keeps of a dropped file (under ``settings().uploads_dir``); a file
 anywhere else on disk (a folder indexed from the command line, the bundled guide) is never deleted.
 
@@ -48,18 +49,18 @@ class Removed:
     guide: bool  # a guide file: remembered, not added back at the next chat start
 
 
-def may_manage(path: str | Path, user: str | None) -> bool:
-    """Whether ``user`` may remove or re-index a library file: anything without users (None), else only
-    their own uploads."""
-    return user is None or owners.owner_of(path) == user
+def may_manage(owner: str | None, user: str | None) -> bool:
+    """Whether ``user`` may remove or re-index a library file with ``owner`` (None: shared): anything
+    without users (None), else only their own uploads."""
+    return user is None or (owner is not None and owner == user)
 
 
 def listing(lib, user: str | None) -> list[Document]:
     """The documents ``user`` may see, by name."""
     model, guide, uploads = lib.stats().model, settings().docs_corpus, settings().uploads_dir
     docs = [Document(e.path, e.name, e.kind or Path(e.path).suffix.lstrip("."), e.pages, e.chunks, e.size,
-                     e.indexed_at, model, may_manage(e.path, user), owners.under(e.path, guide), owners.under(e.path, uploads))
-            for e in lib.files() if owners.may_see(e.path, user)]
+                     e.indexed_at, model, may_manage(e.owner, user), owners.under(e.path, guide), owners.under(e.path, uploads))
+            for e in lib.files() if owners.may_see(e.owner, user)]
     return sorted(docs, key=lambda d: (d.name.lower(), d.path))
 
 
@@ -67,9 +68,9 @@ def managed(lib, path: str, user: str | None):
     """The manifest entry (rag.store.FileEntry) of a file ``user`` may manage; LookupError or
     PermissionError, with a sentence to show, when there is none."""
     entry = next((e for e in lib.files() if e.path == path), None)
-    if entry is None or not owners.may_see(path, user):
+    if entry is None or not owners.may_see(entry.owner, user):
         raise LookupError(f"{Path(path).name} is not in the library (any more).")
-    if not may_manage(path, user):
+    if not may_manage(entry.owner, user):
         raise PermissionError(f"{entry.name}: {READ_ONLY}")
     return entry
 

@@ -7,8 +7,9 @@ several app instances), the embedder and the ``Ingester`` (``rag.ingest``). ``in
 writer at a time); ``search`` may run in any number of threads, also while an ingest runs. Call
 them from a worker thread in async code (``asyncio.to_thread``): they do CPU work.
 
-Public surface: ``shared()``, ``load()``, ``ingest()`` (``force``: a re-index), ``resume()``, ``retrieve()``,
-``search()``, ``remove()``, ``stats()``, ``files()``, ``pending()``, ``display_name()``, ``chunk_tokens()``;
+Public surface: ``shared()``, ``load()``, ``ingest()`` (``force``: a re-index; ``owner``: a user's chat
+upload, recorded in the store: ``rag.owners``), ``resume()``, ``retrieve()``, ``search()``, ``remove()``,
+``stats()``, ``files()``, ``owners()``, ``pending()``, ``display_name()``, ``chunk_tokens()``;
 the bundled user guide (``settings().docs_corpus``): ``guide_files()``, ``guide_missing()``,
 ``guide_present()``, ``guide_removed()`` (a removal of any of its files is remembered); for tests and
 benchmarks also the parts themselves: ``store``, ``embedder``, ``chunker``, ``ingester``,
@@ -112,11 +113,14 @@ class Library:
 
     # ------------------------------------------------------------------ ingest
     def ingest(self, paths: list[Path | str], progress: Callable[[IngestProgress], None] | None = None,
-               display_names: dict[str, str] | None = None, force: bool = False) -> IngestReport:
+               display_names: dict[str, str] | None = None, force: bool = False,
+               owner: str | None = None) -> IngestReport:
         """Index files and folders. Never raises for a bad file: it is reported in ``failed``.
-        ``force``: read and embed the files again even when unchanged (a re-index)."""
+        ``force``: read and embed the files again even when unchanged (a re-index). ``owner``: the user
+        whose chat upload these files are (only they see them); None keeps each file's recorded owner,
+        and a new file is shared."""
         with self._writer:
-            report = self.ingester.ingest(paths, progress, display_names, force)
+            report = self.ingester.ingest(paths, progress, display_names, force, owner)
             try:
                 if (report.added or report.updated) and self.guide_removed() and self.guide_present():
                     self.store.set_meta(GUIDE_REMOVED, "")  # the user indexed the guide again: keep it current
@@ -209,6 +213,10 @@ class Library:
 
     def files(self) -> list[FileEntry]:
         return list(self.store.files().values())
+
+    def owners(self) -> dict[str, str]:
+        """Path -> owner of the files that are a user's upload (``rag.owners``); the others are shared."""
+        return self.store.owners()
 
     def pending(self) -> list[str]:
         """Files a run planned and has not finished (what an interrupted run left out)."""

@@ -122,16 +122,28 @@ async def _retrieve(lib, query: str, opts: Options):
         lib = await asyncio.to_thread(library)
     scope = await asyncio.to_thread(visible_scope, lib, opts.user, opts.scope)
     found = await asyncio.to_thread(lib.retrieve, query, opts.top_k, opts.mode, opts.min_score, scope)
+    if scope is None and found.hits:  # nothing was hidden: unless another instance added an upload since
+        found = await asyncio.to_thread(_visible_hits, lib, opts.user, found)
     return lib, found, time.perf_counter() - t
 
 
 def visible_scope(lib, user: str | None, scope: Sequence[str] | None = None) -> tuple[str, ...] | None:
-    """``scope`` (None: every file) narrowed to what ``user`` may see (rag.owners): other users'
-    uploads are left out; None when nothing needs leaving out."""
-    if not (settings().uploads_dir / "users").is_dir():  # nobody has uploads of their own
+    """``scope`` (None: every file) narrowed to what ``user`` may see (rag.owners: the owners the
+    library records, the same for every instance on it): other users' uploads are left out; None when
+    nothing needs leaving out."""
+    owned = lib.owners()
+    if all(owners.may_see(o, user) for o in owned.values()):  # no other user's upload is there
         return None if scope is None else tuple(scope)
-    seen = owners.scope_for(user, [f.path for f in lib.files()] if scope is None else scope)
+    seen = owners.scope_for(user, [f.path for f in lib.files()] if scope is None else scope, owned)
     return (None if scope is None else tuple(scope)) if seen is None else seen
+
+
+def _visible_hits(lib, user: str | None, found):
+    """``found`` without the passages of another user's upload committed (by another instance) between
+    ``visible_scope`` and the search."""
+    owned = lib.owners()
+    hits = [h for h in found.hits if owners.may_see(owned.get(h.chunk.source), user)]
+    return found if len(hits) == len(found.hits) else replace(found, hits=hits)
 
 
 async def answer(question: str, history: Sequence[Message] | None = None, options: Options | None = None,
@@ -280,9 +292,10 @@ def store_upload(src: str | Path, name: str, uploads_dir: Path | None = None) ->
 
 
 async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | None = None, *,
-                 lib=None, force: bool = False) -> AsyncIterator[Event]:
+                 lib=None, force: bool = False, owner: str | None = None) -> AsyncIterator[Event]:
     """Index files into the shared library (or ``lib``) in a worker thread, yielding its progress.
-    ``force``: read and embed them again even when unchanged (a re-index)."""
+    ``force``: read and embed them again even when unchanged (a re-index). ``owner``: the user whose
+    upload they are (recorded in the library; None keeps each file's recorded owner, else shared)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     paths = [str(p) for p in paths]
@@ -291,7 +304,8 @@ async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | No
         loop.call_soon_threadsafe(queue.put_nowait, Progress(p))
 
     def work():
-        return (lib or library()).ingest(paths, progress=progress, display_names=display_names, force=force)
+        return (lib or library()).ingest(paths, progress=progress, display_names=display_names, force=force,
+                                         owner=owner)
 
     task = asyncio.ensure_future(asyncio.to_thread(work))
     while True:
@@ -312,12 +326,18 @@ async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | No
     yield Ingested(report)
 
 
-async def ingest_uploads(files: Sequence[tuple[str | Path, str]], *, lib=None,
-                         uploads_dir: Path | None = None) -> AsyncIterator[Event]:
-    """Chat uploads (temp path, original name): copy into the library's uploads folder, index."""
+async def ingest_uploads(files: Sequence[tuple[str | Path, str]], *, lib=None, uploads_dir: Path | None = None,
+                         owner: str | None = None) -> AsyncIterator[Event]:
+    """Chat uploads (temp path, original name): copy into the uploads folder (``owner``'s own, by
+    default), index them as ``owner``'s (rag.owners: the chat user; None without users: shared). A call
+    that names only ``uploads_dir`` gets the user whose folder that is (``owners.uploads_dir(user)``)."""
+    if owner is None:
+        owner = owners.user_of_uploads(uploads_dir)
+    elif uploads_dir is None:
+        uploads_dir = owners.uploads_dir(owner)
     stored = [await asyncio.to_thread(store_upload, path, name, uploads_dir) for path, name in files]
     names = {str(p): p.name for p in stored}
-    async for event in ingest(stored, display_names=names, lib=lib):
+    async for event in ingest(stored, display_names=names, lib=lib, owner=owner):
         yield event
 
 

@@ -9,9 +9,14 @@ vectors on load (100k x 384 floats load in well under a second) and kept up to d
 library; a ``generation`` counter tells a reader that another process changed the index.
 
 Tables: ``meta`` (schema version, embedding model id, generation), ``files`` (the manifest: path,
-display name, content hash, size, mtime, chunk count, pages, contents pages skipped),
+display name, content hash, size, mtime, chunk count, pages, contents pages skipped, owner),
 ``chunks`` (id, path, page, offsets, heading, context prefix, text, tokens, vector) and
-``pending`` (files a run planned and has not finished: what an interrupted run left out).
+``pending`` (files a run planned and has not finished: what an interrupted run left out, with their
+owner, so a file indexed again keeps it).
+
+``owner``: the user a chat upload belongs to (``rag.owners``), NULL for a shared file. A store made
+before owners were recorded gets the column in place, filled once from its upload paths
+(``rag.owners.legacy_owner``).
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.owners import legacy_owner
 from rag.schema import Chunk, with_context
 
 SCHEMA_VERSION = "2"
@@ -58,6 +64,7 @@ class FileEntry:
     pages: int = 0
     contents_pages: list[int] = field(default_factory=list)
     indexed_at: float = 0.0
+    owner: str | None = None  # the user whose upload it is (rag.owners); None: shared
 
     @property
     def name(self) -> str:
@@ -78,20 +85,22 @@ class FileCommit:
     contents_pages: list[int]
     drafts: list  # rag.ingest.chunking.ChunkDraft
     vectors: np.ndarray  # (sum of len(d.views), dim) float32: each draft's view vectors in order
+    owner: str | None = None  # the user whose upload it is (rag.owners); None: shared
 
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, display_name TEXT, hash TEXT, size INTEGER, mtime_ns INTEGER,
-    chunks INTEGER, kind TEXT, pages INTEGER, contents_pages TEXT, indexed_at REAL);
+    chunks INTEGER, kind TEXT, pages INTEGER, contents_pages TEXT, indexed_at REAL, owner TEXT DEFAULT NULL);
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, page INTEGER,
     start INTEGER, "end" INTEGER, heading TEXT, context TEXT, text TEXT NOT NULL,
     tokens INTEGER, views INTEGER NOT NULL DEFAULT 1, vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
-CREATE TABLE IF NOT EXISTS pending (path TEXT PRIMARY KEY, planned_at REAL)
+CREATE TABLE IF NOT EXISTS pending (path TEXT PRIMARY KEY, planned_at REAL, owner TEXT DEFAULT NULL)
 """
+_FILE_COLS = "path, display_name, hash, size, mtime_ns, chunks, kind, pages, contents_pages, indexed_at, owner"
 
 
 class Store:
@@ -114,6 +123,7 @@ class Store:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     c.execute(stmt)
+            _add_owners(c)
             c.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             c.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
 
@@ -176,7 +186,8 @@ class Store:
             old = c.execute("SELECT value FROM meta WHERE key='model'").fetchone()
             if old and old[0] != model_id:
                 now = time.time()
-                c.execute("INSERT OR IGNORE INTO pending SELECT path, ? FROM files", (now,))
+                c.execute("INSERT OR IGNORE INTO pending (path, planned_at, owner) SELECT path, ?, owner FROM files",
+                          (now,))
                 c.execute("DELETE FROM chunks")
                 c.execute("DELETE FROM files")
             c.execute("INSERT OR REPLACE INTO meta VALUES ('model', ?)", (model_id,))
@@ -186,13 +197,19 @@ class Store:
     @staticmethod
     def _entry(row) -> FileEntry:
         return FileEntry(row[0], row[1] or "", row[2] or "", int(row[3] or 0), int(row[4] or 0), int(row[5] or 0),
-                         row[6] or "", int(row[7] or 0), json.loads(row[8] or "[]"), float(row[9] or 0))
+                         row[6] or "", int(row[7] or 0), json.loads(row[8] or "[]"), float(row[9] or 0), row[10])
 
     def files(self) -> dict[str, FileEntry]:
-        rows = self._conn().execute(
-            "SELECT path, display_name, hash, size, mtime_ns, chunks, kind, pages, contents_pages, indexed_at "
-            "FROM files ORDER BY path").fetchall()
+        rows = self._conn().execute(f"SELECT {_FILE_COLS} FROM files ORDER BY path").fetchall()
         return {r[0]: self._entry(r) for r in rows}
+
+    def owners(self) -> dict[str, str]:
+        """Path -> owner of every file the library records an owner for (indexed or pending); the files
+        left out are shared."""
+        rows = self._conn().execute(
+            "SELECT path, owner FROM pending WHERE owner IS NOT NULL UNION ALL "
+            "SELECT path, owner FROM files WHERE owner IS NOT NULL").fetchall()
+        return dict(rows)  # the manifest's row (last) wins over a pending mark
 
     def counts(self) -> tuple[int, int]:
         c = self._conn()
@@ -202,12 +219,15 @@ class Store:
     def pending(self) -> list[str]:
         return [r[0] for r in self._conn().execute("SELECT path FROM pending ORDER BY path")]
 
-    def add_pending(self, paths: list[str]) -> None:
+    def add_pending(self, paths: list[str], owners: dict[str, str] | None = None) -> None:
+        """Mark files as planned; ``owners``: path -> owner of those that are a user's upload."""
         if not paths:
             return
         now = time.time()
+        owners = owners or {}
         with self._tx() as c:
-            c.executemany("INSERT OR REPLACE INTO pending VALUES (?, ?)", [(p, now) for p in paths])
+            c.executemany("INSERT OR REPLACE INTO pending (path, planned_at, owner) VALUES (?, ?, ?)",
+                          [(p, now, owners.get(p)) for p in paths])
 
     def clear_pending(self, paths: list[str]) -> None:
         if not paths:
@@ -250,9 +270,9 @@ class Store:
                     row += nv
                     ids.append(cur.lastrowid)
                 added.append((ids, list(range(len(ids)))))
-                c.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?)",
+                c.execute(f"INSERT OR REPLACE INTO files ({_FILE_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                           (it.path, it.display_name, it.hash, it.size, it.mtime_ns, len(ids), it.kind, it.pages,
-                           json.dumps(it.contents_pages), now))
+                           json.dumps(it.contents_pages), now, it.owner))
                 c.execute("DELETE FROM pending WHERE path=?", (it.path,))
             after = self._bump(c)
         return before, after, removed, added
@@ -329,3 +349,14 @@ class Store:
         keys = ("page", "start", "end", "heading", "context", "text", "tokens", "views")
         vecs = np.frombuffer(b"".join(r[8] for r in rows), dtype=np.float32).reshape(-1, dim)
         return [dict(zip(keys, r[:8])) for r in rows], vecs
+
+
+def _add_owners(c) -> None:
+    """Migrate a store made before owners were recorded, in place: an ``owner`` column (NULL: shared) on
+    ``files`` and ``pending``, filled once for the uploads the path rule says were a user's."""
+    for table in ("files", "pending"):
+        if any(col[1] == "owner" for col in c.execute(f"PRAGMA table_info({table})")):
+            continue
+        c.execute(f"ALTER TABLE {table} ADD COLUMN owner TEXT DEFAULT NULL")
+        rows = [(legacy_owner(p), p) for (p,) in c.execute(f"SELECT path FROM {table}").fetchall()]
+        c.executemany(f"UPDATE {table} SET owner=? WHERE path=?", [r for r in rows if r[0]])

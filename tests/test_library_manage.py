@@ -54,12 +54,14 @@ def env(tmp_path, monkeypatch):
 
 
 async def upload(lib, tmp_path: Path, name: str, text: str, user: str | None = None) -> Path:
-    """A file dropped into a chat: stored under the uploads folder (the user's own, with users), indexed."""
+    """A file dropped into a chat as the chat does it: stored under the uploads folder (the user's own,
+    with users), indexed as that user's."""
     src = tmp_path / f"upload-{name}"
     src.write_text(text)
-    stored = pl.store_upload(src, name, owners.uploads_dir(user))
-    events = [ev async for ev in pl.ingest([stored], {str(stored): name}, lib=lib)]
-    assert isinstance(events[-1], pl.Ingested) and events[-1].report.added == [str(stored)], events[-1]
+    events = [ev async for ev in pl.ingest_uploads([(src, name)], lib=lib, owner=user)]
+    assert isinstance(events[-1], pl.Ingested) and len(events[-1].report.added) == 1, events[-1]
+    stored = Path(events[-1].report.added[0])
+    assert stored.is_relative_to(owners.uploads_dir(user)) and stored.name == name
     return stored
 
 
@@ -99,7 +101,7 @@ async def test_remove_takes_passages_terms_and_stored_copy(env, tmp_path):
 async def test_with_users_only_own_uploads_are_managed(env, tmp_path):
     lib, notes = env
     mine = await upload(lib, tmp_path, "zorblax.md", ZORBLAX, user="alice")
-    assert owners.owner_of(mine) == "alice"
+    assert lib.owners() == {str(mine): "alice"}
     alice = {d.name: d for d in await pl.documents("alice", lib=lib)}
     bob = {d.name: d for d in await pl.documents("bob", lib=lib)}
     assert set(alice) == {"zorblax.md", "tea.txt", "kettle.md"} and set(bob) == {"tea.txt", "kettle.md"}

@@ -2,9 +2,10 @@
 
 Every file's manifest row, passages and stored vectors are read from the source and committed to the
 target through the target's own write path (``Store.commit`` / ``PgStore.commit``), a batch of files per
-transaction; the model id and small facts (a removed guide) go along, pending files stay pending. The
+transaction; the model id, each file's owner (``rag.owners``: a user's upload stays theirs) and small
+facts (a removed guide) go along, pending files stay pending (with their owners). The
 target must be empty or hold the same embedding model. A file the target already holds with the same
-content hash is skipped, so an interrupted copy is completed by running it again.
+content hash and owner is skipped, so an interrupted copy is completed by running it again.
 """
 from __future__ import annotations
 
@@ -86,7 +87,8 @@ def migrate(source: str | Path, target: str | Path, progress: Callable[[str], No
         size = 0
         entries = list(src.files().values())
         for n, entry in enumerate(entries, 1):
-            if entry.path in known and known[entry.path].hash == entry.hash:
+            there_now = known.get(entry.path)
+            if there_now and (there_now.hash, there_now.owner) == (entry.hash, entry.owner):
                 out.skipped += 1
                 continue
             item = _file_commit(src, entry, dim)
@@ -105,7 +107,7 @@ def migrate(source: str | Path, target: str | Path, progress: Callable[[str], No
             if src.meta(key):
                 dst.set_meta(key, src.meta(key))
         pending = [p for p in src.pending() if p not in set(dst.files())]
-        dst.add_pending(pending)
+        dst.add_pending(pending, src.owners())
         out.pending = len(pending)
         out.seconds = time.perf_counter() - t0
         return out
@@ -121,4 +123,4 @@ def _file_commit(src, entry: FileEntry, dim: int) -> FileCommit:
                          views=[""] * int(r["views"] or 1) if int(r["views"] or 1) > 1 else [])
               for r in rows]
     return FileCommit(entry.path, entry.display_name, entry.hash, entry.size, entry.mtime_ns, entry.kind, entry.pages,
-                      entry.contents_pages, drafts, vectors)
+                      entry.contents_pages, drafts, vectors, entry.owner)

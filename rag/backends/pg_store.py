@@ -4,12 +4,18 @@ Tables (created and migrated here, version in ``lrc_meta``):
 
 - ``lrc_meta`` (key, value): schema version, embedding model id and dimension, small facts.
 - ``lrc_files``: the manifest, one row per file (path is the key; the content hash and stat decide
-  what an ingest skips), as ``rag.store.Store``'s ``files``.
+  what an ingest skips), as ``rag.store.Store``'s ``files``; ``owner``: the user a chat upload belongs
+  to (``rag.owners``), NULL for a shared file. Every instance on the library reads it, so they agree on
+  who sees what.
 - ``lrc_chunks``: passages (``UNIQUE (path, seq)``: a file's passages exist once), with ``tsv``, a
   generated ``tsvector`` (english) of prefix + text behind a GIN index: the lexical side.
 - ``lrc_vectors``: one row per embedded view (``vector(dim)``, an HNSW index for inner product on
   the normalised vectors): the dense side; created when the model (and so the dimension) is known.
-- ``lrc_pending``: files a run planned and has not finished.
+- ``lrc_pending``: files a run planned and has not finished (with their owner).
+
+Schema versions: 1 had no owners; 2 adds ``owner`` to ``lrc_files`` and ``lrc_pending`` in place (NULL:
+shared), filled once from the upload paths (``rag.owners.legacy_owner``). An app that knows only an
+older version refuses a newer library (it would not keep owners).
 
 Writes: each batch of files is one transaction; each file takes a transaction-scoped advisory lock on
 its path first (in path order: no deadlock), so two instances committing the same file serialise and
@@ -32,10 +38,11 @@ from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types import TypeInfo
 
+from rag.owners import legacy_owner
 from rag.schema import Chunk, with_context
 from rag.store import FileCommit, FileEntry, ModelMismatch, StoreError, StoreTimeout, StoreUnavailable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIN_SERVER = 150000  # PostgreSQL 15
 MIN_PGVECTOR = (0, 5)  # HNSW
 # the HNSW graph (measured in docs/BENCHMARKS.md: at 100k passages m=16, ef_construction=64 left recall@10 at
@@ -48,7 +55,7 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS lrc_meta (key text PRIMARY KEY, value text NOT NULL)",
     """CREATE TABLE IF NOT EXISTS lrc_files (
         path text PRIMARY KEY, display_name text, hash text, size bigint, mtime_ns bigint, chunks integer,
-        kind text, pages integer, contents_pages text, indexed_at double precision)""",
+        kind text, pages integer, contents_pages text, indexed_at double precision, owner text)""",
     """CREATE TABLE IF NOT EXISTS lrc_chunks (
         id bigserial PRIMARY KEY, path text NOT NULL REFERENCES lrc_files(path) ON DELETE CASCADE,
         seq integer NOT NULL, page integer, start integer, "end" integer, heading text, context text,
@@ -56,7 +63,11 @@ _SCHEMA = [
         tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', coalesce(context, '') || ' ' || text)) STORED,
         UNIQUE (path, seq))""",
     "CREATE INDEX IF NOT EXISTS lrc_chunks_tsv ON lrc_chunks USING gin (tsv)",
-    "CREATE TABLE IF NOT EXISTS lrc_pending (path text PRIMARY KEY, planned_at double precision)",
+    "CREATE TABLE IF NOT EXISTS lrc_pending (path text PRIMARY KEY, planned_at double precision, owner text)",
+]
+_OWNERS = [  # schema 1 -> 2
+    "ALTER TABLE lrc_files ADD COLUMN IF NOT EXISTS owner text",
+    "ALTER TABLE lrc_pending ADD COLUMN IF NOT EXISTS owner text",
 ]
 _VECTORS = [
     """CREATE TABLE lrc_vectors (
@@ -65,7 +76,7 @@ _VECTORS = [
     "CREATE INDEX lrc_vectors_hnsw ON lrc_vectors USING hnsw (embedding vector_ip_ops) "
     f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})",
 ]
-_FILE_COLS = "path, display_name, hash, size, mtime_ns, chunks, kind, pages, contents_pages, indexed_at"
+_FILE_COLS = "path, display_name, hash, size, mtime_ns, chunks, kind, pages, contents_pages, indexed_at, owner"
 
 
 def redact(uri: str) -> str:
@@ -184,6 +195,8 @@ class PgStore:
             elif int(row[0]) > SCHEMA_VERSION:
                 raise StoreError(f"The library's database ({self.location}) was set up by a newer version of "
                                  f"this app (schema {row[0]}, this one knows {SCHEMA_VERSION}): update the app.")
+            elif int(row[0]) < 2:
+                self._add_owners(conn)
             # later schema versions: their steps run here, from int(row[0]) up to SCHEMA_VERSION
         self._vector_info = TypeInfo.fetch(conn, "vector")
         from pgvector.psycopg.vector import register_vector_info
@@ -191,6 +204,19 @@ class PgStore:
         register_vector_info(conn, self._vector_info)
         dim = self.meta("dim")
         self.dim = int(dim) if dim else None
+
+    @staticmethod
+    def _add_owners(conn) -> None:
+        """Schema 1 -> 2 (in the schema transaction): the owner columns, filled once for the uploads the
+        path rule says were a user's (any instance's uploads folder: the paths are all here)."""
+        for stmt in _OWNERS:
+            conn.execute(stmt)
+        for table in ("lrc_files", "lrc_pending"):
+            paths = conn.execute(f"SELECT path FROM {table} WHERE path LIKE %s", ("%users%",)).fetchall()
+            rows = [(legacy_owner(p), p) for (p,) in paths]
+            with conn.cursor() as cur:
+                cur.executemany(f"UPDATE {table} SET owner = %s WHERE path = %s", [r for r in rows if r[0]])
+        conn.execute("UPDATE lrc_meta SET value = %s WHERE key = 'schema'", (str(SCHEMA_VERSION),))
 
     def _ensure_vector_extension(self, conn) -> None:
         row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
@@ -226,7 +252,8 @@ class PgStore:
                 self.dim = int(conn.execute("SELECT value FROM lrc_meta WHERE key = 'dim'").fetchone()[0])
                 return
             if old or has_table:
-                conn.execute("INSERT INTO lrc_pending SELECT path, %s FROM lrc_files ON CONFLICT DO NOTHING",
+                conn.execute("INSERT INTO lrc_pending (path, planned_at, owner) SELECT path, %s, owner FROM lrc_files "
+                             "ON CONFLICT (path) DO UPDATE SET owner = coalesce(EXCLUDED.owner, lrc_pending.owner)",
                              (time.time(),))
                 conn.execute("DROP TABLE IF EXISTS lrc_vectors")
                 conn.execute("DELETE FROM lrc_files")
@@ -263,8 +290,15 @@ class PgStore:
     def files(self) -> dict[str, FileEntry]:
         rows = self.read(lambda c: c.execute(f"SELECT {_FILE_COLS} FROM lrc_files ORDER BY path").fetchall())
         return {r[0]: FileEntry(r[0], r[1] or "", r[2] or "", int(r[3] or 0), int(r[4] or 0), int(r[5] or 0),
-                                r[6] or "", int(r[7] or 0), json.loads(r[8] or "[]"), float(r[9] or 0))
+                                r[6] or "", int(r[7] or 0), json.loads(r[8] or "[]"), float(r[9] or 0), r[10])
                 for r in rows}
+
+    def owners(self) -> dict[str, str]:
+        """Path -> owner of every file the library records an owner for (indexed or pending); the files
+        left out are shared."""
+        return dict(self.read(lambda c: c.execute(
+            "SELECT path, owner FROM lrc_pending WHERE owner IS NOT NULL UNION ALL "
+            "SELECT path, owner FROM lrc_files WHERE owner IS NOT NULL").fetchall()))
 
     def counts(self) -> tuple[int, int]:
         row = self.read(lambda c: c.execute(
@@ -274,12 +308,15 @@ class PgStore:
     def pending(self) -> list[str]:
         return [r[0] for r in self.read(lambda c: c.execute("SELECT path FROM lrc_pending ORDER BY path").fetchall())]
 
-    def add_pending(self, paths: list[str]) -> None:
+    def add_pending(self, paths: list[str], owners: dict[str, str] | None = None) -> None:
+        """Mark files as planned; ``owners``: path -> owner of those that are a user's upload."""
         if paths:
+            owners = owners or {}
             with self.errors("could not be written"), self.conn().cursor() as cur:
                 now = time.time()
-                cur.executemany("INSERT INTO lrc_pending VALUES (%s, %s) ON CONFLICT (path) DO UPDATE SET "
-                                "planned_at = EXCLUDED.planned_at", [(p, now) for p in paths])
+                cur.executemany("INSERT INTO lrc_pending VALUES (%s, %s, %s) ON CONFLICT (path) DO UPDATE SET "
+                                "planned_at = EXCLUDED.planned_at, owner = EXCLUDED.owner",
+                                [(p, now, owners.get(p)) for p in paths])
 
     def clear_pending(self, paths: list[str]) -> None:
         if paths:
@@ -309,13 +346,13 @@ class PgStore:
             for it in sorted(items, key=lambda c: c.path):
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_path_key(it.path),))
                 cur.execute(
-                    f"INSERT INTO lrc_files ({_FILE_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+                    f"INSERT INTO lrc_files ({_FILE_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
                     "ON CONFLICT (path) DO UPDATE SET display_name = EXCLUDED.display_name, hash = EXCLUDED.hash, "
                     "size = EXCLUDED.size, mtime_ns = EXCLUDED.mtime_ns, chunks = EXCLUDED.chunks, kind = "
                     "EXCLUDED.kind, pages = EXCLUDED.pages, contents_pages = EXCLUDED.contents_pages, "
-                    "indexed_at = EXCLUDED.indexed_at",
+                    "indexed_at = EXCLUDED.indexed_at, owner = EXCLUDED.owner",
                     (it.path, it.display_name, it.hash, it.size, it.mtime_ns, len(it.drafts), it.kind, it.pages,
-                     json.dumps(it.contents_pages), now))
+                     json.dumps(it.contents_pages), now, it.owner))
                 cur.execute("DELETE FROM lrc_chunks WHERE path = %s", (it.path,))  # their vectors go too
                 ids = self._insert_chunks(cur, it)
                 new_ids[it.path] = ids

@@ -15,6 +15,10 @@ writers (``rag.library.Library`` does). The store is either backend's (``Manifes
 or PostgreSQL's); when it goes away mid-run (``StoreUnavailable``, ``StoreTimeout``), the batch being saved is not
 saved (its transaction rolls back), the run stops, and the files left are reported failed and stay
 pending: a re-run completes them.
+
+Owners (``rag.owners``): an ingest of a user's chat upload is given that user (``owner``) and commits it
+with each file; any other ingest keeps the owner the library recorded for a file (indexed or pending:
+a re-index, a resume, a rebuild never make a user's upload shared), and a new file is shared.
 """
 from __future__ import annotations
 
@@ -43,8 +47,9 @@ class Manifest(Protocol):
     """What the ingester needs of the library's store (``rag.backends.LibraryStore``)."""
 
     def files(self) -> dict[str, FileEntry]: ...
+    def owners(self) -> dict[str, str]: ...
     def pending(self) -> list[str]: ...
-    def add_pending(self, paths: list[str]) -> None: ...
+    def add_pending(self, paths: list[str], owners: dict[str, str] | None = None) -> None: ...
     def clear_pending(self, paths: list[str]) -> None: ...
     def touch(self, path: str, size: int, mtime_ns: int, display_name: str | None = None) -> None: ...
 
@@ -142,31 +147,36 @@ class Ingester:
         return list(self.pool.stopped) if self.pool else []
 
     def ingest(self, paths: list[Path | str], progress: Progress | None = None,
-               display_names: dict[str, str] | None = None, force: bool = False) -> IngestReport:
+               display_names: dict[str, str] | None = None, force: bool = False,
+               owner: str | None = None) -> IngestReport:
         """Index files and folders. Never raises for a bad file: it is reported in ``failed``.
-        ``force``: read, chunk and embed every file again, even an unchanged one (a re-index)."""
+        ``force``: read, chunk and embed every file again, even an unchanged one (a re-index). ``owner``:
+        the user whose chat upload these files are (None: each keeps the owner recorded, else shared)."""
         t0 = time.perf_counter()
         report = IngestReport()
         names = {str(Path(k).expanduser().resolve()): v for k, v in (display_names or {}).items()}
         self.index.ensure_model()
         files, report.failed, report.skipped = expand(paths)
         known = self.store.files()
-        jobs = self._plan(files, known, names, report, force)
+        jobs = self._plan(files, known, names, report, force, owner)
         if jobs:
             self.index.load()  # the model is only loaded when something is to be embedded
-        self.store.add_pending([str(j.path) for j in jobs])
+        recorded = self.store.owners() if jobs else {}
+        owners = {str(j.path): owner or recorded[str(j.path)] for j in jobs if owner or str(j.path) in recorded}
+        self.store.add_pending([str(j.path) for j in jobs], owners)
         self.running = {str(j.path) for j in jobs}
         try:
-            IngestRun(self, jobs, known, names, report, progress, total=len(files)).run()
+            IngestRun(self, jobs, known, names, report, progress, total=len(files), owners=owners).run()
         finally:
             self.running = set()
         report.seconds = time.perf_counter() - t0
         return report
 
     def _plan(self, files: list[Path], known: dict[str, FileEntry], names: dict[str, str],
-              report: IngestReport, force: bool = False) -> list[FileJob]:
+              report: IngestReport, force: bool = False, owner: str | None = None) -> list[FileJob]:
         """The files to load: not in the index, or with another size or mtime than it recorded
-        (every file when ``force``: no known hash either, so equal content is loaded again).
+        (every file when ``force``: no known hash either, so equal content is loaded again; so too a file
+        recorded with another owner than ``owner``, to commit it with its owner).
         The others are reported unchanged (a new display name is recorded for them)."""
         jobs: list[FileJob] = []
         for f in files:
@@ -176,7 +186,7 @@ class Ingester:
                 report.failed.append((str(f), f"{f.name}: {exc.strerror or exc}"))
                 continue
             e = known.get(str(f))
-            if force:
+            if force or (owner and e is not None and e.owner != owner):
                 jobs.append(FileJob(f, st.st_size, st.st_mtime_ns, None))
             elif unchanged(e, st):
                 report.unchanged.append(str(f))
@@ -195,8 +205,10 @@ class IngestRun:
     """One run over planned files: results from the loader pool, embedded in batches, committed."""
 
     def __init__(self, ingester: Ingester, jobs: list[FileJob], known: dict[str, FileEntry],
-                 names: dict[str, str], report: IngestReport, progress: Progress | None, total: int):
+                 names: dict[str, str], report: IngestReport, progress: Progress | None, total: int,
+                 owners: dict[str, str] | None = None):
         self.ingester = ingester
+        self.owners = owners or {}  # path -> the user whose upload it is (committed with it)
         self.store = ingester.store
         self.jobs = jobs
         self.known = known
@@ -229,7 +241,8 @@ class IngestRun:
         processes = process_count(self.jobs, s.ingest_workers)
         ocr_jobs = max(1, (os.cpu_count() or 1) // max(1, processes))  # each loader's share of the cores
         config = LoaderConfig(ing.embedder.path, ing.embedder.window, ing.max_file_mb, s.loader_nice,
-                              OcrOptions.from_settings(ocr_jobs))
+                              OcrOptions.from_settings(ocr_jobs), memory_mb=max(0, s.loader_memory_mb),
+                              cpu_seconds=max(0, s.loader_cpu_seconds))
         pool = LoaderPool(self.jobs, processes, config, lambda: ing.chunker, pause=s.pause_loaders,
                           note=self.ocr_page)
         ing.pool = pool
@@ -301,7 +314,8 @@ class IngestRun:
         for item in batch:
             job, doc, n = item.job, item.document, len(item.vector_texts)
             commits.append(FileCommit(str(job.path), self._display_name(job.path), item.hash, job.size, job.mtime_ns,
-                                      doc.kind, doc.pages, doc.contents_pages, item.drafts, vecs[row:row + n]))
+                                      doc.kind, doc.pages, doc.contents_pages, item.drafts, vecs[row:row + n],
+                                      self.owners.get(str(job.path))))
             row += n
         self.ingester.index.commit(commits)
         self.report.save_s += time.perf_counter() - t1

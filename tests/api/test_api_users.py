@@ -1,7 +1,7 @@
 """LRC_AUTH=password on the real API server (`python -m rag serve`, tests/api/api_server.py): every /v1
 request needs a user's own API key, and an answer searches only the shared files and that user's
 uploads. Alice and Bob each have an upload with a made-up fact (stored where rag.owners puts a user's
-uploads, indexed with the real library); the quote-only answer style keeps the model out of it."""
+uploads, indexed with the real library as that user's); the quote-only answer style keeps the model out of it."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,7 @@ import pytest
 
 import api_server as support
 from rag import owners
+from rag.library import Library
 from rag.users import Users
 
 pytestmark = pytest.mark.slow
@@ -32,16 +33,17 @@ def users_server(tmp_path_factory, smollm2_dir, tiny_model_dir):
     data = root / "data"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LRC_DATA_DIR", str(data))
-        uploads = []
+        lib = Library(data / "index")
         for name, (file, text, _, _) in FACTS.items():
             folder = owners.uploads_dir(name) / "0f3c9a"  # as pipeline.store_upload lays them out
             folder.mkdir(parents=True)
             (folder / file).write_text(text)
-            uploads.append(folder / file)
+            assert lib.ingest([folder / file], owner=name).added  # the owner is recorded in the library
+        lib.backend.close()
         users = Users()
         keys = {name: users.add(name, f"{name}'s password") for name in FACTS}
         assert users.path == data / "users.sqlite3"
-        server = support.start(root, key=keys["alice"], index=uploads,
+        server = support.start(root, key=keys["alice"],
                                env_extra={"LRC_AUTH": "password", "LRC_ANSWER_STYLE": "quote"})
     try:
         yield server, users, keys

