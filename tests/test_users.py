@@ -1,5 +1,6 @@
 """The users of LRC_AUTH=password (rag.users): scrypt hashes in the stated format, verification (also
-for unknown users, in comparable time), API keys stored only as hashes, validation, several processes
+for unknown users, in comparable time), API keys stored only as hashes, validation, session versions
+(changed by logout and passwd, gone with the user, added to older databases), several processes
 writing at once; and `python -m rag users ...` run as a real command against a temporary data folder."""
 from __future__ import annotations
 
@@ -90,6 +91,56 @@ def test_set_password_and_remove(users):
     assert users.remove("alice") is True
     assert users.remove("alice") is False
     assert not users.verify("alice", "a new password") and users.list() == []
+
+
+# ------------------------------------------------------------------------------------ session versions
+def test_session_versions(users):
+    users.add("alice", PASSWORD)
+    users.add("bob", PASSWORD)
+    first, bobs = users.session_version("alice"), users.session_version("bob")
+    assert isinstance(first, str) and len(first) >= 32 and first != bobs
+    assert users.session_version("alice") == first  # stable while nothing happens
+    assert users.end_sessions("alice") is True
+    after_logout = users.session_version("alice")
+    assert after_logout not in (first, None)
+    users.set_password("alice", "a new password")
+    assert users.session_version("alice") not in (after_logout, first, None), "a new password ends sessions"
+    assert users.session_version("bob") == bobs, "other users' sessions go on"
+    last = users.session_version("alice")
+    users.remove("alice")
+    assert users.session_version("alice") is None
+    users.add("alice", PASSWORD)
+    assert users.session_version("alice") not in (last, after_logout, first, None), \
+        "a name added again does not revive the old user's tokens"
+    assert users.end_sessions("nobody") is False and users.session_version("nobody") is None
+    assert users.session_version(None) is None
+
+
+def test_a_session_version_read_sees_another_writers_change(users):
+    """The reads go through a connection kept open: each must still see what another process committed."""
+    users.add("alice", PASSWORD)
+    seen = users.session_version("alice")
+    Users(users.path).end_sessions("alice")  # another instance, another connection
+    assert users.session_version("alice") not in (seen, None)
+    code = f"from rag.users import Users; Users({str(users.path)!r}).end_sessions('alice')"
+    before = users.session_version("alice")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT).returncode == 0
+    assert users.session_version("alice") not in (before, None)
+
+
+def test_an_older_database_gets_session_versions(tmp_path):
+    path = tmp_path / "users.sqlite3"
+    with sqlite3.connect(path) as conn:  # the schema before session versions
+        conn.execute("CREATE TABLE users (name TEXT PRIMARY KEY, password TEXT NOT NULL, "
+                     "api_key_sha256 TEXT UNIQUE, created_at REAL NOT NULL)")
+        conn.execute("INSERT INTO users VALUES ('alice', ?, NULL, 1.0), ('bob', ?, NULL, 2.0)",
+                     (hash_password(PASSWORD), hash_password(PASSWORD)))
+    conn.close()
+    users = Users(path)
+    versions = {name: users.session_version(name) for name in ("alice", "bob")}
+    assert all(isinstance(v, str) and len(v) >= 32 for v in versions.values()) and len(set(versions.values())) == 2
+    assert users.verify("alice", PASSWORD) and [u.name for u in users.list()] == ["alice", "bob"]
+    assert Users(path).session_version("alice") == versions["alice"], "opened again: migrated once"
 
 
 def test_list(users):
@@ -213,9 +264,17 @@ def test_cli_add_list_passwd_key(tmp_path):
     assert lines[0].split() == ["NAME", "CREATED", "API", "KEY"]
     assert [ln.split()[0] for ln in lines[1:]] == ["alice", "bob"] and all(ln.endswith("yes") for ln in lines[1:])
 
+    version = users.session_version("alice")
     res = rag_users(data, "passwd", "alice", "--password-stdin", stdin="another password\n")
     assert res.returncode == 0, res.stderr
     assert users.verify("alice", "another password") and not users.verify("alice", PASSWORD)
+    assert "signed out" in res.stdout and users.session_version("alice") not in (version, None)
+
+    version = users.session_version("alice")
+    res = rag_users(data, "logout", "alice")
+    assert res.returncode == 0, res.stderr
+    assert "Signed alice out" in res.stdout and users.session_version("alice") not in (version, None)
+    assert users.verify("alice", "another password") and users.user_for_api_key(key) == "alice"
 
     res = rag_users(data, "key", "alice")
     assert res.returncode == 0, res.stderr
@@ -231,6 +290,7 @@ def test_cli_add_list_passwd_key(tmp_path):
     (["passwd", "nobody", "--password-stdin"], PASSWORD + "\n", "no user named 'nobody'"),
     (["key", "nobody"], "", "no user named 'nobody'"),
     (["remove", "nobody"], "", "no user named 'nobody'"),
+    (["logout", "nobody"], "", "no user named 'nobody'"),
 ])
 def test_cli_errors_are_one_readable_line(tmp_path, args, stdin, words):
     res = rag_users(tmp_path / "data", *args, stdin=stdin)

@@ -3,6 +3,7 @@ token stops working at once on an authenticated HTTP route and on the Socket.IO 
 `rag users passwd`, `rag users remove` (the real CLI, run against the server's data folder while it runs),
 after a change of LRC_AUTH and after LRC_TOKEN_HOURS; password guessing gets 429 + Retry-After after
 LRC_LOGIN_ATTEMPTS failures, while another user still signs in and the same user can after the wait.
+The throttle's arithmetic and the cost of the token check (it runs on the event loop) are tested alone too.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import pytest
 import chainlit_server
 from conftest import PASSWORDS, REPO_ROOT, start
 
-pytestmark = [pytest.mark.security, pytest.mark.slow]
+pytestmark = [pytest.mark.security]
+slow = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +91,7 @@ def users_cli(target, *args: str, stdin: str = "") -> subprocess.CompletedProces
 
 
 # ------------------------------------------------------------------------------------ ending sessions
+@slow
 def test_logout_ends_every_token_of_the_user(server):
     token = sign_in(server, "alice", PASSWORDS["alice"])
     other_browser = sign_in(server, "alice", PASSWORDS["alice"])
@@ -103,6 +106,7 @@ def test_logout_ends_every_token_of_the_user(server):
     assert works(server, sign_in(server, "alice", PASSWORDS["alice"])) == WORKS, "and she can sign in again"
 
 
+@slow
 def test_users_passwd_ends_the_sessions(server):
     token = sign_in(server, "bob", PASSWORDS["bob"])
     assert works(server, token) == WORKS
@@ -114,6 +118,7 @@ def test_users_passwd_ends_the_sessions(server):
     users_cli(server, "passwd", "bob", "--password-stdin", stdin=PASSWORDS["bob"] + "\n")
 
 
+@slow
 def test_users_remove_ends_the_sessions(server):
     token = sign_in(server, "carol", PASSWORDS["carol"])
     assert works(server, token) == WORKS
@@ -125,6 +130,7 @@ def test_users_remove_ends_the_sessions(server):
     assert whoami(server, sign_in(server, "carol", PASSWORDS["carol"])) == 200
 
 
+@slow
 def test_a_forged_or_old_style_token_is_refused(server):
     import jwt
 
@@ -137,6 +143,7 @@ def test_a_forged_or_old_style_token_is_refused(server):
 
 
 # ------------------------------------------------------------------------------------ guessing
+@slow
 def test_password_guessing_is_slowed_without_locking_out(server):
     attempts = 5  # the default of settings().login_attempts
     codes, started = [], time.monotonic()
@@ -161,6 +168,7 @@ def test_password_guessing_is_slowed_without_locking_out(server):
 
 
 # ------------------------------------------------------------------------------------ mode and lifetime
+@slow
 def test_a_change_of_login_mode_or_the_lifetime_ends_tokens(tmp_path):
     first = start(tmp_path, users=True)
     try:
@@ -190,3 +198,98 @@ def test_a_change_of_login_mode_or_the_lifetime_ends_tokens(tmp_path):
         assert works(short, token) == REFUSED, "a token older than LRC_TOKEN_HOURS is refused"
     finally:
         chainlit_server.stop(short.proc)
+
+
+# ------------------------------------------------------------------------------------ the parts alone
+def test_the_throttle_counts_per_name_and_per_address():
+    from rag.chat.sessions import LoginThrottle
+
+    t = LoginThrottle(3, window=600, backoff=30, cap=120, address_factor=4)
+    assert [t.begin("alice", "10.0.0.1", now=i) for i in range(3)] == [0, 0, 0]  # three tries, all failed
+    assert t.begin("alice", "10.0.0.2", now=3) == pytest.approx(29), "the name is held from any address"
+    assert t.begin("ALICE", "10.0.0.2", now=3) > 0, "whatever the case"
+    assert t.begin("bob", "10.0.0.1", now=3) == 0, "another name from the same address still tries"
+    assert t.begin("alice", "10.0.0.1", now=32.5) == 0, "after the back-off one more try"
+    assert t.begin("alice", "10.0.0.1", now=33) == pytest.approx(59.5), "which doubles the next wait"
+    for i in range(8):
+        t.begin("alice", "10.0.0.1", now=1000 + i * 200)
+    assert t.begin("alice", "10.0.0.1", now=2401) <= 120, "capped"
+    t.succeeded("alice", "10.0.0.1")
+    assert t.begin("alice", "10.0.0.1", now=2402) == 0, "a success clears the count"
+
+
+def test_the_throttle_holds_an_address_that_guesses_many_names():
+    from rag.chat.sessions import LoginThrottle
+
+    t = LoginThrottle(3, window=600, backoff=30, cap=120, address_factor=4)
+    waits = [t.begin(f"user{i}", "10.0.0.9", now=i) for i in range(13)]
+    assert waits[:12] == [0] * 12 and waits[12] > 0, waits
+    assert t.begin("user99", "10.0.0.8", now=13) == 0, "another address is not held"
+    assert t.begin("user99", "10.0.0.9", now=12 + 600.5) == 0, "old failures leave the window"
+
+
+def test_the_throttle_stays_small():
+    from rag.chat.sessions import LoginThrottle
+
+    t = LoginThrottle(3, max_keys=100)
+    for i in range(1000):
+        t.begin(f"user{i}", f"10.0.{i // 250}.{i % 250}", now=i)
+    assert len(t._failures) <= 100
+
+
+@pytest.fixture
+def password_env(tmp_path, monkeypatch):
+    from rag.users import Users
+
+    monkeypatch.setenv("LRC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("LRC_AUTH", "password")
+    monkeypatch.setenv("CHAINLIT_AUTH_SECRET", "a test secret of forty-eight characters, or so..")
+    Users(tmp_path / "users.sqlite3").add("alice", PASSWORDS["alice"])
+    return tmp_path
+
+
+def test_the_token_check_is_cheap_enough_for_the_event_loop(password_env):
+    import chainlit as cl
+
+    from rag.chat import sessions
+
+    from chainlit.auth.jwt import decode_jwt as chainlits_own
+
+    token = sessions.make_token(cl.User(identifier="alice"))
+    assert sessions.decode_token(token).identifier == "alice" and chainlits_own(token).identifier == "alice"
+
+    def per_call(decode) -> float:
+        n, started = 500, time.perf_counter()
+        for _ in range(n):
+            decode(token)
+        return (time.perf_counter() - started) / n
+
+    ours, theirs = per_call(sessions.decode_token), per_call(chainlits_own)
+    print(f"token check with the session version read: {ours * 1e6:.0f} us (Chainlit's decode alone: "
+          f"{theirs * 1e6:.0f} us)")
+    assert ours < 0.010, f"{ours * 1e3:.2f} ms per token check"
+    assert ours < 5 * theirs + 0.001, "the checks add little to Chainlit's own decoding"
+
+
+def test_a_renewed_token_keeps_its_login_time(password_env, monkeypatch):
+    """POST /auth/jwt swaps a token for a fresh one (decode, then create, in one request): the fresh one
+    must not outlive LRC_TOKEN_HOURS counted from the password login."""
+    import contextvars
+
+    import chainlit as cl
+    import jwt
+
+    from rag.chat import sessions
+
+    token = sessions.make_token(cl.User(identifier="alice"))
+    login = jwt.decode(token, options={"verify_signature": False})["lrc_login"]
+    time.sleep(0.05)
+
+    def renew():
+        return sessions.make_token(sessions.decode_token(token))
+
+    renewed = jwt.decode(contextvars.copy_context().run(renew), options={"verify_signature": False})
+    assert renewed["lrc_login"] == login and renewed["exp"] == pytest.approx(login + 24 * 3600)
+    monkeypatch.setenv("LRC_AUTH", "none")
+    with pytest.raises(sessions.SessionEnded, match="another login mode"):
+        sessions.decode_token(token)
