@@ -1,5 +1,7 @@
 """Load + chunk one file (``prepare``): the same step in a loader process (``worker.py``) and in the
-loader thread of the pool (``pool.py``)."""
+loader thread of the pool (``pool.py``). In a loader process a ``MemoryError`` is the file needing more
+than the process's memory limit (``limits``) and is reported as such; in a thread (no limit can apply to
+one file there) it is reported as the server running out of memory for that file."""
 from __future__ import annotations
 
 import hashlib
@@ -7,6 +9,7 @@ from typing import Callable
 
 from rag.ingest import loaders
 from rag.ingest.chunking import Chunker
+from rag.ingest.loaders.errors import MemoryLimit
 from rag.ingest.records import Failed, FileJob, Loaded, LoaderConfig, LoadResult, OcrPage, Unchanged
 
 Note = Callable[[OcrPage], None]  # told before each page a loader reads by OCR
@@ -36,6 +39,10 @@ def prepare(job: FileJob, chunker: Chunker, config: LoaderConfig, note: Note | N
         return Loaded(job, h, doc, drafts)
     except loaders.LoaderError as exc:
         return Failed(job, str(exc))
+    except MemoryError:  # past the loader process's memory limit (what it held is freed on the way out)
+        if config.memory_mb:
+            return Failed(job, str(MemoryLimit(path, config.memory_mb)))
+        return Failed(job, f"{path.name}: ran out of memory while reading it")
     except OSError as exc:
         return Failed(job, f"{path.name}: {exc.strerror or exc}")
     except Exception as exc:  # a loader bug must not stop the batch

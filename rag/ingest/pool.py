@@ -7,8 +7,9 @@ Measured behaviour kept here (docs/BENCHMARKS.md, "Ingest throughput"; why in ``
 - with 2 processes the largest files go first (a big file loading alone at the end wastes a core);
 - the processes are stopped (SIGSTOP) while the model computes a batch (``paused()``) and continued
   while the embedding side waits for chunks or saves;
-- a loader process that dies fails only the file it was reading and the rest is loaded in a
-  thread; one that cannot start changes nothing but where the files are loaded;
+- a loader process that dies fails only the file it was reading (named with the limit it hit:
+  ``limits``) and a new process loads the rest; one that cannot start changes nothing but where the
+  files are loaded (a thread, where only the loaders' own caps apply);
 - each loader process leads its own process group, so pausing (and killing) it reaches the OCR
   commands it runs (tesseract, pdftoppm) too; its ``OcrPage`` records go to ``note`` as they come.
 
@@ -26,10 +27,12 @@ import subprocess
 import sys
 import threading
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 from rag.config import offline_env
+from rag.ingest import limits
 from rag.ingest.chunking import Chunker
 from rag.ingest.loaders import BINARY_EXTS
 from rag.ingest.records import Failed, FileJob, LoaderConfig, LoadResult, OcrPage
@@ -71,6 +74,13 @@ def process_count(jobs: list[FileJob], configured: int) -> int:
     return min(n, len(jobs))
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
 def can_pause() -> bool:
     return hasattr(os, "kill") and hasattr(signal, "SIGSTOP")
 
@@ -102,14 +112,20 @@ class LoaderProcess:
         pickle.dump(message, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
         self.proc.stdin.flush()
 
-    def died_reading(self, job: FileJob, exc: Exception) -> Failed:
-        """The result for the job the process was reading when it stopped (or its pipe broke)."""
+    def died_reading(self, job: FileJob, exc: Exception, config: LoaderConfig) -> Failed:
+        """The result for the job the process was reading when it stopped (or its pipe broke): a limit
+        it hit (``limits.death_reason``) or how it ended."""
         try:  # the pipe can close a moment before the process is reaped
             code = self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             code = None
-        how = f"exit code {code}" if code is not None else type(exc).__name__
-        return Failed(job, f"{job.path.name}: the loader process stopped while reading it ({how})")
+        if code is None:
+            how = type(exc).__name__
+        elif code < 0:
+            how = f"signal {_signal_name(-code)}"
+        else:
+            how = f"exit code {code}"
+        return Failed(job, limits.death_reason(job.path.name, code, config.memory_mb, config.cpu_seconds, how))
 
     def finish(self, wait: float) -> None:
         """End the process: up to ``wait`` seconds to exit by itself, then killed; pipes closed."""
@@ -260,22 +276,41 @@ class LoaderPool:
                 self._results.put(None)
 
     def _load_here(self) -> None:
+        """Load in this thread: the server's own process, where no per-file limit can be set (see
+        ``limits``); the loaders' own caps still apply."""
+        config = replace(self.config, memory_mb=0, cpu_seconds=0)
         while (job := self._take()) is not None:
-            self._put(prepare(job, self._chunker(), self.config, self._note))
+            self._put(prepare(job, self._chunker(), config, self._note))
 
     def _feed(self, feeder: LoaderProcess) -> None:
-        """Feed one loader process job by job; if it dies, the rest is loaded in this thread."""
-        current = None
+        """Feed loader processes job by job. One that dies reading a file (a limit it hit, a crash) fails
+        that file and is replaced by a new one; if none can be started, the rest is loaded in this thread."""
+        while feeder is not None:
+            current = None
+            try:
+                feeder.start(self.config)
+                while (job := self._take()) is not None:
+                    current = job
+                    result = feeder.load(job, self._note)
+                    current = None
+                    self._put(result)
+                return
+            except Exception as exc:  # the process could not start or died: never lose the batch
+                if current is not None:
+                    self._put(feeder.died_reading(current, exc, self.config))
+            finally:
+                feeder.finish(wait=0 if self._stop.is_set() else 5)
+            # died reading a file: a new process for the rest; never started (or died between files): here
+            feeder = self._replacement() if current is not None else None
+        self._load_here()
+
+    def _replacement(self) -> LoaderProcess | None:
+        """A new loader process for the next files (None when the run is stopping or none can start)."""
+        if self._stop.is_set():
+            return None
         try:
-            feeder.start(self.config)
-            while (job := self._take()) is not None:
-                current = job
-                result = feeder.load(job, self._note)
-                current = None
-                self._put(result)
-        except Exception as exc:  # the process could not start or died: never lose the batch
-            if current is not None:
-                self._put(feeder.died_reading(current, exc))
-            self._load_here()
-        finally:
-            feeder.finish(wait=0 if self._stop.is_set() else 5)
+            proc = start_loader_process()
+        except OSError:
+            return None
+        self.processes.append(proc)
+        return LoaderProcess(proc)

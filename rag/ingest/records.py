@@ -23,13 +23,16 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class LoaderConfig:
     """What a loader (process or thread) needs: the model's tokenizer folder and window (for the
-    chunker), the size limit, the loader processes' nice value, and how OCR runs."""
+    chunker), the size limit, the loader processes' nice value, how OCR runs, and the loader processes'
+    limits (``rag.ingest.limits``: MiB of memory, seconds of CPU per file; 0: none)."""
 
     model_path: str
     window: int
     max_file_mb: float = 50.0
     nice: int = 0
     ocr: OcrOptions = field(default_factory=OcrOptions)
+    memory_mb: int = 0
+    cpu_seconds: int = 0
 
 
 @dataclass(frozen=True)

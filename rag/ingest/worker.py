@@ -17,6 +17,8 @@ job with zero or more ``OcrPage`` records (progress: a page it reads by OCR) fol
 result (``Loaded`` | ``Unchanged`` | ``Failed``). A dead parent closes the pipes and the child exits
 (and on Linux it is killed with the parent). OCR runs ``tesseract`` and ``pdftoppm`` as children of
 this process, in its process group (``pool.start_loader_process``), so pausing the group pauses them too.
+Each process holds at most ``LoaderConfig.memory_mb`` of data and spends at most ``cpu_seconds`` of CPU per
+file (``rag.ingest.limits``): a file past them fails alone, and the pool replaces a process that it ended.
 
     python -m rag.ingest.worker        # started by rag.ingest.pool, not by hand
 """
@@ -26,6 +28,7 @@ import os
 import pickle
 import sys
 
+from rag.ingest import limits
 from rag.ingest.chunking import Chunker
 from rag.ingest.loading import prepare
 from rag.ingest.records import FileJob, Loaded, LoaderConfig
@@ -63,6 +66,7 @@ def main() -> int:
     except (OSError, ValueError):
         pass
     chunker = Chunker.for_model(config.model_path, config.window)
+    limits.limit_memory(config.memory_mb)  # after the tokenizer: the limit is for what a file makes us hold
     _send(out, READY)
     while True:
         try:
@@ -71,6 +75,7 @@ def main() -> int:
             return 0
         if job is None:
             return 0
+        limits.arm_cpu(config.cpu_seconds)  # this file's CPU time from now on
         result = prepare(job, chunker, config, note=lambda page: _send(out, page))
         if isinstance(result, Loaded):
             result.document.blocks = []  # the parent needs kind, pages and contents pages only

@@ -1,5 +1,5 @@
 """Loading in separate processes (rag/ingest/pool.py, rag/ingest/worker.py): the same chunks as loading in
-a thread, and a loader process that dies or never starts loses nothing but the file it was reading. Real
+a thread, and a loader process that dies (and is replaced) or never starts loses nothing but the file it was reading. Real
 processes, real PDF pages, the real model."""
 from __future__ import annotations
 
@@ -64,14 +64,22 @@ def test_processes_give_the_same_chunks_as_a_thread(tmp_path, embedder, small_pd
 def test_a_dying_loader_process_fails_only_its_file(tmp_path, embedder, small_pdf, monkeypatch):
     docs = write_md(tmp_path / "docs")
     monkeypatch.setenv("LRC_INGEST_WORKERS", "1")
-    monkeypatch.setattr(pool, "start_loader_process", lambda: subprocess.Popen(
-        [sys.executable, "-c", DYING_LOADER], stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+    real_start, started = pool.start_loader_process, []
+
+    def first_one_dies():  # the first process dies on its first file; its replacement is a real one
+        proc = real_start() if started else subprocess.Popen(
+            [sys.executable, "-c", DYING_LOADER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        started.append(proc)
+        return proc
+
+    monkeypatch.setattr(pool, "start_loader_process", first_one_dies)
     lib = Library(tmp_path / "index")
     report = lib.ingest([docs, small_pdf])
     assert len(report.failed) == 1, report.failed
     path, reason = report.failed[0]
     assert "loader process stopped" in reason and "exit code 9" in reason, reason
-    assert len(report.added) == 2  # the others were loaded in this process
+    assert len(report.added) == 2  # the others were loaded by the process that replaced it
+    assert len(started) == 2 and started[1].returncode == 0  # replaced, and the replacement ended cleanly
     assert lib.stats().files == 2 and lib.stats().missing == []
     monkeypatch.undo()
     again = lib.ingest([docs, small_pdf])  # a re-run (real loader processes) completes it

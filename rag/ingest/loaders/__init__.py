@@ -16,8 +16,9 @@ from pathlib import Path
 
 from rag.ingest.loaders.base import Block, Document, first_heading
 from rag.ingest.loaders.docx import load_docx
-from rag.ingest.loaders.errors import (BinaryFile, CorruptFile, EmptyFile, EncryptedFile, FileTooLarge, LoaderError,
-                                       NoTextLayer, UndecodableText, UnsupportedType, too_large)
+from rag.ingest.loaders.errors import (BinaryFile, CompressionLimit, CorruptFile, CpuLimit, EmptyFile, EncryptedFile,
+                                       FileTooLarge, LoaderError, MemoryLimit, NoTextLayer, TooManyPages, TooManyPixels,
+                                       UndecodableText, UnpackLimit, UnsupportedType, too_large)
 from rag.ingest.loaders.html import html_blocks
 from rag.ingest.loaders.image import IMAGE_EXTS, is_image, load_image
 from rag.ingest.loaders.markdown import markdown_blocks
@@ -32,7 +33,8 @@ from rag.ingest.loaders.text import decode_text, plain_blocks
 __all__ = ["Block", "Document", "load", "kind_for", "is_supported", "decode_text", "is_contents_page",
            "is_reference_line", "too_large", "SUPPORTED_EXTS", "TEXT_EXTS", "BINARY_EXTS", "LoaderError", "BinaryFile", "CorruptFile",
            "EmptyFile", "EncryptedFile", "FileTooLarge", "NoTextLayer", "UndecodableText", "UnsupportedType", "NoTextFound",
-           "OcrOptions", "OcrUnavailable", "IMAGE_EXTS"]
+           "OcrOptions", "OcrUnavailable", "IMAGE_EXTS", "UnpackLimit", "CompressionLimit", "TooManyPages",
+           "TooManyPixels", "MemoryLimit", "CpuLimit"]
 
 TEXT_EXTS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown",
              ".rst": "rst", ".html": "html", ".htm": "html", ".xhtml": "html"}

@@ -1,18 +1,20 @@
 """Images (.png, .jpg/.jpeg, .tif/.tiff): their text, read by OCR (``ocr``). Each frame is a page (a
 multi-page TIFF has several, cited by number; a single image cites none; ``LRC_OCR_MAX_PAGES`` applies). Pillow decodes the image (a damaged one
 is a ``CorruptFile``), lays a transparent one on white, and hands each frame to Tesseract as a grey
-PGM with the image's own resolution when it records one. The page's lines then become Blocks as a PDF
+PGM with the image's own resolution when it records one. An image (or a TIFF frame) over
+``LRC_OCR_MAX_PIXELS`` is refused (a frame: left out with a warning) from its header, before it is decoded. The page's lines then become Blocks as a PDF
 page's do (numbered headings, running headers of a multi-page scan), all marked ``ocr``."""
 from __future__ import annotations
 
 import io
+import re
 import threading
 from pathlib import Path
 
 from rag.ingest.loaders import ocr as ocr_mod
 from rag.ingest.loaders import pdf_layout as layout
 from rag.ingest.loaders.base import Block, Document, first_heading
-from rag.ingest.loaders.errors import CorruptFile, FileTooLarge, LoaderError
+from rag.ingest.loaders.errors import CorruptFile, LoaderError, TooManyPixels
 from rag.ingest.loaders.pdf import page_blocks
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -28,7 +30,7 @@ def load_image(path: Path, data: bytes, ocr: ocr_mod.OcrOptions | None = None,
     options = ocr or ocr_mod.OcrOptions.from_settings()
     if options.max_pages <= 0:
         raise ocr_mod.OcrUnavailable(path, "OCR is off (LRC_OCR_MAX_PAGES=0)")
-    image = _open(path, data)
+    image = _open(path, data, options)
     frames = max(1, int(getattr(image, "n_frames", 1) or 1))
     todo, warnings = ocr_mod.limited(list(range(1, frames + 1)), options)
     lock = threading.Lock()  # one frame decoded at a time (a Pillow image is not thread-safe); OCR runs in parallel
@@ -36,7 +38,9 @@ def load_image(path: Path, data: bytes, ocr: ocr_mod.OcrOptions | None = None,
     def frame(page: int):
         def run() -> tuple[bytes, int | None]:
             with lock:
-                image.seek(page - 1)
+                image.seek(page - 1)  # the frame's header: its size is known before it is decoded
+                if options.too_many_pixels(*image.size):
+                    raise RuntimeError(_pixels(image.size, options))
                 return _pgm(image), _dpi(image)
         return run
 
@@ -58,17 +62,33 @@ def load_image(path: Path, data: bytes, ocr: ocr_mod.OcrOptions | None = None,
                     warnings=warnings, ocr_pages=sorted(got.texts))
 
 
-def _open(path: Path, data: bytes):
+def _pixels(size: tuple[int, int], options: ocr_mod.OcrOptions) -> str:
+    w, h = size
+    return f"{w} x {h} = {w * h / 1e6:.1f} million pixels > LRC_OCR_MAX_PIXELS={options.max_pixels}; scale it down"
+
+
+def _open(path: Path, data: bytes, options: ocr_mod.OcrOptions):
+    """The image with its first frame decoded, once its header says it is within ``options.max_pixels``
+    (Pillow's own decompression-bomb guard set to the same cap: it also covers what the header check does not
+    see)."""
     try:
         from PIL import Image
     except ImportError as exc:  # pragma: no cover - dependency missing
         raise LoaderError(path, f"Pillow is not installed: {exc}") from None
+    if options.max_pixels:
+        Image.MAX_IMAGE_PIXELS = options.max_pixels  # Pillow refuses twice this at open, warns above it
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data))  # reads the header only
+        if options.too_many_pixels(*image.size):
+            raise TooManyPixels(path, _pixels(image.size, options))
         image.load()
         return image
+    except TooManyPixels:
+        raise
     except Image.DecompressionBombError as exc:
-        raise FileTooLarge(path, f"too many pixels to read: {exc}"[:200]) from None
+        found = re.search(r"\((\d+) pixels\)", str(exc))  # Pillow's guard names the size, not the sides
+        pixels = f"{int(found.group(1)) / 1e6:.1f} million pixels" if found else "more pixels"
+        raise TooManyPixels(path, f"{pixels} > LRC_OCR_MAX_PIXELS={options.max_pixels}; scale it down") from None
     except Exception as exc:  # Pillow raises many kinds on damaged files
         raise CorruptFile(path, f"not a readable image: {type(exc).__name__}: {exc}"[:240]) from None
 

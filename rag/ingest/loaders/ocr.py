@@ -12,13 +12,16 @@ threads made a page 4x slower on 2 cores: 7.3 s vs 1.8 s) and ``OcrOptions.jobs`
 once instead (the loader pool gives each loader process its share of the cores).
 
 A file reads at most ``OcrOptions.max_pages`` scanned pages (``LRC_OCR_MAX_PAGES``); the others are
-left out and ``OcrPages.warnings`` says so. A missing command (or language data) is an
+left out and ``OcrPages.warnings`` says so. A page image holds at most ``OcrOptions.max_pixels``
+(``LRC_OCR_MAX_PIXELS``): a PDF page larger than that at 300 dpi is rendered at a lower resolution (or left
+out below ``MIN_DPI``), with a warning; an image over it is refused from its header (``image``). A missing command (or language data) is an
 ``OcrUnavailable`` error: the file fails with the install command and is read once OCR is installed
 (it was never recorded as indexed). ``progress(page, step, steps)`` is called before each page is
 waited for, in order: "OCR page step/steps".
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -33,6 +36,7 @@ from rag.ingest.loaders.errors import LoaderError
 
 Progress = Callable[[int, int, int], None]  # (page number, step, steps): "OCR page step/steps"
 PAGE_TIMEOUT_S = 600  # a hung command, not a slow page (the loader may be paused while the model computes)
+MIN_DPI = 70  # a page rendered coarser is not worth reading (Tesseract needs ~10 px letters)
 MIN_TEXT_CHARS = 4  # OCR output with fewer letters/digits is no text (noise, a blank scan)
 INSTALL_HINT = "install it with `make ocr` (or `apt-get install tesseract-ocr poppler-utils`)"
 _ALNUM = re.compile(r"[^\W_]", re.U)
@@ -56,6 +60,7 @@ class OcrOptions:
     pdftoppm: str = "pdftoppm"
     dpi: int = 300  # PDF pages are rendered at this resolution
     jobs: int = 1  # pages read at once (tesseract processes)
+    max_pixels: int = 40_000_000  # pixels of one page image (LRC_OCR_MAX_PIXELS; 0: no cap)
 
     @classmethod
     def from_settings(cls, jobs: int = 1) -> "OcrOptions":
@@ -63,7 +68,19 @@ class OcrOptions:
 
         s = settings()
         return cls(max_pages=max(0, s.ocr_max_pages), lang=s.ocr_lang or "eng", tesseract=s.tesseract or "tesseract",
-                   jobs=max(1, jobs))
+                   jobs=max(1, jobs), max_pixels=max(0, s.ocr_max_pixels))
+
+    def too_many_pixels(self, width: int, height: int) -> bool:
+        return 0 < self.max_pixels < width * height
+
+    def render_dpi(self, width_pt: float, height_pt: float) -> int | None:
+        """The resolution a PDF page of this size (points) is rendered at: ``dpi``, or lower when that makes
+        more than ``max_pixels``; None when even ``MIN_DPI`` does."""
+        pixels = (width_pt * self.dpi / 72) * (height_pt * self.dpi / 72)
+        if not 0 < self.max_pixels < pixels:
+            return self.dpi
+        dpi = int(self.dpi * math.sqrt(self.max_pixels / pixels))
+        return dpi if dpi >= MIN_DPI else None
 
 
 @dataclass
@@ -163,11 +180,36 @@ def _read(reader: _Reader, images: list[Callable[[], tuple[bytes, int | None]]],
     return out
 
 
+def fitted(pages: list[int], sizes: dict[int, tuple[float, float]],
+           options: OcrOptions) -> tuple[list[int], dict[int, int], list[str]]:
+    """The pages to render, each one's resolution, and warnings: a page (``sizes``: its width and height in
+    points) larger than ``options.max_pixels`` at ``options.dpi`` is rendered at a lower resolution, or left
+    out when even ``MIN_DPI`` is too many pixels."""
+    todo, dpis, warnings = [], {}, []
+    for page in pages:
+        w, h = sizes.get(page, (0.0, 0.0))
+        dpi = options.render_dpi(w, h)
+        cap = f"LRC_OCR_MAX_PIXELS={options.max_pixels}"
+        if dpi is None:
+            warnings.append(f"page {page}: not read by OCR: {w:.0f} x {h:.0f} pt is more than {cap} "
+                            f"even at {MIN_DPI} dpi")
+            continue
+        if dpi != options.dpi:
+            warnings.append(f"page {page}: read by OCR at {dpi} dpi instead of {options.dpi} ({cap})")
+        todo.append(page)
+        dpis[page] = dpi
+    return todo, dpis, warnings
+
+
 def read_pdf_pages(path: Path, data: bytes, pages: list[int], options: OcrOptions,
-                   progress: Progress | None = None) -> OcrPages:
-    """OCR of a PDF's ``pages`` (1-based), each rendered by pdftoppm at ``options.dpi``."""
+                   progress: Progress | None = None, sizes: dict[int, tuple[float, float]] | None = None) -> OcrPages:
+    """OCR of a PDF's ``pages`` (1-based), each rendered by pdftoppm at ``options.dpi`` (lower for a page
+    that would be more than ``options.max_pixels``; ``sizes``: the pages' width and height in points)."""
     if not pages:
         return OcrPages()
+    pages, dpis, warnings = fitted(pages, sizes or {}, options)
+    if not pages:
+        return OcrPages(warnings=warnings)
     pdftoppm = _command(path, options.pdftoppm, "pdftoppm (poppler-utils)")
     reader = _Reader(path, options)  # tesseract checked before the PDF is written out
     with tempfile.TemporaryDirectory(prefix="rag-ocr-") as tmp:
@@ -176,12 +218,14 @@ def read_pdf_pages(path: Path, data: bytes, pages: list[int], options: OcrOption
 
         def render(page: int) -> Callable[[], tuple[bytes, int | None]]:
             def run() -> tuple[bytes, int | None]:
-                cmd = [pdftoppm, "-r", str(options.dpi), "-gray", "-f", str(page), "-l", str(page), str(pdf)]
+                cmd = [pdftoppm, "-r", str(dpis[page]), "-gray", "-f", str(page), "-l", str(page), str(pdf)]
                 done = subprocess.run(cmd, capture_output=True, timeout=PAGE_TIMEOUT_S)
                 if done.returncode != 0 or not done.stdout:
                     err = done.stderr.decode("utf-8", "replace").strip().splitlines()
                     raise RuntimeError(f"the page could not be rendered: {err[-1][:160] if err else done.returncode}")
-                return done.stdout, options.dpi
+                return done.stdout, dpis[page]
             return run
 
-        return _read(reader, [render(p) for p in pages], pages, progress)
+        got = _read(reader, [render(p) for p in pages], pages, progress)
+    got.warnings[:0] = warnings
+    return got

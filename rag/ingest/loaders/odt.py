@@ -1,6 +1,6 @@
 """OpenDocument text (.odt, LibreOffice Writer): the body's headings, paragraphs, list items and tables
 in document order, read from the package's ``content.xml`` with the standard zip reader and lxml (no
-entity expansion, no network). ``text:h`` elements (and paragraphs styled "Title", as level 1) are
+entity expansion, no network), within the unzip caps (``office.open_zip``, ``office.Reader``). ``text:h`` elements (and paragraphs styled "Title", as level 1) are
 heading Blocks; each table row becomes one text Block keeping its column names
 (``tables.grid_blocks``, the first row is the header); footnote and endnote bodies follow the paragraph
 that cites them. Like .docx, an .odt has no reliable pages (``pages`` = 0); ``start`` is the block's
@@ -8,13 +8,11 @@ character offset in ``Document.text``. A password-protected document (its manife
 data) is an ``EncryptedFile``."""
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 from rag.ingest.loaders import office
 from rag.ingest.loaders.base import Block, Document, first_heading, joined_offsets
-from rag.ingest.loaders.errors import CorruptFile, EmptyFile, EncryptedFile
+from rag.ingest.loaders.errors import EmptyFile, EncryptedFile, LoaderError
 from rag.ingest.loaders.tables import grid_blocks
 
 TEXT = "urn:oasis:names:tc:opendocument:xmlns:text:1.0"
@@ -54,28 +52,35 @@ def _open(path: Path, data: bytes):
     """(the parsed content.xml root, the title from meta.xml or "") or a LoaderError saying why not."""
     from lxml import etree
 
-    office.check_package(path, data, KIND, "an old binary Word file or a password-protected package; save it as .odt")
+    legacy = "an old binary Word file or a password-protected package; save it as .odt"
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_comments=True)
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            names = set(z.namelist())
-            if "mimetype" in names and not z.read("mimetype").strip().startswith(MIMETYPE):
-                raise office.invalid(path, KIND, f"another OpenDocument type ({z.read('mimetype')[:60].decode('ascii', 'replace')})")
-            if "META-INF/manifest.xml" in names:
-                manifest = etree.fromstring(z.read("META-INF/manifest.xml"), parser)
-                if manifest.find(f".//{_q(MANIFEST, 'encryption-data')}") is not None:
-                    raise PasswordProtected(path)
-            if "content.xml" not in names:
-                raise office.invalid(path, KIND, "no content.xml in the package")
-            root = etree.fromstring(z.read("content.xml"), parser)
-            title = ""
-            if "meta.xml" in names:
-                node = etree.fromstring(z.read("meta.xml"), parser).find(f".//{_q(DC, 'title')}")
-                title = " ".join((node.text or "").split()) if node is not None else ""
-    except (EncryptedFile, CorruptFile):
-        raise
-    except Exception as exc:  # zipfile and lxml raise many kinds on damaged packages
-        raise office.invalid(path, KIND, f"{type(exc).__name__}: {exc}") from None
+    with office.open_zip(path, data, KIND, legacy) as z:  # within the unzip caps, parts read within them too
+        try:
+            return _parts(path, office.Reader(path, z), parser)
+        except LoaderError:
+            raise
+        except Exception as exc:  # zipfile and lxml raise many kinds on damaged packages
+            raise office.invalid(path, KIND, f"{type(exc).__name__}: {exc}") from None
+
+
+def _parts(path: Path, reader: office.Reader, parser):
+    """(content.xml's root, meta.xml's title or "") read through ``reader`` (mimetype and manifest checked)."""
+    from lxml import etree
+
+    names = set(reader.z.namelist())
+    if "mimetype" in names and not (kind := reader.read("mimetype")).strip().startswith(MIMETYPE):
+        raise office.invalid(path, KIND, f"another OpenDocument type ({kind[:60].decode('ascii', 'replace')})")
+    if "META-INF/manifest.xml" in names:
+        manifest = etree.fromstring(reader.read("META-INF/manifest.xml"), parser)
+        if manifest.find(f".//{_q(MANIFEST, 'encryption-data')}") is not None:
+            raise PasswordProtected(path)
+    if "content.xml" not in names:
+        raise office.invalid(path, KIND, "no content.xml in the package")
+    root = etree.fromstring(reader.read("content.xml"), parser)
+    title = ""
+    if "meta.xml" in names:
+        node = etree.fromstring(reader.read("meta.xml"), parser).find(f".//{_q(DC, 'title')}")
+        title = " ".join((node.text or "").split()) if node is not None else ""
     return root, title
 
 

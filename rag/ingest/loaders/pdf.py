@@ -8,7 +8,12 @@ Scanned pages are read by OCR (``ocr``): a page whose text layer holds fewer tha
 page's proportions within 20 %; in a PDF with no text layer at all, any image of >= 200 px) is
 rendered and read by Tesseract; its lines then go through the same steps as extracted text, and its
 Blocks are marked ``ocr``. Pages with text are never rendered, so a PDF with a text layer loads as
-fast as before. A PDF without text and without page images (blank pages) is ``NoTextLayer``."""
+fast as before. A PDF without text and without page images (blank pages) is ``NoTextLayer``.
+
+Hostile PDFs: one with more than ``LRC_MAX_PAGES`` pages is refused (``TooManyPages``: refused rather than
+read in part, so nobody searches half a document without knowing it); a scanned page too large to render
+within ``LRC_OCR_MAX_PIXELS`` is rendered at a lower resolution, or left out with a warning (``ocr``);
+pypdf itself caps what one stream may inflate to (75 MB)."""
 from __future__ import annotations
 
 import io
@@ -19,7 +24,7 @@ from rag.ingest.loaders import ocr as ocr_mod
 from rag.ingest.loaders import pdf_layout as layout
 from rag.ingest.loaders import pypdf_patch
 from rag.ingest.loaders.base import Block, Document
-from rag.ingest.loaders.errors import CorruptFile, EmptyFile, EncryptedFile, LoaderError, NoTextLayer
+from rag.ingest.loaders.errors import CorruptFile, EmptyFile, EncryptedFile, LoaderError, NoTextLayer, TooManyPages
 
 SCANNED_MAX_CHARS = 50  # a page with fewer letters/digits in its text layer may be a scan (a stamp, a page number)
 _SCAN_MIN_SIDE = 300  # pixels: a page image, not an icon
@@ -36,11 +41,13 @@ def load_pdf(path: Path, data: bytes, ocr: ocr_mod.OcrOptions | None = None,
         if not scanned and not text_layer:
             raise NoTextLayer(path, f"{n} page(s), no text and no scanned page images")
         options = (ocr or ocr_mod.OcrOptions.from_settings()) if scanned else ocr_mod.OcrOptions()
-        ocr_pages = _read_scans(path, data, pages, scanned, options, progress, warnings)
+        ocr_pages = _read_scans(path, data, pages, scanned, options, progress, warnings, _sizes(reader, scanned))
         if not any(ln.strip() for lines in pages for ln in lines):
             if options.max_pages <= 0:
                 raise NoTextLayer(path, f"{len(scanned)} scanned page(s) and OCR is off (LRC_OCR_MAX_PAGES=0)")
-            raise ocr_mod.NoTextFound(path, f"{min(len(scanned), options.max_pages)} scanned page(s) read")
+            too_big = [w for w in warnings if "LRC_OCR_MAX_PIXELS" in w]
+            raise ocr_mod.NoTextFound(path, f"{min(len(scanned), options.max_pages)} scanned page(s) read"
+                                      + (f"; {too_big[0]}" if too_big else ""))
         outline = _outline_titles(reader)
         drop = layout.running_lines(pages, outline)
         contents = [i + 1 for i, lines in enumerate(pages) if layout.is_contents_page(lines)]
@@ -64,8 +71,20 @@ def load_pdf(path: Path, data: bytes, ocr: ocr_mod.OcrOptions | None = None,
                         contents_pages=contents, warnings=warnings, ocr_pages=sorted(ocr_pages))
 
 
+def _sizes(reader, numbers: list[int]) -> dict[int, tuple[float, float]]:
+    """Width and height (points) of the area pdftoppm renders (the crop box) of these pages (1-based)."""
+    out = {}
+    for p in numbers:
+        try:
+            box = reader.pages[p - 1].cropbox
+            out[p] = (abs(float(box.width)), abs(float(box.height)))
+        except Exception:  # an unreadable box: rendered as pdftoppm sees it
+            continue
+    return out
+
+
 def _read_scans(path: Path, data: bytes, pages: list[list[str]], scanned: list[int], options: ocr_mod.OcrOptions,
-                progress, warnings: list[str]) -> set[int]:
+                progress, warnings: list[str], sizes: dict[int, tuple[float, float]]) -> set[int]:
     """OCR of the scanned pages (within the limit) into ``pages``; the pages whose text came from OCR."""
     if not scanned:
         return set()
@@ -73,7 +92,7 @@ def _read_scans(path: Path, data: bytes, pages: list[list[str]], scanned: list[i
         warnings.append(f"{len(scanned)} scanned page(s) not read: OCR is off (LRC_OCR_MAX_PAGES=0)")
         return set()
     todo, notes = ocr_mod.limited(scanned, options)
-    got = ocr_mod.read_pdf_pages(path, data, todo, options, progress)
+    got = ocr_mod.read_pdf_pages(path, data, todo, options, progress, sizes)
     warnings.extend(notes + got.warnings)
     blank = [p for p in got.read if p not in got.texts]
     if blank:
@@ -158,6 +177,7 @@ def _open(path: Path, data: bytes):
                 ok = 0
             if not ok:
                 raise EncryptedFile(path)
+        _check_pages(path, reader)
         n = len(reader.pages)
     except LoaderError:
         raise
@@ -168,6 +188,23 @@ def _open(path: Path, data: bytes):
     if n == 0:
         raise CorruptFile(path, "no pages")
     return reader, n
+
+
+def _check_pages(path: Path, reader) -> None:
+    """A PDF over ``LRC_MAX_PAGES`` is refused, by the count its page tree declares before the tree is
+    walked (a hostile file can declare millions of pages), then by the pages found."""
+    from rag.config import settings
+
+    cap = settings().max_pages
+    if cap <= 0:
+        return
+    try:
+        declared = int(reader.trailer["/Root"]["/Pages"]["/Count"])
+    except Exception:  # no readable count: the walk below tells
+        declared = 0
+    n = declared if declared > cap else len(reader.pages)
+    if n > cap:
+        raise TooManyPages(path, f"{n} pages > LRC_MAX_PAGES={cap}; split it or raise LRC_MAX_PAGES")
 
 
 def _page_lines(reader) -> tuple[list[list[str]], list[str]]:
