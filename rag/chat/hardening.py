@@ -48,9 +48,10 @@ def _guard_socket_connect() -> None:
 
     async def connect(sid, environ, auth=None):
         auth = auth if isinstance(auth, dict) else {}
-        thread_id = auth.get("threadId")
-        if not guard.is_uuid(str(auth.get("sessionId", ""))) or (thread_id is not None and not guard.is_uuid(str(thread_id))):
-            log.warning("socket connect refused: a session or chat id that is not a UUID")
+        session_id, thread_id = auth.get("sessionId"), auth.get("threadId")
+        if not guard.is_uuid(str(session_id)) or (thread_id and not guard.is_uuid(str(thread_id))):
+            log.warning("socket connect refused: a session id (%.60r) or chat id (%.60r) that is not a UUID",
+                        session_id, thread_id)
             raise ConnectionRefusedError("invalid session id")
         return await original(sid, environ, auth)
 
