@@ -1,6 +1,6 @@
 """rag.markup: Markdown from documents and models made inert, checked against a real CommonMark renderer
-(markdown-it-py with raw HTML on and every URL trusted, the most a page could allow), streamed in pieces, and fed 1 MiB of
-adversarial text under a time bound."""
+(markdown-it-py with raw HTML on and every URL trusted, the most a page could allow), streamed in pieces,
+and fed 1 MiB of adversarial text under a time bound."""
 from __future__ import annotations
 
 import random
@@ -109,9 +109,9 @@ def test_a_rendered_neutralised_text_reads_the_same():
     assert visible == text.replace("<", "&lt;").replace(">", "&gt;")
 
 
-FRAGMENTS = ["![", "[", "]", "](", "]:", "<", "<a", "</", "<!", "http://h", "https://", "javascript:", "data:", "mailto:",
-             " ", "\n", "\r", "\n\n", "```", "`", "x", "alt", ")", "(", "!", "&#106;", "<http://h>", "![a](http://h/i.png)",
-             "[t](javascript:1)", "\t", "> ", "- ", "|"]
+FRAGMENTS = ["![", "[", "]", "](", "]:", "<", "<a", "</", "<!", "http://h", "https://", "javascript:", "data:",
+             "mailto:", " ", "\n", "\r", "\n\n", "```", "`", "x", "alt", ")", "(", "!", "&#106;", "<http://h>",
+             "![a](http://h/i.png)", "[t](javascript:1)", "\t", "> ", "- ", "|"]
 
 
 def _random_texts(n: int, seed: int = 7):
