@@ -17,6 +17,9 @@ import re
 _WORD = re.compile(r"\w+")
 # the end of a sentence: . ! ? (optionally closed by a quote/bracket/citation) then whitespace
 _SENTENCE_END = re.compile(r"[.!?](?:[\"')\]]|\s*\[\d{1,2}(?:\s*,\s*\d{1,2})*\])*(?=\s|$)")
+# a character that _SENTENCE_END never reads past a stop: where its try from an earlier stop ended for good
+_BEYOND_END = re.compile(r"[^.!?\"')\]\[\d,\s]")
+_STOP = re.compile(r"[.!?]")
 
 
 def _key(text: str) -> str:
@@ -31,9 +34,10 @@ class LoopGuard:
         self.kept = ""  # the answer up to where the loop began (set when looped)
         self._sentences: set[str] = set()
         self._done = 0  # characters of self.text already split into sentences
+        self._settled = 0  # no sentence can end at a stop before this any more (at this one it may)
         self._counted = 0  # words of self.text already counted into n-grams
         self._words: list[tuple[str, int, int]] = []  # the complete words so far: (lowercase, start, end)
-        self._scanned = 0  # where the words after the complete ones begin to be read
+        self._scanned = 0  # where the text not yet split into complete words begins
         self._grams: dict[tuple, list[int]] = {}  # n-gram -> end offsets of its occurrences
 
     def feed(self, piece: str) -> bool:
@@ -41,14 +45,26 @@ class LoopGuard:
         if self.looped:
             return True
         self.text += piece
-        for m in _SENTENCE_END.finditer(self.text, self._done):
+        for m in _SENTENCE_END.finditer(self.text, max(self._done, self._settled)):
             sentence = self.text[self._done:m.end()]
             key = _key(sentence)
             if len(key.split()) >= self.min_words and key in self._sentences:
                 return self._loop(self._done)
             self._sentences.add(key)
             self._done = m.end()
+        self._settle(piece)
         return self._ngram_loop()
+
+    def _settle(self, piece: str) -> None:
+        """Move ``_settled`` to the first stop after the last character that a sentence end never reads: a
+        stop before that which was no sentence end will never be one, so the next piece is not read again
+        from the last sentence end (quadratic in an answer without one, a long list say)."""
+        old = len(self.text) - len(piece)
+        beyond = _BEYOND_END.search(piece[::-1])
+        if beyond is None and self._settled < old:
+            return  # the stops after the last such character are still the first to try
+        stop = _STOP.search(self.text, len(self.text) - beyond.start() if beyond else old)
+        self._settled = stop.start() if stop else len(self.text)
 
     def _ngram_loop(self) -> bool:
         """Count each complete run of ``ngram`` words once; a run seen more than ``max_repeats``
@@ -73,9 +89,10 @@ class LoopGuard:
         piece, so it waits): reading the whole text again for every piece was quadratic in the answer."""
         for m in _WORD.finditer(self.text, self._scanned):
             if m.end() == len(self.text):
-                break
+                self._scanned = m.start()
+                return self._words
             self._words.append((m.group().lower(), m.start(), m.end()))
-            self._scanned = m.end()
+        self._scanned = len(self.text)
         return self._words
 
     @staticmethod
