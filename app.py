@@ -23,7 +23,7 @@ from engines import registry  # noqa: E402
 from rag import pipeline as pl  # noqa: E402
 from rag.api import mount as mount_api  # noqa: E402
 from rag.browser import mount as mount_browser  # noqa: E402
-from rag import owners  # noqa: E402
+from rag import markup, owners  # noqa: E402
 from rag.chat import auth, hardening, history, library_view, panel, render, state  # noqa: E402
 from rag.chat.identity import chat_user  # noqa: E402
 
@@ -203,7 +203,7 @@ async def on_message(message: cl.Message) -> None:
             return
     if message.command == "Earlier":
         text = await history.earlier_messages(cl.user_session.get("earlier") or 0)
-        await cl.Message(content=f"**Earlier messages of this chat:**\n\n{text}").send()
+        await cl.Message(content=f"**Earlier messages of this chat:**\n\n{markup.neutralise(text)}").send()
         return
     files = [(e.path, e.name) for e in (message.elements or []) if getattr(e, "path", None)]
     if files:
@@ -299,7 +299,7 @@ async def _compare(question: str) -> None:
         elif isinstance(ev, Verdict):
             for view in views.values():
                 await view.close()
-            await cl.Message(content=f"**Compared:** {ev.text}").send()
+            await cl.Message(content=f"**Compared:** {markup.neutralise(ev.text)}").send()
         else:  # before the models: a notice, or the documents do not answer (nothing to compare)
             await before.show(ev)
     await before.close()
