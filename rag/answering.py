@@ -236,7 +236,7 @@ async def routed(rules, prep: Prepared, opts, control: Control, timings: dict) -
     """The answer from the first target of ``rules`` that can give it (see the module docstring)."""
     full = await prompt_mod.build(prep.question, prep.history, prep.passages, context_length=1 << 30,
                                   max_new_tokens=0)
-    order = iter(enumerate(rules.order(prep.question, full.tokens)))
+    order = iter(enumerate(await asyncio.to_thread(rules.order, prep.question, full.tokens)))  # reads the question
     count = len(rules.targets)
     why_not: list[str] = []  # what happened to the targets before the one that answers
 

@@ -67,7 +67,7 @@ async def chat_completions(request: Request):
     target = models.parse(req.model)
     if target is None:
         raise not_found(req.model)
-    question, history = chat.conversation(req)
+    question, history = await asyncio.to_thread(chat.conversation, req)  # reads the client's text: off the loop
     opts = chat.options(req, target, user)
     stop = chat.stops(req)
     await models.resolve(req.model, target)

@@ -305,15 +305,16 @@ def test_a_hostile_answer_to_check_is_answered_and_the_server_stays_responsive(t
     A longer answer than the page's model can write is refused at once."""
     target = tea_server
     url = target.url + "/browser/api/check"
-    answer = "Zorblax tea is brewed at 73 degrees" + " " * 98_000 + "for four minu"
+    said = "Drink it while it is still warm"  # not the quote, which the check would leave out as a repeat
+    answer = said + " " * 98_000 + "from a small cu"
     for cut in (True, False):
         t0 = time.perf_counter()
         r = httpx.post(url, json={"question": QUESTION, "answer": answer, "cut": cut}, headers=_headers(target),
                        timeout=300)
         seconds = time.perf_counter() - t0
         assert r.status_code == 200, r.text
-        assert r.json()["text"].startswith("Zorblax tea is brewed at 73 degrees"), r.json()
-        assert seconds < 30, f"the check took {seconds:.1f} s (cut={cut})"
+        assert r.json()["text"].startswith(said) and r.json()["judged"] == 1, r.json()
+        assert seconds < 60, f"the check took {seconds:.1f} s (cut={cut})"
         assert _models_quickly(target) < 2
     t0 = time.perf_counter()
     r = httpx.post(url, json={"question": QUESTION, "answer": "a" + " " * (MIB - 200) + "b c", "cut": True},
