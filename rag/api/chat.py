@@ -35,6 +35,9 @@ from rag.api.schemas import ChatRequest
 
 STREAM_MEDIA_TYPE = "text/event-stream"
 MAX_STOPS = 4
+# each piece of the answer is searched for every stop string, and as much text as the longest one held
+# back: a megabyte stop made every piece cost a megabyte
+MAX_STOP_CHARS = 1000
 
 
 # ------------------------------------------------------------------------------------ the request
@@ -126,6 +129,9 @@ def stops(req: ChatRequest) -> list[str]:
         stop = [stop]
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > MAX_STOPS:
         raise APIError(400, f"Invalid value for 'stop': a string or a list of up to {MAX_STOPS} strings.",
+                       code="invalid_value", param="stop")
+    if any(len(s) > MAX_STOP_CHARS for s in stop):
+        raise APIError(400, f"Invalid value for 'stop': each stop string is at most {MAX_STOP_CHARS} characters.",
                        code="invalid_value", param="stop")
     return [s for s in stop if s]
 

@@ -127,6 +127,25 @@ def test_the_sources_block_is_still_taken_out_of_the_history():
     assert chat._without_decorations("**Sources:**\n" + "[1] " * 30 + "\nx") == "**Sources:**\n" + "[1] " * 30 + "\nx"
 
 
+def test_stop_strings_are_short_and_cut_a_stream_in_linear_time():
+    """Each streamed piece is searched for every stop string and the longest is held back: a stop string
+    of a megabyte made every piece cost a megabyte. Longer than MAX_STOP_CHARS is refused (400)."""
+    from rag.api import render
+    from rag.api.errors import APIError
+
+    request = history_request("x")
+    request.stop = ["]" * (chat.MAX_STOP_CHARS + 1)]
+    with pytest.raises(APIError) as refused:
+        chat.stops(request)
+    assert refused.value.status == 400 and "at most 1000 characters" in str(refused.value)
+    request.stop = ["[1" * (chat.MAX_STOP_CHARS // 2)] * chat.MAX_STOPS
+    cutter, text = render.StopCutter(chat.stops(request)), SHAPES["citations"]
+    t0 = time.perf_counter()
+    for i in range(0, len(text), 64):
+        cutter.feed(text[i:i + 64])
+    assert time.perf_counter() - t0 < LIMIT and not cutter.hit
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_the_guard_is_linear(shape):
     text = SHAPES[shape]
