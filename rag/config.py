@@ -18,7 +18,9 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from rag import bundled
+
+REPO_ROOT = Path(__file__).resolve().parent.parent  # site-packages when installed: see rag.bundled
 
 # set before anything imports transformers / sentence-transformers / huggingface_hub
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -37,6 +39,13 @@ def _default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "local-rag-chat"
 
 
+def _default_data_dir() -> Path:
+    """The checkout's .data/; an installed copy keeps its data in the user's data folder, never in site-packages."""
+    if not bundled.installed():
+        return REPO_ROOT / ".data"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "local-rag-chat"
+
+
 def _env(name: str, *more: str):
     """A field read from environment variable ``name`` (exact spelling, not the field name)."""
     return AliasChoices(name, *more)
@@ -48,8 +57,8 @@ class Settings(BaseSettings):
 
     # where things live
     cache_dir: Path = Field(default_factory=_default_cache_dir, validation_alias=_env("LRC_CACHE_DIR"))
-    data_dir: Path = Field(REPO_ROOT / ".data", validation_alias=_env("LRC_DATA_DIR"))
-    docs_corpus: Path = Field(REPO_ROOT / "docs_corpus", validation_alias=_env("LRC_DOCS_CORPUS"))
+    data_dir: Path = Field(default_factory=_default_data_dir, validation_alias=_env("LRC_DATA_DIR"))
+    docs_corpus: Path = Field(bundled.path("docs_corpus"), validation_alias=_env("LRC_DOCS_CORPUS"))
     # real documents and question sets for tests, evaluation and benchmarks (kept outside the repo)
     datasets_dir: Path = Field(REPO_ROOT.parent / "shared" / "datasets", validation_alias=_env("LRC_DATASETS"))
 
@@ -98,7 +107,7 @@ class Settings(BaseSettings):
     answer_style: str = Field("quote+answer", validation_alias=_env("LRC_ANSWER_STYLE"))
     repetition_penalty: float = Field(1.1, validation_alias=_env("LRC_REPETITION_PENALTY"))
     # the "auto" engine's rules: ordered targets, fallbacks, routes (README "Routing between engines")
-    routing_file: Path = Field(REPO_ROOT / "routing.toml", validation_alias=_env("LRC_ROUTING"))
+    routing_file: Path = Field(bundled.path("routing.toml"), validation_alias=_env("LRC_ROUTING"))
     # the chat loads the index, the embedder and the default model at start-up, in the background
     warmup: bool = Field(True, validation_alias=_env("LRC_WARMUP"))
 
@@ -206,7 +215,7 @@ _cache_lock = threading.Lock()
 
 def _env_key() -> tuple:
     return tuple(sorted((k, v) for k, v in os.environ.items()
-                        if k.startswith(_PREFIXES) or k in ("XDG_CACHE_HOME", "HOME")))
+                        if k.startswith(_PREFIXES) or k in ("XDG_CACHE_HOME", "XDG_DATA_HOME", "HOME")))
 
 
 def settings() -> Settings:

@@ -21,9 +21,10 @@ from typing import Callable
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
+from rag import bundled
 from rag.config import REPO_ROOT, settings
 
-BROWSER_DIR = REPO_ROOT / "browser"
+BROWSER_DIR = bundled.path("browser")  # the checkout's browser/, or the installed package's copy of the page
 PAGE_DIR = BROWSER_DIR / "page"
 RUNTIME_PACKAGE = "onnxruntime-web"
 RUNTIME_DIR = BROWSER_DIR / "node_modules" / RUNTIME_PACKAGE / "dist"
