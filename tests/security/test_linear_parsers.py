@@ -320,7 +320,7 @@ def test_a_hostile_history_is_answered_and_the_server_stays_responsive(open_serv
 
 @pytest.mark.slow
 def test_a_hostile_answer_to_check_is_answered_and_the_server_stays_responsive(tea_server):
-    """16,000 spaces took 2.1 s on the event loop (quadratic); 98,000 of them, once 8 minutes, now a moment.
+    """16,000 spaces took 2.1 s on the event loop, quadratic: 98,000 of them some two minutes; now a moment.
     A longer answer than the page's model can write is refused at once."""
     target = tea_server
     url = target.url + "/browser/api/check"
