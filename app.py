@@ -51,15 +51,22 @@ async def startup() -> None:
 
 
 # ------------------------------------------------------------------ the page: nothing from the internet
-# Chainlit's page links a public CDN (KaTeX CSS; LaTeX is off here) and preconnects to Google Fonts
-# (the theme sets no web font): the browser would contact both on every load. Drop such links where the
-# page is made (Chainlit's page route calls this module-level function for each load).
+# Chainlit's page links the KaTeX stylesheet on a public CDN and preconnects to Google Fonts (the theme sets
+# no web font): the browser would contact both on every load. The KaTeX link points at the app's own copy
+# (/browser/katex/, `make browser-setup`) and every other outside link is dropped where the page is made
+# (Chainlit's page route calls this module-level function for each load). docs/SECURITY.md
+_KATEX_CDN = re.compile(r"https://cdn\.jsdelivr\.net/npm/katex@[0-9.]+/dist/")
 _EXTERNAL_LINK = re.compile(r"[ \t]*<link\b[^>]*\bhref=\"(?:https?:)?//[^\"]*\"[^>]*>\n?", re.S)
 _chainlit_page = cl_server.get_html_template
 
 
 def _local_page(root_path: str) -> str:
-    return _EXTERNAL_LINK.sub("", _chainlit_page(root_path))
+    from rag.browser.assets import katex_installed
+
+    page = _chainlit_page(root_path)
+    if katex_installed():
+        page = _KATEX_CDN.sub(f"{root_path}/browser/katex/", page)
+    return _EXTERNAL_LINK.sub("", page)
 
 
 cl_server.get_html_template = _local_page

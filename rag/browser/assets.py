@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,6 +29,8 @@ BROWSER_DIR = bundled.path("browser")  # the checkout's browser/, or the install
 PAGE_DIR = BROWSER_DIR / "page"
 RUNTIME_PACKAGE = "onnxruntime-web"
 RUNTIME_DIR = BROWSER_DIR / "node_modules" / RUNTIME_PACKAGE / "dist"
+KATEX_DIR = BROWSER_DIR / "node_modules" / "katex" / "dist"
+KATEX_NAME = re.compile(r"katex\.min\.css|fonts/KaTeX_[A-Za-z0-9_-]+\.(?:woff2|woff|ttf)")
 # the bundles the page loads: WebAssembly only, or WebGPU (with WebAssembly for what WebGPU lacks)
 RUNTIME_FILES = ("ort.wasm.min.mjs", "ort.webgpu.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",
                  "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm")
@@ -187,6 +190,20 @@ def page_file(request: Request, name: str) -> Response:
 def runtime_file(request: Request, name: str) -> Response:
     return _listed(request, name, RUNTIME_FILES, f"'{name}' is not a file of the page's runtime.",
                    lambda: (RUNTIME_DIR, runtime_problem()))
+
+
+def katex_file(request: Request, name: str) -> Response:
+    """The KaTeX stylesheet and its fonts that Chainlit's page links (from a public CDN: app.py points the link
+    here), from browser/node_modules/katex (`make browser-setup`)."""
+    if not KATEX_NAME.fullmatch(name):
+        return error(404, Problem(f"'{name}' is not a KaTeX stylesheet or font.", "Open the chat."))
+    if not (KATEX_DIR / name).is_file():
+        return error(503, Problem("KaTeX is not installed on the server.", SETUP_HINT))
+    return serve(request, KATEX_DIR / name, "public, max-age=86400")
+
+
+def katex_installed() -> bool:
+    return (KATEX_DIR / "katex.min.css").is_file()
 
 
 def model_file(request: Request, name: str) -> Response:

@@ -72,6 +72,11 @@ def runtime_file(name: str, request: Request) -> Response:
     return assets.runtime_file(request, name)
 
 
+@router.get("/katex/{name:path}")
+def katex_file(name: str, request: Request) -> Response:
+    return assets.katex_file(request, name)
+
+
 @router.get("/model/{name}")
 def model_file(name: str, request: Request) -> Response:
     return assets.model_file(request, name)

@@ -67,8 +67,12 @@ def test_bad_request_through_the_client(api_server):
 
 
 def test_not_json_is_400(api_server):
-    resp = httpx.post(f"{api_server.url}/chat/completions", content=b"{not json", headers=api_server.headers)
+    json_type = {**api_server.headers, "Content-Type": "application/json"}
+    resp = httpx.post(f"{api_server.url}/chat/completions", content=b"{not json", headers=json_type)
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_json"
+    # a body that does not say it is JSON is refused before it is read (rag.web.guard: no "simple" requests)
+    resp = httpx.post(f"{api_server.url}/chat/completions", content=b"{not json", headers=api_server.headers)
+    assert resp.status_code == 415 and resp.json()["error"]["code"] == "unsupported_media_type"
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -109,7 +113,7 @@ def test_huge_body_is_413(api_server):
     assert info.value.status_code == 413
     assert _error(info.value)["code"] == "request_too_large"
     # no Content-Length (chunked): cut off at the limit as the bytes arrive
-    resp = httpx.post(f"{api_server.url}/embeddings", headers=api_server.headers,
+    resp = httpx.post(f"{api_server.url}/embeddings", headers={**api_server.headers, "Content-Type": "application/json"},
                       content=(b"x" * 65536 for _ in range(20)))
     assert resp.status_code == 413, resp.text
 

@@ -172,6 +172,14 @@ def test_pages_confine_scripts_images_and_connections(open_server):
             assert rule in csp, (path, rule)
         assert "http" not in csp and "*" not in csp, csp
         assert not re.search(r"<(?:link|script)[^>]+(?:href|src)=\"(?:https?:)?//", page.text), "nothing from elsewhere"
+    # the KaTeX stylesheet Chainlit's page asks a public CDN for is the app's own copy (make browser-setup)
+    page = httpx.get(open_server.url + "/").text
+    assert 'href="/browser/katex/katex.min.css"' in page and "jsdelivr" not in page
+    css = httpx.get(open_server.url + "/browser/katex/katex.min.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css") and "KaTeX" in css.text
+    font = re.search(r"url\((fonts/[^)]+\.woff2)\)", css.text).group(1)
+    assert httpx.get(f"{open_server.url}/browser/katex/{font}").status_code == 200
+    assert httpx.get(open_server.url + "/browser/katex/%2e%2e/package.json").status_code == 404
 
 
 def test_nothing_public_leaks(open_server, users_server):
