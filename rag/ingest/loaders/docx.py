@@ -19,9 +19,10 @@ _HEADING_STYLE = re.compile(r"heading\s*([1-9])$", re.I)
 def load_docx(path: Path, data: bytes) -> Document:
     document = _open(path, data)
     blocks: list[Block] = []
+    levels = StyleLevels(document)
     for kind, item in _body_items(document):
         if kind == "p":
-            block = _paragraph_block(item)
+            block = _paragraph_block(item, levels)
             if block is not None:
                 blocks.append(block)
         else:
@@ -59,25 +60,50 @@ def _body_items(document):
     yield from walk(body)
 
 
-def _paragraph_block(paragraph) -> Block | None:
+def _paragraph_block(paragraph, levels: "StyleLevels") -> Block | None:
     text = paragraph.text.strip()
     if not text:
         return None
-    level = _heading_level(paragraph)
+    level = levels.of(paragraph)
     if level:
         return Block(" ".join(text.split()), None, "heading", level)
     return Block(text, None, "text")
 
 
-def _heading_level(paragraph) -> int:
-    try:
-        style = paragraph.style
-        name = (style.name or "") if style is not None else ""
-    except Exception:  # a broken style reference: a plain paragraph
-        return 0
-    if name.strip().lower() == "title":
+class StyleLevels:
+    """The heading level of each paragraph style, read once per document. (python-docx's
+    ``paragraph.style`` searches the styles part for every paragraph without a style of its own, ~2 ms
+    each: measured, 14,000 paragraphs took 30 s.) A paragraph names its style by id; an unknown id or none
+    is the default paragraph style, as in Word."""
+
+    def __init__(self, document):
+        from docx.enum.style import WD_STYLE_TYPE
+
+        self.by_id: dict[str, int] = {}
+        self.default = 0
+        try:
+            for style in document.styles:
+                if style.type == WD_STYLE_TYPE.PARAGRAPH:
+                    self.by_id[style.style_id] = _level(style.name)
+            default = document.styles.default(WD_STYLE_TYPE.PARAGRAPH)
+            self.default = _level(default.name) if default is not None else 0
+        except Exception:  # a broken styles part: plain paragraphs
+            pass
+
+    def of(self, paragraph) -> int:
+        try:
+            style_id = paragraph._p.style
+        except Exception:  # a broken style reference: a plain paragraph
+            return 0
+        return self.by_id.get(style_id, self.default) if style_id else self.default
+
+
+def _level(name: str | None) -> int:
+    """A style name's heading level: "Title" 1, "Heading 1".."Heading 9", else 0."""
+    name = (name or "").strip()
+    if name.lower() == "title":
         return 1
-    m = _HEADING_STYLE.match(name.strip())
+    m = _HEADING_STYLE.match(name)
     return int(m.group(1)) if m else 0
 
 

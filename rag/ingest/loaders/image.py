@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 import threading
+import warnings
 from pathlib import Path
 
 from rag.ingest.loaders import ocr as ocr_mod
@@ -78,7 +79,9 @@ def _open(path: Path, data: bytes, options: ocr_mod.OcrOptions):
     if options.max_pixels:
         Image.MAX_IMAGE_PIXELS = options.max_pixels  # Pillow refuses twice this at open, warns above it
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
+        with warnings.catch_warnings():  # Pillow warns past its guard; the size is checked right below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))  # reads the header only
         if options.too_many_pixels(*image.size):
             raise TooManyPixels(path, _pixels(image.size, options))
         image.load()
