@@ -1,4 +1,5 @@
-"""Foundry Local (or any OpenAI-compatible endpoint) over httpx: list models, stream chat completions.
+"""Foundry Local (or any OpenAI-compatible endpoint) through the official ``openai`` client: list
+models, stream chat completions.
 
 Its settings come as constructor arguments (the app passes FOUNDRY_* through ``engine_config``).
 The endpoint is the ``base_url`` given, else one discovered (``engines.foundry.discovery``: the
@@ -9,9 +10,6 @@ The model is the one asked for, else the configured ``model`` (an alias such as 
 full id such as ``Phi-4-mini-instruct-generic-cpu:5``), else the launcher's model, else the first one
 the service lists. Aliases are resolved to the id the service lists, since the service accepts ids only.
 
-Answers stream as server-sent events, read with ``httpx-sse``; lines that are not SSE fields are
-ignored as the SSE specification says, so a stream of garbage ends as a cut-off stream.
-
 Usage comes from the service (``stream_options.include_usage``; dropped if a service refuses it,
 then completion tokens are counted from the pieces). The context length comes from the model
 listing if it has one, else the launcher's state file, else a PromptTooLong answer that named it,
@@ -19,19 +17,20 @@ else ``default_context_length``. Token counts are estimates: the API has no toke
 
 Every failure is raised as an ``engines.base`` error whose text says what to do. Only connecting
 is retried (plus one resend when a connection closes before any response byte); a half-streamed
-answer never is. ``cancel()`` cancels the pending read and closes the HTTP stream, which also stops
-the work on the service.
+answer never is, nor a 5xx answer or a timeout, so the client's own retries are off. The deadlines
+(first token, then between tokens) are kept here, around each await, so that they and ``cancel()``
+act at once; ``cancel()`` cancels the pending read and closes the stream, which also stops the work
+on the service.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
-import httpx
-from httpx_sse import EventSource, ServerSentEvent, SSEError
+import httpx2  # the openai client's transport: tells a connection that never opened from a dropped one
+import openai
 
 from engines.base import (EngineError, EngineTimeout, EngineUnavailable, Generation, GenerationFailed,
                           GenerationOptions, Message, ModelInfo, ModelNotFound, PromptTooLong, StreamBroken,
@@ -43,10 +42,13 @@ CONNECT_ATTEMPTS = 3
 CONNECT_BACKOFF = 0.2  # seconds, doubled after each failed attempt
 MODELS_TTL = 10.0  # seconds a model listing is reused for alias resolution
 DEFAULT_CONTEXT_LENGTH = 4096
+NO_KEY = "none"  # the client insists on a key (else it would read OPENAI_API_KEY); a local service ignores it
+_CONTEXT_KEYS = ("context_length", "max_model_len", "context_window", "max_context_length", "maxInputTokens",
+                 "max_input_tokens")
 
 
 class FoundryGeneration(Generation):
-    """One streamed answer. ``cancel()`` cancels the pending read; the HTTP stream is then closed."""
+    """One streamed answer. ``cancel()`` cancels the pending read; the stream is then closed."""
 
     def __init__(self, engine: "FoundryEngine", messages: list[Message], options: GenerationOptions,
                  model: str | None):
@@ -80,108 +82,92 @@ class FoundryGeneration(Generation):
             return None  # cancel() was called
         return task.result()
 
-    async def _next_event(self, events, timeout: float, waiting_for: str) -> ServerSentEvent | None:
-        """The next server-sent event; None at the end of the body or after cancel()."""
+    async def _next_chunk(self, stream: openai.AsyncStream, timeout: float, waiting_for: str):
+        """The next chunk of the stream; None at its end or after cancel(). An error event inside the
+        stream comes out as ``openai.APIError`` (the caller knows what it answers)."""
         try:
-            return await self._pending(anext(events), timeout, waiting_for)
+            return await self._pending(anext(stream), timeout, waiting_for)
         except StopAsyncIteration:
             return None
-        except SSEError as exc:  # the response is not an event stream at all
-            raise StreamBroken(f"Foundry Local did not answer with an event stream ({exc}).",
+        except ValueError as exc:  # an event whose data is not JSON
+            raise StreamBroken(f"Foundry Local sent a garbled stream chunk: {getattr(exc, 'doc', '')[:120]!r}.",
                                "The answer is incomplete; ask again or restart the service.") from exc
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.NetworkError) as exc:
+        except openai.APITimeoutError as exc:
+            raise EngineTimeout(f"Foundry Local stopped sending ({_cause(exc)}).",
+                                "Try again; if it persists, restart the service.") from exc
+        except openai.APIConnectionError as exc:
             raise StreamBroken(
                 "Foundry Local stopped in the middle of the answer (the connection closed).",
                 "The answer above is incomplete. If the service has stopped, start it again "
                 "(`make foundry`, or `foundry service start` with the desktop app), then ask again."
             ) from exc
-        except httpx.TimeoutException as exc:
-            raise EngineTimeout(f"Foundry Local stopped sending ({type(exc).__name__}).",
-                                "Try again; if it persists, restart the service.") from exc
 
     async def _pieces(self):
         engine, usage = self.engine, self.usage
         pieces = 0
-        response: httpx.Response | None = None
-        events = None
+        stream: openai.AsyncStream | None = None
         try:
             model_id = await engine.resolve_model(self.model)
             deadline = time.monotonic() + engine.first_byte_timeout
             # the first-byte budget covers sending, the response headers and the first token
-            response = await self._pending(engine._open_stream(model_id, self.messages, self.options),
-                                           engine.first_byte_timeout, "answer")
-            if response is None:  # cancelled before the service answered
+            stream = await self._pending(engine._open_stream(model_id, self.messages, self.options),
+                                         engine.first_byte_timeout, "answer")
+            if stream is None:  # cancelled before the service answered
                 return
+            content_type = stream.response.headers.get("content-type", "")
+            if "text/event-stream" not in content_type:
+                raise StreamBroken(f"Foundry Local did not answer with an event stream ({content_type or 'no type'}).",
+                                   "The answer is incomplete; ask again or restart the service.")
             usage.prompt_tokens = await engine.count_tokens(self.messages)
-            events = EventSource(response).aiter_sse()
             timeout = max(deadline - time.monotonic(), 0.01)
             waiting_for = "first token"
-            done = False
             while not self.cancelled:
-                event = await self._next_event(events, timeout, waiting_for)
-                if event is None:
+                try:
+                    chunk = await self._next_chunk(stream, timeout, waiting_for)
+                except openai.APIError as exc:  # e.g. a prompt too long is reported inside a 200 stream
+                    raise await engine._classify(400 if not pieces else 500, error_text(exc.body), model_id,
+                                                 str(exc.request.url)) from exc
+                if chunk is None:
                     break
-                data = event.data.strip()
-                if not data:
-                    continue  # an event without data
-                if data == "[DONE]":
-                    done = True
-                    break
-                chunk = _chunk(data)
-                if "error" in chunk:  # e.g. a prompt too long is reported inside a 200 stream
-                    raise await engine._classify(400 if not pieces else 500, error_text(data.encode()),
-                                                 model_id, str(response.request.url))
                 for text in _read_chunk(chunk, usage):
                     pieces += 1
                     timeout, waiting_for = engine.read_timeout, "further tokens"
                     yield text
-            if not self.cancelled and not done and usage.finish_reason is None:
+            if not self.cancelled and usage.finish_reason is None:
                 raise StreamBroken("Foundry Local's answer stopped before its end (the stream was cut off).",
                                    "The answer above is incomplete. Check the service and ask again.")
         finally:
             self._stop()  # a read left pending by a timeout
-            if events is not None:
+            if stream is not None:
                 try:
-                    await events.aclose()
-                except Exception:  # noqa: BLE001 - a read that is still being cancelled
-                    pass
-            if response is not None:
-                try:
-                    await response.aclose()
+                    await stream.close()
                 except Exception:  # noqa: BLE001 - closing a broken stream
                     pass
             if usage.completion_tokens == 0:
                 usage.completion_tokens = pieces  # one SSE delta is about one token
 
 
-def _chunk(data: str) -> dict:
-    """One event's JSON object (StreamBroken if it is not one)."""
-    try:
-        chunk = json.loads(data)
-    except ValueError as exc:
-        raise StreamBroken(f"Foundry Local sent a garbled stream chunk: {data[:120]!r}.",
-                           "The answer is incomplete; ask again or restart the service.") from exc
-    if not isinstance(chunk, dict):
-        raise StreamBroken(f"Foundry Local sent an unexpected stream chunk: {data[:120]!r}.",
-                           "The answer is incomplete; ask again.")
-    return chunk
+def _cause(exc: BaseException) -> str:
+    """The transport's name for what went wrong (``ConnectError``, ``ReadTimeout``...)."""
+    return type(exc.__cause__ or exc).__name__
 
 
-def _read_chunk(chunk: dict, usage: Usage) -> list[str]:
+def _read_chunk(chunk: Any, usage: Usage) -> list[str]:
     """The text pieces of one chat.completion.chunk; its usage and finish reason go into ``usage``."""
-    if isinstance(chunk.get("usage"), dict):
-        u = chunk["usage"]
-        usage.prompt_tokens = int(u.get("prompt_tokens") or usage.prompt_tokens)
-        usage.completion_tokens = int(u.get("completion_tokens") or 0)
+    if not isinstance(chunk, openai.BaseModel):  # the event's JSON was not an object
+        raise StreamBroken(f"Foundry Local sent an unexpected stream chunk: {str(chunk)[:120]!r}.",
+                           "The answer is incomplete; ask again.")
+    if (u := getattr(chunk, "usage", None)) is not None:
+        usage.prompt_tokens = int(getattr(u, "prompt_tokens", 0) or usage.prompt_tokens)
+        usage.completion_tokens = int(getattr(u, "completion_tokens", 0) or 0)
     texts = []
-    for choice in chunk.get("choices") or []:
-        if choice.get("finish_reason"):
-            usage.finish_reason = str(choice["finish_reason"])
-        delta = choice.get("delta") or {}
-        text = delta.get("content") if isinstance(delta, dict) else None
+    for choice in getattr(chunk, "choices", None) or []:
+        if reason := getattr(choice, "finish_reason", None):
+            usage.finish_reason = str(reason)
+        text = getattr(getattr(choice, "delta", None), "content", None)
         if text is None:
-            text = choice.get("text")  # legacy completions shape
-        if text:
+            text = getattr(choice, "text", None)  # legacy completions shape
+        if text and isinstance(text, str):
             texts.append(text)
     return texts
 
@@ -213,7 +199,7 @@ class FoundryEngine:
         self.discover_cli = discover_cli
         self._base_url: str | None = None  # found on first use (see _discover)
         self._state_model: str | None = None
-        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, openai.AsyncOpenAI]] = {}
         self._models: list[ModelInfo] = []
         self._models_at = 0.0
         self._resolved: dict[str, str] = {}
@@ -238,86 +224,77 @@ class FoundryEngine:
                 self._learn_from_state(state)  # the launcher's service: it knows the model and its context
         return self._base_url
 
-    def _client(self) -> httpx.AsyncClient:
-        """One client per event loop (a client must not outlive or cross its loop)."""
+    def _client(self, base: str) -> openai.AsyncOpenAI:
+        """The client for ``base``: one per event loop (its connections must not outlive or cross
+        their loop); a rediscovered endpoint reuses the loop's connection pool."""
         loop = asyncio.get_running_loop()
         for key, (other_loop, _) in list(self._clients.items()):
             if other_loop.is_closed():
                 del self._clients[key]  # its connections died with their loop
         entry = self._clients.get(id(loop))
-        client = entry[1] if entry and entry[0] is loop else None
-        if client is None or client.is_closed:
-            headers = {"Accept": "application/json"}
-            if self.api_key:
-                headers["Authorization"] = f"Bearer {self.api_key}"
-            client = httpx.AsyncClient(
-                headers=headers,
-                timeout=httpx.Timeout(connect=self.connect_timeout,
-                                      read=max(self.read_timeout, self.first_byte_timeout) + 5,
-                                      write=30.0, pool=30.0),
-                limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
-                trust_env=False)  # a proxy must never see a local request
-            self._clients[id(loop)] = (loop, client)
+        client = entry[1] if entry and entry[0] is loop and not entry[1].is_closed() else None
+        if client is None:
+            client = openai.AsyncOpenAI(
+                base_url=base, api_key=self.api_key or NO_KEY, max_retries=0,
+                timeout=openai.Timeout(connect=self.connect_timeout,
+                                       read=max(self.read_timeout, self.first_byte_timeout) + 5,
+                                       write=30.0, pool=30.0),
+                http_client=openai.DefaultAsyncHttpxClient(trust_env=False))  # a proxy must never see a local request
+        elif str(client.base_url).rstrip("/") != base:
+            client = client.with_options(base_url=base)
+        self._clients[id(loop)] = (loop, client)
         return client
 
     def _unreachable(self, base: str, exc: Exception) -> EngineUnavailable:
-        return EngineUnavailable(f"Foundry Local is not reachable at {base} ({type(exc).__name__}).",
-                                 START_HINT)
+        return EngineUnavailable(f"Foundry Local is not reachable at {base} ({_cause(exc)}).", START_HINT)
 
-    async def _send(self, method: str, path: str, *, json_body: dict | None = None,
-                    stream: bool = False) -> httpx.Response:
-        """Send a request; only connecting is retried (and rediscovered, for a discovered URL)."""
+    async def _request(self, call: Callable[[openai.AsyncOpenAI], Awaitable[Any]]) -> Any:
+        """``call(client)``; only connecting is retried (and rediscovered, for a discovered URL)."""
         delay = CONNECT_BACKOFF
         last: Exception | None = None
         dropped = False
         base = ""
         for attempt in range(CONNECT_ATTEMPTS):
             base = await self._base()
-            request = self._client().build_request(method, f"{base}{path}", json=json_body)
             try:
-                return await self._client().send(request, stream=stream)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                last = exc
-                if not self._configured_url:
-                    self._base_url = None  # a restarted service may listen elsewhere
-                    self._models_at = 0.0
-                if attempt + 1 < CONNECT_ATTEMPTS:
-                    await asyncio.sleep(delay)
-                    delay *= 2
-            except httpx.TimeoutException as exc:
-                raise EngineTimeout(f"Foundry Local at {base} did not answer in time ({type(exc).__name__}).",
-                                    "Try again; if it persists, restart the service.") from exc
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                # closed before any response byte (typically a kept-alive connection to a service that
-                # has restarted): nothing reached the user, so one more try is safe
-                if dropped:
-                    raise EngineUnavailable(f"Foundry Local at {base} dropped the connection "
-                                            f"({type(exc).__name__}).", START_HINT) from exc
-                dropped, last = True, exc
+                return await call(self._client(base))
+            except openai.APIConnectionError as exc:
+                if isinstance(exc.__cause__, (httpx2.ConnectError, httpx2.ConnectTimeout)):
+                    last = exc
+                    if not self._configured_url:
+                        self._base_url = None  # a restarted service may listen elsewhere
+                        self._models_at = 0.0
+                    if attempt + 1 < CONNECT_ATTEMPTS:
+                        await asyncio.sleep(delay)
+                        delay *= 2
+                elif isinstance(exc, openai.APITimeoutError):
+                    raise EngineTimeout(f"Foundry Local at {base} did not answer in time ({_cause(exc)}).",
+                                        "Try again; if it persists, restart the service.") from exc
+                elif dropped:
+                    raise EngineUnavailable(f"Foundry Local at {base} dropped the connection ({_cause(exc)}).",
+                                            START_HINT) from exc
+                else:
+                    # closed before any response byte (typically a kept-alive connection to a service
+                    # that has restarted): nothing reached the user, so one more try is safe
+                    dropped, last = True, exc
         raise self._unreachable(base or "its last address", last)
 
     # ---------------------------------------------------------------- models
     async def list_models(self) -> list[ModelInfo]:
-        response = await self._send("GET", "/models")
-        if response.status_code != 200:
-            raise await self._http_error(response, None)
         try:
-            data = response.json()
-        except ValueError as exc:
-            raise GenerationFailed(f"Foundry Local sent an unreadable model list: {response.text[:200]!r}.",
+            page = await self._request(lambda client: client.models.list())
+            entries = [entry.model_dump() for entry in page.data]
+        except openai.APIStatusError as exc:
+            raise await self._status_error(exc, None) from exc
+        except (AttributeError, TypeError, ValueError) as exc:  # not a {"data": [...]} listing
+            raise GenerationFailed(f"Foundry Local sent an unreadable model list ({exc}).",
                                    "Check that FOUNDRY_BASE_URL points at an OpenAI-compatible /v1 base."
                                    ) from exc
-        entries = data.get("data", data) if isinstance(data, dict) else data
         models = []
-        for entry in entries if isinstance(entries, list) else []:
-            if not isinstance(entry, dict) or not entry.get("id"):
+        for entry in entries:
+            if not entry.get("id"):
                 continue
-            ctx = None
-            for key in ("context_length", "max_model_len", "context_window", "max_context_length",
-                        "maxInputTokens", "max_input_tokens"):
-                if isinstance(entry.get(key), int) and entry[key] > 0:
-                    ctx = entry[key]
-                    break
+            ctx = next((entry[k] for k in _CONTEXT_KEYS if isinstance(entry.get(k), int) and entry[k] > 0), None)
             models.append(ModelInfo(id=str(entry["id"]), engine=self.name,
                                     name=str(entry.get("display_name") or entry.get("alias") or entry["id"]),
                                     context_length=ctx))
@@ -392,29 +369,22 @@ class FoundryEngine:
         return body
 
     async def _open_stream(self, model_id: str, messages: list[Message],
-                           options: GenerationOptions) -> httpx.Response:
-        for _ in range(2):
-            response = await self._send("POST", "/chat/completions",
-                                        json_body=self._body(model_id, messages, options), stream=True)
-            if response.status_code == 200:
-                return response
-            await response.aread()
-            await response.aclose()
-            text = error_text(response.content)
-            if (response.status_code == 400 and self._usage_supported
-                    and "stream_options" in text.lower()):
-                self._usage_supported = False  # refused before any answer: safe to resend without
-                continue
-            raise await self._http_error(response, model_id, text)
-        raise await self._http_error(response, model_id, text)
+                           options: GenerationOptions) -> openai.AsyncStream:
+        for attempt in range(2):
+            try:
+                return await self._request(
+                    lambda client: client.chat.completions.create(**self._body(model_id, messages, options)))
+            except openai.APIStatusError as exc:
+                if (attempt == 0 and exc.status_code == 400 and self._usage_supported
+                        and "stream_options" in error_text(exc.body).lower()):
+                    self._usage_supported = False  # refused before any answer: safe to resend without
+                    continue
+                raise await self._status_error(exc, model_id) from exc
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
-    async def _http_error(self, response: httpx.Response, model_id: str | None,
-                          text: str | None = None) -> EngineError:
-        if text is None:
-            await response.aread()
-            text = error_text(response.content)
-        return await self._classify(response.status_code, text or response.reason_phrase, model_id,
-                                    str(response.request.url))
+    async def _status_error(self, exc: openai.APIStatusError, model_id: str | None) -> EngineError:
+        text = error_text(exc.body) or exc.response.reason_phrase
+        return await self._classify(exc.status_code, text, model_id, str(exc.request.url))
 
     async def _classify(self, status: int, text: str, model_id: str | None, where: str) -> EngineError:
         """An error response (or an error event inside a stream) as a typed error; what it tells
@@ -439,6 +409,6 @@ class FoundryEngine:
             if client_loop is not loop:
                 continue  # cannot be closed from here; dropped
             try:
-                await client.aclose()
+                await client.close()
             except Exception:  # noqa: BLE001 - a client of a closed loop
                 pass

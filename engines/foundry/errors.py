@@ -12,9 +12,15 @@ _TOO_LONG = ("context length", "context window", "too long", "max_length", "maxi
              "request length")
 
 
-def error_text(body: bytes) -> str:
-    """The message of an OpenAI-style error body ({"error": {"message": ...}}), else the raw text."""
-    text = body.decode("utf-8", "replace").strip()
+def error_text(body: object) -> str:
+    """The message of an OpenAI-style error body ({"error": {"message": ...}}), else the raw text.
+    ``body`` as ``openai``'s errors carry it (``APIError.body``): the object parsed from the JSON,
+    else the response's text (None: no body)."""
+    if body is None:
+        return ""
+    if not isinstance(body, (str, bytes)):
+        body = json.dumps(body, default=str)
+    text = (body.decode("utf-8", "replace") if isinstance(body, bytes) else body).strip()
     try:
         data = json.loads(text)
     except ValueError:
