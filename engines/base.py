@@ -1,4 +1,5 @@
-"""The one small interface every engine implements, its options, usage report and typed errors.
+"""The one small interface every engine implements, its options, usage report, typed errors and the
+error categories (``ErrorCategory``) shared with ``rag``.
 
 An engine turns chat ``messages`` (OpenAI-style ``[{"role": ..., "content": ...}]``) into a stream
 of text pieces: a :class:`Generation`, whose bookkeeping (usage, timing, cancel, how it ended) is
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import AsyncIterator, Protocol, runtime_checkable
 
 Message = dict  # {"role": "system"|"user"|"assistant", "content": str}
@@ -63,8 +65,31 @@ class ModelInfo:
     path: str | None = None  # local folder, for in-process models
 
 
+class ErrorCategory(str, Enum):
+    """What kind of failure an error is: the one vocabulary every renderer maps (the chat's label, the
+    CLI's exit status, /v1's HTTP status), never a class name. Each error class that can reach a
+    pipeline event says its category in a ``category`` class attribute (engine errors here, the
+    library's storage errors in ``rag.store``); anything else is ``INTERNAL``."""
+
+    BAD_REQUEST = "bad_request"  # the question or an option cannot be used as given
+    TOO_LONG = "too_long"  # the prompt does not fit the model's context
+    NOT_FOUND = "not_found"  # the model asked for does not exist
+    UNAVAILABLE = "unavailable"  # a service is down or not ready: an engine, its model, the library's database
+    TIMEOUT = "timeout"  # no answer in time
+    INTERRUPTED = "interrupted"  # the answer started and was cut off
+    INTERNAL = "internal"  # anything else: the message and the log say what
+
+
+def category_of(err: BaseException) -> ErrorCategory:
+    """``err``'s category: its class's ``category`` attribute, else ``INTERNAL``."""
+    category = getattr(type(err), "category", None)
+    return category if isinstance(category, ErrorCategory) else ErrorCategory.INTERNAL
+
+
 class EngineError(Exception):
     """Base of all engine errors. ``str(err)`` is a sentence a user can read; ``hint`` says what to do."""
+
+    category = ErrorCategory.INTERNAL
 
     def __init__(self, message: str, hint: str = ""):
         super().__init__(message)
@@ -78,17 +103,25 @@ class EngineError(Exception):
 class EngineUnavailable(EngineError):
     """The engine cannot be reached or started (service down, model folder missing...)."""
 
+    category = ErrorCategory.UNAVAILABLE
+
 
 class ModelNotFound(EngineError):
     """The requested model is not known to the engine."""
+
+    category = ErrorCategory.NOT_FOUND
 
 
 class ModelNotLoaded(EngineError):
     """The model exists but is not loaded by the service."""
 
+    category = ErrorCategory.UNAVAILABLE
+
 
 class PromptTooLong(EngineError):
     """The prompt plus the answer budget does not fit the model's context."""
+
+    category = ErrorCategory.TOO_LONG
 
     def __init__(self, message: str, hint: str = "", prompt_tokens: int | None = None,
                  context_length: int | None = None):
@@ -100,9 +133,13 @@ class PromptTooLong(EngineError):
 class EngineTimeout(EngineError):
     """No answer within the configured time."""
 
+    category = ErrorCategory.TIMEOUT
+
 
 class StreamBroken(EngineError):
     """The answer started but was cut off or arrived garbled."""
+
+    category = ErrorCategory.INTERRUPTED
 
 
 class GenerationFailed(EngineError):

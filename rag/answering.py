@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Sequence
 
 from engines import registry
-from engines.base import Engine, EngineError, EngineUnavailable, GenerationOptions, Message, PromptTooLong
+from engines.base import (Engine, EngineError, EngineUnavailable, ErrorCategory, GenerationOptions, Message,
+                          PromptTooLong)
 from rag import prompt as prompt_mod
 from rag.answer.check import check as check_answer, citation_numbers, render
 from rag.answer.guard import LoopGuard, finish, tidy_fences
@@ -319,4 +320,5 @@ async def routed(rules, prep: Prepared, opts, control: Control, timings: dict) -
             if attempt is not None:
                 await attempt.stop()
     yield Failed("None of the routing targets could answer: " + "; ".join(why_not) + ".",
-                 f"Start the services they need, or edit {rules.path or 'the routing rules'}.", "RoutingFailed")
+                 f"Start the services they need, or edit {rules.path or 'the routing rules'}.",
+                 ErrorCategory.UNAVAILABLE)

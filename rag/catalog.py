@@ -25,7 +25,7 @@ _HASH_FOLDER = re.compile(r"[0-9a-f]{16}")  # rag.pipeline.store_upload: uploads
 
 
 @dataclass
-class Document:
+class LibraryDocument:
     """A library file as the Library view lists it."""
 
     path: str
@@ -55,11 +55,12 @@ def may_manage(owner: str | None, user: str | None) -> bool:
     return user is None or (owner is not None and owner == user)
 
 
-def listing(lib, user: str | None) -> list[Document]:
+def listing(lib, user: str | None) -> list[LibraryDocument]:
     """The documents ``user`` may see, by name."""
     model, guide, uploads = lib.stats().model, settings().docs_corpus, settings().uploads_dir
-    docs = [Document(e.path, e.name, e.kind or Path(e.path).suffix.lstrip("."), e.pages, e.chunks, e.size,
-                     e.indexed_at, model, may_manage(e.owner, user), owners.under(e.path, guide), owners.under(e.path, uploads))
+    docs = [LibraryDocument(e.path, e.name, e.kind or Path(e.path).suffix.lstrip("."), e.pages, e.chunks, e.size,
+                            e.indexed_at, model, may_manage(e.owner, user), owners.under(e.path, guide),
+                            owners.under(e.path, uploads))
             for e in lib.files() if owners.may_see(e.owner, user)]
     return sorted(docs, key=lambda d: (d.name.lower(), d.path))
 

@@ -66,7 +66,7 @@ async def compare(question: str, history: Sequence[Message] | None, a: Options, 
             async for event in respond(prep, opts, control):
                 await queue.put(Side(side, event))
         except Exception as exc:  # one side's bug must not lose the other's answer
-            await queue.put(Side(side, Failed(f"This answer failed: {exc}", "", type(exc).__name__)))
+            await queue.put(Side(side, Failed.of(exc, f"This answer failed: {exc}", "")))
         finally:
             await queue.put(Side(side, None))
 

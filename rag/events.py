@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engines.base import Usage
+from engines.base import ErrorCategory, Usage, category_of
 from rag.answer.check import Checked
 from rag.schema import Hit, Mode
 
@@ -119,13 +119,24 @@ class FellBack:
 
 @dataclass
 class Failed:
+    """The answer (or the ingest) ended with an error: a sentence to show, what to do, and its category
+    (what the chat, the CLI and /v1 map: a label, an exit status, an HTTP status)."""
+
     error: str
     hint: str = ""
-    kind: str = ""  # the exception class name
+    category: ErrorCategory = ErrorCategory.INTERNAL
 
     @property
     def text(self) -> str:
         return f"{self.error} {self.hint}".strip()
+
+    @classmethod
+    def of(cls, err: BaseException, error: str | None = None, hint: str | None = None) -> "Failed":
+        """The event for ``err``: its category (``engines.base.category_of``), its message and hint
+        unless ``error`` / ``hint`` say it better."""
+        message = getattr(err, "message", None) or str(err) or type(err).__name__
+        return cls(message if error is None else error, getattr(err, "hint", "") if hint is None else hint,
+                   category_of(err))
 
 
 @dataclass

@@ -17,9 +17,10 @@ when it loops (rag.answer.guard); each sentence is then checked against the pass
 says which and why, a ``FellBack`` one marks a partial answer a failing target left.
 
 Retrieval and indexing run in worker threads (``asyncio.to_thread``); generation goes through
-``engine(options.engine)`` (the registry's shared instance, configured from settings). Engine errors become :class:`Failed` events carrying the
-error's readable text. Cancelling the consuming task (Chainlit's stop button) or calling
-``Control.cancel()`` cancels the running Generation.
+``engine(options.engine)`` (the registry's shared instance, configured from settings). Engine and library
+errors become :class:`Failed` events carrying the error's readable text and its category
+(``ErrorCategory``: what the chat, the CLI and /v1 map, never a class name). Cancelling the consuming task
+(Chainlit's stop button) or calling ``Control.cancel()`` cancels the running Generation.
 """
 from __future__ import annotations
 
@@ -32,13 +33,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import AsyncIterator, Iterable, Sequence
 
-from engines.base import EngineError, Message, Usage
+from engines.base import EngineError, ErrorCategory, Message, Usage
 from rag.answer import evidence
 from rag.answer.followup import standalone_query
 from rag.answering import (Control, Generated, Prepared, cited, engine, engine_short, finish_answer, generate,
                            model_label, routed, routing_rules)
 from rag import catalog, owners
-from rag.catalog import READ_ONLY, Document, Removed, may_manage
+from rag.catalog import READ_ONLY, LibraryDocument, Removed, may_manage
 from rag.config import settings
 from rag.events import (Done, Event, Failed, FellBack, Ingested, NothingFound, Notice, Progress, Quoted, Retrieved,
                         Revised, Routed, Sources, Token)
@@ -46,7 +47,7 @@ from rag.schema import STYLES, Mode
 from rag.store import StoreError
 
 __all__ = ["AUTO", "Options", "Control", "Prepared", "answer", "prepare", "respond", "ingest", "ingest_uploads",
-           "store_upload", "library", "warm_library", "warm_engine", "engine", "engine_short", "routing_rules", "cited", "model_label", "Done", "Event", "Failed", "Ingested", "NothingFound", "Notice", "Progress",
+           "store_upload", "library", "warm_library", "warm_engine", "engine", "engine_short", "routing_rules", "cited", "model_label", "Done", "Event", "ErrorCategory", "Failed", "Ingested", "NothingFound", "Notice", "Progress",
            "Quoted", "Retrieved", "Revised", "Sources", "Token", "Routed", "FellBack"]
 
 
@@ -164,7 +165,7 @@ async def prepare(prep: Prepared, opts: Options, *, lib=None) -> AsyncIterator[E
     question, history, timings = prep.question, prep.history, prep.timings
     if not question:
         prep.finished = True
-        yield Failed("The question is empty.", "Type a question about your documents.", "ValueError")
+        yield Failed("The question is empty.", "Type a question about your documents.", ErrorCategory.BAD_REQUEST)
         return
     # a follow-up ("and how do I undo it?") retrieves with the conversation
     prep.query = query = standalone_query(question, history) if history else question
@@ -178,13 +179,13 @@ async def prepare(prep: Prepared, opts: Options, *, lib=None) -> AsyncIterator[E
         prep.lib, found, timings["retrieval"] = await _retrieve(lib, query, opts)
     except StoreError as exc:  # a shared library's database: unreachable, too slow, another model
         prep.finished = True
-        yield Failed(f"The library is unavailable. {exc}", "Ask again once it is back, or set Search to off in "
-                     "the settings to chat without your documents.", type(exc).__name__)
+        yield Failed.of(exc, f"The library is unavailable. {exc}", "Ask again once it is back, or set Search to off "
+                        "in the settings to chat without your documents.")
         return
     except Exception as exc:  # a broken index must not take the chat down
         prep.finished = True
-        yield Failed(f"Searching the library failed: {exc}", "Re-index your documents (`python -m rag index`).",
-                     type(exc).__name__)
+        yield Failed.of(exc, f"Searching the library failed: {exc}",
+                        "Re-index your documents (`python -m rag index`).")
         return
     prep.hits = hits = list(found.hits)
     for note in found.notices:
@@ -253,7 +254,7 @@ async def respond(prep: Prepared, opts: Options, control: Control) -> AsyncItera
     try:
         eng = engine(opts.engine)
     except EngineError as err:
-        yield Failed(err.message, err.hint, type(err).__name__)
+        yield Failed.of(err)
         return
     model = opts.model or None
     state = Generated()
@@ -261,7 +262,7 @@ async def respond(prep: Prepared, opts: Options, control: Control) -> AsyncItera
         async for event in generate(eng, model, prep, opts, control, timings, state):
             yield event
     except EngineError as err:
-        yield Failed(err.message, err.hint, type(err).__name__)
+        yield Failed.of(err)
         return
     async for event in finish_answer(prep, control, eng, model, state, timings):
         yield event
@@ -321,7 +322,7 @@ async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | No
     try:
         report = task.result()
     except Exception as exc:  # the library reports bad files itself; this is an unexpected failure
-        yield Failed(f"Indexing failed: {exc}", "See the server log for details.", type(exc).__name__)
+        yield Failed.of(exc, f"Indexing failed: {exc}", "See the server log for details.")
         return
     yield Ingested(report)
 
@@ -346,8 +347,8 @@ async def ingest_uploads(files: Sequence[tuple[str | Path, str]], *, lib=None, u
 # What the chat's Library view and the chat start need (rag.catalog: who may do what, stored copies):
 # the documents a user may see, removing or re-indexing one (with users: only their own uploads), and
 # the bundled user guide (settings().docs_corpus) kept in the library unless the user removed a file of it.
-__all__ += ["Document", "Removed", "READ_ONLY", "may_manage", "StoreError", "library_status", "library_unavailable",
-            "documents",
+__all__ += ["LibraryDocument", "Removed", "READ_ONLY", "may_manage", "StoreError", "library_status",
+            "library_unavailable", "documents",
             "remove_document", "reindex",
             "ensure_guide", "guide_present"]
 _guide_lock = asyncio.Lock()  # one chat at a time checks and indexes the guide
@@ -368,7 +369,7 @@ async def library_unavailable() -> str | None:
     return (await library_status())[1]
 
 
-async def documents(user: str | None, *, lib=None) -> list[Document]:
+async def documents(user: str | None, *, lib=None) -> list[LibraryDocument]:
     """The documents ``user`` may see (rag.owners), by name."""
     lib = lib or await asyncio.to_thread(library)
     return await asyncio.to_thread(catalog.listing, lib, user)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engines.base import ErrorCategory
 from rag.owners import legacy_owner
 from rag.schema import Chunk, with_context
 
@@ -37,15 +38,24 @@ DB_NAME = "library.sqlite3"
 
 
 class StoreError(RuntimeError):
-    """The library's storage cannot do what was asked; the message is a sentence to show."""
+    """The library's storage cannot do what was asked; the message is a sentence to show. Its
+    ``category`` (engines.base.ErrorCategory) says whether trying again later can help: a database that
+    is down (unavailable) or slow (timeout) may come back; another model, a newer schema or a missing
+    pgvector wait for someone to act (internal)."""
+
+    category = ErrorCategory.INTERNAL
 
 
 class StoreUnavailable(StoreError):
     """The library's database cannot be reached (down, wrong address, connection lost)."""
 
+    category = ErrorCategory.UNAVAILABLE
+
 
 class StoreTimeout(StoreError):
     """The library's database did not answer in time (its statement timeout)."""
+
+    category = ErrorCategory.TIMEOUT
 
 
 class ModelMismatch(StoreError):

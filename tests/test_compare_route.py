@@ -154,7 +154,7 @@ async def test_no_target_can_answer_is_one_readable_failure(zorblax_library, tmp
     path = rules(tmp_path, monkeypatch, '[[target]]\nengine = "onnx"\nmodel = "no-such-model"\n')
     events = await collect(QUESTION, opts(engine="auto"), zorblax_library)
     failed = events[-1]
-    assert isinstance(failed, pl.Failed) and failed.kind == "RoutingFailed"
+    assert isinstance(failed, pl.Failed) and failed.category is pl.ErrorCategory.UNAVAILABLE
     assert "no-such-model" in failed.error and str(path) in failed.hint
 
 

@@ -126,7 +126,7 @@ async def test_engine_errors_become_failed_events(library):
     events = await collect("How do I calibrate a Zorblax widget?", opts(model="no-such-model"), library)
     failed = events[-1]
     assert isinstance(failed, pl.Failed), events
-    assert "no-such-model" in failed.text and failed.kind
+    assert "no-such-model" in failed.text and failed.category is pl.ErrorCategory.NOT_FOUND
 
 
 async def test_cancel_stops_the_answer_and_the_next_one_works(library, smollm2_dir):

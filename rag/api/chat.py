@@ -30,7 +30,7 @@ from engines.base import EngineError
 from rag import pipeline
 from rag import prompt as prompt_mod
 from rag.api import render
-from rag.api.errors import APIError, from_exception, from_kind, internal
+from rag.api.errors import APIError, from_category, from_exception, internal
 from rag.api.schemas import ChatRequest
 
 STREAM_MEDIA_TYPE = "text/event-stream"
@@ -233,7 +233,7 @@ class ChatRun:
 
     def error(self) -> APIError | None:
         failed = self.transcript.failed
-        return from_kind(failed.kind, failed.text) if failed is not None else None
+        return from_category(failed.category, failed.text) if failed is not None else None
 
     async def complete(self) -> dict:
         """The whole answer as a ``chat.completion`` object (raises APIError on a failure)."""

@@ -1,5 +1,6 @@
 """Every failure of the API as an OpenAI error: ``{"error": {"message", "type", "param", "code"}}`` with
-its HTTP status, whatever raised it (a bad request, an engine error, the pipeline's ``Failed`` event).
+its HTTP status, whatever raised it (a bad request, an engine error, the pipeline's ``Failed`` event: its
+``ErrorCategory`` decides the status, never a class name).
 
 Routes raise :class:`APIError`; :class:`OpenAIRoute` (the router's route class) turns it into the
 response, and anything else into a short 500 (logged, never a traceback to the client). The route
@@ -15,6 +16,8 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
+
+from engines.base import ErrorCategory, category_of
 
 log = logging.getLogger("local-rag-chat.api")
 
@@ -42,33 +45,35 @@ def not_found(model: str, why: str = "") -> APIError:
                     code="model_not_found", param="model")
 
 
-# the pipeline's Failed.kind (the engine error's class name) -> status, type, code, param
-_KINDS: dict[str, tuple[int, str, str, str | None]] = {
-    "PromptTooLong": (400, INVALID, "context_length_exceeded", "messages"),
-    "ModelNotFound": (404, INVALID, "model_not_found", "model"),
-    "ModelNotLoaded": (503, SERVER, "model_not_loaded", "model"),
-    "EngineUnavailable": (503, SERVER, "engine_unavailable", None),
-    "RoutingFailed": (503, SERVER, "engine_unavailable", None),
-    "EngineTimeout": (504, SERVER, "engine_timeout", None),
-    "StreamBroken": (502, SERVER, "stream_broken", None),
-    "GenerationFailed": (500, SERVER, "generation_failed", None),
-    "ValueError": (400, INVALID, "invalid_value", "messages"),
+# an error's category -> status, type, code, param: the one place /v1 reads what went wrong
+_CATEGORIES: dict[ErrorCategory, tuple[int, str, str, str | None]] = {
+    ErrorCategory.BAD_REQUEST: (400, INVALID, "invalid_value", "messages"),
+    ErrorCategory.TOO_LONG: (400, INVALID, "context_length_exceeded", "messages"),
+    ErrorCategory.NOT_FOUND: (404, INVALID, "model_not_found", "model"),
+    ErrorCategory.UNAVAILABLE: (503, SERVER, "unavailable", None),
+    ErrorCategory.TIMEOUT: (504, SERVER, "timeout", None),
+    ErrorCategory.INTERRUPTED: (502, SERVER, "interrupted", None),
+    ErrorCategory.INTERNAL: (500, SERVER, "internal_error", None),
 }
 
 
-def from_kind(kind: str, message: str) -> APIError:
-    """The API error for a pipeline ``Failed`` event (``kind`` = the exception class name)."""
-    status, type_, code, param = _KINDS.get(kind, (500, SERVER, "internal_error", None))
+def from_category(category: ErrorCategory, message: str) -> APIError:
+    """The API error for a pipeline ``Failed`` event (or any error of that category)."""
+    status, type_, code, param = _CATEGORIES[ErrorCategory(category)]
     return APIError(status, message, type_, code, param)
 
 
+def status_of(category: ErrorCategory) -> int:
+    """The HTTP status of an error category (for the other routes on the server: /browser)."""
+    return _CATEGORIES[ErrorCategory(category)][0]
+
+
 def from_exception(err: BaseException) -> APIError:
-    """An engine error (matched by its class or a base class) or anything else (a short 500)."""
+    """An error that says its category (engine and storage errors), or anything else (a short 500)."""
+    if getattr(type(err), "category", None) is None:
+        return internal(err)
     text = getattr(err, "user_text", None)
-    for cls in type(err).__mro__:
-        if cls.__name__ in _KINDS:
-            return from_kind(cls.__name__, text() if callable(text) else str(err))
-    return internal(err)
+    return from_category(category_of(err), text() if callable(text) else str(err))
 
 
 def internal(err: BaseException) -> APIError:

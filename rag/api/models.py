@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 
 from engines import registry
-from engines.base import EngineError, ModelNotFound
+from engines.base import EngineError, ErrorCategory, ModelNotFound
 from rag import pipeline
-from rag.api.errors import APIError, from_exception, not_found
+from rag.api.errors import from_category, from_exception, not_found
 from rag.config import settings
 
 log = logging.getLogger("local-rag-chat.api")
@@ -35,7 +35,7 @@ _STARTED = int(time.time())
 
 
 @dataclass
-class Target:
+class ModelChoice:
     engine: str
     model: str  # "" = the engine's default
 
@@ -44,27 +44,27 @@ def model_id(engine: str, model: str) -> str:
     return f"{PREFIX}:{model}" if engine == IN_PROCESS else f"{PREFIX}:{engine}/{model}"
 
 
-def parse(model: str) -> Target | None:
+def parse(model: str) -> ModelChoice | None:
     """The engine and model an id names; None when it is not one of ours."""
     model = (model or "").strip()
     if model == PREFIX:
-        return Target(settings().engine, settings().model)
+        return ModelChoice(settings().engine, settings().model)
     if not model.startswith(PREFIX + ":"):
         return None
     rest = model[len(PREFIX) + 1:]
     if rest == pipeline.AUTO:
-        return Target(pipeline.AUTO, "")
+        return ModelChoice(pipeline.AUTO, "")
     engine, sep, name = rest.partition("/")
     if sep and engine in registry.ENGINES:
-        return Target(engine, name) if name else None
-    return Target(IN_PROCESS, rest) if rest else None
+        return ModelChoice(engine, name) if name else None
+    return ModelChoice(IN_PROCESS, rest) if rest else None
 
 
 def _looks_like_path(model: str) -> bool:
     return any(c in model for c in "/\\") or model.startswith((".", "~"))
 
 
-async def resolve(requested: str, target: Target) -> None:
+async def resolve(requested: str, target: ModelChoice) -> None:
     """Raise the right APIError unless ``target`` can answer: unknown model 404, engine down 503.
     (The routing engine is checked by the pipeline: it answers with whichever target can.)"""
     if target.engine == pipeline.AUTO:
@@ -80,8 +80,8 @@ async def resolve(requested: str, target: Target) -> None:
     except ModelNotFound as err:
         raise not_found(requested, err.message.rstrip(".") + ".") from None
     except asyncio.TimeoutError:
-        raise APIError(503, f"The engine of '{requested}' did not answer within {RESOLVE_TIMEOUT:g} s.",
-                       "server_error", "engine_unavailable") from None
+        raise from_category(ErrorCategory.UNAVAILABLE,
+                            f"The engine of '{requested}' did not answer within {RESOLVE_TIMEOUT:g} s.") from None
     except EngineError as err:
         raise from_exception(err) from None
 

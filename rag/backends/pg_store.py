@@ -149,7 +149,7 @@ class PgStore:
                                f"{self.timeout:g} s (statement timeout, LRC_STORE_TIMEOUT); try again.") from exc
         except psycopg.OperationalError as exc:
             self._forget()
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1].strip()
             raise StoreUnavailable(f"The library's database ({self.location}) {doing}: it is not reachable "
                                    f"({reason}). Check that PostgreSQL is running and LRC_STORE is right."
                                    ) from exc

@@ -19,6 +19,7 @@ from rag import prompt as prompt_mod
 from rag.answer.check import check as check_answer, render
 from rag.answer.guard import finish, tidy_fences
 from rag.answering import Prepared, engine
+from rag.api.errors import status_of
 from rag.browser import assets
 from rag.config import settings
 from rag.events import Failed, NothingFound, Notice, Quoted
@@ -39,7 +40,7 @@ class ContextError(Exception):
 
 
 @dataclass
-class Request:
+class PageQuestion:
     question: str
     user: str | None = None  # LRC_AUTH=password: whose uploads may be searched
     max_new_tokens: int | None = None  # None: the chat's setting
@@ -63,7 +64,7 @@ class _Prepared:
     seconds: float
 
 
-async def _prepare(req: Request) -> _Prepared:
+async def _prepare(req: PageQuestion) -> _Prepared:
     question = (req.question or "").strip()
     if not question:
         raise ContextError(400, "The question is empty.", "Type a question about your documents.")
@@ -82,7 +83,7 @@ async def _prepare(req: Request) -> _Prepared:
     quote: list[dict] = []
     async for event in pipeline.prepare(prep, opts):
         if isinstance(event, Failed):
-            raise ContextError(503, event.error, event.hint)
+            raise ContextError(status_of(event.category), event.error, event.hint)
         if isinstance(event, Notice):
             notes.append(event.text)
         elif isinstance(event, NothingFound):
@@ -107,7 +108,7 @@ async def _fit(ready: _Prepared):
         raise ContextError(503, exc.message, exc.hint) from None
 
 
-async def build(req: Request) -> dict:
+async def build(req: PageQuestion) -> dict:
     """{answerable, message, notes, quote, passages, messages, input_ids, max_new_tokens, repetition_penalty,
     eos, timings}; ``answerable`` False: the documents do not answer (the chat would not ask the model either).
     ``quote``: what the documents say, as the chat shows it before the model: [{text, citation}]."""
@@ -134,7 +135,7 @@ async def build(req: Request) -> dict:
         "timings": {"retrieval": round(ready.seconds, 3), "prompt": round(time.perf_counter() - t1, 3)}}
 
 
-async def check(req: Request, answer: str, cut: bool = False) -> dict:
+async def check(req: PageQuestion, answer: str, cut: bool = False) -> dict:
     """The chat's check of the page's answer: the same passages (the question prepared again), each
     sentence checked against them (``rag.answer.check``) -> {text (rendered as the chat shows it: ⚠️ after
     each unsupported sentence, then what the mark means), unsupported: [sentences], judged: n}.

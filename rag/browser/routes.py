@@ -103,7 +103,7 @@ def status() -> Response:
     return _json(body)
 
 
-async def _question(request: Request) -> tuple[context.Request, dict]:
+async def _question(request: Request) -> tuple[context.PageQuestion, dict]:
     """The asker's question (and the request's JSON) or an APIError saying what is wrong."""
     user = _asker(request)
     data = await read_json(request)
@@ -115,7 +115,7 @@ async def _question(request: Request) -> tuple[context.Request, dict]:
         max_new = int(max_new) if max_new is not None else None
     except (TypeError, ValueError):
         raise APIError(400, "'max_new_tokens' must be a whole number.") from None
-    return context.Request(question, user, max_new), data
+    return context.PageQuestion(question, user, max_new), data
 
 
 async def _answered(request: Request, what: str, work) -> Response:

@@ -48,7 +48,7 @@ def _when(ts: float, fmt: str) -> str:
     return datetime.fromtimestamp(ts).strftime(fmt) if ts else ""
 
 
-def _row(d: pl.Document) -> dict:
+def _row(d: pl.LibraryDocument) -> dict:
     tag = "user guide" if d.guide else ("uploaded" if d.stored else "")
     return {"id": _row_id(d.path), "name": d.name, "kind": d.kind or "?", "pages": d.pages, "passages": d.passages,
             "size": _size(d.size), "added": _when(d.added, "%Y-%m-%d"), "addedAt": _when(d.added, "%Y-%m-%d %H:%M:%S"),
@@ -86,7 +86,7 @@ async def show_library() -> None:
 
 
 # ------------------------------------------------------------------ the buttons
-async def _target(action: cl.Action) -> tuple[cl.CustomElement | None, pl.Document | None]:
+async def _target(action: cl.Action) -> tuple[cl.CustomElement | None, pl.LibraryDocument | None]:
     """(the view the click came from, the document of the clicked row among those this user may see)."""
     element = (cl.user_session.get(VIEWS) or {}).get(str(action.payload.get("view", "")))
     row = str(action.payload.get("id", ""))

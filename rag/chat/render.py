@@ -42,9 +42,26 @@ async def run_ingest(events, title: str):
             msg.content = neutralise("\n".join(lines))
             await msg.update()
         elif isinstance(ev, pl.Failed):
-            msg.content = neutralise(f"{title}: failed. {ev.text}")
+            msg.content = neutralise(f"{title}: failed ({FAILURE_LABELS[ev.category].lower()}). {ev.text}")
             await msg.update()
     return report
+
+
+# what the chat calls each kind of failure (pl.ErrorCategory), before the error's own sentence
+FAILURE_LABELS = {
+    pl.ErrorCategory.BAD_REQUEST: "Cannot answer this",
+    pl.ErrorCategory.TOO_LONG: "Too long for the model",
+    pl.ErrorCategory.NOT_FOUND: "Not found",
+    pl.ErrorCategory.UNAVAILABLE: "Not available right now",
+    pl.ErrorCategory.TIMEOUT: "No answer in time",
+    pl.ErrorCategory.INTERRUPTED: "Answer interrupted",
+    pl.ErrorCategory.INTERNAL: "Error",
+}
+
+
+def failure_text(ev: pl.Failed) -> str:
+    """A failed answer as the chat shows it: "**⚠️ Not available right now:** The library is ..."."""
+    return f"**⚠️ {FAILURE_LABELS[ev.category]}:** {ev.text}"
 
 
 def retrieval_text(ev: pl.Retrieved) -> str:
@@ -179,7 +196,7 @@ class AnswerView:
             self.text = ev.text
             await self._append(footer(ev))
         elif isinstance(ev, pl.Failed):
-            await self._append(f"**Error:** {ev.text}")
+            await self._append(failure_text(ev))
 
     async def close(self) -> None:
         await self._flush()

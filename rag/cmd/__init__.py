@@ -1,9 +1,31 @@
-"""One module per `python -m rag` command (see rag/cli.py)."""
+"""One module per `python -m rag` command (see rag/cli.py).
+
+A command that fails says why on stderr and exits with the status of the error's category
+(``exit_status``): 2 when what was given cannot be used (as argparse), 69 when a service is down
+(EX_UNAVAILABLE: the engine, the library's database), 75 when it was too slow or cut off (EX_TEMPFAIL:
+try again), 1 for anything else."""
 from __future__ import annotations
 
 import asyncio
 import sys
 from typing import Awaitable
+
+from engines.base import ErrorCategory, category_of
+
+EXIT_STATUS = {
+    ErrorCategory.BAD_REQUEST: 2,
+    ErrorCategory.TOO_LONG: 2,
+    ErrorCategory.NOT_FOUND: 2,
+    ErrorCategory.UNAVAILABLE: 69,
+    ErrorCategory.TIMEOUT: 75,
+    ErrorCategory.INTERRUPTED: 75,
+    ErrorCategory.INTERNAL: 1,
+}
+
+
+def exit_status(failure: ErrorCategory | BaseException) -> int:
+    """The exit status for a failure: a pipeline ``Failed`` event's category, or an error's."""
+    return EXIT_STATUS[failure if isinstance(failure, ErrorCategory) else category_of(failure)]
 
 
 async def until_stopped(work: Awaitable[int], control) -> int:

@@ -5,7 +5,7 @@ import argparse
 import asyncio
 import sys
 
-from rag.cmd import until_stopped
+from rag.cmd import exit_status, until_stopped
 from rag.schema import Mode
 
 HELP = "ask the library a question; the answer streams to the terminal, then sources and timings"
@@ -72,7 +72,7 @@ async def _run(args: argparse.Namespace) -> int:
                       f"{u.tokens_per_second:.1f} tok/s · total {t.get('total', 0):.2f}s]", file=err)
             elif isinstance(ev, pl.Failed):
                 print(f"\nError: {ev.text}", file=err)
-                status = 1
+                status = exit_status(ev.category)
         return status
 
     return await until_stopped(loop(), control)

@@ -14,7 +14,7 @@ import asyncio
 import sys
 from dataclasses import dataclass, field
 
-from rag.cmd import until_stopped
+from rag.cmd import exit_status, until_stopped
 from rag.schema import Mode
 
 HELP = "answer one question with two engines/models side by side (same passages), with a measured verdict"
@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 @dataclass
-class Block:
+class SideAnswer:
     """One side's answer as it arrives."""
 
     text: str = ""
@@ -88,7 +88,7 @@ async def _run(args: argparse.Namespace, a, b) -> int:
         from rag.cmd.index import open_library
 
         lib = await asyncio.to_thread(open_library, args)
-    blocks = {"A": Block(), "B": Block()}
+    blocks = {"A": SideAnswer(), "B": SideAnswer()}
     control = pl.Control()
 
     async def loop() -> int:
@@ -132,7 +132,9 @@ async def _run(args: argparse.Namespace, a, b) -> int:
                         print(line, file=out)
                     print(file=out)
                 print(f"Verdict: {ev.text}", file=out)
-                status = 0 if any(o.done is not None for o in ev.outcomes.values()) else 1
+                ended = list(ev.outcomes.values())
+                failed = [o.failed.category for o in ended if o.failed is not None]
+                status = 0 if any(o.done is not None for o in ended) else exit_status(failed[0]) if failed else 1
             elif isinstance(ev, pl.Retrieved):
                 print(f"[retrieval: {len(ev.hits)} passages, {ev.mode}, {ev.seconds:.2f}s]", file=err)
             elif isinstance(ev, pl.NothingFound):
@@ -145,7 +147,7 @@ async def _run(args: argparse.Namespace, a, b) -> int:
                 print(f"From your documents:\n{ev.text}\n", file=out, flush=True)
             elif isinstance(ev, pl.Failed):
                 print(f"Error: {ev.text}", file=err)
-                status = 1
+                status = exit_status(ev.category)
         return status
 
     return await until_stopped(loop(), control)

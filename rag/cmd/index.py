@@ -53,6 +53,7 @@ def open_library(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    from rag.cmd import exit_status
     from rag.store import StoreError
 
     try:
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         return _index(lib, args)
     except StoreError as exc:
         print(f"index: {exc}", file=sys.stderr)
-        return 1
+        return exit_status(exc)
 
 
 def _index(lib, args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rag.backends.migrate import migrate
     from rag.config import settings
+    from rag.cmd import exit_status
     from rag.store import StoreError
 
     source = args.source or settings().store or str(settings().index_dir)
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         done = migrate(source, args.target, progress=lambda line: print(line, file=sys.stderr, flush=True))
     except StoreError as exc:
         print(f"migrate: {exc}", file=sys.stderr)
-        return 1
+        return exit_status(exc)
     print(done.summary())
     if str(args.target).startswith(("postgresql://", "postgres://")):
         print(f"To use it: LRC_STORE={args.target}")

@@ -91,7 +91,7 @@ def test_engine_down_is_503(api_server):
         api_server.client().chat.completions.create(model="rag:foundry/x", messages=ASK)
     assert info.value.status_code == 503
     err = _error(info.value)
-    assert err["code"] == "engine_unavailable" and "not reachable" in err["message"], err
+    assert err["code"] == "unavailable" and err["type"] == "server_error" and "not reachable" in err["message"], err
 
 
 def test_wrong_or_missing_key_is_401(api_server):

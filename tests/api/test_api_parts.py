@@ -23,14 +23,14 @@ from rag.schema import Chunk, Hit
 
 
 def test_model_ids():
-    assert models.parse("rag:auto") == models.Target(pipeline.AUTO, "")
-    assert models.parse("rag:smollm2") == models.Target("onnx", "smollm2")
-    assert models.parse("rag:onnx/tiny") == models.Target("onnx", "tiny")
+    assert models.parse("rag:auto") == models.ModelChoice(pipeline.AUTO, "")
+    assert models.parse("rag:smollm2") == models.ModelChoice("onnx", "smollm2")
+    assert models.parse("rag:onnx/tiny") == models.ModelChoice("onnx", "tiny")
     assert models.parse("rag:foundry/Phi-4-mini-instruct-generic-cpu:5") == \
-        models.Target("foundry", "Phi-4-mini-instruct-generic-cpu:5")
+        models.ModelChoice("foundry", "Phi-4-mini-instruct-generic-cpu:5")
     assert models.parse("rag:foundry/") is None and models.parse("rag:") is None
     assert models.parse("gpt-4o") is None and models.parse("ragx") is None
-    assert models.parse("rag") == models.Target(settings().engine, settings().model)
+    assert models.parse("rag") == models.ModelChoice(settings().engine, settings().model)
     assert models.model_id("onnx", "tiny-random-smollm2") == "rag:tiny-random-smollm2"
     assert models.model_id("foundry", "qwen:1") == "rag:foundry/qwen:1"
 

@@ -183,7 +183,7 @@ def test_an_engine_failing_mid_stream_ends_it_with_an_error_event(api_server):
                     p.kill()
     assert lines[-1] == "data: [DONE]"
     error = json.loads(lines[-2][6:])["error"]
-    assert error["code"] == "generation_failed" and "worker" in error["message"], error
+    assert error["code"] == "internal_error" and "worker" in error["message"], error
     assert not any('"finish_reason": "' in line for line in lines)
     # the next answer starts a new worker
     again = api_server.client().chat.completions.create(model="rag:tiny", max_tokens=16, messages=ASK)

@@ -43,6 +43,6 @@ async def test_pipeline_reports_an_unreachable_service_as_a_failed_event(monkeyp
     events = [ev async for ev in pipeline.answer(
         "Hello?", None, pipeline.Options(engine="foundry", mode="off", max_new_tokens=16))]
     failed = [ev for ev in events if isinstance(ev, pipeline.Failed)]
-    assert failed and failed[0].kind == "EngineUnavailable"
+    assert failed and failed[0].category is pipeline.ErrorCategory.UNAVAILABLE
     assert "make foundry" in failed[0].text
     await eng.aclose()

@@ -274,6 +274,7 @@ def test_database_down_at_start_is_a_clear_error_and_the_chat_still_answers(tmp_
     events = asyncio.run(_collect(pl.answer("How do I descale a kettle?", [], pl.Options(engine="onnx"))))
     assert [type(e).__name__ for e in events] == ["Failed"]
     assert events[0].error.startswith("The library is unavailable.") and "not reachable" in events[0].error
+    assert events[0].category is pl.ErrorCategory.UNAVAILABLE
     own_pg.start()  # back: the next use connects
     assert asyncio.run(pl.library_unavailable()) is None and Library.shared().stats().files == 0
     Library.shared().backend.close()
@@ -335,6 +336,7 @@ def test_statement_timeout_is_a_readable_error(tmp_path, pg, embedder, monkeypat
         events = asyncio.run(_collect(pl.answer("How do I descale a kettle?", [], pl.Options(engine="onnx"),
                                                 lib=lib)))
         assert type(events[-1]).__name__ == "Failed" and "did not answer within 0.5 s" in events[-1].error
+        assert events[-1].category is pl.ErrorCategory.TIMEOUT  # /v1: 504, the CLI: 75 (try again)
         holder.rollback()
     assert lib.search("kettle descaling", k=1)[0].chunk.name == "kettle.md"
     lib.backend.close()
