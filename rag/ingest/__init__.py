@@ -6,9 +6,9 @@ records passed between the stages are in ``records.py``.
 """
 from rag.ingest.chunking import ChunkDraft, Chunker
 from rag.ingest.ingester import Ingester, IndexWriter, Manifest, expand
-from rag.ingest.records import (Failed, FileJob, IngestProgress, IngestReport, Loaded, LoaderConfig, LoadResult,
+from rag.ingest.records import (FileFailed, FileJob, IngestProgress, IngestReport, Loaded, LoaderConfig, LoadResult,
                                 Unchanged)
 from rag.ingest.loading import file_hash, prepare
 
 __all__ = ["Ingester", "IndexWriter", "Manifest", "IngestProgress", "IngestReport", "expand", "Chunker", "ChunkDraft",
-           "FileJob", "LoaderConfig", "Loaded", "Unchanged", "Failed", "LoadResult", "file_hash", "prepare"]
+           "FileJob", "LoaderConfig", "Loaded", "Unchanged", "FileFailed", "LoadResult", "file_hash", "prepare"]

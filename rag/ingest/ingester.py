@@ -35,7 +35,7 @@ from rag.ingest import loaders
 from rag.ingest.chunking import Chunker
 from rag.ingest.pool import LoaderPool, process_count
 from rag.ingest.loaders import OcrOptions
-from rag.ingest.records import (Failed, FileJob, IngestProgress, IngestReport, Loaded, LoaderConfig, LoadResult,
+from rag.ingest.records import (FileFailed, FileJob, IngestProgress, IngestReport, Loaded, LoaderConfig, LoadResult,
                                 OcrPage, Unchanged)
 from rag.store import FileCommit, FileEntry, StoreTimeout, StoreUnavailable
 
@@ -285,7 +285,7 @@ class IngestRun:
         """Record a failed or unchanged file; True for a loaded one (to be embedded)."""
         path = str(result.job.path)
         self.tell("loading", result.job.path.name)
-        if isinstance(result, Failed):
+        if isinstance(result, FileFailed):
             self.report.failed.append((path, result.reason))
             self.store.clear_pending([path])
         elif isinstance(result, Unchanged):

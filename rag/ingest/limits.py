@@ -64,7 +64,7 @@ def arm_cpu(seconds: int) -> bool:
 
 
 def death_reason(name: str, code: int | None, memory_mb: int, cpu_seconds: int, how: str) -> str:
-    """Why a loader process stopped while reading the file ``name``, for its Failed record: the CPU limit
+    """Why a loader process stopped while reading the file ``name``, for its FileFailed record: the CPU limit
     (SIGXCPU), an allocation that failed in C code under the memory limit (an abort or a crash), or only
     how it ended (``how``: "exit code 9")."""
     if code is not None and code == -signal.SIGXCPU and cpu_seconds > 0:

@@ -10,7 +10,7 @@ from typing import Callable
 from rag.ingest import loaders
 from rag.ingest.chunking import Chunker
 from rag.ingest.loaders.errors import MemoryLimit
-from rag.ingest.records import Failed, FileJob, Loaded, LoaderConfig, LoadResult, OcrPage, Unchanged
+from rag.ingest.records import FileFailed, FileJob, Loaded, LoaderConfig, LoadResult, OcrPage, Unchanged
 
 Note = Callable[[OcrPage], None]  # told before each page a loader reads by OCR
 
@@ -21,7 +21,7 @@ def file_hash(data: bytes) -> str:
 
 
 def prepare(job: FileJob, chunker: Chunker, config: LoaderConfig, note: Note | None = None) -> LoadResult:
-    """Load + chunk one file. Never raises: a bad file (or a loader bug) is a ``Failed``. ``note``
+    """Load + chunk one file. Never raises: a bad file (or a loader bug) is a ``FileFailed``. ``note``
     hears of each page read by OCR (an ``OcrPage``) while the file loads."""
     path = job.path
     progress = None if note is None else (lambda page, step, steps: note(OcrPage(str(path), page, step, steps)))
@@ -38,12 +38,12 @@ def prepare(job: FileJob, chunker: Chunker, config: LoaderConfig, note: Note | N
             raise loaders.EmptyFile(path)
         return Loaded(job, h, doc, drafts)
     except loaders.LoaderError as exc:
-        return Failed(job, str(exc))
+        return FileFailed(job, str(exc))
     except MemoryError:  # past the loader process's memory limit (what it held is freed on the way out)
         if config.memory_mb:
-            return Failed(job, str(MemoryLimit(path, config.memory_mb)))
-        return Failed(job, f"{path.name}: ran out of memory while reading it")
+            return FileFailed(job, str(MemoryLimit(path, config.memory_mb)))
+        return FileFailed(job, f"{path.name}: ran out of memory while reading it")
     except OSError as exc:
-        return Failed(job, f"{path.name}: {exc.strerror or exc}")
+        return FileFailed(job, f"{path.name}: {exc.strerror or exc}")
     except Exception as exc:  # a loader bug must not stop the batch
-        return Failed(job, f"{path.name}: could not be read ({type(exc).__name__}: {exc})")
+        return FileFailed(job, f"{path.name}: could not be read ({type(exc).__name__}: {exc})")

@@ -35,7 +35,7 @@ from rag.config import offline_env
 from rag.ingest import limits
 from rag.ingest.chunking import Chunker
 from rag.ingest.loaders import BINARY_EXTS
-from rag.ingest.records import Failed, FileJob, LoaderConfig, LoadResult, OcrPage
+from rag.ingest.records import FileFailed, FileJob, LoaderConfig, LoadResult, OcrPage
 from rag.ingest.loading import Note, prepare
 
 _ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the rag package
@@ -112,7 +112,7 @@ class LoaderProcess:
         pickle.dump(message, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
         self.proc.stdin.flush()
 
-    def died_reading(self, job: FileJob, exc: Exception, config: LoaderConfig) -> Failed:
+    def died_reading(self, job: FileJob, exc: Exception, config: LoaderConfig) -> FileFailed:
         """The result for the job the process was reading when it stopped (or its pipe broke): a limit
         it hit (``limits.death_reason``) or how it ended."""
         try:  # the pipe can close a moment before the process is reaped
@@ -125,7 +125,7 @@ class LoaderProcess:
             how = f"signal {_signal_name(-code)}"
         else:
             how = f"exit code {code}"
-        return Failed(job, limits.death_reason(job.path.name, code, config.memory_mb, config.cpu_seconds, how))
+        return FileFailed(job, limits.death_reason(job.path.name, code, config.memory_mb, config.cpu_seconds, how))
 
     def finish(self, wait: float) -> None:
         """End the process: up to ``wait`` seconds to exit by itself, then killed; pipes closed."""

@@ -1,6 +1,6 @@
 """Typed records between the ingest stages.
 
-    planner -> FileJob -> loader (process or thread) -> OcrPage* then Loaded | Unchanged | Failed
+    planner -> FileJob -> loader (process or thread) -> OcrPage* then Loaded | Unchanged | FileFailed
             -> embedder (vectors for Loaded.vector_texts) -> rag.store.FileCommit -> store + search index
 
 ``LoaderConfig``, ``FileJob``, ``OcrPage`` and the load results also cross the pipe to a loader process
@@ -71,14 +71,14 @@ class Unchanged:
 
 
 @dataclass
-class Failed:
+class FileFailed:
     """A file that cannot be indexed; ``reason`` names the file and says why."""
 
     job: FileJob
     reason: str
 
 
-LoadResult = Union[Loaded, Unchanged, Failed]
+LoadResult = Union[Loaded, Unchanged, FileFailed]
 
 
 @dataclass(frozen=True)

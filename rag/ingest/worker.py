@@ -14,7 +14,7 @@ model's own ``tokenizer.json``), not torch.
 Protocol (pickle over the child's stdin/stdout): the parent sends one ``LoaderConfig``, then
 ``FileJob``s one at a time, then ``None``; the child answers the config with ``("ready",)`` and each
 job with zero or more ``OcrPage`` records (progress: a page it reads by OCR) followed by one load
-result (``Loaded`` | ``Unchanged`` | ``Failed``). A dead parent closes the pipes and the child exits
+result (``Loaded`` | ``Unchanged`` | ``FileFailed``). A dead parent closes the pipes and the child exits
 (and on Linux it is killed with the parent). OCR runs ``tesseract`` and ``pdftoppm`` as children of
 this process, in its process group (``pool.start_loader_process``), so pausing the group pauses them too.
 Each process holds at most ``LoaderConfig.memory_mb`` of data and spends at most ``cpu_seconds`` of CPU per
