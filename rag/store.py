@@ -47,19 +47,22 @@ class StoreError(RuntimeError):
 
 
 class StoreUnavailable(StoreError):
-    """The library's database cannot be reached (down, wrong address, connection lost)."""
+    """The library's database cannot be reached (down, wrong address, connection lost): asking again
+    once it is back works (/v1: 503)."""
 
     category = ErrorCategory.UNAVAILABLE
 
 
 class StoreTimeout(StoreError):
-    """The library's database did not answer in time (its statement timeout)."""
+    """The library's database did not answer in time (its statement timeout): a busy or locked database
+    may answer the next time (/v1: 504)."""
 
     category = ErrorCategory.TIMEOUT
 
 
 class ModelMismatch(StoreError):
-    """A shared library holds vectors of another embedding model than the one configured."""
+    """A shared library holds vectors of another embedding model than the one configured: someone must
+    configure the model or rebuild the library (`rag index --rebuild`)."""
 
 
 @dataclass
