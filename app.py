@@ -26,6 +26,7 @@ from rag.browser import mount as mount_browser  # noqa: E402
 from rag import markup, owners  # noqa: E402
 from rag.chat import auth, hardening, history, library_view, panel, render, state  # noqa: E402
 from rag.chat.identity import chat_user  # noqa: E402
+from rag.ingest.loaders import formats  # noqa: E402
 
 log = logging.getLogger("local-rag-chat")
 log.setLevel(logging.INFO)
@@ -93,10 +94,7 @@ hardening.install(cl_server.app, cl_config.run.host, _local_page(cl_config.run.r
 @cl.on_settings_update
 async def settings_update(values: dict) -> None:
     old = state.options()
-    new = pl.Options(engine=values.get("engine", old.engine), model=values.get("model", old.model),
-                     top_k=values.get("top_k", old.top_k), mode=values.get("mode", old.mode),
-                     temperature=values.get("temperature", old.temperature), style=values.get("style", old.style),
-                     max_new_tokens=values.get("max_new_tokens", old.max_new_tokens)).normalised()
+    new = old.updated(values)  # the panel's values of the pipeline's choices (Options.choices())
     (models, problem), compare_items = await asyncio.gather(panel.try_models(new.engine), panel.compare_items())
     if problem:  # back to the previous engine; if that is "auto" with bad rules too, to the default engine
         back = old.engine if old.engine != new.engine else settings().engine
@@ -154,8 +152,7 @@ async def start() -> None:
              f"**The library is unavailable:** {unavailable} Answers use no documents until it is back.")
     await cl.Message(content=(
         f"**Welcome to Local RAG Chat.** {holds} Ask a question about them: answers cite their sources like [1].\n\n"
-        "To add documents, drop PDF, Word (.docx), OpenDocument (.odt), PowerPoint (.pptx), Markdown, text, reStructuredText or HTML files, "
-        "or scans and images (.png, .jpg, .tif; read by OCR) into the chat (or use "
+        f"To add documents, drop {formats.spoken_list()} into the chat (or use "
         "the paperclip), or run `python -m rag index PATH`. **Library** lists them (re-index, remove). "
         "The gear button next to the message box changes the engine, model and retrieval settings for "
         "this chat. [In-browser model](/browser): the small model answering in this browser "

@@ -1,4 +1,6 @@
-"""Picks an engine by name. Adding an engine is one new module and one line in ENGINES.
+"""Picks an engine by name. Adding an engine is one new module and one line in ENGINES: the one place
+engine names are written (the settings panel, the CLI's help, ``rag compare``'s choices and /v1's model
+list read them from here; "auto", routing between these, is ``rag.pipeline.AUTO``).
 
 Engines take their settings as constructor arguments (``engines/`` reads no configuration): the
 caller passes them, e.g. ``registry.get(name, settings().engine_config(name))``.
@@ -17,6 +19,8 @@ ENGINES: dict[str, tuple[str, str, str]] = {
     "onnx": ("engines.onnx.engine", "OnnxGenaiEngine", "In-process (ONNX Runtime GenAI)"),
     "foundry": ("engines.foundry.engine", "FoundryEngine", "Foundry Local"),
 }
+
+IN_PROCESS = "onnx"  # the engine that runs in this process (no service to start): the default, the /browser page's
 
 _instances: dict[str, Engine] = {}
 

@@ -29,10 +29,11 @@ import hashlib
 import re
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import AsyncIterator, Iterable, Sequence
 
+from engines import registry
 from engines.base import EngineError, ErrorCategory, Message, Usage
 from rag.answer import evidence
 from rag.answer.followup import standalone_query
@@ -55,37 +56,68 @@ __all__ = ["AUTO", "Options", "Control", "Prepared", "answer", "prepare", "respo
 AUTO = "auto"  # the engine choice that routes between engines by the rules in settings().routing_file
 
 
+def _choice(setting: str, flag: str, help: str, **cli):
+    """A per-chat user choice: its default read from ``settings().<setting>`` when an Options is made; the
+    metadata says it is a choice (saved with a chat, taken from the settings panel, the CLI and /v1 by
+    ``updated``) and gives its command-line flag (``rag.cmd.add_choice_arguments``)."""
+    return field(default_factory=lambda: getattr(settings(), setting),
+                 metadata={"choice": True, "flag": flag, "help": help, **cli})
+
+
 @dataclass
 class Options:
-    engine: str = field(default_factory=lambda: settings().engine)
-    model: str = field(default_factory=lambda: settings().model)  # "" = the engine's default
-    top_k: int = field(default_factory=lambda: settings().top_k)
-    mode: Mode = field(default_factory=lambda: settings().retrieval_mode)
-    temperature: float = field(default_factory=lambda: settings().temperature)
-    max_new_tokens: int = field(default_factory=lambda: settings().max_new_tokens)
+    """How one question is answered. The fields made with ``_choice`` are the user's per-chat choices: the
+    one list of them is ``Options.choices()``, and every surface (the chat's saved state and settings panel,
+    the CLI, /v1) takes them through ``updated`` / ``saved``, so a choice added here appears everywhere."""
+    engine: str = _choice("engine", "--engine", "engine: {engines}; default: LRC_ENGINE")
+    model: str = _choice("model", "--model", "model id or name for that engine; default: the engine's default")
+    top_k: int = _choice("top_k", "--top-k", "passages retrieved (their best sentences go to the model); default: LRC_TOP_K",
+                         short="-k")
+    mode: Mode = _choice("retrieval_mode", "--mode", "retrieval mode; default: LRC_RETRIEVAL_MODE", values=Mode.values)
+    style: str = _choice("answer_style", "--style", "quote+answer, answer (the model only) or quote (no model); "
+                         "default: LRC_ANSWER_STYLE", values=lambda: STYLES)
+    temperature: float = _choice("temperature", "--temperature", "0 = greedy (default: LRC_TEMPERATURE)")
+    max_new_tokens: int = _choice("max_new_tokens", "--max-tokens", "longest answer in tokens; default: LRC_MAX_NEW_TOKENS")
+    repetition_penalty: float = field(default_factory=lambda: settings().repetition_penalty)
     min_score: float | None = None  # None = the library's relevance threshold
     context_length: int | None = None  # None = ask the engine
-    style: str = field(default_factory=lambda: settings().answer_style)  # "quote+answer" | "answer" | "quote"
-    repetition_penalty: float = field(default_factory=lambda: settings().repetition_penalty)
     scope: tuple[str, ...] | None = None  # search only these files (indexed paths); None = the whole library
     user: str | None = None  # who asks (LRC_AUTH=password): another user's uploads are never searched
 
+    @classmethod
+    def choices(cls) -> tuple[str, ...]:
+        """The names of the user's per-chat choices, in their order."""
+        return tuple(f.name for f in fields(cls) if f.metadata.get("choice"))
+
+    @classmethod
+    def choice_fields(cls) -> tuple:
+        return tuple(f for f in fields(cls) if f.metadata.get("choice"))
+
+    def updated(self, values: dict) -> "Options":
+        """A copy with the choices found in ``values`` (a settings panel's update, a saved chat, parsed CLI
+        flags; other keys and None are ignored), normalised."""
+        return replace(self, **{k: values[k] for k in self.choices() if values.get(k) is not None}).normalised()
+
+    def saved(self) -> dict:
+        """The choices as plain values (what a chat's history keeps)."""
+        return {k: (str(v) if isinstance(v, Mode) else v) for k in self.choices() for v in [getattr(self, k)]}
+
     def normalised(self) -> "Options":
-        """Values from sliders arrive as floats or strings: make them the right types and ranges."""
+        """Values from sliders arrive as floats or strings: make them the right types and ranges (a field
+        not named here is kept as it is)."""
         try:
             mode = Mode.parse(self.mode)
         except ValueError:
             mode = Mode.HYBRID
-        return Options(engine=str(self.engine), model=str(self.model or ""),
+        return replace(self, engine=str(self.engine), model=str(self.model or ""),
                        top_k=max(1, min(int(float(self.top_k)), 20)),
                        mode=mode,
                        temperature=max(0.0, min(float(self.temperature), 2.0)),
                        max_new_tokens=max(16, int(float(self.max_new_tokens))),
                        min_score=None if self.min_score is None else float(self.min_score),
-                       context_length=self.context_length,
                        style=str(self.style) if str(self.style) in STYLES else STYLES[0],
                        repetition_penalty=max(1.0, min(float(self.repetition_penalty), 2.0)),
-                       scope=None if self.scope is None else tuple(str(p) for p in self.scope), user=self.user)
+                       scope=None if self.scope is None else tuple(str(p) for p in self.scope))
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -243,7 +275,7 @@ async def respond(prep: Prepared, opts: Options, control: Control) -> AsyncItera
         try:
             rules = await asyncio.to_thread(routing_rules)
         except RulesError as err:  # say so, and answer with the default engine
-            default = settings().engine if settings().engine != AUTO else "onnx"
+            default = settings().engine if settings().engine != AUTO else registry.IN_PROCESS
             yield Notice(f"The routing rules cannot be used: {err}. This answer uses the default engine "
                          f"({engine_short(default)}).")
             opts = replace(opts, engine=default, model="")

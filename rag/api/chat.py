@@ -142,13 +142,9 @@ def options(req: ChatRequest, target, user: str | None = None) -> pipeline.Optio
     if req.n is not None and req.n > 1:
         raise APIError(400, "Only one choice per request is supported ('n' must be 1).", code="invalid_value",
                        param="n")
-    kw = {"engine": target.engine, "model": target.model, "user": user}
-    if req.temperature is not None:
-        kw["temperature"] = req.temperature
-    limit = req.max_completion_tokens or req.max_tokens
-    if limit is not None:
-        kw["max_new_tokens"] = limit
-    return pipeline.Options(**kw).normalised()
+    return pipeline.Options(user=user).updated({"engine": target.engine, "model": target.model,
+                                                "temperature": req.temperature,
+                                                "max_new_tokens": req.max_completion_tokens or req.max_tokens})
 
 
 async def check_fits(question: str, opts: pipeline.Options) -> None:

@@ -26,7 +26,7 @@ from rag.config import settings
 log = logging.getLogger("local-rag-chat.api")
 
 PREFIX = "rag"
-IN_PROCESS = "onnx"  # the engine whose models need no "<engine>/" in their id
+IN_PROCESS = registry.IN_PROCESS  # the engine whose models need no "<engine>/" in their id
 EMBED_IDS = ("rag", "rag:embed")  # besides settings().embed_model
 LIST_TIMEOUT = 3.0  # seconds an engine may take to list its models
 RESOLVE_TIMEOUT = 15.0  # seconds an engine may take to say whether it has a model

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from engines import registry
 from engines.base import EngineError
 from rag import pipeline
 from rag import prompt as prompt_mod
@@ -24,7 +25,7 @@ from rag.browser import assets
 from rag.config import settings
 from rag.events import Failed, NothingFound, Notice, Quoted
 
-ENGINE = "onnx"  # the page runs the in-process engine's model build: its tokenizer and context
+ENGINE = registry.IN_PROCESS  # the page runs the in-process engine's model build: its tokenizer and context
 MAX_QUESTION_CHARS = 4000
 # an answer to check: the page's model writes at most its context (8,192 tokens, some 30,000 characters);
 # every sentence of it is embedded, so a longer text would only be CPU work a client asked for

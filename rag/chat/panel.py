@@ -86,26 +86,38 @@ async def send_settings(opts: pl.Options, models: dict[str, str], compare: str =
     compare_items = compare_items or {"Off": OFF}
     if compare not in compare_items.values():
         compare_items[compare] = compare
-    about_model = ("Models of the chosen engine (confirm a new engine to refresh this list)" if opts.engine != pl.AUTO
-                   else f"Auto tries these in order, falling back when one is down, slow or too small. "
-                        f"Rules file: {settings().routing_file}")
+    widgets = choice_widgets(opts, models, shown)
+    engine_and_model, rest = widgets[:2], widgets[2:]
     await cl.ChatSettings([
-        Select(id="engine", label="Engine", items=engine_items(), initial_value=opts.engine),
-        Select(id="model", label="Model", items=models, initial_value=shown, description=about_model),
+        *engine_and_model,
         Select(id="compare", label="Compare with", items=compare_items, initial_value=compare,
                description="Answer each question twice, side by side: with the engine and model above (A) "
                            "and with this one (B), from the same passages"),
         Select(id="scope", label="Search", items=SCOPES, initial_value=cl.user_session.get("scope") or "all",
                description="Only this chat's files: the files dropped into this chat"),
-        Slider(id="top_k", label="Passages", initial=opts.top_k, min=1, max=10, step=1),
-        Select(id="mode", label="Retrieval mode", values=Mode.values(), initial_value=opts.mode),
-        Select(id="style", label="Answer", items=STYLES, initial_value=opts.style,
-               description="Quote only needs no model: instant, for slow machines"),
-        Slider(id="temperature", label="Temperature", initial=opts.temperature, min=0, max=1.5, step=0.1),
-        Slider(id="max_new_tokens", label="Max answer tokens", initial=opts.max_new_tokens, min=32, max=1024,
-               step=32),
+        *rest,
     ]).send()
     opts.model = "" if opts.model == DEFAULT else opts.model
+
+
+def choice_widgets(opts: pl.Options, models: dict[str, str], shown_model: str) -> list:
+    """One widget per choice of the pipeline (``Options.choices()``, in its order; the panel's update gives
+    them back to ``Options.updated``): a choice added to Options without a widget here fails at once."""
+    about_model = ("Models of the chosen engine (confirm a new engine to refresh this list)" if opts.engine != pl.AUTO
+                   else f"Auto tries these in order, falling back when one is down, slow or too small. "
+                        f"Rules file: {settings().routing_file}")
+    widgets = {
+        "engine": Select(id="engine", label="Engine", items=engine_items(), initial_value=opts.engine),
+        "model": Select(id="model", label="Model", items=models, initial_value=shown_model, description=about_model),
+        "top_k": Slider(id="top_k", label="Passages", initial=opts.top_k, min=1, max=10, step=1),
+        "mode": Select(id="mode", label="Retrieval mode", values=Mode.values(), initial_value=opts.mode),
+        "style": Select(id="style", label="Answer", items=STYLES, initial_value=opts.style,
+                        description="Quote only needs no model: instant, for slow machines"),
+        "temperature": Slider(id="temperature", label="Temperature", initial=opts.temperature, min=0, max=1.5, step=0.1),
+        "max_new_tokens": Slider(id="max_new_tokens", label="Max answer tokens", initial=opts.max_new_tokens, min=32,
+                                 max=1024, step=32),
+    }
+    return [widgets[name] for name in pl.Options.choices()]
 
 
 async def try_models(engine_name: str) -> tuple[dict[str, str] | None, str]:

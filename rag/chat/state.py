@@ -1,6 +1,7 @@
 """One chat's choices (engine, model, retrieval and answer settings, comparison, search scope, its dropped
 files, the conversation the model sees) in cl.user_session, and saved with the chat's history (thread
-metadata "lrc") so a chat opened again from the sidebar continues as it was left."""
+metadata "lrc") so a chat opened again from the sidebar continues as it was left. The answer settings kept
+are the pipeline's choices (``Options.choices()``), written by ``Options.saved`` and read by ``updated``."""
 from __future__ import annotations
 
 import logging
@@ -11,7 +12,6 @@ from rag import pipeline as pl
 from rag.chat.identity import chat_user
 
 log = logging.getLogger("local-rag-chat.state")
-SAVED = ("engine", "model", "top_k", "mode", "temperature", "max_new_tokens", "style")
 OFF = "off"  # "Compare with": no comparison
 
 
@@ -28,9 +28,7 @@ def begin(saved: dict | None = None) -> pl.Options:
     """Set up the session: fresh defaults, or a resumed chat's saved choices (unknown values fall back
     to the defaults: a model removed since then is caught by the settings panel)."""
     saved = saved or {}
-    base = pl.Options()
-    values = {k: saved.get("settings", {}).get(k, getattr(base, k)) for k in SAVED}
-    opts = pl.Options(**values).normalised()
+    opts = pl.Options().updated(saved.get("settings") or {})
     cl.user_session.set("chat_files", [str(p) for p in saved.get("chat_files", [])])
     cl.user_session.set("scope", saved.get("scope") if saved.get("scope") in ("all", "chat") else "all")
     cl.user_session.set("compare", str(saved.get("compare") or OFF))
@@ -48,7 +46,7 @@ def set_options(opts: pl.Options) -> None:
 
 def snapshot() -> dict:
     opts = options()
-    return {"settings": {k: (str(getattr(opts, k)) if k == "mode" else getattr(opts, k)) for k in SAVED},
+    return {"settings": opts.saved(),
             "compare": cl.user_session.get("compare") or OFF, "scope": cl.user_session.get("scope") or "all",
             "chat_files": list(cl.user_session.get("chat_files") or []),
             "history": list(cl.user_session.get("history") or [])}

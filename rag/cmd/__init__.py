@@ -41,3 +41,24 @@ async def until_stopped(work: Awaitable[int], control) -> int:
         return 130
     finally:
         await registry.close_all()
+
+
+_TYPES = {"int": int, "float": float}  # the annotations of Options' choices (strings: postponed annotations)
+
+
+def add_choice_arguments(p, skip: tuple[str, ...] = (), prefix: str = "") -> None:
+    """A flag for each of the pipeline's per-chat choices (``rag.pipeline.Options.choices()``, or those in
+    all but those in ``skip``), built from the field's metadata: a choice added to Options is a flag here too. Read them
+    back with ``Options().updated(vars(args))``; ``prefix`` goes before each help text."""
+    from engines import registry
+    from rag.pipeline import AUTO, Options
+
+    engines = ", ".join([*registry.ENGINES, AUTO])
+    for f in Options.choice_fields():
+        if f.name in skip:
+            continue
+        meta = f.metadata
+        flags = [meta["short"], meta["flag"]] if "short" in meta else [meta["flag"]]
+        values = meta["values"]() if "values" in meta else None
+        p.add_argument(*flags, dest=f.name, type=_TYPES.get(str(f.type), str), choices=values, default=None,
+                       help=prefix + meta["help"].format(engines=engines))

@@ -5,31 +5,21 @@ import argparse
 import asyncio
 import sys
 
-from rag.cmd import exit_status, until_stopped
-from rag.schema import Mode
+from rag.cmd import add_choice_arguments, exit_status, until_stopped
 
 HELP = "ask the library a question; the answer streams to the terminal, then sources and timings"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("question", nargs="+", help="the question (quote it, or pass several words)")
-    p.add_argument("--engine", help="onnx (in-process) or foundry; default: LRC_ENGINE")
-    p.add_argument("--model", help="model id or name for that engine; default: the engine's default")
-    p.add_argument("-k", "--top-k", type=int, dest="top_k", help="passages retrieved (their best sentences go to the model); default: LRC_TOP_K")
-    p.add_argument("--mode", choices=Mode.values(), help="retrieval mode")
-    p.add_argument("--temperature", type=float, help="0 = greedy (default: LRC_TEMPERATURE)")
-    p.add_argument("--max-tokens", type=int, dest="max_new_tokens", help="longest answer in tokens")
+    add_choice_arguments(p)  # --engine, --model, -k, --mode, --temperature, --max-tokens, --style: Options' choices
     p.add_argument("--show-passages", action="store_true", help="print the retrieved passages before the answer")
 
 
 async def _run(args: argparse.Namespace) -> int:
     from rag import pipeline as pl
 
-    opts = pl.Options()
-    for name in ("engine", "model", "top_k", "mode", "temperature", "max_new_tokens"):
-        value = getattr(args, name, None)
-        if value is not None:
-            setattr(opts, name, value)
+    opts = pl.Options().updated(vars(args))
     out, err = sys.stdout, sys.stderr
     control = pl.Control()
 

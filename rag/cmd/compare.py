@@ -14,8 +14,7 @@ import asyncio
 import sys
 from dataclasses import dataclass, field
 
-from rag.cmd import exit_status, until_stopped
-from rag.schema import Mode
+from rag.cmd import add_choice_arguments, exit_status, until_stopped
 
 HELP = "answer one question with two engines/models side by side (same passages), with a measured verdict"
 
@@ -25,10 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--a", dest="a", help="ENGINE[:MODEL] of answer A, e.g. onnx:smollm2 (default: LRC_ENGINE / LRC_MODEL)")
     p.add_argument("--b", dest="b", required=True, help="ENGINE[:MODEL] of answer B, e.g. foundry:phi-4-mini "
                                                       "(no model: the engine's default)")
-    p.add_argument("-k", "--top-k", type=int, dest="top_k", help="passages retrieved (their best sentences go to the models); default: LRC_TOP_K")
-    p.add_argument("--mode", choices=Mode.values(), help="retrieval mode")
-    p.add_argument("--temperature", type=float, help="0 = greedy (default: LRC_TEMPERATURE)")
-    p.add_argument("--max-tokens", type=int, dest="max_new_tokens", help="longest answer in tokens")
+    add_choice_arguments(p, skip=("engine", "model"))  # -k, --mode, ...: Options' other choices, for both sides
     p.add_argument("--index-dir", help="index folder (default: the library in LRC_DATA_DIR)")
 
 
@@ -67,14 +63,10 @@ def choices(args: argparse.Namespace):
     engines = [*registry.ENGINES, pl.AUTO]
     out = []
     for spec in (args.a, args.b):
-        opts = pl.Options()
+        values = {**vars(args), "engine": None, "model": None}
         if spec is not None:
-            opts.engine, opts.model = parse_choice(spec, engines)
-        for name in ("top_k", "mode", "temperature", "max_new_tokens"):
-            value = getattr(args, name, None)
-            if value is not None:
-                setattr(opts, name, value)
-        out.append(opts)
+            values["engine"], values["model"] = parse_choice(spec, engines)
+        out.append(pl.Options().updated(values))
     return out
 
 

@@ -5,8 +5,9 @@ import argparse
 import sys
 import time
 
-HELP = ("index files and folders (recursive): .pdf .docx .odt .pptx .txt .md .rst .html, "
-        "scans and images (.png .jpg .tif) by OCR")
+from rag.ingest.loaders.formats import short_list
+
+HELP = f"index files and folders (recursive): {short_list()} (scans and images by OCR)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -19,10 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _catalog():
     """The in-process engine's model folders, as the settings configure them."""
+    from engines import registry
     from engines.onnx.models import ModelCatalog
     from rag.config import settings
 
-    return ModelCatalog(**settings().engine_config("onnx"))
+    return ModelCatalog(**settings().engine_config(registry.IN_PROCESS))
 
 
 def _list() -> int:

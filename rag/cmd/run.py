@@ -12,7 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from rag.schema import STYLES, Mode
+from rag.cmd import add_choice_arguments
+from rag.schema import Mode
 
 HELP = "index files into a fresh store and write each query's ranked chunk texts to a JSON run file"
 
@@ -26,21 +27,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="default: the chat's (settings().retrieval_mode)")
     p.add_argument("--index-dir", help="reuse/keep the index here instead of a fresh temporary one")
     p.add_argument("--answer", action="store_true", help="answer each query through the chat's pipeline")
-    p.add_argument("--engine", help="with --answer: onnx or foundry (default: LRC_ENGINE)")
-    p.add_argument("--model", help="with --answer: model name or id (default: the engine's)")
-    p.add_argument("--style", choices=STYLES, help="with --answer (default: LRC_ANSWER_STYLE)")
+    # --engine, --model, --temperature, --max-tokens, --style: Options' other choices (-k and --mode above serve both)
+    add_choice_arguments(p, skip=("top_k", "mode"), prefix="with --answer: ")
 
 
 def answer_options(args: argparse.Namespace):
     """pipeline.Options from the defaults, with the flags that were given."""
     from rag import pipeline as pl
 
-    opts = pl.Options()
-    for name, value in (("engine", args.engine), ("model", args.model), ("style", args.style),
-                        ("top_k", args.k), ("mode", args.mode)):
-        if value is not None:
-            setattr(opts, name, value)
-    return opts
+    return pl.Options().updated({**vars(args), "top_k": args.k})
 
 
 def run(args: argparse.Namespace) -> int:

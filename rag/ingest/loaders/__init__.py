@@ -7,13 +7,15 @@ decoded (``text.decode_text``). Every bad file raises a ``LoaderError`` subclass
 message names the file and the reason, so a batch can report it and go on. One module per format: ``text``, ``markdown``, ``rst``, ``html``,
 ``pdf`` (with ``pdf_layout`` and ``pypdf_patch``), ``docx``, ``odt``, ``pptx`` (slides as pages), ``image``;
 ``tables`` turns table rows into passages; ``ocr`` reads scanned PDF pages and images with Tesseract
-(``load(ocr=, progress=)``: its options and the per-page progress callback).
+(``load(ocr=, progress=)``: its options and the per-page progress callback). Which extension goes to which
+loader comes from the one table of formats (``formats.FORMATS``).
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from rag.ingest.loaders import formats
 from rag.ingest.loaders.base import Block, Document, first_heading
 from rag.ingest.loaders.docx import load_docx
 from rag.ingest.loaders.errors import (BinaryFile, CompressionLimit, CorruptFile, CpuLimit, EmptyFile, EncryptedFile,
@@ -34,12 +36,11 @@ __all__ = ["Block", "Document", "load", "kind_for", "is_supported", "decode_text
            "is_reference_line", "too_large", "SUPPORTED_EXTS", "TEXT_EXTS", "BINARY_EXTS", "LoaderError", "BinaryFile", "CorruptFile",
            "EmptyFile", "EncryptedFile", "FileTooLarge", "NoTextLayer", "UndecodableText", "UnsupportedType", "NoTextFound",
            "OcrOptions", "OcrUnavailable", "IMAGE_EXTS", "UnpackLimit", "CompressionLimit", "TooManyPages",
-           "TooManyPixels", "MemoryLimit", "CpuLimit"]
+           "TooManyPixels", "MemoryLimit", "CpuLimit", "formats"]
 
-TEXT_EXTS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown",
-             ".rst": "rst", ".html": "html", ".htm": "html", ".xhtml": "html"}
-# read as bytes by their own loader, never decoded as text
-BINARY_EXTS = {".pdf": "pdf", ".docx": "docx", ".odt": "odt", ".pptx": "pptx", **{ext: "image" for ext in IMAGE_EXTS}}
+# extension -> loader kind, from the one table of formats (formats.FORMATS)
+TEXT_EXTS = formats.kinds(binary=False)
+BINARY_EXTS = formats.kinds(binary=True)  # read as bytes by their own loader, never decoded as text
 SUPPORTED_EXTS = set(TEXT_EXTS) | set(BINARY_EXTS)
 _HTML_START = re.compile(rb"\s*(<!doctype html|<html)", re.I)
 

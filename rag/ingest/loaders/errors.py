@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rag.ingest.loaders import formats
+
 
 class LoaderError(Exception):
     """A file that cannot be indexed. ``str(err)`` names the file and the reason."""
@@ -43,8 +45,7 @@ class FileTooLarge(LoaderError):
 
 
 class UnsupportedType(LoaderError):
-    reason = ("unsupported file type (supported: .pdf, .docx, .odt, .pptx, .txt, .md, .rst, .html, "
-              "images .png .jpg .tif)")
+    reason = f"unsupported file type (supported: {formats.short_list()})"
 
 
 class NoTextLayer(LoaderError):

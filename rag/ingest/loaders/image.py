@@ -12,13 +12,13 @@ import threading
 import warnings
 from pathlib import Path
 
-from rag.ingest.loaders import ocr as ocr_mod
+from rag.ingest.loaders import formats, ocr as ocr_mod
 from rag.ingest.loaders import pdf_layout as layout
 from rag.ingest.loaders.base import Block, Document, first_heading
 from rag.ingest.loaders.errors import CorruptFile, LoaderError, TooManyPixels
 from rag.ingest.loaders.pdf import page_blocks
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+IMAGE_EXTS = formats.exts_of("image")  # the one table of formats
 _MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*")
 
 
