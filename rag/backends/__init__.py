@@ -4,8 +4,9 @@
   manifest) with the search structures in memory (``rag.search.SearchIndex``: FAISS + BM25) following
   the store's generation counter. One machine; several processes may share the folder.
 - ``postgres`` (``LRC_STORE=postgresql://...``): ``PgBackend`` over ``PgStore``: passages, manifest and
-  vectors in PostgreSQL tables (pgvector HNSW index, a generated tsvector column with a GIN index);
-  dense and lexical candidates come from SQL, the fusion is ``rag.search.fusion``'s. Several app
+  vectors in PostgreSQL tables (pgvector HNSW index, each passage's BM25 terms with a GIN index);
+  dense and lexical candidates come from SQL (the same BM25 scores as embedded), the fusion is
+  ``rag.search.fusion``'s. Several app
   instances share one library; nothing is held in memory, so a write by one is seen by the others at
   their next query.
 

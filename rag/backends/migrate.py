@@ -5,7 +5,9 @@ target through the target's own write path (``Store.commit`` / ``PgStore.commit`
 transaction; the model id, each file's owner (``rag.owners``: a user's upload stays theirs) and small
 facts (a removed guide) go along, pending files stay pending (with their owners). The
 target must be empty or hold the same embedding model. A file the target already holds with the same
-content hash and owner is skipped, so an interrupted copy is completed by running it again.
+content hash and owner is skipped, so an interrupted copy is completed by running it again. Each
+target computes the passages' lexical terms from their texts as it always does (PostgreSQL:
+``rag.backends.pg_lexicon``), so the copy ranks words exactly as the source did.
 """
 from __future__ import annotations
 

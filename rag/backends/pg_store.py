@@ -7,15 +7,17 @@ Tables (created and migrated here, version in ``lrc_meta``):
   what an ingest skips), as ``rag.store.Store``'s ``files``; ``owner``: the user a chat upload belongs
   to (``rag.owners``), NULL for a shared file. Every instance on the library reads it, so they agree on
   who sees what.
-- ``lrc_chunks``: passages (``UNIQUE (path, seq)``: a file's passages exist once), with ``tsv``, a
-  generated ``tsvector`` (english) of prefix + text behind a GIN index: the lexical side.
+- ``lrc_chunks``: passages (``UNIQUE (path, seq)``: a file's passages exist once), with their BM25 terms
+  (``terms`` behind a GIN index, ``tfs``, ``dl``: ``rag.backends.pg_lexicon``): the lexical side.
+- ``lrc_terms``: each term's document frequency, and the passage count and total length (``pg_lexicon``).
 - ``lrc_vectors``: one row per embedded view (``vector(dim)``, an HNSW index for inner product on
   the normalised vectors): the dense side; created when the model (and so the dimension) is known.
 - ``lrc_pending``: files a run planned and has not finished (with their owner).
 
 Schema versions: 1 had no owners; 2 adds ``owner`` to ``lrc_files`` and ``lrc_pending`` in place (NULL:
-shared), filled once from the upload paths (``rag.owners.legacy_owner``). An app that knows only an
-older version refuses a newer library (it would not keep owners).
+shared), filled once from the upload paths (``rag.owners.legacy_owner``); 3 replaces the generated english
+``tsv`` column (ranked by ``ts_rank``, no idf) with the passages' own BM25 terms and ``lrc_terms``, filled
+once from the stored texts. An app that knows only an older version refuses a newer library.
 
 Writes: each batch of files is one transaction; each file takes a transaction-scoped advisory lock on
 its path first (in path order: no deadlock), so two instances committing the same file serialise and
@@ -38,11 +40,12 @@ from psycopg import errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types import TypeInfo
 
+from rag.backends import pg_lexicon as lexicon
 from rag.owners import legacy_owner
 from rag.schema import Chunk, with_context
 from rag.store import FileCommit, FileEntry, ModelMismatch, StoreError, StoreTimeout, StoreUnavailable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIN_SERVER = 150000  # PostgreSQL 15
 MIN_PGVECTOR = (0, 5)  # HNSW
 # the HNSW graph (measured in docs/BENCHMARKS.md: at 100k passages m=16, ef_construction=64 left recall@10 at
@@ -56,14 +59,13 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS lrc_files (
         path text PRIMARY KEY, display_name text, hash text, size bigint, mtime_ns bigint, chunks integer,
         kind text, pages integer, contents_pages text, indexed_at double precision, owner text)""",
-    """CREATE TABLE IF NOT EXISTS lrc_chunks (
+    f"""CREATE TABLE IF NOT EXISTS lrc_chunks (
         id bigserial PRIMARY KEY, path text NOT NULL REFERENCES lrc_files(path) ON DELETE CASCADE,
         seq integer NOT NULL, page integer, start integer, "end" integer, heading text, context text,
-        text text NOT NULL, tokens integer, views integer NOT NULL DEFAULT 1,
-        tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', coalesce(context, '') || ' ' || text)) STORED,
+        text text NOT NULL, tokens integer, views integer NOT NULL DEFAULT 1, {lexicon.COLUMNS},
         UNIQUE (path, seq))""",
-    "CREATE INDEX IF NOT EXISTS lrc_chunks_tsv ON lrc_chunks USING gin (tsv)",
     "CREATE TABLE IF NOT EXISTS lrc_pending (path text PRIMARY KEY, planned_at double precision, owner text)",
+    lexicon.TABLE,
 ]
 _OWNERS = [  # schema 1 -> 2
     "ALTER TABLE lrc_files ADD COLUMN IF NOT EXISTS owner text",
@@ -195,9 +197,13 @@ class PgStore:
             elif int(row[0]) > SCHEMA_VERSION:
                 raise StoreError(f"The library's database ({self.location}) was set up by a newer version of "
                                  f"this app (schema {row[0]}, this one knows {SCHEMA_VERSION}): update the app.")
-            elif int(row[0]) < 2:
-                self._add_owners(conn)
-            # later schema versions: their steps run here, from int(row[0]) up to SCHEMA_VERSION
+            elif int(row[0]) < SCHEMA_VERSION:  # each step in turn, from the stored version up
+                if int(row[0]) < 2:
+                    self._add_owners(conn)
+                if int(row[0]) < 3:
+                    lexicon.migrate(conn)
+                conn.execute("UPDATE lrc_meta SET value = %s WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+            conn.execute(lexicon.INDEX)
         self._vector_info = TypeInfo.fetch(conn, "vector")
         from pgvector.psycopg.vector import register_vector_info
 
@@ -216,7 +222,6 @@ class PgStore:
             rows = [(legacy_owner(p), p) for (p,) in paths]
             with conn.cursor() as cur:
                 cur.executemany(f"UPDATE {table} SET owner = %s WHERE path = %s", [r for r in rows if r[0]])
-        conn.execute("UPDATE lrc_meta SET value = %s WHERE key = 'schema'", (str(SCHEMA_VERSION),))
 
     def _ensure_vector_extension(self, conn) -> None:
         row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
@@ -256,7 +261,8 @@ class PgStore:
                              "ON CONFLICT (path) DO UPDATE SET owner = coalesce(EXCLUDED.owner, lrc_pending.owner)",
                              (time.time(),))
                 conn.execute("DROP TABLE IF EXISTS lrc_vectors")
-                conn.execute("DELETE FROM lrc_files")
+                conn.execute("DELETE FROM lrc_files")  # the passages go too, so their terms do
+                conn.execute("DELETE FROM lrc_terms")
             for stmt in _VECTORS:
                 conn.execute(stmt.format(dim=int(dim)))
             for key, value in (("model", model_id), ("dim", str(int(dim)))):
@@ -339,6 +345,7 @@ class PgStore:
         conn = self.conn()
         new_ids: dict[str, list[int]] = {}
         now = time.time()
+        delta = lexicon.Delta()
         with self.errors("lost this batch (nothing of it was saved)"), conn.transaction(), conn.cursor() as cur:
             row = cur.execute("SELECT value FROM lrc_meta WHERE key = 'model' FOR SHARE").fetchone()
             if not row or row[0] != model_id:
@@ -353,8 +360,9 @@ class PgStore:
                     "indexed_at = EXCLUDED.indexed_at, owner = EXCLUDED.owner",
                     (it.path, it.display_name, it.hash, it.size, it.mtime_ns, len(it.drafts), it.kind, it.pages,
                      json.dumps(it.contents_pages), now, it.owner))
-                cur.execute("DELETE FROM lrc_chunks WHERE path = %s", (it.path,))  # their vectors go too
-                ids = self._insert_chunks(cur, it)
+                cur.execute("DELETE FROM lrc_chunks WHERE path = %s RETURNING terms, dl", (it.path,))  # vectors too
+                delta.removed(cur.fetchall())
+                ids = self._insert_chunks(cur, it, delta)
                 new_ids[it.path] = ids
                 views = [max(1, len(d.views)) for d in it.drafts]
                 vecs = np.ascontiguousarray(it.vectors, dtype=np.float32)
@@ -366,29 +374,42 @@ class PgStore:
                             copy.write_row((cid, j, vecs[row]))
                             row += 1
                 cur.execute("DELETE FROM lrc_pending WHERE path = %s", (it.path,))
+            delta.apply(cur)  # last, in term order (see pg_lexicon)
         return [new_ids[it.path] for it in items]
 
     @staticmethod
-    def _insert_chunks(cur, it: FileCommit) -> list[int]:
+    def _insert_chunks(cur, it: FileCommit, delta: lexicon.Delta) -> list[int]:
+        """The file's passages with their BM25 terms (of the text the embedded index reads: ``embed_text``)."""
         if not it.drafts:
             return []
         cols = list(zip(*[(i, d.page, d.start, d.end, d.heading,
                            d.embed_text[: len(d.embed_text) - len(d.text)].rstrip("\n"), d.text, d.tokens,
                            max(1, len(d.views))) for i, d in enumerate(it.drafts)]))
+        terms, tfs, dls = lexicon.insert_columns([d.embed_text for d in it.drafts])
+        for t, dl in zip(terms, dls):
+            delta.add(t, dl)
         cur.execute(
-            'INSERT INTO lrc_chunks (path, seq, page, start, "end", heading, context, text, tokens, views) '
-            "SELECT %s, * FROM unnest(%s::int[], %s::int[], %s::int[], %s::int[], %s::text[], %s::text[], "
-            "%s::text[], %s::int[], %s::int[]) RETURNING id, seq", (it.path, *[list(c) for c in cols]))
+            'INSERT INTO lrc_chunks (path, seq, page, start, "end", heading, context, text, tokens, views, terms, '
+            "tfs, dl) SELECT %s, s, p, a, e, h, x, t, n, v, string_to_array(w, ' '), string_to_array(f, ' ')::int[], "
+            "l FROM unnest(%s::int[], %s::int[], %s::int[], %s::int[], %s::text[], %s::text[], %s::text[], %s::int[], "
+            "%s::int[], %s::text[], %s::text[], %s::int[]) u(s, p, a, e, h, x, t, n, v, w, f, l) RETURNING id, seq",
+            (it.path, *[list(c) for c in cols], terms, tfs, dls))
         return [i for i, _ in sorted(cur.fetchall(), key=lambda r: r[1])]
 
     def remove(self, paths: list[str]) -> int:
         """Drop files with their passages and vectors (and pending marks). Returns passages removed."""
         conn = self.conn()
-        with self.errors("could not remove files"), conn.transaction():
-            n = conn.execute("DELETE FROM lrc_chunks WHERE path = ANY(%s)", (list(paths),)).rowcount
-            conn.execute("DELETE FROM lrc_files WHERE path = ANY(%s)", (list(paths),))
-            conn.execute("DELETE FROM lrc_pending WHERE path = ANY(%s)", (list(paths),))
-        return max(0, n)
+        delta = lexicon.Delta()
+        with self.errors("could not remove files"), conn.transaction(), conn.cursor() as cur:
+            for path in sorted(set(paths)):  # the commit's per-path locks, in the same order
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_path_key(path),))
+            gone = cur.execute("DELETE FROM lrc_chunks WHERE path = ANY(%s) RETURNING terms, dl",
+                               (list(paths),)).fetchall()
+            delta.removed(gone)
+            cur.execute("DELETE FROM lrc_files WHERE path = ANY(%s)", (list(paths),))
+            cur.execute("DELETE FROM lrc_pending WHERE path = ANY(%s)", (list(paths),))
+            delta.apply(cur)
+        return len(gone)
 
     # ------------------------------------------------------------------ reads
     def chunks(self, ids: list[int]) -> dict[int, Chunk]:

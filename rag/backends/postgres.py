@@ -1,65 +1,57 @@
 """The PostgreSQL backend: ``PgStore`` for storage, the search in SQL, the fusion of ``rag.search.fusion``.
 
 Dense: the HNSW index (``<#>``, inner product of normalised vectors) gives the best views; a passage
-scores as its best view, as in ``rag.search.dense``. Lexical: PostgreSQL full text search over the
-generated ``tsv`` column (english configuration; the question's words OR-ed), scored by ``ts_rank``
-normalised by document length. When the planner's statistics say the OR would match more than
-``LEXICAL_BUDGET`` passages, only a bounded pre-filter is ranked: the passages holding ALL the words plus
-those holding the rarest words (each part at most ``LEXICAL_BUDGET`` rows; measured in docs/BENCHMARKS.md:
-ranking every match of a common word read a quarter of a 100k library). Hybrid: the top ``CANDIDATES`` of each side in one statement, each
-candidate with both scores (its dense score computed exactly from its stored views), fused in Python
-by ``fusion.fused_top``, the same function as the embedded backend's. A scope (``allowed``) scores
-every allowed passage exactly and ranks with ``fusion.rank_scored``.
+scores as its best view, as in ``rag.search.dense``. Lexical: BM25 exactly as ``rag.search.lexical``
+computes it (same terms, k1, b, idf and mean length: ``rag.backends.pg_lexicon``): the passages holding
+a question's terms are found through the GIN index on their ``terms``, each scored in SQL from its own
+term frequencies and length with the terms' idf read from ``lrc_terms``; ``unknown_terms`` is the same
+rule as the embedded one (a term no passage holds). When the question's terms are held by more than
+``LEXICAL_FULL`` passages (their document frequencies say so exactly), only a bounded pre-filter is
+ranked: the passages holding ALL the terms plus those holding the rarest terms (each part at most
+``LEXICAL_BUDGET`` rows; measured in docs/BENCHMARKS.md: ranking every match of a common word read a
+quarter of a 100k library); the passages ranked get their exact scores. Hybrid: the top ``CANDIDATES``
+of each side in one statement, each candidate with both scores (its dense score computed exactly from
+its stored views), fused in Python by ``fusion.fused_top``, the same function as the embedded backend's.
+A scope (``allowed``) scores every allowed passage exactly and ranks with ``fusion.rank_scored``.
 
 Nothing is held in memory: a file another instance committed or removed is seen by the next query.
 """
 from __future__ import annotations
 
-import re
 import threading
-import time
 from typing import Callable
 
 import numpy as np
 
+from rag.backends import stored_model_is
+from rag.backends.pg_lexicon import SCORE, Lexicon
 from rag.backends.pg_store import PgStore
 from rag.config import settings
-from rag.backends import stored_model_is
 from rag.embedder import Embedder
 from rag.schema import Mode
 from rag.search import fusion
-from rag.search.lexical import tokenize
 from rag.store import FileCommit, ModelMismatch
 
-_WORD = re.compile(r"[A-Za-z0-9_]+")
-_TSQ = "%(t)s::tsquery"  # the question's lexemes, OR-ed (PgBackend._lexical)
-COMMON = 0.05  # a word in more than this share of passages is left out of the lexical query (see _lexical)
-_STATS_S = 60.0  # how long the planner's word frequencies are reused
 _DENSE_OF = "(SELECT max(-(v.embedding <#> %(q)s)) FROM lrc_vectors v WHERE v.chunk_id = c.id)"
-_LEX_OF = f"CASE WHEN c.tsv @@ {_TSQ} THEN ts_rank(c.tsv, {_TSQ}, 1) ELSE 0 END"
 _BEST_VIEWS = ("SELECT chunk_id, -(embedding <#> %(q)s) AS s FROM lrc_vectors ORDER BY embedding <#> %(q)s "
                "LIMIT %(m)s")
 _DENSE_TOP = f"SELECT chunk_id, max(s) FROM ({_BEST_VIEWS}) dv GROUP BY chunk_id ORDER BY 2 DESC, 1 LIMIT %(n)s"
-LEXICAL_BUDGET = 3000  # passages ranked at most per pre-filter part when the OR would match more (see _lexical)
-# the passages the lexical side ranks: every match of the OR, or (a common-word question in a large library)
-# at most LEXICAL_BUDGET holding all its words plus at most LEXICAL_BUDGET holding its rarest words
-_MATCHES = "c.tsv @@ " + _TSQ
-_BOUNDED = ("c.id IN (SELECT id FROM (SELECT id FROM lrc_chunks WHERE tsv @@ %(all)s::tsquery LIMIT %(b)s) a "
-            "UNION ALL SELECT id FROM (SELECT id FROM lrc_chunks WHERE tsv @@ %(rare)s::tsquery LIMIT %(b)s) r)")
-_LEXICAL_TOP = (f"SELECT c.id, ts_rank(c.tsv, {_TSQ}, 1) FROM lrc_chunks c WHERE {{where}} "
-                "ORDER BY 2 DESC, 1 LIMIT %(n)s")
+LEXICAL_FULL = 3000  # the terms held by at most this many passages: every holder is ranked (see _lexical)
+LEXICAL_BUDGET = 1000  # else passages ranked at most per pre-filter part (measured in docs/BENCHMARKS.md)
+COMMON = 0.05  # a term in more than this share of the passages is not rare (see _lexical)
+# the passages the lexical side ranks: every one holding a term, or (a common-word question in a large library)
+# at most LEXICAL_BUDGET holding all its terms plus at most LEXICAL_BUDGET holding its rarest terms
+_MATCHES = "c.terms && %(qt)s::text[]"
+_BOUNDED = ("c.id IN (SELECT id FROM (SELECT id FROM lrc_chunks WHERE terms @> %(qt)s::text[] LIMIT %(b)s) a "
+            "UNION ALL SELECT id FROM (SELECT id FROM lrc_chunks WHERE terms && %(rare)s::text[] LIMIT %(b)s) r)")
+_LEXICAL_TOP = f"SELECT c.id, {SCORE} FROM lrc_chunks c WHERE {{where}} ORDER BY 2 DESC, 1 LIMIT %(n)s"
 _HYBRID = f"""
 WITH d AS (SELECT chunk_id AS id FROM ({_BEST_VIEWS}) dv GROUP BY chunk_id ORDER BY max(s) DESC LIMIT %(n)s),
-     l AS (SELECT c.id FROM lrc_chunks c WHERE {{where}} ORDER BY ts_rank(c.tsv, {_TSQ}, 1) DESC LIMIT %(n)s),
+     l AS (SELECT c.id, {SCORE} AS s FROM lrc_chunks c WHERE {{where}} ORDER BY 2 DESC, 1 LIMIT %(n)s),
      cand AS (SELECT id FROM d UNION SELECT id FROM l)
-SELECT c.id, {_DENSE_OF}, {_LEX_OF} FROM lrc_chunks c JOIN cand USING (id) ORDER BY c.id"""
-
-
-def tsquery_text(query: str) -> str:
-    """Words as a to_tsquery('english', ...) OR of them (each quoted: PostgreSQL stems them and drops stop
-    words); "" when there are none."""
-    words = dict.fromkeys(w.lower() for w in _WORD.findall(query or "") if w.strip("_"))
-    return " | ".join(f"'{w}'" for w in words)
+SELECT c.id, {_DENSE_OF}, coalesce(l.s, {SCORE}) FROM lrc_chunks c JOIN cand USING (id) LEFT JOIN l USING (id)
+ORDER BY c.id"""
+_NO_TERMS = {"qt": [], "qi": [], "avgdl": 1.0}
 
 
 def _scored(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -80,7 +72,6 @@ class PgBackend:
         self._embedder = embedder
         self._lock = threading.Lock()
         self._model_id: str | None = None  # the configured model's id, once checked against the store's
-        self._common: tuple[float, tuple] = (0.0, ({}, 0.0, 0.0))  # (read at, PgBackend._stats)
 
     # ------------------------------------------------------------------ the model
     def model_known(self) -> bool:
@@ -129,78 +120,58 @@ class PgBackend:
             return []
         self.load()
         q = None if query_vec is None else np.asarray(query_vec, dtype=np.float32).ravel()
-        where, lex = self._lexical(query) if mode != Mode.DENSE else (_MATCHES, {"t": ""})
-        t = lex["t"]
+        where, lex = self._lexical(query) if mode != Mode.DENSE else (_MATCHES, _NO_TERMS)
         if allowed is not None:
-            return self._rank_within(np.unique(np.asarray(allowed, dtype=np.int64)), q, t, k, mode)
+            return self._rank_within(np.unique(np.asarray(allowed, dtype=np.int64)), q, lex, k, mode)
         n = max(fusion.CANDIDATES, k) if mode == Mode.HYBRID else k
         if mode == Mode.LEXICAL:
-            rows = self._query(_LEXICAL_TOP.format(where=where), {**lex, "n": k}) if t else []
+            rows = self._query(_LEXICAL_TOP.format(where=where), {**lex, "n": k}) if lex["qt"] else []
             return [(int(i), float(s), {"lexical": float(s)}) for i, s in rows]
         params = {**lex, "q": q, "n": n, "m": 2 * n + 8}
-        if mode == Mode.DENSE or not t:
+        if mode == Mode.DENSE or not lex["qt"]:
             rows = self._query(_DENSE_TOP, params, dense=True)
             if mode == Mode.DENSE:
                 return [(int(i), float(s), {"dense": float(s)}) for i, s in rows]
-            rows = [(i, s, 0.0) for i, s in rows]  # hybrid with no words to search: the dense side alone
+            rows = [(i, s, 0.0) for i, s in rows]  # hybrid with no known terms: the dense side alone
         else:
             rows = self._query(_HYBRID.format(where=where), params, dense=True)
         if not rows:
             return []
         return fusion.fused_top(*_scored(rows), k)
 
-    def _stats(self) -> tuple[dict[str, float], float, float]:
-        """(lexeme -> share of passages for the common ones, a share below every listed one, passages): the
-        planner's statistics of the tsv column (autovacuum keeps them), read again after ``_STATS_S``."""
-        read_at, stats = self._common
-        if time.monotonic() - read_at > _STATS_S:
-            row = self.store.read(lambda c: c.execute(
-                "SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs, t.reltuples FROM pg_class t "
-                "LEFT JOIN pg_stats s ON s.schemaname = t.relnamespace::regnamespace::text AND s.tablename = "
-                "t.relname AND s.attname = 'tsv' WHERE t.oid = 'lrc_chunks'::regclass").fetchone())
-            elems, freqs, rows = (row or (None, None, 0))
-            common = dict(zip(elems, freqs)) if elems else {}
-            floor = float(freqs[len(elems)]) if elems and len(freqs) > len(elems) else 0.0
-            stats = (common, floor, max(0.0, float(rows or 0)))
-            self._common = (time.monotonic(), stats)
-        return stats
+    def lexicon(self, text: str) -> Lexicon:
+        """The document frequencies of ``text``'s terms and the library's totals (``lrc_terms``)."""
+        return self.store.read(lambda c: Lexicon.read(c, text), "could not be searched")
 
     def _lexical(self, query: str) -> tuple[str, dict]:
-        """(which passages the lexical side ranks, the statement's parameters: ``t``, the ranking query).
+        """(which passages the lexical side ranks, the ``SCORE`` parameters).
 
-        The ranking query: the question's words, but those in more than ``COMMON`` of the passages left out
-        unless nothing else is left. ``ts_rank`` has no inverse document frequency, and ranking every passage
-        holding "use" or "python" costs a read of each: BM25 gives such words almost no weight, so the ranking
-        loses little. When the words would still match more than ``LEXICAL_BUDGET`` passages (by the
-        statistics; a word not listed counts as half the rarest listed share), only a bounded pre-filter is
-        ranked: up to ``LEXICAL_BUDGET`` passages holding all the words, and up to ``LEXICAL_BUDGET`` holding
-        the rarest ones (rarest first until their estimated matches reach the budget): what ranks high in
-        BM25. A small library (or one never analysed) is always ranked in full."""
-        if not tsquery_text(query):
-            return _MATCHES, {"t": ""}
-        common, floor, rows = self._stats()
-        lexemes = [x for (x,) in self.store.read(lambda c: c.execute(
-            "SELECT DISTINCT lexeme FROM unnest(to_tsvector('english', %s))", (query,)).fetchall())]
-        share = {x: common.get(x, floor / 2) for x in lexemes}
-        rare = [x for x in lexemes if share[x] <= COMMON]
-        keep = sorted(rare or sorted(lexemes, key=share.get)[:2], key=lambda x: (share[x], x))
-        quoted = ["'" + x.replace("'", "''") + "'" for x in keep]
-        params = {"t": " | ".join(quoted)}
-        if not keep or sum(share[x] for x in keep) * rows <= LEXICAL_BUDGET:
+        Every passage holding one of the question's known terms, unless their document frequencies add up to
+        more than ``LEXICAL_FULL`` in a library of more passages than that: then a bounded pre-filter, up to
+        ``LEXICAL_BUDGET`` passages holding all the terms and up to ``LEXICAL_BUDGET`` holding its rare terms
+        (held by at most ``COMMON`` of the passages; rarest first while their document frequencies add up to
+        the budget; the rarest term when none is rare): what ranks high in BM25, where a common term weighs
+        little. Every passage ranked gets its exact score. A small library is always ranked in full."""
+        lex = self.lexicon(query)
+        params = lex.params()
+        known = sorted(lex.known(), key=lambda kd: (kd[1], kd[0]))
+        if min(lex.passages, sum(d for _, d in known)) <= LEXICAL_FULL:
             return _MATCHES, params
-        n, est = 0, 0.0
-        while n < len(keep) and est < LEXICAL_BUDGET:
-            est += share[keep[n]] * rows
-            n += 1
-        return _BOUNDED, {**params, "all": " & ".join(quoted), "rare": " | ".join(quoted[:n]), "b": LEXICAL_BUDGET}
+        rare, total = [], 0
+        for term, df in known:
+            if rare and (total + df > LEXICAL_BUDGET or df > COMMON * lex.passages):
+                break
+            rare.append(term)
+            total += df
+        return _BOUNDED, {**params, "rare": rare, "b": LEXICAL_BUDGET}
 
-    def _rank_within(self, allowed: np.ndarray, q, t: str, k: int, mode: Mode) -> list[tuple[int, float, dict]]:
+    def _rank_within(self, allowed: np.ndarray, q, lex: dict, k: int, mode: Mode) -> list[tuple[int, float, dict]]:
         if len(allowed) == 0:
             return []
         dense = _DENSE_OF if mode != Mode.LEXICAL else "NULL"
-        lexical = _LEX_OF if mode != Mode.DENSE and t else "0"
+        lexical = SCORE if mode != Mode.DENSE and lex["qt"] else "0"
         rows = self._query(f"SELECT c.id, {dense}, {lexical} FROM lrc_chunks c WHERE c.id = ANY(%(ids)s) ORDER BY c.id",
-                           {"q": q, "t": t, "ids": allowed.tolist()})
+                           {**lex, "q": q, "ids": allowed.tolist()})
         return fusion.rank_scored(*_scored(rows), k, mode)
 
     def _query(self, sql: str, params: dict, dense: bool = False) -> list[tuple]:
@@ -216,19 +187,8 @@ class PgBackend:
         return self.store.read(run, "could not be searched")
 
     def unknown_terms(self, text: str) -> list[str]:
-        """Terms of ``text`` (``rag.search.lexical.tokenize``'s) whose word no passage holds (full text search)."""
-        out: list[str] = []
-        for word in dict.fromkeys(_WORD.findall(text or "")):
-            terms, t = tokenize(word), tsquery_text(word)
-            if not terms or terms[0] in out:
-                continue
-            found = t and self.store.read(lambda c: c.execute(
-                "SELECT EXISTS (SELECT 1 FROM lrc_chunks c WHERE c.tsv @@ to_tsquery('english', %(t)s))",
-                {"t": t}).fetchone()[0],
-                "could not be searched")
-            if not found:
-                out.append(terms[0])
-        return out
+        """Terms of ``text`` (``rag.search.lexical.tokenize``'s) that no passage holds (``lrc_terms``)."""
+        return self.lexicon(text).unknown()
 
     def close(self) -> None:
         self.store.close()

@@ -10,6 +10,10 @@ Scored here rather than by ``bm25s``: fed this tokenizer (``method="atire", idf_
 the same formula) bm25s gave the same scores and the same figures (pyfaq, R FAQ), but it has no
 incremental update and builds its index in Python loops: the rebuild after a change took 5.4 s
 instead of 0.3 s at 100k chunks (0.49 s instead of 0.03 s at 10k), paid by the next question.
+
+The PostgreSQL backend (``rag.backends.pg_lexicon``) scores with the same pieces: ``term_counts`` (a
+passage's terms and their frequencies), ``K1``, ``B``, ``idf`` and ``avgdl``, so both backends give a
+passage the same score for a question and agree on ``unknown_terms``.
 """
 from __future__ import annotations
 
@@ -90,8 +94,30 @@ def tokenize(text: str) -> list[str]:
     return [t for w in _WORD.findall(text) for t in _terms(w)]
 
 
+K1, B = 1.2, 0.75  # BM25's term-frequency saturation and length normalisation
+
+
+def term_counts(text: str) -> dict[str, int]:
+    """A passage's terms and how often each occurs (in first-seen order); their sum is its length."""
+    counts: dict[str, int] = {}
+    for t in tokenize(text):
+        counts[t] = counts.get(t, 0) + 1
+    return counts
+
+
+def idf(n, df):
+    """BM25's inverse document frequency (Lucene's, always > 0) of terms held by ``df`` of ``n`` passages
+    (``df`` a float32 array: the arithmetic is float32, as the index computes it)."""
+    return np.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+
+def avgdl(lengths_mean: float) -> float:
+    """The mean passage length (in terms, every passage counted) used by length normalisation; 1 when 0."""
+    return float(lengths_mean) or 1.0
+
+
 class LexicalIndex:
-    def __init__(self, k1: float = 1.2, b: float = 0.75):
+    def __init__(self, k1: float = K1, b: float = B):
         self.k1, self.b = k1, b
         self.vocab: dict[str, int] = {}
         self.docs: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # chunk id -> (term ids, term freqs)
@@ -107,11 +133,7 @@ class LexicalIndex:
     def add(self, ids, texts) -> None:
         prepared = []
         for cid, text in zip(ids, texts):
-            toks = tokenize(text)
-            counts: dict[str, int] = {}
-            for t in toks:
-                counts[t] = counts.get(t, 0) + 1
-            prepared.append((int(cid), counts))
+            prepared.append((int(cid), term_counts(text)))
         with self._lock:
             for cid, counts in prepared:
                 tids = np.fromiter((self.vocab.setdefault(t, len(self.vocab)) for t in counts), dtype=np.int32,
@@ -141,15 +163,15 @@ class LexicalIndex:
         tfs = np.concatenate([f for _, f in docs])
         cols = np.repeat(np.arange(n, dtype=np.int64), lens)
         dl = np.bincount(cols, weights=tfs, minlength=n).astype(np.float32)
-        avgdl = float(dl.mean()) or 1.0
+        mean_dl = avgdl(dl.mean())
         df = np.bincount(rows, minlength=nterms).astype(np.float32)
         self._df = df
-        idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
-        norm = self.k1 * (1 - self.b + self.b * dl[cols] / avgdl)
-        weights = idf[rows] * tfs * (self.k1 + 1) / (tfs + norm)
+        term_idf = idf(n, df).astype(np.float32)
+        norm = self.k1 * (1 - self.b + self.b * dl[cols] / mean_dl)
+        weights = term_idf[rows] * tfs * (self.k1 + 1) / (tfs + norm)
         self._matrix = sparse.csr_matrix((weights.astype(np.float32), (rows, cols)), shape=(nterms, n))
         self._col_ids = ids
-        self._idf = idf
+        self._idf = term_idf
 
     def scores(self, query: str) -> tuple[np.ndarray, np.ndarray]:
         """(chunk ids, BM25 score of each) over every chunk; zeros where no query term occurs."""

