@@ -13,6 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rag.backends import is_database
     from rag.backends.migrate import migrate
     from rag.config import settings
     from rag.cmd import exit_status
@@ -28,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"migrate: {exc}", file=sys.stderr)
         return exit_status(exc)
     print(done.summary())
-    if str(args.target).startswith(("postgresql://", "postgres://")):
+    if is_database(args.target):
         print(f"To use it: LRC_STORE={args.target}")
     return 0
