@@ -60,12 +60,25 @@ class _Attacker(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def chromium():
+    """Runs ``work(playwright)`` in a thread of its own with its own Playwright: the e2e suite's session-wide
+    Playwright (and any event loop left running in this thread) would make a second sync_playwright() here
+    refuse to start."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (Debian package chromium).")
-    from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
-        yield pw
+    def run(work):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from playwright.sync_api import sync_playwright
+
+        def in_thread():
+            with sync_playwright() as pw:
+                return work(pw)
+
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(in_thread).result()
+
+    return run
 
 
 def test_a_page_on_another_origin_reads_nothing(open_server, chromium):
@@ -74,19 +87,25 @@ def test_a_page_on_another_origin_reads_nothing(open_server, chromium):
     _Attacker.page = f"<html><body><h1>Totally harmless</h1><script>{script}</script></body></html>".encode()
     evil = ThreadingHTTPServer(("127.0.0.1", 0), _Attacker)
     threading.Thread(target=evil.serve_forever, daemon=True).start()
-    browser = chromium.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+
+    def attack(pw):
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            ctx = browser.new_context()
+            own = ctx.new_page()
+            own.goto(open_server.url + "/")  # the user has the app open: its cookie is in this browser
+            own.wait_for_selector("#chat-input", timeout=120_000)
+            assert any(c["name"] == "access_token" for c in ctx.cookies()), "the app's own page got its token"
+            page = ctx.new_page()
+            page.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
+            page.wait_for_function("window.done === true", timeout=60_000)
+            return page.evaluate("window.results")
+        finally:
+            browser.close()
+
     try:
-        ctx = browser.new_context()
-        own = ctx.new_page()
-        own.goto(open_server.url + "/")  # the user has the app open: its cookie is in this browser
-        own.wait_for_selector("#chat-input", timeout=120_000)
-        assert any(c["name"] == "access_token" for c in ctx.cookies()), "the app's own page got its token"
-        page = ctx.new_page()
-        page.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
-        page.wait_for_function("window.done === true", timeout=60_000)
-        results = page.evaluate("window.results")
+        results = chromium(attack)
     finally:
-        browser.close()
         evil.shutdown()
     for name in ("read_models", "read_settings", "get_token", "ask_json"):
         assert str(results[name]).startswith("blocked"), (name, results[name])
@@ -97,35 +116,43 @@ def test_a_page_on_another_origin_reads_nothing(open_server, chromium):
 
 def test_dns_rebinding_name_gets_no_page(open_server, chromium):
     rules = "--host-resolver-rules=MAP rebind.test 127.0.0.1"
-    browser = chromium.chromium.launch(executable_path=str(CHROMIUM), args=[*FLAGS, rules], headless=True)
-    try:
-        page = browser.new_page()
-        answer = page.goto(f"http://rebind.test:{open_server.port}/")
-        assert answer.status == 421
-        assert "Local RAG Chat" not in page.content()
-        status = page.evaluate("async () => (await fetch('/v1/models')).status")
-        assert status == 421
-    finally:
-        browser.close()
+
+    def visit(pw):
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[*FLAGS, rules], headless=True)
+        try:
+            page = browser.new_page()
+            answer = page.goto(f"http://rebind.test:{open_server.port}/")
+            return (answer.status, page.content(),
+                    page.evaluate("async () => (await fetch('/v1/models')).status"))
+        finally:
+            browser.close()
+
+    status, content, fetched = chromium(visit)
+    assert status == 421 and fetched == 421
+    assert "Local RAG Chat" not in content
 
 
 def test_the_apps_own_page_works_under_its_policy(open_server, chromium):
-    browser = chromium.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
     violations, outside = [], []
-    try:
-        page = browser.new_page()
-        page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
-        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((open_server.url, "data:", "blob:"))
-                else None)
-        page.goto(open_server.url + "/")
-        page.wait_for_selector("#chat-input", timeout=120_000)
-        page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
-        page.fill("#chat-input", "/Library")
-        page.keyboard.press("Enter")
-        page.wait_for_timeout(3000)
-        page.goto(open_server.url + "/browser/")
-        page.wait_for_load_state("networkidle")
-    finally:
-        browser.close()
+
+    def use(pw):
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+            page.on("request", lambda r: outside.append(r.url)
+                    if not r.url.startswith((open_server.url, "data:", "blob:")) else None)
+            page.goto(open_server.url + "/")
+            page.wait_for_selector("#chat-input", timeout=120_000)
+            page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
+            page.fill("#chat-input", "/Library")
+            page.keyboard.press("Enter")
+            page.wait_for_timeout(3000)
+            page.goto(open_server.url + "/browser/")
+            page.wait_for_load_state("networkidle")
+        finally:
+            browser.close()
+
+    chromium(use)
     assert violations == [], violations
     assert outside == [], outside
