@@ -252,3 +252,16 @@ def test_other_users_chats_cannot_be_shared_or_rated(users_server):
 def test_password_login_from_another_website_is_refused(users_server):
     _refused(token(users_server, "alice", origin=EVIL))
     assert token(users_server, "alice").status_code == 200
+
+
+def test_set_session_cookie_takes_only_a_session_id(open_server):
+    """Chainlit's /set-session-cookie puts whatever it is given into a cookie that names the session folder."""
+    url, origin = open_server.url, {"Origin": open_server.url}
+    for bad in ("/tmp/x", "../..", "", 7):
+        answer = httpx.post(url + "/set-session-cookie", json={"session_id": bad}, headers=origin)
+        assert answer.status_code == 400 and "X-Chainlit-Session-id" not in answer.headers.get("set-cookie", ""), bad
+    good = str(uuid.uuid4())
+    answer = httpx.post(url + "/set-session-cookie", json={"session_id": good}, headers=origin)
+    assert answer.status_code == 200 and good in answer.headers["set-cookie"]
+    assert httpx.post(url + "/set-session-cookie", json={"session_id": good},
+                      headers={"Origin": EVIL}).status_code == 403
