@@ -120,7 +120,7 @@ async def _add_guide(empty: bool) -> None:
     """The bundled user guide (docs_corpus/) into the library, unless the user removed it (a message only
     when something is indexed); ``empty``: the library holds no passage yet (the first start)."""
     title = "First start: indexing the user guide" if empty else "Adding the user guide"
-    await render.run_ingest(pl.ensure_guide(), f"{title} (`{settings().docs_corpus.name}/`)")
+    await render.run_ingest(pl.ensure_guide(lib=pl.library), f"{title} (`{settings().docs_corpus.name}/`)")
 
 
 async def _settings_panel(opts: pl.Options, first: str) -> None:
@@ -142,7 +142,7 @@ async def start() -> None:
     await _settings_panel(opts, "The default engine is not ready.")
     try:
         stats = None if unavailable else await asyncio.to_thread(lambda: pl.library().stats())
-        guide = bool(stats) and await pl.guide_present()
+        guide = bool(stats) and await pl.guide_present(lib=pl.library)
     except pl.StoreError as exc:
         unavailable, stats, guide = str(exc), None, False
     actions = [cl.Action(name="library_open", payload={}, label="Library")]
@@ -211,7 +211,7 @@ async def on_message(message: cl.Message) -> None:
         return
     files = [(e.path, e.name) for e in (message.elements or []) if getattr(e, "path", None)]
     if files:
-        report = await render.run_ingest(pl.ingest_uploads(files, uploads_dir=owners.uploads_dir(chat_user())),
+        report = await render.run_ingest(pl.ingest_uploads(files, lib=pl.library, uploads_dir=owners.uploads_dir(chat_user())),
                                          f"Indexing {len(files)} file(s)")
         if report is not None:
             await _add_chat_files([*report.added, *report.updated, *report.unchanged])
@@ -263,7 +263,7 @@ async def _answer_one(question: str) -> None:
     control = pl.Control()
     cl.user_session.set("control", control)
     view = render.AnswerView()
-    async for ev in pl.answer(question, cl.user_session.get("history"), opts, control):
+    async for ev in pl.answer(question, cl.user_session.get("history"), opts, control, lib=pl.library):
         if isinstance(ev, pl.Retrieved):
             await render.show_retrieval(ev)
         else:
@@ -291,7 +291,7 @@ async def _compare(question: str) -> None:
             views[side] = render.AnswerView(title + quote)
             await views[side].start()
 
-    async for ev in compare(question, cl.user_session.get("history"), a, b, control):
+    async for ev in compare(question, cl.user_session.get("history"), a, b, control, lib=pl.library):
         if isinstance(ev, pl.Retrieved):
             await render.show_retrieval(ev)
         elif isinstance(ev, pl.Quoted):

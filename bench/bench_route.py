@@ -22,8 +22,8 @@ those documents are answered through ``rag.pipeline.answer`` (greedy, ``--max-to
 (c) The service down: the same rules with the foundry target on a free port where nothing listens:
     the question -> the fallback's first token, versus the direct engine's.
 
-The Foundry engine is pointed at each server by replacing the registry's shared instance
-(``engines.registry._instances["foundry"]``). Engine requests are timed by wrapping the shared
+The Foundry engine is pointed at each server through its settings (``FOUNDRY_BASE_URL``: the registry
+gives the instance made for that setting). Engine requests are timed by wrapping the shared
 engines' ``stream``. Prints a table and, last, a JSON summary; ``--write-benchmarks`` writes the
 section "Routing (issue 12)" of docs/BENCHMARKS.md.
 """
@@ -240,8 +240,6 @@ async def overhead(qs, direct, auto, lib, requests, rounds: int, log) -> dict:
 
 
 async def slow_first_token(qs, direct, auto, lib, requests, deadline: float, log) -> dict:
-    from engines import registry
-
     rows = []
     with SlowServer() as srv:
         await _point_foundry(srv.base_url, requests)
@@ -260,7 +258,7 @@ async def slow_first_token(qs, direct, auto, lib, requests, deadline: float, log
             log(f"  (b) q{i + 1}: fallback's first token {row['beyond_deadline']:.3f} s after the deadline "
                 f"(switch {_ms(row['switch']):.0f} ms, its TTFT {row['fallback_ttft']:.3f} s, direct {row['direct_ttft']:.3f} s)")
         served = srv.httpd.requests
-    await registry._instances.pop("foundry").aclose()
+    await _close_foundry()
     return {"questions": len(rows), "deadline_s": deadline, "requests_to_slow_service": served,
             "beyond_deadline_s": round(_med(r["beyond_deadline"] for r in rows), 3),
             "beyond_deadline_max_s": round(max(r["beyond_deadline"] for r in rows), 3),
@@ -271,8 +269,6 @@ async def slow_first_token(qs, direct, auto, lib, requests, deadline: float, log
 
 
 async def service_down(qs, direct, auto, lib, requests, log) -> dict:
-    from engines import registry
-
     await _point_foundry(f"http://127.0.0.1:{free_port()}/v1", requests)
     rows = []
     for i, q in enumerate(qs):
@@ -285,7 +281,7 @@ async def service_down(qs, direct, auto, lib, requests, log) -> dict:
         rows.append(row)
         log(f"  (c) q{i + 1}: first token {row['auto_first']:.3f} s routed vs {row['direct_first']:.3f} s direct "
             f"(passages -> request {_ms(row['auto_pre']):.0f} vs {_ms(row['direct_pre']):.0f} ms)")
-    await registry._instances.pop("foundry").aclose()
+    await _close_foundry()
     return {"questions": len(rows),
             "auto_first_token_s": round(_med(r["auto_first"] for r in rows), 3),
             "direct_first_token_s": round(_med(r["direct_first"] for r in rows), 3),
@@ -295,14 +291,19 @@ async def service_down(qs, direct, auto, lib, requests, log) -> dict:
 
 
 async def _point_foundry(base_url: str, requests: Requests) -> None:
-    from engines import registry
+    from rag import pipeline as pl
 
-    old = registry._instances.pop("foundry", None)
-    if old is not None:
-        await old.aclose()
-    engine = registry.create("foundry", base_url=base_url, discover_cli=False, connect_timeout=2.0)
-    registry._instances["foundry"] = engine
-    requests.watch("foundry", engine)
+    await _close_foundry()
+    os.environ.update(FOUNDRY_BASE_URL=base_url, FOUNDRY_CONNECT_TIMEOUT="2.0")
+    requests.watch("foundry", pl.engine("foundry"))  # the registry's instance for these settings
+
+
+async def _close_foundry() -> None:
+    """Close the 'foundry' engine made for the current settings (when there is one)."""
+    from engines import registry
+    from rag.config import settings
+
+    await registry.close("foundry", settings().engine_config("foundry"))
 
 
 def _rules(path: Path, text: str) -> None:

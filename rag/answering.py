@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
 
 from engines import registry
 from engines.base import (Engine, EngineError, EngineUnavailable, ErrorCategory, GenerationOptions, Message,
@@ -28,6 +28,9 @@ from rag.answer.guard import LoopGuard, finish, tidy_fences
 from rag.config import settings
 from rag.events import Done, Event, Failed, FellBack, NothingFound, Notice, Revised, Routed, Sources, Token
 from rag.schema import Hit
+
+if TYPE_CHECKING:
+    from rag.embedder import Embedder  # imported late at run time: it pulls in torch
 
 PRESTART_S = 1.5  # the next routing target starts this long before the current one's deadline
 
@@ -54,21 +57,21 @@ class Control:
             await generation.cancel()
 
 
-@dataclass
+@dataclass(frozen=True)
 class Prepared:
-    """What retrieval and the evidence step leave for the model (both sides of a comparison share it)."""
+    """What retrieval and the evidence step leave for the model: ``rag.pipeline.prepare`` yields it as its
+    last item when the model should answer (both sides of a comparison share it; nobody changes it)."""
 
     question: str
-    history: list
+    history: tuple[Message, ...]
     query: str  # what retrieval searched with (a follow-up: built from the conversation)
-    lib: Any = None
-    hits: list[Hit] = field(default_factory=list)  # retrieved
-    passages: list[Hit] = field(default_factory=list)  # what the model reads (best sentences + neighbours)
+    embedder: "Embedder | None" = None  # checks the answer against the passages; None: there are none
+    hits: tuple[Hit, ...] = ()  # retrieved
+    passages: tuple[Hit, ...] = ()  # what the model reads (best sentences + neighbours)
     quote: str = ""  # the quote shown before the model's answer, as plain text
-    quoted: list[str] = field(default_factory=list)
-    timings: dict = field(default_factory=dict)
-    t0: float = field(default_factory=time.perf_counter)
-    finished: bool = False  # the answer ended before the model (nothing found, quote only, a failure)
+    quoted: tuple[str, ...] = ()
+    timings: dict = field(default_factory=dict)  # seconds so far: retrieval, first_text
+    t0: float = field(default_factory=time.perf_counter)  # when the question came
 
 
 def engine(name: str) -> Engine:
@@ -104,27 +107,30 @@ def routing_rules():
 
 
 # ------------------------------------------------------------------------------------ one engine
-@dataclass
+@dataclass(frozen=True)
 class Generated:
-    """What a generation left: its text, prompt, Generation (usage) and loop guard."""
+    """What a generation made: its text, prompt, Generation (usage), loop guard and its own timings
+    (prompt, generation: seconds)."""
 
     text: str = ""
     prompt: Any = None
     generation: Any = None
     guard: LoopGuard = field(default_factory=LoopGuard)
+    timings: dict = field(default_factory=dict)
 
 
-async def generate(eng: Engine, model: str | None, prep: Prepared, opts, control: Control, timings: dict,
-                   state: Generated, *, context_length: int | None = None) -> AsyncIterator[Event]:
+async def generate(eng: Engine, model: str | None, prep: Prepared, opts, control: Control, *,
+                   context_length: int | None = None) -> AsyncIterator[Event | Generated]:
     """Prompt + streamed generation (``opts``: the pipeline's Options), with one retry if the engine
-    says the prompt is too long; stops the engine when the answer starts to loop. Fills ``state``;
-    raises EngineError."""
+    says the prompt is too long; stops the engine when the answer starts to loop. Yields its events, then
+    what it made (a :class:`Generated`, last); raises EngineError."""
     async def counter(messages: list[Message]) -> int:
         return await eng.count_tokens(messages, model=model)
 
     context_length = context_length or opts.context_length
     max_new_tokens = opts.max_new_tokens
-    fitted = None
+    fitted = generation = None
+    text, guard, timings = "", LoopGuard(), {"prompt": 0.0}
     for attempt in (1, 2):
         try:
             t = time.perf_counter()
@@ -132,8 +138,7 @@ async def generate(eng: Engine, model: str | None, prep: Prepared, opts, control
                 context_length = await eng.context_length(model)
             fitted = await prompt_mod.fit(prep.question, prep.history, prep.passages, counter=counter,
                                           context_length=context_length, max_new_tokens=max_new_tokens)
-            state.prompt = fitted.prompt
-            timings["prompt"] = timings.get("prompt", 0.0) + time.perf_counter() - t
+            timings["prompt"] += time.perf_counter() - t
             if attempt == 1:
                 for note in fitted.prompt.notes:
                     yield Notice(note.capitalize() + ".")
@@ -141,52 +146,52 @@ async def generate(eng: Engine, model: str | None, prep: Prepared, opts, control
                     yield NothingFound("no-room", "No passage fits the model's context next to this question: "
                                                   "this answer does not use your documents.", True)
             if control.cancelled:
-                return
+                break
             gen_opts = GenerationOptions(max_new_tokens=fitted.max_new_tokens, temperature=opts.temperature,
                                          repetition_penalty=opts.repetition_penalty)
-            state.generation = generation = eng.stream(fitted.prompt.messages, gen_opts, model=model)
-            control.generation = generation
+            control.generation = generation = eng.stream(fitted.prompt.messages, gen_opts, model=model)
             t = time.perf_counter()
             try:
                 async for piece in generation:
                     if not piece:
                         continue
-                    state.text += piece
+                    text += piece
                     yield Token(piece)
-                    if state.guard.feed(piece):
+                    if guard.feed(piece):
                         break
             finally:
-                if generation.usage.finish_reason is None or control.cancelled or state.guard.looped:
+                if generation.usage.finish_reason is None or control.cancelled or guard.looped:
                     await generation.cancel()  # a loop, or our consumer went away (stop, a passed-over target)
             timings["generation"] = time.perf_counter() - t
-            return
+            break
         except PromptTooLong as err:
-            if attempt == 2 or state.text or fitted is None:
+            if attempt == 2 or text or fitted is None:
                 raise
             context_length, max_new_tokens = prompt_mod.refit(err, fitted)
             yield Notice("The prompt was too long for the model; retried with fewer passages.")
+    yield Generated(text, fitted.prompt if fitted else None, generation, guard, timings)
 
 
-async def finish_answer(prep: Prepared, control: Control, eng: Engine, model: str | None, state: Generated,
-                        timings: dict) -> AsyncIterator[Event]:
-    """Step 4: loops cut, ended at a sentence, each sentence checked against the passages; sources."""
-    if control.cancelled and not state.text:
+async def finish_answer(prep: Prepared, control: Control, eng: Engine, model: str | None,
+                        made: Generated) -> AsyncIterator[Event]:
+    """Step 4: loops cut, ended at a sentence, each sentence checked against the passages; sources. The
+    Done's timings: the retrieval's (``prep``) and those of the generation that answered (``made``)."""
+    if control.cancelled and not made.text or made.generation is None:
         return
-    used = state.prompt.hits if state.prompt else []
-    looped, cut = state.guard.looped, state.generation.usage.finish_reason == "length"
+    used = made.prompt.hits if made.prompt else []
+    looped, cut = made.guard.looped, made.generation.usage.finish_reason == "length"
     if looped:
         yield Notice("The model started repeating itself and was stopped.")
     elif cut:
         yield Notice("The answer reached the length limit ('Max answer tokens') and ends at its last full sentence.")
-    text = finish(tidy_fences(state.guard.kept if looped else state.text), cut=cut)
-    if used and text.strip():
-        sentences = await asyncio.to_thread(check_answer, prep.lib.embedder, text, used, prep.query, prep.quoted)
+    text = finish(tidy_fences(made.guard.kept if looped else made.text), cut=cut)
+    if used and text.strip() and prep.embedder is not None:
+        sentences = await asyncio.to_thread(check_answer, prep.embedder, text, used, prep.query, list(prep.quoted))
         text = render(sentences)
         yield Revised(text, sentences, looped=looped, cut=cut)
     yield Sources(cited(text, used), list(used))
-    timings["total"] = time.perf_counter() - prep.t0
-    full = f"{prep.quote}\n\n{text}".strip() if prep.quote else text
-    yield Done(state.generation.usage, eng.name, await model_label(eng, model), full, timings)
+    timings = {**prep.timings, **made.timings, "total": time.perf_counter() - prep.t0}
+    yield Done(made.generation.usage, eng.name, await model_label(eng, model), prep.quote, text, timings)
 
 
 # ------------------------------------------------------------------------------------ routing ("auto")
@@ -198,20 +203,24 @@ class _Attempt:
     (or it is cancelled: passed over, or not needed)."""
 
     def __init__(self, target, name: str, why: str, eng: Engine, model: str | None, context_length: int,
-                 prep: Prepared, opts, control: Control, timings: dict):
+                 prep: Prepared, opts, control: Control):
         self.target, self.name, self.why, self.eng, self.model = target, name, why, eng, model
-        self.state = Generated()
+        self.made: Generated | None = None  # what its generation made, once it ended
+        self.text = ""  # its text so far (a failure mid-answer leaves it as the partial answer)
         self.queue: asyncio.Queue = asyncio.Queue()
         self.spoke = asyncio.Event()  # first text, an error or the end
         self.started = time.perf_counter()
-        self.task = asyncio.create_task(self._run(context_length, prep, opts, control, timings))
+        self.task = asyncio.create_task(self._run(context_length, prep, opts, control))
 
-    async def _run(self, context_length, prep, opts, control, timings) -> None:
+    async def _run(self, context_length, prep, opts, control) -> None:
         try:
-            async for event in generate(self.eng, self.model, prep, opts, control, timings, self.state,
-                                        context_length=context_length):
+            async for event in generate(self.eng, self.model, prep, opts, control, context_length=context_length):
+                if isinstance(event, Generated):
+                    self.made = event
+                    continue
                 self.queue.put_nowait(event)
                 if isinstance(event, Token):
+                    self.text += event.text
                     self.spoke.set()
             self.queue.put_nowait(_END)
         except EngineError as err:
@@ -233,7 +242,7 @@ class _Attempt:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def routed(rules, prep: Prepared, opts, control: Control, timings: dict) -> AsyncIterator[Event]:
+async def routed(rules, prep: Prepared, opts, control: Control) -> AsyncIterator[Event]:
     """The answer from the first target of ``rules`` that can give it (see the module docstring)."""
     full = await prompt_mod.build(prep.question, prep.history, prep.passages, context_length=1 << 30,
                                   max_new_tokens=0)
@@ -264,7 +273,7 @@ async def routed(rules, prep: Prepared, opts, control: Control, timings: dict) -
                 why_not.append(f"{name} {what} ({err.message.rstrip('.')})")
                 continue
             why = why or f"target {i + 1} in {rules.path.name if rules.path else 'the rules'}"
-            return _Attempt(target, name, why, eng, model, context_length, prep, opts, control, timings)
+            return _Attempt(target, name, why, eng, model, context_length, prep, opts, control)
         return None
 
     current, spare = await start_next(), None
@@ -303,12 +312,12 @@ async def routed(rules, prep: Prepared, opts, control: Control, timings: dict) -
                     spare = None
                 if not announced:
                     yield Routed(current.target.engine, current.name, reason, time.perf_counter() - current.started)
-                async for event in finish_answer(prep, control, current.eng, current.model, current.state, timings):
+                async for event in finish_answer(prep, control, current.eng, current.model, current.made):
                     yield event
                 return
             message = failure.message.rstrip(".")
-            if current.state.text:
-                yield FellBack(current.state.text, f"{current.name} stopped after part of its answer ({message})")
+            if current.text:
+                yield FellBack(current.text, f"{current.name} stopped after part of its answer ({message})")
                 why_not.append(f"{current.name} stopped mid-answer ({message})")
             else:
                 why_not.append(f"{current.name} failed: {message}")

@@ -1,6 +1,6 @@
 """Two engine/model choices answering one question side by side, from the same passages.
 
-    async for event in compare(question, history, Options(engine="onnx"), Options(engine="foundry")):
+    async for event in compare(question, history, Options(engine="onnx"), Options(engine="foundry"), lib=lib):
         Retrieved -> [Notice]* -> [Quoted] -> Side("A" | "B", event)* -> Verdict
 
 Retrieval and the quote are done once (with A's retrieval settings); then both answers are generated
@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field, replace
-from typing import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, AsyncIterator, Sequence
 
 from engines.base import Message
 from rag.events import Done, Event, Failed, Sources
 from rag.pipeline import Control, Options, Prepared, prepare, respond
+
+if TYPE_CHECKING:
+    from rag.library import Library
 
 SIDES = ("A", "B")
 
@@ -46,17 +49,20 @@ class Verdict:
 
 
 async def compare(question: str, history: Sequence[Message] | None, a: Options, b: Options,
-                  control: Control | None = None, *, lib=None) -> AsyncIterator[Event | Side | Verdict]:
-    """Answer ``question`` with both option sets (see the module docstring)."""
+                  control: Control | None = None, *, lib: Library) -> AsyncIterator[Event | Side | Verdict]:
+    """Answer ``question`` from ``lib`` with both option sets (see the module docstring)."""
     a, b = a.normalised(), b.normalised()
     # both sides need the model: "quote only" would leave nothing to compare
     a = replace(a, style="quote+answer") if a.style == "quote" else a
     b = replace(b, top_k=a.top_k, mode=a.mode, style=a.style)
     control = control or Control()
-    prep = Prepared((question or "").strip(), list(history or []), "")
-    async for event in prepare(prep, a, lib=lib):
-        yield event
-    if prep.finished:
+    prep = None
+    async for item in prepare(question, history, a, lib=lib):
+        if isinstance(item, Prepared):
+            prep = item
+        else:
+            yield item
+    if prep is None:  # the answer ended before the model (nothing found, a failure)
         return
     queue: asyncio.Queue = asyncio.Queue()
     outcomes = {side: Outcome() for side in SIDES}

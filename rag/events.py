@@ -87,11 +87,19 @@ class Sources:
 
 @dataclass
 class Done:
+    """The answer ended: its usage, who wrote it, the quote and the (checked) answer, each on its own."""
+
     usage: Usage
-    engine: str
+    engine: str  # "" when no model answered (quote only)
     model: str
-    text: str  # the whole answer
-    timings: dict = field(default_factory=dict)  # seconds: retrieval, prompt, generation, total
+    quote: str  # the quote shown before the model's answer, as plain text ("" without one)
+    answer: str  # the model's answer as the user reads it (checked: Revised.text), without the quote
+    timings: dict = field(default_factory=dict)  # seconds: retrieval, first_text, prompt, generation, total
+
+    @property
+    def text(self) -> str:
+        """What the user reads: the quote, then the answer."""
+        return f"{self.quote}\n\n{self.answer}".strip() if self.quote else self.answer
 
 
 @dataclass

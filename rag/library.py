@@ -60,7 +60,7 @@ class LibraryStats:
 
 
 class Library:
-    _shared: "Library | None" = None
+    _shared: "dict[tuple, Library]" = {}  # its configuration (``shared_config``) -> the library made with it
     _shared_lock = threading.Lock()
 
     def __init__(self, index_dir: Path | str, embed_model: str | None = None, max_file_mb: float | None = None,
@@ -78,14 +78,23 @@ class Library:
         self.store = self._live.store
         self.ingester = Ingester(self.store, self._live, get_embedder, self.max_file_mb, batch_chunks)
 
+    @staticmethod
+    def shared_config() -> tuple:
+        """What the shared library is made with, from ``rag.config.settings()``: (store or index folder,
+        embedding model, max file size, reranker, rerank depth)."""
+        s = settings()
+        return str(s.store or s.index_dir), s.embed_model, float(s.max_file_mb), s.reranker, int(s.rerank_depth)
+
     @classmethod
     def shared(cls) -> "Library":
-        """The process-wide library from ``rag.config.settings()`` (created on first use)."""
+        """The process-wide library for the current settings (``shared_config``), created on first use
+        with them; changed settings give the library made for those (like ``engines.registry.get``)."""
+        key = cls.shared_config()
         with cls._shared_lock:
-            if cls._shared is None:
-                s = settings()
-                cls._shared = cls(s.store or s.index_dir, s.embed_model, s.max_file_mb)
-            return cls._shared
+            if key not in cls._shared:
+                where, model, max_mb, reranker, depth = key
+                cls._shared[key] = cls(where, model, max_mb, reranker=reranker, rerank_depth=depth)
+            return cls._shared[key]
 
     # ------------------------------------------------------------------ parts
     @property

@@ -1,10 +1,10 @@
 """The one path from a question (or dropped files) to typed events; the chat, the CLI and the
 benchmarks all consume it and only render what it yields.
 
-    async for event in answer(question, history, Options(engine="onnx", top_k=4)):
+    async for event in answer(question, history, Options(engine="onnx", top_k=4), lib=library):
         Retrieved -> [NothingFound] -> [Notice]* -> [Quoted] -> Token* -> [Revised] -> Sources -> Done
                                                                                       (or Failed)
-    async for event in ingest(paths):
+    async for event in ingest(paths, lib=library):
         Progress* -> Ingested
 
 An answer: a follow-up question retrieves with the conversation (rag.answer.followup); the passages'
@@ -16,22 +16,24 @@ when it loops (rag.answer.guard); each sentence is then checked against the pass
 "auto" answers with the first target of the routing rules (rag.routing) that can: a ``Routed`` event
 says which and why, a ``FellBack`` one marks a partial answer a failing target left.
 
-Retrieval and indexing run in worker threads (``asyncio.to_thread``); generation goes through
-``engine(options.engine)`` (the registry's shared instance, configured from settings). Engine and library
-errors become :class:`Failed` events carrying the error's readable text and its category
-(``ErrorCategory``: what the chat, the CLI and /v1 map, never a class name). Cancelling the consuming task
-(Chainlit's stop button) or calling ``Control.cancel()`` cancels the running Generation.
+Steps hand on values, never objects they change: ``prepare`` yields a ``Prepared`` last (none: the answer
+ended), ``generate`` a ``Generated``; a Done's timings are composed from both. Retrieval and indexing run
+in worker threads (``asyncio.to_thread``). The library is a required keyword ``lib`` of every function
+that reads or changes it: a library, or how to open one (``library``: the shared one for the current
+settings, ``Library.shared``, opened off the loop when needed: a database that is down is a Failed
+event, and an answer with search off needs none). Generation goes through ``engine(options.engine)``
+(the registry's instance for the engine's current settings). Engine and library errors become
+:class:`Failed` events carrying the error's readable text and its category (``ErrorCategory``: what the
+chat, the CLI and /v1 map, never a class name). Cancelling the consuming task (Chainlit's stop button)
+or ``Control.cancel()`` cancels the running Generation.
 """
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import re
-import shutil
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import AsyncIterator, Iterable, Sequence
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Iterable, Sequence
 
 from engines import registry
 from engines.base import EngineError, ErrorCategory, Message, Usage
@@ -46,9 +48,15 @@ from rag.events import (Done, Event, Failed, FellBack, Ingested, NothingFound, N
                         Revised, Routed, Sources, Token)
 from rag.schema import STYLES, Mode
 from rag.store import StoreError
+from rag.uploads import store_upload
+
+if TYPE_CHECKING:
+    from rag.library import Library  # imported late at run time: it pulls in torch
+
+    LibrarySource = Library | Callable[[], Library]  # a library, or how to open it (``library``)
 
 __all__ = ["AUTO", "Options", "Control", "Prepared", "answer", "prepare", "respond", "ingest", "ingest_uploads",
-           "store_upload", "library", "warm_library", "warm_engine", "engine", "engine_short", "routing_rules", "cited", "model_label", "Done", "Event", "ErrorCategory", "Failed", "Ingested", "NothingFound", "Notice", "Progress",
+           "store_upload", "library", "opened", "warm_library", "warm_engine", "engine", "engine_short", "routing_rules", "cited", "model_label", "Done", "Event", "ErrorCategory", "Failed", "Ingested", "NothingFound", "Notice", "Progress",
            "Quoted", "Retrieved", "Revised", "Sources", "Token", "Routed", "FellBack"]
 
 
@@ -121,10 +129,18 @@ class Options:
 
 
 # ------------------------------------------------------------------------------------ helpers
-def library():
+def library() -> Library:
+    """The shared library for the current settings (``Library.shared``: one per configuration). It may
+    load an index: call it off the event loop (``opened(library)``), or pass ``library`` itself as a ``lib``."""
     from rag.library import Library  # imported late: it pulls in torch
 
     return Library.shared()
+
+
+async def opened(lib: LibrarySource) -> Library:
+    """``lib`` itself, or the library it opens (in a worker thread: opening may load an index, or fail
+    with a StoreError when its database is down)."""
+    return await asyncio.to_thread(lib) if callable(lib) else lib
 
 
 async def warm_library() -> None:
@@ -148,11 +164,10 @@ WEAK_EVIDENCE = ("Your documents do not seem to answer this: the closest passage
                  "or add a document that covers it.")
 
 
-async def _retrieve(lib, query: str, opts: Options):
+async def _retrieve(lib: LibrarySource, query: str, opts: Options):
     """(library, Retrieval, seconds) in a worker thread (the first call loads the index and embedder)."""
     t = time.perf_counter()
-    if lib is None:
-        lib = await asyncio.to_thread(library)
+    lib = await opened(lib)  # how to open it (``library``): opened now, when the question needs it
     scope = await asyncio.to_thread(visible_scope, lib, opts.user, opts.scope)
     found = await asyncio.to_thread(lib.retrieve, query, opts.top_k, opts.mode, opts.min_score, scope)
     if scope is None and found.hits:  # nothing was hidden: unless another instance added an upload since
@@ -180,95 +195,98 @@ def _visible_hits(lib, user: str | None, found):
 
 
 async def answer(question: str, history: Sequence[Message] | None = None, options: Options | None = None,
-                 control: Control | None = None, *, lib=None) -> AsyncIterator[Event]:
-    """Answer from the shared library (or ``lib``) with the engine and settings in ``options``."""
+                 control: Control | None = None, *, lib: LibrarySource) -> AsyncIterator[Event]:
+    """Answer from ``lib`` (the library, or how to open it: see ``prepare``) with the engine and settings in ``options``: ``prepare``, then ``respond``
+    with the :class:`Prepared` it yields (none: the answer ended before the model)."""
     opts = (options or Options()).normalised()
-    prep = Prepared((question or "").strip(), list(history or []), "")
-    async for event in prepare(prep, opts, lib=lib):
-        yield event
-    if not prep.finished:
+    prep = None
+    async for item in prepare(question, history, opts, lib=lib):
+        if isinstance(item, Prepared):
+            prep = item
+        else:
+            yield item
+    if prep is not None:
         async for event in respond(prep, opts, control or Control()):
             yield event
 
 
-async def prepare(prep: Prepared, opts: Options, *, lib=None) -> AsyncIterator[Event]:
+async def prepare(question: str, history: Sequence[Message] | None, opts: Options, *,
+                  lib: LibrarySource) -> AsyncIterator[Event | Prepared]:
     """Steps 1-2: retrieval, then what the documents say (the quote) and whether they answer at all.
-    Sets ``prep.finished`` when the answer ends here."""
-    question, history, timings = prep.question, prep.history, prep.timings
+    Yields its events and, when the model should answer, a :class:`Prepared` as its last item (not an
+    event: callers take it out of the stream); without one the answer ended here. ``lib``: the library,
+    or how to open it (``library``): opened in a worker thread only when the question searches, so a
+    library that cannot be opened is a Failed event and search off needs none."""
+    t0, question, history = time.perf_counter(), (question or "").strip(), tuple(history or ())
     if not question:
-        prep.finished = True
         yield Failed("The question is empty.", "Type a question about your documents.", ErrorCategory.BAD_REQUEST)
         return
     # a follow-up ("and how do I undo it?") retrieves with the conversation
-    prep.query = query = standalone_query(question, history) if history else question
+    query = standalone_query(question, history) if history else question
 
     # 1. retrieval (off the loop)
     if opts.mode == Mode.OFF:
         yield Retrieved(query, [], opts.mode, 0.0)
         yield NothingFound("off", "Retrieval is off: this answer does not use your documents.", True)
+        yield Prepared(question, history, query, t0=t0)
         return
     try:
-        prep.lib, found, timings["retrieval"] = await _retrieve(lib, query, opts)
+        lib, found, seconds = await _retrieve(lib, query, opts)
     except StoreError as exc:  # a shared library's database: unreachable, too slow, another model
-        prep.finished = True
         yield Failed.of(exc, f"The library is unavailable. {exc}", "Ask again once it is back, or set Search to off "
                         "in the settings to chat without your documents.")
         return
     except Exception as exc:  # a broken index must not take the chat down
-        prep.finished = True
         yield Failed.of(exc, f"Searching the library failed: {exc}",
                         "Re-index your documents (`python -m rag index`).")
         return
-    prep.hits = hits = list(found.hits)
+    timings, hits = {"retrieval": seconds}, tuple(found.hits)
     for note in found.notices:
         yield Notice(note)
-    yield Retrieved(query, list(hits), opts.mode, timings["retrieval"], opts.scope)
+    yield Retrieved(query, list(hits), opts.mode, seconds, opts.scope)
     if found.library_empty:
         yield NothingFound("empty", "Your library is empty: drop files into the chat to add documents. "
                                     "This answer does not use your documents.", True)
     elif not found.relevant:
-        prep.finished = True
         yield NothingFound("irrelevant", "I found nothing about this in your documents, so I cannot answer "
                                          "it from them. Try other words, another retrieval mode, or add a "
                                          "document that covers it.", False)
-        timings["total"] = time.perf_counter() - prep.t0
         yield Sources([], [])
         return
     if not hits:
+        yield Prepared(question, history, query, timings=timings, t0=t0)
         return
 
     # 2. what the documents say: the best sentences (quoted first), and whether they answer at all.
     # Passages found with the conversation; their sentences scored against the question itself (for a
     # follow-up the new question says what is wanted now: measured, docs/BENCHMARKS.md "Answers")
-    lib = prep.lib
-    ev = await asyncio.to_thread(evidence.select, lib.embedder, question, hits, unknown_terms=lib.unknown_terms,
+    embedder = lib.embedder
+    ev = await asyncio.to_thread(evidence.select, embedder, question, list(hits), unknown_terms=lib.unknown_terms,
                                  conversation=query)
     if not ev.answerable:
-        prep.finished = True
         never = ", ".join(ev.unknown_names)
         yield NothingFound("weak", (f"Your documents never mention {never}, so I cannot answer this from them. "
                                     "The nearest passages are listed below.") if never else WEAK_EVIDENCE, False)
-        timings["total"] = time.perf_counter() - prep.t0
-        yield Sources([], hits)
+        yield Sources([], list(hits))
         return
-    prep.passages = evidence.context(ev)
+    quote, quoted = "", ()
     if opts.style != "answer":
-        timings["first_text"] = time.perf_counter() - prep.t0
+        timings["first_text"] = time.perf_counter() - t0
         shown = Quoted([(s.text, hits[s.hit]) for s in ev.quotes], timings["first_text"])
-        prep.quote, prep.quoted = shown.text, [t for t, _ in shown.quotes]
+        quote, quoted = shown.text, tuple(t for t, _ in shown.quotes)
         yield shown
         if opts.style == "quote":
-            prep.finished = True
-            timings["total"] = time.perf_counter() - prep.t0
-            quoted = list({id(h): h for _, h in shown.quotes}.values())  # a passage quoted twice is one source
-            yield Sources(quoted, list(hits))
-            yield Done(Usage(finish_reason="stop"), "", "", prep.quote, timings)
+            timings["total"] = time.perf_counter() - t0
+            used = list({id(h): h for _, h in shown.quotes}.values())  # a passage quoted twice is one source
+            yield Sources(used, list(hits))
+            yield Done(Usage(finish_reason="stop"), "", "", quote, "", timings)
+            return
+    yield Prepared(question, history, query, embedder, hits, tuple(evidence.context(ev)), quote, quoted, timings, t0)
 
 
 async def respond(prep: Prepared, opts: Options, control: Control) -> AsyncIterator[Event]:
     """Steps 3-4: the model's answer from the prepared passages (``opts.engine``, or the routing
     rules when it is "auto"), checked, with its sources."""
-    timings = dict(prep.timings)
     if opts.engine == AUTO:
         from rag.routing.rules import RulesError
 
@@ -280,7 +298,7 @@ async def respond(prep: Prepared, opts: Options, control: Control) -> AsyncItera
                          f"({engine_short(default)}).")
             opts = replace(opts, engine=default, model="")
         else:
-            async for event in routed(rules, prep, opts, control, timings):
+            async for event in routed(rules, prep, opts, control):
                 yield event
             return
     try:
@@ -288,45 +306,24 @@ async def respond(prep: Prepared, opts: Options, control: Control) -> AsyncItera
     except EngineError as err:
         yield Failed.of(err)
         return
-    model = opts.model or None
-    state = Generated()
+    model, made = opts.model or None, None
     try:
-        async for event in generate(eng, model, prep, opts, control, timings, state):
-            yield event
+        async for item in generate(eng, model, prep, opts, control):
+            if isinstance(item, Generated):
+                made = item
+            else:
+                yield item
     except EngineError as err:
         yield Failed.of(err)
         return
-    async for event in finish_answer(prep, control, eng, model, state, timings):
+    async for event in finish_answer(prep, control, eng, model, made):
         yield event
 
 
 # ------------------------------------------------------------------------------------ ingest
-_UNSAFE = re.compile(r"[^\w.\- ()+,@]+")
-
-
-def store_upload(src: str | Path, name: str, uploads_dir: Path | None = None) -> Path:
-    """Copy an uploaded temp file into ``data_dir/uploads/<content hash>/<original name>``: the
-    original name survives (citations show it), equal content maps to the same file (re-uploading
-    is a no-op for the index), and two different files with one name never overwrite each other."""
-    src = Path(src)
-    uploads_dir = uploads_dir or settings().uploads_dir
-    digest = hashlib.sha256()
-    with src.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    clean = _UNSAFE.sub("_", Path(str(name).replace("\\", "/")).name).strip(" .") or src.name
-    dest = uploads_dir / digest.hexdigest()[:16] / clean
-    if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".part")
-        shutil.copyfile(src, tmp)
-        tmp.replace(dest)
-    return dest
-
-
 async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | None = None, *,
-                 lib=None, force: bool = False, owner: str | None = None) -> AsyncIterator[Event]:
-    """Index files into the shared library (or ``lib``) in a worker thread, yielding its progress.
+                 lib: LibrarySource, force: bool = False, owner: str | None = None) -> AsyncIterator[Event]:
+    """Index files into ``lib`` (the library, or how to open it) in a worker thread, yielding its progress.
     ``force``: read and embed them again even when unchanged (a re-index). ``owner``: the user whose
     upload they are (recorded in the library; None keeps each file's recorded owner, else shared)."""
     loop = asyncio.get_running_loop()
@@ -337,8 +334,7 @@ async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | No
         loop.call_soon_threadsafe(queue.put_nowait, Progress(p))
 
     def work():
-        return (lib or library()).ingest(paths, progress=progress, display_names=display_names, force=force,
-                                         owner=owner)
+        return (lib() if callable(lib) else lib).ingest(paths, progress=progress, display_names=display_names, force=force, owner=owner)
 
     task = asyncio.ensure_future(asyncio.to_thread(work))
     while True:
@@ -359,7 +355,7 @@ async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | No
     yield Ingested(report)
 
 
-async def ingest_uploads(files: Sequence[tuple[str | Path, str]], *, lib=None, uploads_dir: Path | None = None,
+async def ingest_uploads(files: Sequence[tuple[str | Path, str]], *, lib: LibrarySource, uploads_dir: Path | None = None,
                          owner: str | None = None) -> AsyncIterator[Event]:
     """Chat uploads (temp path, original name): copy into the uploads folder (``owner``'s own, by
     default), index them as ``owner``'s (rag.owners: the chat user; None without users: shared). A call
@@ -374,8 +370,8 @@ async def ingest_uploads(files: Sequence[tuple[str | Path, str]], *, lib=None, u
         yield event
 
 
-
 # ------------------------------------------------------------------------------------ the library, managed
+# ``lib`` everywhere: the library, or how to open it (``library``: the shared one for the settings).
 # What the chat's Library view and the chat start need (rag.catalog: who may do what, stored copies):
 # the documents a user may see, removing or re-indexing one (with users: only their own uploads), and
 # the bundled user guide (settings().docs_corpus) kept in the library unless the user removed a file of it.
@@ -401,44 +397,41 @@ async def library_unavailable() -> str | None:
     return (await library_status())[1]
 
 
-async def documents(user: str | None, *, lib=None) -> list[LibraryDocument]:
+async def documents(user: str | None, *, lib: LibrarySource) -> list[LibraryDocument]:
     """The documents ``user`` may see (rag.owners), by name."""
-    lib = lib or await asyncio.to_thread(library)
-    return await asyncio.to_thread(catalog.listing, lib, user)
+    return await asyncio.to_thread(catalog.listing, await opened(lib), user)
 
 
-async def remove_document(path: str | Path, user: str | None, *, lib=None) -> Removed:
+async def remove_document(path: str | Path, user: str | None, *, lib: LibrarySource) -> Removed:
     """Take one file out of the library: its passages, vectors and BM25 terms, and the library's stored
     copy of a dropped file (never a file elsewhere). Raises LookupError (not in the library) or
     PermissionError (not this user's to manage), both with a sentence to show."""
-    lib = lib or await asyncio.to_thread(library)
-    return await asyncio.to_thread(catalog.remove, lib, str(path), user)
+    return await asyncio.to_thread(catalog.remove, await opened(lib), str(path), user)
 
 
-async def reindex(path: str | Path, user: str | None, *, lib=None) -> AsyncIterator[Event]:
+async def reindex(path: str | Path, user: str | None, *, lib: LibrarySource) -> AsyncIterator[Event]:
     """Read, chunk and embed one library file again, even when unchanged: Progress* -> Ingested (a file
     gone from disk is in the report's ``failed``; its passages stay). Raises like ``remove_document``."""
-    lib = lib or await asyncio.to_thread(library)
+    lib = await opened(lib)
     entry = await asyncio.to_thread(catalog.managed, lib, str(path), user)
     async for event in ingest([entry.path], lib=lib, force=True):
         yield event
 
 
-async def ensure_guide(*, lib=None) -> AsyncIterator[Event]:
+async def ensure_guide(*, lib: LibrarySource) -> AsyncIterator[Event]:
     """At chat start: index the files of the bundled user guide that are missing from the library (or
     changed), unless the user removed a guide file before (``rag remove`` or the Library view: never
     added back). Yields the ingest's events (Progress* -> Ingested), or nothing when there is nothing
     to do. Chats starting together take turns: the second finds nothing left to do."""
     async with _guide_lock:
-        lib = lib or await asyncio.to_thread(library)
+        lib = await opened(lib)
         missing = await asyncio.to_thread(lib.guide_missing)
         if missing:
             async for event in ingest(missing, lib=lib):
                 yield event
 
 
-async def guide_present(*, lib=None) -> bool:
+async def guide_present(*, lib: LibrarySource) -> bool:
     """Every file of the bundled user guide is in the library: questions about the app can be answered
     (the welcome's example questions)."""
-    lib = lib or await asyncio.to_thread(library)
-    return await asyncio.to_thread(lib.guide_present)
+    return await asyncio.to_thread((await opened(lib)).guide_present)

@@ -223,7 +223,7 @@ def test_the_v1_transcript_neutralises_what_a_client_renders_streamed_or_not():
     hit = Hit(Chunk(id=1, text=hostile, source="/d/a.md"), 0.5, 1)
     answer = ["See ", "![", "y](http://127.0.0.1:9/a.png?q=secret", ") and [u](java", "script:x) [1]."]
     events = [Quoted([(hostile, hit)], 0.1), *[Token(t) for t in answer], Sources([hit], [hit]),
-              Done(Usage(finish_reason="stop"), "onnx", "m", "".join(answer))]
+              Done(Usage(finish_reason="stop"), "onnx", "m", "", "".join(answer))]
     for streaming in (True, False):
         t = Transcript(streaming)
         streamed = "".join(t.feed(ev) for ev in events)

@@ -181,7 +181,7 @@ class ChatRun:
         self.include_usage = include_usage
         self.id = "chatcmpl-" + uuid.uuid4().hex[:24]
         self.created = int(time.time())
-        self._events = pipeline.answer(question, history, opts, self.control)
+        self._events = pipeline.answer(question, history, opts, self.control, lib=pipeline.library)
         self._closed = False
 
     async def texts(self) -> AsyncIterator[str]:

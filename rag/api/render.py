@@ -72,7 +72,6 @@ class Transcript:
         self.answering = False
         self.started = False  # the model produced text
         self.tokens = 0
-        self.quote = ""
         self.retrieved: list[Hit] = []
         self.quoted: list[Hit] = []
         self.sources: list[dict] = []
@@ -116,7 +115,6 @@ class Transcript:
             self.retrieved = list(ev.hits)
             return ""
         if isinstance(ev, Quoted):
-            self.quote = ev.text
             self.quoted = [h for i, (_, h) in enumerate(ev.quotes) if all(h is not o for _, o in ev.quotes[:i])]
             return self._block(f"{QUOTE_HEAD}\n{ev.text}")
         if isinstance(ev, Routed):
@@ -147,10 +145,7 @@ class Transcript:
 
     def _checked_answer(self) -> str | None:
         if self.done is not None:
-            text = self.done.text
-            if self.quote and text.startswith(self.quote):
-                text = text[len(self.quote):]
-            return text.strip()
+            return self.done.answer.strip()
         if self.revised is not None:
             return self.revised.text
         return None

@@ -23,7 +23,7 @@ from rag.answering import Prepared, engine
 from rag.api.errors import status_of
 from rag.browser import assets
 from rag.config import settings
-from rag.events import Failed, NothingFound, Notice, Quoted
+from rag.events import Failed, NothingFound, Notice, Quoted, Retrieved
 
 ENGINE = registry.IN_PROCESS  # the page runs the in-process engine's model build: its tokenizer and context
 MAX_QUESTION_CHARS = 4000
@@ -56,7 +56,10 @@ def _passage(hit) -> dict:
 @dataclass
 class _Prepared:
     """A question taken through the pipeline's steps before the model (``pipeline.prepare``)."""
-    prep: Prepared
+    question: str
+    query: str  # what retrieval searched with
+    hits: tuple  # retrieved
+    prep: Prepared | None  # None: the documents do not answer (the chat would not ask the model either)
     opts: pipeline.Options
     path: Path  # the browser model's folder
     notes: list[str]
@@ -77,13 +80,17 @@ async def _prepare(req: PageQuestion) -> _Prepared:
     max_new = req.max_new_tokens or settings().max_new_tokens
     opts = pipeline.Options(engine=ENGINE, model=str(path), style="quote+answer", user=req.user,
                             max_new_tokens=max_new).normalised()
-    prep = Prepared(question, [], "")
     t0 = time.perf_counter()
     notes: list[str] = []
     nothing: NothingFound | None = None
     quote: list[dict] = []
-    async for event in pipeline.prepare(prep, opts):
-        if isinstance(event, Failed):
+    prep, query, hits = None, question, ()
+    async for event in pipeline.prepare(question, [], opts, lib=pipeline.library):
+        if isinstance(event, Prepared):
+            prep = event
+        elif isinstance(event, Retrieved):
+            query, hits = event.query, tuple(event.hits)
+        elif isinstance(event, Failed):
             raise ContextError(status_of(event.category), event.error, event.hint)
         if isinstance(event, Notice):
             notes.append(event.text)
@@ -91,7 +98,7 @@ async def _prepare(req: PageQuestion) -> _Prepared:
             nothing = event
         elif isinstance(event, Quoted):
             quote = [{"text": text, "citation": hit.chunk.citation()} for text, hit in event.quotes]
-    return _Prepared(prep, opts, path, notes, nothing, quote, time.perf_counter() - t0)
+    return _Prepared(question, query, hits, prep, opts, path, notes, nothing, quote, time.perf_counter() - t0)
 
 
 async def _fit(ready: _Prepared):
@@ -114,12 +121,11 @@ async def build(req: PageQuestion) -> dict:
     eos, timings}; ``answerable`` False: the documents do not answer (the chat would not ask the model either).
     ``quote``: what the documents say, as the chat shows it before the model: [{text, citation}]."""
     ready = await _prepare(req)
-    prep = ready.prep
-    result = {"question": prep.question, "query": prep.query, "answerable": not prep.finished,
+    result = {"question": ready.question, "query": ready.query, "answerable": ready.prep is not None,
               "message": ready.nothing.message if ready.nothing else "", "notes": ready.notes, "quote": ready.quote,
-              "passages": [_passage(h) for h in (prep.passages or prep.hits)],
-              "retrieved": [_passage(h) for h in prep.hits]}
-    if prep.finished:
+              "passages": [_passage(h) for h in ((ready.prep.passages if ready.prep else ()) or ready.hits)],
+              "retrieved": [_passage(h) for h in ready.hits]}
+    if ready.prep is None:
         return result | {"timings": {"retrieval": round(ready.seconds, 3)}}
     t1 = time.perf_counter()
     fitted = await _fit(ready)
@@ -147,13 +153,13 @@ async def check(req: PageQuestion, answer: str, cut: bool = False) -> dict:
         raise ContextError(400, f"The answer to check is longer than {MAX_ANSWER_CHARS:,} characters.",
                            "Check the answer the page's model wrote, not a longer text.")
     ready = await _prepare(req)
-    if ready.prep.finished:
+    if ready.prep is None:
         raise ContextError(409, "Your documents do not answer this question, so there is no answer to check.")
     fitted = await _fit(ready)
     prep = ready.prep
     # the client's text is read off the event loop: tidied, ended at a sentence, checked and rendered
-    return await asyncio.to_thread(_checked, prep.lib.embedder, answer, cut, fitted.prompt.hits, prep.query,
-                                   prep.quoted)
+    return await asyncio.to_thread(_checked, prep.embedder, answer, cut, fitted.prompt.hits, prep.query,
+                                   list(prep.quoted))
 
 
 def _checked(embedder, answer: str, cut: bool, hits, query: str, quoted) -> dict:

@@ -56,7 +56,7 @@ def _row(d: pl.LibraryDocument) -> dict:
 
 
 async def _props(view: str, note: str = "", error: str = "", busy: dict | None = None) -> dict:
-    docs = await pl.documents(chat_user())
+    docs = await pl.documents(chat_user(), lib=pl.library)
     passages = sum(d.passages for d in docs)
     title = f"Library: {len(docs)} document{'' if len(docs) == 1 else 's'}, {_passages(passages)}"
     return {"view": view, "title": title, "model": docs[0].model.split("|", 1)[0] if docs else "",
@@ -90,7 +90,7 @@ async def _target(action: cl.Action) -> tuple[cl.CustomElement | None, pl.Librar
     """(the view the click came from, the document of the clicked row among those this user may see)."""
     element = (cl.user_session.get(VIEWS) or {}).get(str(action.payload.get("view", "")))
     row = str(action.payload.get("id", ""))
-    doc = next((d for d in await pl.documents(chat_user()) if _row_id(d.path) == row), None) if row else None
+    doc = next((d for d in await pl.documents(chat_user(), lib=pl.library) if _row_id(d.path) == row), None) if row else None
     return element, doc
 
 
@@ -128,7 +128,7 @@ async def library_remove(action: cl.Action) -> dict:
     busy = {"id": _row_id(doc.path), "action": "remove", "text": f"Removing {doc.name}…", "percent": 50}
     await _push(element, {**element.props, "note": "", "error": "", "busy": busy})
     try:
-        removed = await pl.remove_document(doc.path, chat_user())
+        removed = await pl.remove_document(doc.path, chat_user(), lib=pl.library)
     except (LookupError, PermissionError) as err:  # gone meanwhile, or not this user's: say so
         await _push(element, await _props(element.id, error=str(err)))
         return {"ok": False}
@@ -154,7 +154,7 @@ async def library_reindex(action: cl.Action) -> dict:
     busy = {"id": row, "action": "reindex", "text": f"Re-indexing {doc.name}…", "percent": 2}
     await _push(element, {**base, "busy": busy})
     try:
-        async for ev in pl.reindex(doc.path, chat_user()):
+        async for ev in pl.reindex(doc.path, chat_user(), lib=pl.library):
             if isinstance(ev, pl.Progress) and time.monotonic() - last > 0.3:
                 p, last = ev.progress, time.monotonic()
                 stage = 0.2 * p.step / max(1, p.steps) if p.stage == "ocr" else _STAGES.get(p.stage, 0)

@@ -25,7 +25,7 @@ async def _run(args: argparse.Namespace) -> int:
 
     async def loop() -> int:
         status = 0
-        async for ev in pl.answer(" ".join(args.question), [], opts, control):
+        async for ev in pl.answer(" ".join(args.question), [], opts, control, lib=pl.library):
             if isinstance(ev, pl.Retrieved):
                 print(f"[retrieval: {len(ev.hits)} passages, {ev.mode}, {ev.seconds:.2f}s]", file=err)
                 if args.show_passages:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 from dataclasses import dataclass, field
 
@@ -75,11 +76,9 @@ async def _run(args: argparse.Namespace, a, b) -> int:
     from rag.compare import Side, Verdict, compare
 
     out, err = sys.stdout, sys.stderr
-    lib = None
-    if args.index_dir:
-        from rag.cmd.index import open_library
+    from rag.cmd.index import open_library
 
-        lib = await asyncio.to_thread(open_library, args)
+    lib = functools.partial(open_library, args)  # --index-dir, else the shared one: opened when searched
     blocks = {"A": SideAnswer(), "B": SideAnswer()}
     control = pl.Control()
 

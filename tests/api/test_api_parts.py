@@ -63,7 +63,7 @@ def _events(checked: str):
     return [Notice("1 lower-ranked passage(s) left out."), quote, Token("Hold the"), Token(" button [2]."),
             Revised(checked, []), Sources([b], [a, b]),
             Done(Usage(prompt_tokens=10, completion_tokens=2, finish_reason="stop"), "onnx", "m",
-                 f"{quote.text}\n\n{checked}")]
+                 quote.text, checked)]
 
 
 def test_streamed_text_is_raw_tokens_then_the_check_note_then_sources():

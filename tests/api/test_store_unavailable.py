@@ -41,13 +41,10 @@ def stopped_store():
 
 @pytest.fixture
 def store_down(stopped_store, tmp_path, monkeypatch):
-    """This process's settings point at the stopped library; no shared Library is kept from before."""
-    from rag.library import Library
-
+    """This process's settings point at the stopped library (the shared Library is the one for them)."""
     monkeypatch.setenv("LRC_STORE", stopped_store)
     monkeypatch.setenv("LRC_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("LRC_API_KEY", raising=False)
-    monkeypatch.setattr(Library, "_shared", None)
     return stopped_store
 
 
@@ -60,7 +57,7 @@ def _names_the_library(message: str, uri: str) -> None:
 
 
 async def test_the_pipeline_says_unavailable_with_a_readable_sentence(store_down):
-    events = [e async for e in pl.answer(QUESTION, [], pl.Options(engine="onnx", model="tiny"))]
+    events = [e async for e in pl.answer(QUESTION, [], pl.Options(engine="onnx", model="tiny"), lib=pl.library)]
     assert [type(e).__name__ for e in events] == ["Failed"], events
     failed = events[0]
     assert failed.category is ErrorCategory.UNAVAILABLE

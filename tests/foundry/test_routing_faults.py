@@ -10,9 +10,9 @@ import time
 import pytest
 
 from engines import registry
-from engines.foundry.engine import FoundryEngine
 from foundry_support import FaultServer, Launcher
 from rag import pipeline as pl
+from rag.config import settings
 
 pytestmark = [pytest.mark.foundry, pytest.mark.asyncio(loop_scope="session")]
 LONG = "Write a long, detailed essay about the history of libraries, with many examples."
@@ -40,19 +40,21 @@ def opts(**kw) -> pl.Options:
 
 
 @pytest.fixture
-async def foundry_at(monkeypatch, tmp_path):
-    """Point the process-wide 'foundry' engine at a URL (what the routing rules' foundry target uses)."""
+async def foundry_at(monkeypatch):
+    """Point the process-wide 'foundry' engine at a URL (what the routing rules' foundry target uses):
+    through its settings, so the registry gives the instance made for them."""
     made = []
 
-    def point(base_url: str, **kw) -> FoundryEngine:
-        eng = FoundryEngine(base_url=base_url, state_file=tmp_path / "none.json", discover_cli=False, **kw)
-        monkeypatch.setitem(registry._instances, "foundry", eng)
-        made.append(eng)
-        return eng
+    def point(base_url: str, first_byte_timeout: float | None = None):
+        monkeypatch.setenv("FOUNDRY_BASE_URL", base_url)
+        if first_byte_timeout is not None:
+            monkeypatch.setenv("FOUNDRY_FIRST_BYTE_TIMEOUT", str(first_byte_timeout))
+        made.append(settings().engine_config("foundry"))
+        return pl.engine("foundry")
 
     yield point
-    for eng in made:
-        await eng.aclose()
+    for config in made:
+        await registry.close("foundry", config)
 
 
 async def test_killed_mid_answer_keeps_the_partial_then_stopped_before_falls_back_at_once(
@@ -62,7 +64,7 @@ async def test_killed_mid_answer_keeps_the_partial_then_stopped_before_falls_bac
         foundry_at(launcher.base_url)
         rules(tmp_path, monkeypatch, launcher.model)
         events, foundry_tokens = [], 0
-        async for ev in pl.answer(LONG, [], opts(max_new_tokens=300)):
+        async for ev in pl.answer(LONG, [], opts(max_new_tokens=300), lib=pl.library):
             events.append(ev)
             if isinstance(ev, pl.Token) and not any(isinstance(e, pl.FellBack) for e in events):
                 foundry_tokens += 1
@@ -82,7 +84,7 @@ async def test_killed_mid_answer_keeps_the_partial_then_stopped_before_falls_bac
 
     # the service is gone now: the next question goes to the fallback at once, saying why
     t0 = time.perf_counter()
-    events = [ev async for ev in pl.answer("Say hello.", [], opts())]
+    events = [ev async for ev in pl.answer("Say hello.", [], opts(), lib=pl.library)]
     routed = [e for e in events if isinstance(e, pl.Routed)]
     assert len(routed) == 1 and routed[0].engine == "onnx", events
     assert "not reachable" in routed[0].reason and "Foundry Local" in routed[0].reason, routed[0].reason
@@ -99,7 +101,7 @@ async def test_a_missed_first_token_deadline_falls_back(tmp_path, monkeypatch, m
         rules(tmp_path, monkeypatch, "slow", deadline=2)
         t0 = time.perf_counter()
         events, first_token_at = [], None
-        async for ev in pl.answer("Say hello.", [], opts()):
+        async for ev in pl.answer("Say hello.", [], opts(), lib=pl.library):
             events.append(ev)
             if isinstance(ev, pl.Token) and first_token_at is None:
                 first_token_at = time.perf_counter() - t0

@@ -276,11 +276,11 @@ def test_database_down_at_start_is_a_clear_error_and_the_chat_still_answers(tmp_
     with pytest.raises(StoreUnavailable, match=r"The library's database \(postgresql://postgres@.*\) could not be "
                                                r"opened: it is not reachable .*LRC_STORE"):
         Library(uri)
-    monkeypatch.setenv("LRC_STORE", uri)
-    monkeypatch.setattr(Library, "_shared", None)
+    monkeypatch.setenv("LRC_STORE", uri)  # the shared library is the one for this setting
     problem = asyncio.run(pl.library_unavailable())
     assert problem and "not reachable" in problem
-    events = asyncio.run(_collect(pl.answer("How do I descale a kettle?", [], pl.Options(engine="onnx"))))
+    events = asyncio.run(_collect(pl.answer("How do I descale a kettle?", [], pl.Options(engine="onnx"),
+                                                lib=pl.library)))
     assert [type(e).__name__ for e in events] == ["Failed"]
     assert events[0].error.startswith("The library is unavailable.") and "not reachable" in events[0].error
     assert events[0].category is pl.ErrorCategory.UNAVAILABLE
