@@ -4,7 +4,7 @@
     From your documents:            the quote (Quoted), before the model answers
     > sentence (file, p. N)
     the answer                      streamed: the model's tokens as they come; not streamed: the
-                                    checked answer (Revised / Done.text)
+                                    checked answer (Revised / Done.answer)
     *⚠️ not found in your documents (1 of 3 sentences)*    streamed only: what the check adds
     **Sources:**                    the passages the answer cites (else the ones it used)
     [1] file, p. N
