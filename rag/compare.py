@@ -20,7 +20,7 @@ from rag.events import Done, Event, Failed, Sources
 from rag.pipeline import Control, Options, Prepared, prepare, respond
 
 if TYPE_CHECKING:
-    from rag.library import Library
+    from rag.pipeline import LibrarySource
 
 SIDES = ("A", "B")
 
@@ -49,21 +49,23 @@ class Verdict:
 
 
 async def compare(question: str, history: Sequence[Message] | None, a: Options, b: Options,
-                  control: Control | None = None, *, lib: Library) -> AsyncIterator[Event | Side | Verdict]:
+                  control: Control | None = None, *, lib: LibrarySource) -> AsyncIterator[Event | Side | Verdict]:
     """Answer ``question`` from ``lib`` with both option sets (see the module docstring)."""
     a, b = a.normalised(), b.normalised()
     # both sides need the model: "quote only" would leave nothing to compare
     a = replace(a, style="quote+answer") if a.style == "quote" else a
     b = replace(b, top_k=a.top_k, mode=a.mode, style=a.style)
     control = control or Control()
-    prep = None
     async for item in prepare(question, history, a, lib=lib):
-        if isinstance(item, Prepared):
-            prep = item
-        else:
+        if not isinstance(item, Prepared):  # without one, the answer ended before the model
             yield item
-    if prep is None:  # the answer ended before the model (nothing found, a failure)
-        return
+            continue
+        async for event in _both(item, a, b, control):  # the Prepared comes last
+            yield event
+
+
+async def _both(prep: Prepared, a: Options, b: Options, control: Control) -> AsyncIterator[Side | Verdict]:
+    """Both sides' answers from ``prep``, interleaved as their events arrive, then the Verdict."""
     queue: asyncio.Queue = asyncio.Queue()
     outcomes = {side: Outcome() for side in SIDES}
 

@@ -196,18 +196,15 @@ def _visible_hits(lib, user: str | None, found):
 
 async def answer(question: str, history: Sequence[Message] | None = None, options: Options | None = None,
                  control: Control | None = None, *, lib: LibrarySource) -> AsyncIterator[Event]:
-    """Answer from ``lib`` (the library, or how to open it: see ``prepare``) with the engine and settings in ``options``: ``prepare``, then ``respond``
-    with the :class:`Prepared` it yields (none: the answer ended before the model)."""
+    """Answer from ``lib`` (the library, or how to open it: see ``prepare``) with the engine and settings
+    in ``options``: ``prepare``, then ``respond`` with the :class:`Prepared` it yields (none: it ended)."""
     opts = (options or Options()).normalised()
-    prep = None
     async for item in prepare(question, history, opts, lib=lib):
-        if isinstance(item, Prepared):
-            prep = item
+        if isinstance(item, Prepared):  # the last item: the model answers from it
+            async for event in respond(item, opts, control or Control()):
+                yield event
         else:
             yield item
-    if prep is not None:
-        async for event in respond(prep, opts, control or Control()):
-            yield event
 
 
 async def prepare(question: str, history: Sequence[Message] | None, opts: Options, *,
