@@ -9,6 +9,7 @@ from rag.config import REPO_ROOT
 
 HELP = "run a benchmark from bench/ (engine, foundry, ingest, query, ... or all)"
 BENCH_DIR = REPO_ROOT / "bench"
+ALIASES = {"pdftext": "pdf_text"}  # `rag bench pdftext` runs bench/bench_pdf_text.py
 
 
 def available() -> list[str]:
@@ -21,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_one(name: str, rest: list[str]) -> int:
+    name = ALIASES.get(name, name)
     script = BENCH_DIR / f"bench_{name}.py"
     if not script.exists():
         print(f"No benchmark named '{name}'. Available: {', '.join(available())}", file=sys.stderr)

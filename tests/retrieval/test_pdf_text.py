@@ -1,13 +1,23 @@
-"""Words a typeset PDF breaks at a line end come back whole (rag.ingest.loaders.pdf_layout.dehyphenate)."""
+"""PDF text a person can read: words a typeset PDF breaks at a line end come back whole
+(rag.ingest.loaders.pdf_layout.dehyphenate), footnotes set apart, and the text engine (pdf_text) keeps words
+whole and folds ligatures, on PDFs made here: a man page set by groff, a font that names its ligature glyphs."""
 from __future__ import annotations
 
 import re
+import sys
+
+import pypdf
+import pytest
 
 from rag.ingest import loaders
+from rag.ingest.loaders import pdf_text
 from rag.ingest.loaders.pdf_layout import dehyphenate, footnote_start, set_apart_footnotes, vocabulary
 from rag.text import sentence_spans
 
-from .conftest import need
+from .conftest import REPO_ROOT, need
+
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+from bench_pdf_text import LIGATURES, broken_words, groff_pdf  # noqa: E402  (the benchmark's own measure)
 
 
 def test_breaks_are_undone_with_the_documents_own_words():
@@ -65,3 +75,80 @@ def test_real_manual_footnote_is_its_own_sentence(datasets):
     sentences = [text[a:b] for a, b in sentence_spans(text)]
     note = next(s for s in sentences if "does not necessarily disable use of OpenMP" in s)
     assert "CXX20PICFLAGS" not in note, note
+
+
+# ------------------------------------------------------------------ the text engine (pdf_text)
+@pytest.fixture(scope="module")
+def groff_find(tmp_path_factory):
+    """find(1) set by groff -Tpdf, as a user's man-page PDF is (groff: the Debian package, `make ocr`)."""
+    try:
+        return groff_pdf("find", tmp_path_factory.mktemp("groff"))
+    except SystemExit as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def _rate(text: str) -> float:
+    words, split, glued = broken_words(text)
+    return (len(split) + len(glued)) / words
+
+
+def test_a_groff_man_page_keeps_its_words_whole(groff_find):
+    doc = loaders.load(groff_find)
+    text = "\n".join(b.text for b in doc.blocks)
+    assert not LIGATURES.search(text)
+    assert _rate(text) < 0.001, broken_words(text)[1:]
+    # pypdf set these apart ("e valuating", "ar gument") and PDFium glued or split them ("GNUfind", "e xamines")
+    for whole in ("GNU find searches", "by evaluating the given expression", "examines", "argument"):
+        assert whole in text, whole
+    assert not re.search(r"\b(?:e valuating|ar gument|e xamines|GNUfind)\b", text)
+    # the measure fails on the text the loader used to give: it would catch a return of split words
+    old = "\n".join(page.extract_text() for page in pypdf.PdfReader(groff_find).pages)
+    assert _rate(old) > 0.01
+
+
+def test_groff_pages_and_line_end_hyphens_stay_right(groff_find, monkeypatch):
+    reader = pypdf.PdfReader(groff_find)
+    data = groff_find.read_bytes()
+    pages, warnings, engine = pdf_text.page_texts(data, len(reader.pages), reader=reader)
+    assert engine == "poppler" and not warnings and len(pages) == len(reader.pages) == loaders.load(groff_find).pages
+    # each page's text is that page's: its words are the words pypdf finds on the same page
+    for p in (0, len(pages) // 2, len(pages) - 1):
+        mine = set(re.findall(r"[a-z]{6,}", pages[p].lower()))
+        theirs = set(re.findall(r"[a-z]{6,}", reader.pages[p].extract_text().lower()))
+        assert len(mine & theirs) > 0.8 * len(mine), p
+    # PDFium alone (where pdftotext is missing): its marks for a word broken at a line end become "-\n"
+    fallback, _, engine = pdf_text.page_texts(data, len(reader.pages), engine="pdfium")
+    assert engine == "pdfium" and "prece-\ndence" in fallback[0] and "\x02" not in "".join(fallback)
+    assert _rate("\n".join(fallback)) < _rate("\n".join(p.extract_text() for p in reader.pages)) / 5
+    # and that is what the loader reads where pdftotext is not installed
+    monkeypatch.setattr(pdf_text, "PDFTOTEXT", "pdftotext-not-installed")
+    assert pdf_text.page_texts(data, len(reader.pages), reader=reader)[2] == "pdfium"
+
+
+def _named_glyph_pdf(line: bytes) -> bytes:
+    """A one-page PDF whose font has no ToUnicode map and names its glyphs (codes 1-3: /fi /fl /ffi), as
+    word processors write them: a reader that maps glyph names gives U+FB01, U+FB02, U+FB03."""
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 5 0 R >> >> "
+               b"/Contents 4 0 R >>"]
+    ops = b"BT /F1 12 Tf 72 700 Td (" + line + b") Tj ET"
+    objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(ops), ops))
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Times-Roman /Encoding << /Type /Encoding "
+                   b"/BaseEncoding /WinAnsiEncoding /Differences [1 /fi 2 /fl 3 /ffi] >> >>")
+    out, offsets = b"%PDF-1.4\n", []
+    for i, obj in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (i, obj)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+
+
+def test_ligatures_come_back_as_letters(tmp_path):
+    pdf = tmp_path / "ligatures.pdf"
+    pdf.write_bytes(_named_glyph_pdf(b"The \x01les and \x02ags of the o\x03ce are listed in the settings."))
+    assert len(LIGATURES.findall(pypdf.PdfReader(pdf).pages[0].extract_text())) == 3  # the PDF holds them
+    text = loaders.load(pdf).blocks[0].text
+    assert text == "The files and flags of the office are listed in the settings."
+    # and whatever an engine gives, the page text is folded (NFKC): ligatures, no-break spaces, full-width forms
+    assert pdf_text.fold("\ufb01les\u00a0and \uff21\ufb02ag\r\nre\u00ad\nmove\x00") == "files and Aflag\nre-\nmove"

@@ -5,7 +5,7 @@ type, so MIME is never consulted): a file starting with ``%PDF-`` is a PDF whate
 ``.pdf`` that does not is corrupt; a ``.docx`` (a zip package) is read by ``docx``; text types are
 decoded (``text.decode_text``). Every bad file raises a ``LoaderError`` subclass (``errors``) whose
 message names the file and the reason, so a batch can report it and go on. One module per format: ``text``, ``markdown``, ``rst``, ``html``,
-``pdf`` (with ``pdf_layout`` and ``pypdf_patch``), ``docx``, ``odt``, ``pptx`` (slides as pages), ``image``;
+``pdf`` (with ``pdf_text`` and ``pdf_layout``), ``docx``, ``odt``, ``pptx`` (slides as pages), ``image``;
 ``tables`` turns table rows into passages; ``ocr`` reads scanned PDF pages and images with Tesseract
 (``load(ocr=, progress=)``: its options and the per-page progress callback). Which extension goes to which
 loader comes from the one table of formats (``formats.FORMATS``).

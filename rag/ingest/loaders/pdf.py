@@ -1,7 +1,9 @@
-"""PDF: text per page (pypdf), running headers/footers removed, footnotes set apart, words hyphenated at a
+"""PDF: text per page (``pdf_text``: poppler's pdftotext, else PDFium; ligatures and compatibility
+characters folded), running headers/footers removed, footnotes set apart, words hyphenated at a
 line end joined again, headings found from the PDF outline
 (or numbered heading lines when there is none), and contents/index pages left out (see
-``pdf_layout``). Block offsets are character offsets in the page text.
+``pdf_layout``). Block offsets are character offsets in the page text. pypdf opens the file: the
+encryption check, the page count and its limit, the outline, the title and the scanned-page test.
 
 Scanned pages are read by OCR (``ocr``): a page whose text layer holds fewer than
 ``SCANNED_MAX_CHARS`` letters and digits and that shows a page-sized image (each side >= 300 px, the
@@ -13,7 +15,8 @@ fast as before. A PDF without text and without page images (blank pages) is ``No
 Hostile PDFs: one with more than ``LRC_MAX_PAGES`` pages is refused (``TooManyPages``: refused rather than
 read in part, so nobody searches half a document without knowing it); a scanned page too large to render
 within ``LRC_OCR_MAX_PIXELS`` is rendered at a lower resolution, or left out with a warning (``ocr``);
-pypdf itself caps what one stream may inflate to (75 MB)."""
+pypdf itself caps what one stream may inflate to (75 MB); the text engines run under the loader
+process's limits (``rag.ingest.limits``)."""
 from __future__ import annotations
 
 import io
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from rag.ingest.loaders import ocr as ocr_mod
 from rag.ingest.loaders import pdf_layout as layout
-from rag.ingest.loaders import pypdf_patch
+from rag.ingest.loaders import pdf_text
 from rag.ingest.loaders.base import Block, Document
 from rag.ingest.loaders.errors import CorruptFile, EmptyFile, EncryptedFile, LoaderError, NoTextLayer, TooManyPages
 
@@ -33,42 +36,42 @@ _ANY_MIN_SIDE = 200
 
 def load_pdf(path: Path, data: bytes, ocr: ocr_mod.OcrOptions | None = None,
              progress: ocr_mod.Progress | None = None) -> Document:
-    with pypdf_patch.fonts_parsed_once():
-        reader, n = _open(path, data)
-        pages, warnings = _page_lines(reader)
-        text_layer = any(ln.strip() for lines in pages for ln in lines)
-        scanned = _scanned_pages(reader, pages, text_layer)
-        if not scanned and not text_layer:
-            raise NoTextLayer(path, f"{n} page(s), no text and no scanned page images")
-        options = (ocr or ocr_mod.OcrOptions.from_settings()) if scanned else ocr_mod.OcrOptions()
-        ocr_pages = _read_scans(path, data, pages, scanned, options, progress, warnings, _sizes(reader, scanned))
-        if not any(ln.strip() for lines in pages for ln in lines):
-            if options.max_pages <= 0:
-                raise NoTextLayer(path, f"{len(scanned)} scanned page(s) and OCR is off (LRC_OCR_MAX_PAGES=0)")
-            too_big = [w for w in warnings if "LRC_OCR_MAX_PIXELS" in w]
-            raise ocr_mod.NoTextFound(path, f"{min(len(scanned), options.max_pages)} scanned page(s) read"
-                                      + (f"; {too_big[0]}" if too_big else ""))
-        outline = _outline_titles(reader)
-        drop = layout.running_lines(pages, outline)
-        contents = [i + 1 for i, lines in enumerate(pages) if layout.is_contents_page(lines)]
-        if len(contents) == n:  # a document that is all lists: index it anyway
-            contents = []
-        blocks: list[Block] = []
-        for p, lines in enumerate(pages):
-            if p + 1 not in contents:
-                kept = layout.set_apart_footnotes([ln for i, ln in enumerate(lines) if i not in drop[p]])
-                found = page_blocks(kept, p + 1, outline)
-                for b in found:
-                    b.ocr = p + 1 in ocr_pages
-                blocks.extend(found)
-        vocab = layout.vocabulary(pages)  # words broken at a line end come back whole
-        for b in blocks:
-            if b.kind == "text":
-                b.text = layout.dehyphenate(b.text, vocab)
-        if not any(b.kind == "text" for b in blocks):
-            raise EmptyFile(path, "only contents/index pages")
-        return Document(str(path), "pdf", blocks, title=_title(reader) or path.stem, pages=n,
-                        contents_pages=contents, warnings=warnings, ocr_pages=sorted(ocr_pages))
+    reader, n = _open(path, data)
+    texts, warnings, _engine = pdf_text.page_texts(data, n, reader=reader)
+    pages = [t.split("\n") for t in texts]
+    text_layer = any(ln.strip() for lines in pages for ln in lines)
+    scanned = _scanned_pages(reader, pages, text_layer)
+    if not scanned and not text_layer:
+        raise NoTextLayer(path, f"{n} page(s), no text and no scanned page images")
+    options = (ocr or ocr_mod.OcrOptions.from_settings()) if scanned else ocr_mod.OcrOptions()
+    ocr_pages = _read_scans(path, data, pages, scanned, options, progress, warnings, _sizes(reader, scanned))
+    if not any(ln.strip() for lines in pages for ln in lines):
+        if options.max_pages <= 0:
+            raise NoTextLayer(path, f"{len(scanned)} scanned page(s) and OCR is off (LRC_OCR_MAX_PAGES=0)")
+        too_big = [w for w in warnings if "LRC_OCR_MAX_PIXELS" in w]
+        raise ocr_mod.NoTextFound(path, f"{min(len(scanned), options.max_pages)} scanned page(s) read"
+                                  + (f"; {too_big[0]}" if too_big else ""))
+    outline = _outline_titles(reader)
+    drop = layout.running_lines(pages, outline)
+    contents = [i + 1 for i, lines in enumerate(pages) if layout.is_contents_page(lines)]
+    if len(contents) == n:  # a document that is all lists: index it anyway
+        contents = []
+    blocks: list[Block] = []
+    for p, lines in enumerate(pages):
+        if p + 1 not in contents:
+            kept = layout.set_apart_footnotes([ln for i, ln in enumerate(lines) if i not in drop[p]])
+            found = page_blocks(kept, p + 1, outline)
+            for b in found:
+                b.ocr = p + 1 in ocr_pages
+            blocks.extend(found)
+    vocab = layout.vocabulary(pages)  # words broken at a line end come back whole
+    for b in blocks:
+        if b.kind == "text":
+            b.text = layout.dehyphenate(b.text, vocab)
+    if not any(b.kind == "text" for b in blocks):
+        raise EmptyFile(path, "only contents/index pages")
+    return Document(str(path), "pdf", blocks, title=_title(reader) or path.stem, pages=n,
+                    contents_pages=contents, warnings=warnings, ocr_pages=sorted(ocr_pages))
 
 
 def _sizes(reader, numbers: list[int]) -> dict[int, tuple[float, float]]:
@@ -205,21 +208,6 @@ def _check_pages(path: Path, reader) -> None:
     n = declared if declared > cap else len(reader.pages)
     if n > cap:
         raise TooManyPages(path, f"{n} pages > LRC_MAX_PAGES={cap}; split it or raise LRC_MAX_PAGES")
-
-
-def _page_lines(reader) -> tuple[list[list[str]], list[str]]:
-    """Each page's text lines, and a warning per page whose text could not be extracted."""
-    warnings: list[str] = []
-    pages: list[list[str]] = []
-    for i, page in enumerate(reader.pages):
-        try:
-            text = page.extract_text() or ""
-        except Exception as exc:  # one broken page does not lose the rest
-            warnings.append(f"page {i + 1}: text could not be extracted ({type(exc).__name__})")
-            text = ""
-        text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
-        pages.append(text.split("\n"))
-    return pages, warnings
 
 
 def page_blocks(kept: list[str], page_no: int | None, outline: set[str]) -> list[Block]:
