@@ -150,5 +150,14 @@ def test_ligatures_come_back_as_letters(tmp_path):
     assert len(LIGATURES.findall(pypdf.PdfReader(pdf).pages[0].extract_text())) == 3  # the PDF holds them
     text = loaders.load(pdf).blocks[0].text
     assert text == "The files and flags of the office are listed in the settings."
-    # and whatever an engine gives, the page text is folded (NFKC): ligatures, no-break spaces, full-width forms
+    # and whatever an engine gives, the page text is folded (NFKC): ligatures, no-break spaces, full-width forms;
+    # TeX's accent before its letter becomes one letter, not a space and a mark that split the word
     assert pdf_text.fold("\ufb01les\u00a0and \uff21\ufb02ag\r\nre\u00ad\nmove\x00") == "files and Aflag\nre-\nmove"
+    assert pdf_text.fold("Wirtschaftsuniversit\u00a8at J\u00b4er\u02c6ome") == "Wirtschaftsuniversit\u00e4t J\u00e9r\u00f4me"
+
+
+def test_a_tex_manuals_accented_names_stay_whole(datasets):
+    doc = loaders.load(need(datasets / "pdfs" / "gnuplot.pdf"))
+    text = "\n".join(b.text for b in doc.blocks)
+    assert "J\u00e9r\u00f4me" in text and "Br\u00f6ker" in text  # TeX draws them as "J\u00b4erˆome", "Br\u00a8oker"
+    assert not re.search(r"\s[\u0300-\u036f]", text)

@@ -34,6 +34,13 @@ PDFTOTEXT_TIMEOUT_S = 120
 ENGINES = ("poppler", "pdfium")
 PAGES_CHECKED = 10  # the first pages whose content streams are looked at for PDFium's misplaced words
 _DROPPED_KERN = re.compile(rb"\d\s*\(\)\s*\]\s*TJ")
+# TeX draws an accented letter as a spacing accent then the letter ("Br\u00a8oker"): joined into one letter
+# ("Br\u00f6ker"); NFKC would make the accent a space and a combining mark that splits the word
+_ACCENTS = {"\u00a8": "\u0308", "\u00b4": "\u0301", "\u02c6": "\u0302", "\u02dc": "\u0303", "\u02c7": "\u030c",
+            "\u02d8": "\u0306", "\u02d9": "\u0307", "\u02da": "\u030a", "\u02dd": "\u030b", "\u00af": "\u0304",
+            "\u00b8": "\u0327"}
+_ACCENT_LETTER = re.compile(f"([{''.join(_ACCENTS)}])([^\\W\\d_])")
+_STRAY_MARK = re.compile(r" [\u0300-\u036f]")
 _LINE_END_HYPHEN = str.maketrans({"\x02": "-\n", "\ufffe": "-\n"})  # PDFium's marks for a line-end hyphen
 
 
@@ -42,11 +49,13 @@ class TextLayerError(Exception):
 
 
 def fold(text: str) -> str:
-    """One page's text as plain characters: line ends "\\n", NULs dropped, NFKC (ligatures, compatibility
-    characters); a soft hyphen is kept only at a line end, where it marks a broken word."""
+    """One page's text as plain characters: line ends "\\n", NULs dropped, a spacing accent before a letter
+    joined with it, NFKC (ligatures, compatibility characters), an accent left alone dropped; a soft hyphen
+    is kept only at a line end, where it marks a broken word."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     text = text.replace("\u00ad\n", "-\n").replace("\u00ad", "")
-    return unicodedata.normalize("NFKC", text)
+    text = _ACCENT_LETTER.sub(lambda m: m.group(2) + _ACCENTS[m.group(1)], text)
+    return _STRAY_MARK.sub("", unicodedata.normalize("NFKC", text))
 
 
 def page_texts(data: bytes, n: int, engine: str | None = None, reader=None) -> tuple[list[str], list[str], str]:
