@@ -17,7 +17,7 @@ from rag.text import sentence_spans
 from .conftest import REPO_ROOT, need
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
-from bench_pdf_text import LIGATURES, broken_words, groff_pdf  # noqa: E402  (the benchmark's own measure)
+from bench_pdf_text import LIGATURE_LINE, LIGATURES, broken_words, groff_pdf, named_glyph_pdf  # noqa: E402
 
 
 def test_breaks_are_undone_with_the_documents_own_words():
@@ -125,28 +125,9 @@ def test_groff_pages_and_line_end_hyphens_stay_right(groff_find, monkeypatch):
     assert pdf_text.page_texts(data, len(reader.pages), reader=reader)[2] == "pdfium"
 
 
-def _named_glyph_pdf(line: bytes) -> bytes:
-    """A one-page PDF whose font has no ToUnicode map and names its glyphs (codes 1-3: /fi /fl /ffi), as
-    word processors write them: a reader that maps glyph names gives U+FB01, U+FB02, U+FB03."""
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 5 0 R >> >> "
-               b"/Contents 4 0 R >>"]
-    ops = b"BT /F1 12 Tf 72 700 Td (" + line + b") Tj ET"
-    objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(ops), ops))
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Times-Roman /Encoding << /Type /Encoding "
-                   b"/BaseEncoding /WinAnsiEncoding /Differences [1 /fi 2 /fl 3 /ffi] >> >>")
-    out, offsets = b"%PDF-1.4\n", []
-    for i, obj in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (i, obj)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-
-
 def test_ligatures_come_back_as_letters(tmp_path):
     pdf = tmp_path / "ligatures.pdf"
-    pdf.write_bytes(_named_glyph_pdf(b"The \x01les and \x02ags of the o\x03ce are listed in the settings."))
+    pdf.write_bytes(named_glyph_pdf(LIGATURE_LINE))
     assert len(LIGATURES.findall(pypdf.PdfReader(pdf).pages[0].extract_text())) == 3  # the PDF holds them
     text = loaders.load(pdf).blocks[0].text
     assert text == "The files and flags of the office are listed in the settings."
