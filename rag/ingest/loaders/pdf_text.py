@@ -27,11 +27,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import threading
 import unicodedata
 
 PDFTOTEXT = "pdftotext"
 PDFTOTEXT_TIMEOUT_S = 120
 ENGINES = ("poppler", "pdfium")
+PDFIUM_LOCK = threading.Lock()
 PAGES_CHECKED = 10  # the first pages whose content streams are looked at for PDFium's misplaced words
 _DROPPED_KERN = re.compile(rb"\d\s*\(\)\s*\]\s*TJ")
 # TeX draws an accented letter as a spacing accent then the letter ("Br\u00a8oker"): joined into one letter
@@ -108,28 +110,40 @@ def poppler_pages(data: bytes, n: int) -> list[str]:
 
 
 def pdfium_pages(data: bytes, n: int) -> tuple[list[str], list[str]]:
-    """PDFium's text of each page (hyphens at line ends put back), and a warning per unreadable page."""
+    """PDFium's text of each page (hyphens at line ends put back), and a warning per unreadable page. PDFium
+    is not thread-safe, even across documents: its calls hold ``PDFIUM_LOCK`` (a loader thread and the
+    server's other threads may read PDFs at once), and every object is closed inside it (not by the garbage
+    collector in some other thread)."""
     try:
         import pypdfium2 as pdfium
     except ImportError as exc:  # pragma: no cover - a dependency of the package
         raise TextLayerError(f"pypdfium2 is not installed: {exc}") from None
     pages: list[str] = []
     warnings: list[str] = []
-    try:
-        doc = pdfium.PdfDocument(data)
-    except Exception as exc:  # a file pypdf opens but PDFium does not: no text, each page said
-        return [""] * n, [f"the text layer could not be read ({type(exc).__name__})"]
-    try:
-        for i in range(n):
-            try:
-                page = doc[i]
-                textpage = page.get_textpage()
-                pages.append(textpage.get_text_range().translate(_LINE_END_HYPHEN))
-                textpage.close()
-                page.close()
-            except Exception as exc:  # one broken page does not lose the rest
-                warnings.append(f"page {i + 1}: text could not be extracted ({type(exc).__name__})")
-                pages.append("")
-    finally:
-        doc.close()
+    with PDFIUM_LOCK:
+        try:
+            doc = pdfium.PdfDocument(data)
+        except Exception as exc:  # a file pypdf opens but PDFium does not: no text, said once
+            return [""] * n, [f"the text layer could not be read ({type(exc).__name__})"]
+        try:
+            for i in range(n):
+                try:
+                    pages.append(_pdfium_page(doc, i))
+                except Exception as exc:  # one broken page does not lose the rest
+                    warnings.append(f"page {i + 1}: text could not be extracted ({type(exc).__name__})")
+                    pages.append("")
+        finally:
+            doc.close()
     return pages, warnings
+
+
+def _pdfium_page(doc, i: int) -> str:
+    page = doc[i]
+    try:
+        textpage = page.get_textpage()
+        try:
+            return textpage.get_text_range().translate(_LINE_END_HYPHEN)
+        finally:
+            textpage.close()
+    finally:
+        page.close()
