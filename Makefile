@@ -66,7 +66,7 @@ browser-setup: models browser/node_modules/.installed
 
 # Tesseract + pdftoppm for OCR of scanned PDFs and images (Debian packages); skipped when present.
 ocr:
-	@bash scripts/ensure_ocr.sh
+	@bash scripts/ensure_ocr.sh --with-groff
 
 run: models
 	@$(MAKE) --no-print-directory browser-setup || echo "The in-browser page (/browser) is not available: it needs Node.js and npm (make browser-setup). The chat works without it."
