@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup models test-models foundry-setup openwebui-setup chromium ocr browser-setup run test test-fast foundry bench eval clean-venv help
+.PHONY: setup models test-models foundry-setup openwebui-setup chromium ocr browser-setup run test test-fast foundry bench eval eval-docs clean-venv help
 
 help:
 	@echo "make run    - set up what is missing and start the chat on http://$(HOST):$(PORT)"
@@ -84,6 +84,10 @@ foundry: models foundry-setup
 
 bench: models foundry-setup ocr
 	$(BIN)/python -m rag bench all
+
+# Documents of the unseen answer sets (bench/data/unseen), built from Debian packages into the cache folder.
+eval-docs:
+	@bash scripts/fetch_eval_docs.sh
 
 eval: setup
 	$(BIN)/python -m rag eval --dataset ../shared/datasets/pyfaq
