@@ -4,6 +4,8 @@ A set is a folder with ``facts.jsonl`` (``{"id", "question", "must_include_any",
 "page"}``), ``followups.jsonl`` (the same plus ``history``), ``unanswerable.jsonl`` (``{"id",
 "question"}``) and ``documents.txt`` (document paths, relative to the datasets folder or absolute).
 Any line may carry ``"split": "dev" | "held-out"``; figures are given per split and for all.
+Several sets (one per document, e.g. ``bench/data/unseen/*``) are reported a row per document plus an
+overall row (``documents_table``).
 
 RUN.json (written by ``python -m rag run --answer``) maps each id to ``{"answer", "abstained",
 "query", "passages": [{"text", "file", "page", "score"}], "cited": [passage indexes], "first_text_s",
@@ -162,10 +164,12 @@ def summarise(items: list[dict]) -> dict:
     return out
 
 
-def score(dataset: str | Path, run: dict) -> dict:
-    """Figures per set (facts, followups, unanswerable) and split (dev, held-out, all)."""
+def score(dataset: str | Path, run: dict, ids: set[str] | None = None) -> dict:
+    """Figures per set (facts, followups, unanswerable) and split (dev, held-out, all); ``ids``: only
+    these questions (a run made with a limit)."""
     rows = read_set(dataset)
-    items = [score_item(r, run.get(str(r["id"]))) for name in SETS for r in rows[name]]
+    items = [score_item(r, run.get(str(r["id"]))) for name in SETS for r in rows[name]
+             if ids is None or str(r["id"]) in ids]
     figures: dict = {}
     for name in SETS:
         of_set = [i for i in items if i["set"] == name]
@@ -193,6 +197,50 @@ def table(figures: dict) -> str:
                 cells.append("–" if v is None else str(v))
             lines.append(f"| {name} | {split} | {f['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def document_row(items: list[dict]) -> dict:
+    """One row of the per-document table: facts, follow-ups and unanswerable figures of ``items``."""
+    of = {name: [i for i in items if i["set"] == name] for name in SETS}
+    facts, follow = summarise(of["facts"]) if of["facts"] else {}, summarise(of["followups"]) if of["followups"] else {}
+    answerable = of["facts"] + of["followups"]
+    return {"n": len(items), "splits": "/".join(sorted({i["split"] for i in items})),
+            "fact_hit": facts.get("fact_hit"), "gold_in_passages": facts.get("gold_in_passages"),
+            "followup_fact_hit": follow.get("fact_hit"), "followup_gold": follow.get("gold_in_passages"),
+            "declined": sum(i["abstained"] for i in of["unanswerable"]), "unanswerable": len(of["unanswerable"]),
+            "false_abstention": _share([i["abstained"] for i in answerable]),
+            "first_text_s_median": _median([i["first_text_s"] for i in items]),
+            "ttft_s_median": _median([i["ttft_s"] for i in items])}
+
+
+def documents_table(items_by_document: dict[str, list[dict]]) -> tuple[str, dict]:
+    """A Markdown table with a row per document (its set folder's name) and an overall row, and the rows."""
+    rows = {name: document_row(items) for name, items in items_by_document.items()}
+    if len(rows) > 1:
+        rows["overall"] = document_row([i for items in items_by_document.values() for i in items])
+    cols = ["fact_hit", "gold_in_passages", "followup_fact_hit", "followup_gold", "declined", "false_abstention",
+            "first_text_s_median", "ttft_s_median"]
+    lines = ["| document | split | n | " + " | ".join(cols) + " |", "|---|---|---:|" + "---:|" * len(cols)]
+    for name, row in rows.items():
+        cells = [f"{row['declined']} of {row['unanswerable']}" if c == "declined"
+                 else "–" if row[c] is None else str(row[c]) for c in cols]
+        lines.append(f"| {name} | {row['splits']} | {row['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines), rows
+
+
+def expand_sets(folders: list[str | Path]) -> list[Path]:
+    """Answer-set folders: a folder that is not a set itself but holds sets (bench/data/unseen) gives them all."""
+    out = []
+    for folder in map(Path, folders):
+        if any((folder / f"{name}.jsonl").exists() for name in SETS):
+            out.append(folder)
+        else:
+            subs = sorted(p for p in folder.iterdir() if p.is_dir() and any((p / f"{n}.jsonl").exists() for n in SETS)) \
+                if folder.is_dir() else []
+            if not subs:
+                raise FileNotFoundError(f"{folder}: no answer set (facts.jsonl, ...) in it or in its sub-folders")
+            out.extend(subs)
+    return out
 
 
 # ------------------------------------------------------------------------------------ running
@@ -297,8 +345,9 @@ def run_answers(docs: list, queries: list[dict], options=None, index_dir: str | 
             tmp.cleanup()
 
 
-def set_queries(dataset: str | Path, split: str = "all") -> list[dict]:
-    """The set's questions (facts, follow-ups, unanswerable) as query lines, ``split`` only if given."""
+def set_queries(dataset: str | Path, split: str = "all", limit: int | None = None) -> list[dict]:
+    """The set's questions (facts, follow-ups, unanswerable) as query lines, ``split`` only if given,
+    the first ``limit`` of each kind if given."""
     rows = read_set(dataset)
     return [{"id": str(r["id"]), "question": r["question"], "history": r.get("history") or []}
-            for name in SETS for r in rows[name] if split in ("all", r.get("split", "dev"))]
+            for name in SETS for r in [r for r in rows[name] if split in ("all", r.get("split", "dev"))][:limit]]
