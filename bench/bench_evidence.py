@@ -2,6 +2,7 @@
 "not answerable" for the unanswerable questions (and only for them)?
 
     python -m rag bench evidence [-- --dataset bench/data/answers --split dev -k 4]
+    python -m rag bench evidence -- --dataset bench/data/unseen --split all   # a row per document + overall
 
 Indexes the set's documents once (kept in --index-dir), retrieves each question (follow-ups with the
 chosen follow-up method), scores the sentences once, prints how often the gold quote is in the k
@@ -10,6 +11,9 @@ tokens; default the shipped one), then sweeps the lexical weight and prints, per
 weight: quote fact hit (1 and 2 sentences), the best-score distribution of answerable vs unanswerable
 questions, and the abstention threshold that keeps false abstention <= 10 % on the split.
 No model is generated with: this is the part of the answer that is instant.
+With several sets (``--dataset`` repeated, or a folder of sets) each is indexed on its own and a table
+gives, per document and overall, the gold passage in the retrieved passages and in the compact context,
+for facts and follow-ups.
 """
 from __future__ import annotations
 
@@ -33,7 +37,8 @@ from rag.library import Library  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--dataset", default=str(REPO_ROOT / "bench" / "data" / "answers"))
+    ap.add_argument("--dataset", action="append", help="answer set folder (repeatable, or a folder of sets); "
+                    "default bench/data/answers")
     ap.add_argument("--split", default="dev", help="dev, held-out or all")
     ap.add_argument("-k", type=int, default=None)
     ap.add_argument("--mode", default=None)
@@ -42,18 +47,46 @@ def main() -> int:
     ap.add_argument("--budgets", type=int, nargs="+", default=[ev_mod.CONTEXT_TOKENS],
                     help="compact-context sizes to report gold in (estimated tokens)")
     args = ap.parse_args()
+    sets = answer_eval.expand_sets(args.dataset or [REPO_ROOT / "bench" / "data" / "answers"])
+    rows, args.several = {}, len(sets) > 1  # several sets: each its own index (under --index-dir if given)
+    for dataset in sets:
+        if len(sets) > 1:
+            print(f"== {dataset.name}", flush=True)
+        rows[dataset.name] = one_set(dataset, args)
+    if len(sets) > 1:
+        print(document_table(rows, args.budgets[0]))
+    return 0
+
+
+def document_table(rows: dict[str, list[dict]], budget: int) -> str:
+    """Per document and overall: the gold passage in the k retrieved passages and in the compact context."""
+    rows = dict(rows, overall=[i for items in rows.values() for i in items])
+    lines = [f"| document | n | facts: gold retrieved | facts: gold in context ({budget}) | follow-ups: gold retrieved "
+             f"| follow-ups: gold in context |", "|---|---:|---:|---:|---:|---:|"]
+    for name, items in rows.items():
+        cells = []
+        for kind in ("facts", "followups"):
+            of = [i for i in items if i["set"] == kind]
+            cells += [f"{np.mean([i[key] for i in of]):.3f}" if of else "–" for key in ("retrieved", "in_context")]
+        lines.append(f"| {name} | {len(items)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def one_set(dataset: Path, args: argparse.Namespace) -> list[dict]:
+    """The evidence figures of one set, printed; returns per answerable question whether the gold passage
+    was retrieved and whether it is in the compact context (the first budget)."""
     s = settings()
     k = args.k or s.top_k
     mode = args.mode or s.retrieval_mode
-    rows = answer_eval.read_set(args.dataset)
+    rows = answer_eval.read_set(dataset)
     items = [r for name in answer_eval.SETS for r in rows[name] if args.split in ("all", r.get("split", "dev"))]
     tmp = None
-    index_dir = args.index_dir
+    index_dir = args.index_dir and (str(Path(args.index_dir) / dataset.name) if args.several else args.index_dir)
     if index_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="bench-evidence-")
         index_dir = tmp.name
     lib = Library(Path(index_dir))
-    lib.ingest(answer_eval.documents(args.dataset, s.datasets_dir))
+    lib.ingest(answer_eval.documents(dataset, s.datasets_dir))
     lib.search("warm up", 1)
     followup = {m: [] for m in METHODS}
     scored = []
@@ -71,11 +104,11 @@ def main() -> int:
     if followup["question"]:
         std = []
         for r in items:
-            if r["set"] == "followups":
+            if r["set"] == "followups" and r.get("standalone"):
                 hits = lib.search(r["standalone"], k, mode)
                 std.append(any(answer_eval.holds_quote(h.chunk.text, r["gold_quote"]) for h in hits))
         print("follow-ups, gold in passages:", json.dumps({m: round(float(np.mean(v)), 3) for m, v in followup.items()}),
-              f"standalone {np.mean(std):.3f}")
+              f"standalone {np.mean(std):.3f}" if std else "(no standalone questions)")
     print(f"{len(scored)} questions scored in {time.perf_counter() - t0:.1f} s")
     for name in ("facts", "followups"):
         rated = [(r, hits, ev) for r, hits, ev in scored if r["set"] == name]
@@ -108,7 +141,10 @@ def main() -> int:
               f"{[round(b, 3) for b in sorted(best_u)]}; threshold {thr:.3f} abstains on {caught} of {len(best_u)}")
     if tmp is not None:
         tmp.cleanup()
-    return 0
+    return [{"set": r["set"], "retrieved": any(answer_eval.holds_quote(h.chunk.text, r["gold_quote"]) for h in hits),
+             "in_context": any(answer_eval.holds_quote(h.chunk.text, r["gold_quote"])
+                               for h in ev_mod.context(ev, args.budgets[0]))}
+            for r, hits, ev in scored if r["set"] != "unanswerable"]
 
 
 if __name__ == "__main__":
