@@ -73,7 +73,7 @@ run: models
 	@bash scripts/ensure_ocr.sh || echo "OCR is not available: scanned PDFs and images will not be indexed until tesseract-ocr and poppler-utils are installed (make ocr)."
 	$(BIN)/chainlit run app.py --host $(HOST) --port $(PORT) --headless
 
-test: test-models foundry-setup openwebui-setup chromium ocr browser-setup
+test: test-models foundry-setup openwebui-setup chromium ocr browser-setup eval-docs
 	$(BIN)/python -m pytest -q
 
 test-fast: test-models ocr
