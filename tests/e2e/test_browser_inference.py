@@ -66,6 +66,20 @@ def open_page(browser, srv, requests: list[str] | None = None, chat_first: bool 
     return ctx, page
 
 
+@pytest.fixture(scope="module")
+def ready_page(app_server, browser):
+    """One /browser page for the module's answers (loading the model in WebAssembly is most of a test's time):
+    opened after the first chat indexed the guide, with every request it makes recorded; (page, requests)."""
+    requests: list[str] = []
+    ctx, page = open_page(browser, app_server, requests, chat_first=True)
+    try:
+        state = wait_state(page, ("ready", "error"))
+        assert state == "ready", page.inner_text("#problem")
+        yield page, requests
+    finally:
+        ctx.close()
+
+
 def ask(page, question: str, max_tokens: int | None = None, penalty: float | None = None) -> None:
     page.fill("#question", question)
     page.fill("#max-tokens", "" if max_tokens is None else str(max_tokens))
@@ -91,28 +105,22 @@ def og_greedy(folder: str, ids: list[int], n: int, penalty: float) -> list[int]:
     return out
 
 
-def test_the_page_generates_what_the_in_process_engine_generates(app_server, browser, screenshots):
+def test_the_page_generates_what_the_in_process_engine_generates(app_server, ready_page, screenshots):
     import onnxruntime_genai as og
 
-    requests: list[str] = []
-    ctx, page = open_page(browser, app_server, requests, chat_first=True)
-    try:
-        state = wait_state(page, ("ready", "error"))
-        assert state == "ready", page.inner_text("#problem")
-        assert "WebAssembly" in page.inner_text("#backend")
-        status = page.evaluate("window.lrc.status")
-        ask(page, QUESTION, max_tokens=PARITY_TOKENS, penalty=1)
-        assert wait_state(page, ("done", "error")) == "done", page.inner_text("#problem")
-        result = page.evaluate("window.lrc.result")
-        context = page.evaluate("window.lrc.context")
-        streamed = page.evaluate("window.lrc.tokens")
-        shown = page.inner_text("#answer")
-        stats = page.inner_text("#stats")
-        checked = page.evaluate("window.lrc.checked")
-        quoted = page.inner_text("#quote") if page.is_visible("#quote") else ""
-        page.screenshot(path=str(screenshots / "browser-page.png"), full_page=True)
-    finally:
-        ctx.close()
+    page, requests = ready_page
+    assert "WebAssembly" in page.inner_text("#backend")
+    status = page.evaluate("window.lrc.status")
+    ask(page, QUESTION, max_tokens=PARITY_TOKENS, penalty=1)
+    assert wait_state(page, ("done", "error")) == "done", page.inner_text("#problem")
+    result = page.evaluate("window.lrc.result")
+    context = page.evaluate("window.lrc.context")
+    streamed = page.evaluate("window.lrc.tokens")
+    shown = page.inner_text("#answer")
+    stats = page.inner_text("#stats")
+    checked = page.evaluate("window.lrc.checked")
+    quoted = page.inner_text("#quote") if page.is_visible("#quote") else ""
+    page.screenshot(path=str(screenshots / "browser-page.png"), full_page=True)
 
     folder = str(assets.model_dir())
     assert status["model"]["folder"] == assets.model_dir().name
@@ -148,24 +156,20 @@ def test_the_page_generates_what_the_in_process_engine_generates(app_server, bro
     assert any("/browser/ort/" in u and u.endswith(".wasm") for u in requests)
 
 
-def test_the_page_stops_an_answer_that_repeats_itself(app_server, browser, screenshots):
+def test_the_page_stops_an_answer_that_repeats_itself(ready_page, screenshots):
     """Greedy decoding without a repetition penalty loops on this question (a list item repeats an earlier
     one's sentence within 300 tokens): the page's guard stops it as the chat's would, and the kept answer is
     checked like the chat's."""
     from rag.answer_eval import repeats_a_sentence
 
-    ctx, page = open_page(browser, app_server, chat_first=True)
-    try:
-        assert wait_state(page, ("ready", "error")) == "ready", page.inner_text("#problem")
-        ask(page, "Which settings can I change?", max_tokens=300, penalty=1)
-        assert wait_state(page, ("done", "error")) == "done", page.inner_text("#problem")
-        result = page.evaluate("window.lrc.result")
-        checked = page.evaluate("window.lrc.checked")
-        shown = page.inner_text("#answer")
-        stats = page.inner_text("#stats")
-        page.screenshot(path=str(screenshots / "browser-loop-stopped.png"), full_page=True)
-    finally:
-        ctx.close()
+    page, _ = ready_page
+    ask(page, "Which settings can I change?", max_tokens=300, penalty=1)
+    assert wait_state(page, ("done", "error")) == "done", page.inner_text("#problem")
+    result = page.evaluate("window.lrc.result")
+    checked = page.evaluate("window.lrc.checked")
+    shown = page.inner_text("#answer")
+    stats = page.inner_text("#stats")
+    page.screenshot(path=str(screenshots / "browser-loop-stopped.png"), full_page=True)
     assert result["looped"], f"the greedy answer no longer loops (did the guide change?): {shown[-300:]!r}"
     assert result["reason"] == "stopped" and len(result["ids"]) < 300, result
     assert shown.endswith("[The model started repeating itself and was stopped.]"), shown
@@ -177,20 +181,16 @@ def test_the_page_stops_an_answer_that_repeats_itself(app_server, browser, scree
     assert "⚠️" in kept and "not found in your documents" in kept, kept
 
 
-def test_stop_ends_an_answer(app_server, browser):
-    ctx, page = open_page(browser, app_server)
-    try:
-        assert wait_state(page, ("ready", "error")) == "ready", page.inner_text("#problem")
-        ask(page, QUESTION, max_tokens=400)
-        page.wait_for_function("window.lrc.tokens.length >= 2", timeout=300_000)
-        page.click("#stop-button")
-        assert wait_state(page, ("done", "error")) == "done"
-        result = page.evaluate("window.lrc.result")
-        assert result["reason"] == "stopped" and 2 <= len(result["ids"]) < 400, result
-        assert page.inner_text("#state") == "stopped"
-        assert not page.is_enabled("#stop-button") and page.is_enabled("#ask-button")
-    finally:
-        ctx.close()
+def test_stop_ends_an_answer(ready_page):
+    page, _ = ready_page
+    ask(page, QUESTION, max_tokens=400)
+    page.wait_for_function("window.lrc.tokens.length >= 2", timeout=300_000)
+    page.click("#stop-button")
+    assert wait_state(page, ("done", "error")) == "done"
+    result = page.evaluate("window.lrc.result")
+    assert result["reason"] == "stopped" and 2 <= len(result["ids"]) < 400, result
+    assert page.inner_text("#state") == "stopped"
+    assert not page.is_enabled("#stop-button") and page.is_enabled("#ask-button")
 
 
 def test_without_a_model_build_the_page_says_why(tmp_path, browser):
