@@ -77,6 +77,7 @@ class ErrorCategory(str, Enum):
     UNAVAILABLE = "unavailable"  # a service is down or not ready: an engine, its model, the library's database
     TIMEOUT = "timeout"  # no answer in time
     INTERRUPTED = "interrupted"  # the answer started and was cut off
+    BUSY = "busy"  # too many questions wait already (rag.scheduler): retry later, the error says when
     INTERNAL = "internal"  # anything else: the message and the log say what
 
 

@@ -11,6 +11,9 @@ pieces wait in a buffer): if the first target still has not spoken at its deadli
 already read its prompt; if it has, the spare is cancelled. ``Routed`` announces the target that
 answers, before its first ``Token``; a target failing after it streamed text leaves ``FellBack``
 (its partial answer) and the next target answers in full.
+
+Waiting: ``generate`` takes its place in the engine's fair queue (rag.scheduler) once the prompt is
+built, yielding ``Queued`` while it waits; the quote and everything before it never wait there.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
 from engines import registry
 from engines.base import (Engine, EngineError, EngineUnavailable, ErrorCategory, GenerationOptions, Message,
                           PromptTooLong)
-from rag import prompt as prompt_mod
+from rag import prompt as prompt_mod, scheduler
 from rag.answer.check import check as check_answer, citation_numbers, render
 from rag.answer.guard import LoopGuard, finish, tidy_fences
 from rag.config import settings
@@ -37,10 +40,12 @@ PRESTART_S = 1.5  # the next routing target starts this long before the current 
 
 class Control:
     """Lets another task stop a running answer (the CLI's Ctrl-C, a test, the chat's stop button).
-    A comparison or a routed answer runs more than one generation: cancelling stops them all."""
+    A comparison or a routed answer runs more than one generation: cancelling stops them all, and takes
+    the answers still waiting for their engine out of its queue."""
 
     def __init__(self) -> None:
         self.generations: list = []
+        self.tickets: list = []  # rag.scheduler tickets of its generations
         self.cancelled = False
 
     @property
@@ -53,6 +58,9 @@ class Control:
 
     async def cancel(self) -> None:
         self.cancelled = True
+        for ticket in list(self.tickets):
+            if not ticket.granted:  # still waiting: out of the line now (a running one ends with its generation)
+                ticket.release()
         for generation in list(self.generations):
             await generation.cancel()
 
@@ -122,53 +130,65 @@ class Generated:
 async def generate(eng: Engine, model: str | None, prep: Prepared, opts, control: Control, *,
                    context_length: int | None = None) -> AsyncIterator[Event | Generated]:
     """Prompt + streamed generation (``opts``: the pipeline's Options), with one retry if the engine
-    says the prompt is too long; stops the engine when the answer starts to loop. Yields its events, then
-    what it made (a :class:`Generated`, last); raises EngineError."""
+    says the prompt is too long; stops the engine when the answer starts to loop. Before the engine
+    streams, the answer waits for its turn (rag.scheduler: ``Queued`` events; a full line raises
+    QueueFull, category BUSY). Yields its events, then what it made (a :class:`Generated`, last);
+    raises EngineError."""
     async def counter(messages: list[Message]) -> int:
         return await eng.count_tokens(messages, model=model)
 
     context_length = context_length or opts.context_length
     max_new_tokens = opts.max_new_tokens
-    fitted = generation = None
+    fitted = generation = ticket = None
     text, guard, timings = "", LoopGuard(), {"prompt": 0.0}
-    for attempt in (1, 2):
-        try:
-            t = time.perf_counter()
-            if context_length is None:
-                context_length = await eng.context_length(model)
-            fitted = await prompt_mod.fit(prep.question, prep.history, prep.passages, counter=counter,
-                                          context_length=context_length, max_new_tokens=max_new_tokens)
-            timings["prompt"] += time.perf_counter() - t
-            if attempt == 1:
-                for note in fitted.prompt.notes:
-                    yield Notice(note.capitalize() + ".")
-                if prep.passages and not fitted.prompt.grounded:
-                    yield NothingFound("no-room", "No passage fits the model's context next to this question: "
-                                                  "this answer does not use your documents.", True)
-            if control.cancelled:
-                break
-            gen_opts = GenerationOptions(max_new_tokens=fitted.max_new_tokens, temperature=opts.temperature,
-                                         repetition_penalty=opts.repetition_penalty)
-            control.generation = generation = eng.stream(fitted.prompt.messages, gen_opts, model=model)
-            t = time.perf_counter()
+    try:
+        for attempt in (1, 2):
             try:
-                async for piece in generation:
-                    if not piece:
-                        continue
-                    text += piece
-                    yield Token(piece)
-                    if guard.feed(piece):
-                        break
-            finally:
-                if generation.usage.finish_reason is None or control.cancelled or guard.looped:
-                    await generation.cancel()  # a loop, or our consumer went away (stop, a passed-over target)
-            timings["generation"] = time.perf_counter() - t
-            break
-        except PromptTooLong as err:
-            if attempt == 2 or text or fitted is None:
-                raise
-            context_length, max_new_tokens = prompt_mod.refit(err, fitted)
-            yield Notice("The prompt was too long for the model; retried with fewer passages.")
+                t = time.perf_counter()
+                if context_length is None:
+                    context_length = await eng.context_length(model)
+                fitted = await prompt_mod.fit(prep.question, prep.history, prep.passages, counter=counter,
+                                              context_length=context_length, max_new_tokens=max_new_tokens)
+                timings["prompt"] += time.perf_counter() - t
+                if attempt == 1:
+                    for note in fitted.prompt.notes:
+                        yield Notice(note.capitalize() + ".")
+                    if prep.passages and not fitted.prompt.grounded:
+                        yield NothingFound("no-room", "No passage fits the model's context next to this question: "
+                                                      "this answer does not use your documents.", True)
+                if ticket is None and not control.cancelled:  # its turn on the engine (rag.scheduler)
+                    ticket = scheduler.enter(eng.name, opts.user or opts.client, opts.lane)
+                    control.tickets.append(ticket)
+                    async for queued in ticket.wait():
+                        yield queued
+                if control.cancelled:
+                    break
+                gen_opts = GenerationOptions(max_new_tokens=fitted.max_new_tokens, temperature=opts.temperature,
+                                             repetition_penalty=opts.repetition_penalty)
+                control.generation = generation = eng.stream(fitted.prompt.messages, gen_opts, model=model)
+                t = time.perf_counter()
+                try:
+                    async for piece in generation:
+                        if not piece:
+                            continue
+                        text += piece
+                        yield Token(piece)
+                        if guard.feed(piece):
+                            break
+                finally:
+                    if generation.usage.finish_reason is None or control.cancelled or guard.looped:
+                        await generation.cancel()  # a loop, or our consumer went away (stop, a passed-over target)
+                timings["generation"] = time.perf_counter() - t
+                break
+            except PromptTooLong as err:
+                if attempt == 2 or text or fitted is None:
+                    raise
+                context_length, max_new_tokens = prompt_mod.refit(err, fitted)
+                yield Notice("The prompt was too long for the model; retried with fewer passages.")
+    finally:  # the slot is free before the checks run (the answer's time counts when it ended on its own)
+        if ticket is not None:
+            ticket.release(measured=generation is not None and not control.cancelled
+                           and generation.usage.finish_reason in ("stop", "length"))
     yield Generated(text, fitted.prompt if fitted else None, generation, guard, timings)
 
 

@@ -108,6 +108,15 @@ class Settings(BaseSettings):
     repetition_penalty: float = Field(1.1, validation_alias=_env("LRC_REPETITION_PENALTY"))
     # the "auto" engine's rules: ordered targets, fallbacks, routes (README "Routing between engines")
     routing_file: Path = Field(bundled.path("routing.toml"), validation_alias=_env("LRC_ROUTING"))
+    # the fair queue in front of each engine (rag.scheduler; README "Many users at once"): on or off, answers
+    # generated at once per engine (in-process: measured in docs/BENCHMARKS.md "Many users at once"), how
+    # many questions may wait per user and in all (beyond: "busy", /v1 429), the chat's questions ahead of /v1's
+    queue: bool = Field(True, validation_alias=_env("LRC_QUEUE"))
+    onnx_slots: int = Field(1, ge=1, validation_alias=_env("LRC_ONNX_SLOTS"))
+    foundry_slots: int = Field(1, ge=1, validation_alias=_env("LRC_FOUNDRY_SLOTS"))
+    max_waiting: int = Field(64, ge=0, validation_alias=_env("LRC_MAX_WAITING"))
+    max_waiting_per_user: int = Field(10, ge=0, validation_alias=_env("LRC_MAX_WAITING_PER_USER"))
+    queue_chat_first: bool = Field(True, validation_alias=_env("LRC_QUEUE_CHAT_FIRST"))
     # the chat loads the index, the embedder and the default model at start-up, in the background
     warmup: bool = Field(True, validation_alias=_env("LRC_WARMUP"))
 
@@ -192,6 +201,10 @@ class Settings(BaseSettings):
         if value not in ("none", "password"):
             raise ValueError(f"LRC_AUTH must be 'none' or 'password', not {value!r}")
         return value
+
+    def slots(self, name: str) -> int:
+        """Answers engine ``name`` generates at once (LRC_ONNX_SLOTS, LRC_FOUNDRY_SLOTS; others: 1)."""
+        return int(getattr(self, f"{name}_slots", 1))
 
     def engine_config(self, name: str) -> dict:
         """Keyword arguments the engine registry passes to engine ``name`` when it creates it

@@ -2,7 +2,8 @@
 
     answer:  Retrieved -> [NothingFound] -> [Notice]* -> [Quoted] -> Token* -> [Revised] -> Sources -> Done
              (or Failed at any point); with the "auto" engine, before the first Token:
-             ([FellBack] after a target's partial Token*)* -> Routed
+             ([FellBack] after a target's partial Token*)* -> Routed;
+             [Queued]* before the model's first Token while the answer waits for its engine (rag.scheduler)
     ingest:  Progress* -> Ingested
 """
 from __future__ import annotations
@@ -52,6 +53,23 @@ class Quoted:
     def text(self) -> str:
         """As plain text: one "> sentence (file, p. N)" line per sentence."""
         return "\n".join(f"> {text} ({hit.chunk.citation()})" for text, hit in self.quotes)
+
+
+@dataclass
+class Queued:
+    """The answer waits for its engine (rag.scheduler): its place in line (1: next) and the estimated
+    seconds until it starts (None until an answer on this engine was measured). Repeated as it moves."""
+
+    position: int
+    eta_s: float | None = None
+
+    @property
+    def text(self) -> str:
+        """"3rd in line — about 10 s"."""
+        n = self.position
+        suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+        wait = f" — about {max(1, round(self.eta_s))} s" if self.eta_s is not None else ""
+        return f"{n}{suffix} in line{wait}"
 
 
 @dataclass
@@ -133,6 +151,7 @@ class Failed:
     error: str
     hint: str = ""
     category: ErrorCategory = ErrorCategory.INTERNAL
+    retry_after: float | None = None  # BUSY: seconds until a retry should find room
 
     @property
     def text(self) -> str:
@@ -144,7 +163,7 @@ class Failed:
         unless ``error`` / ``hint`` say it better."""
         message = getattr(err, "message", None) or str(err) or type(err).__name__
         return cls(message if error is None else error, getattr(err, "hint", "") if hint is None else hint,
-                   category_of(err))
+                   category_of(err), getattr(err, "retry_after", None))
 
 
 @dataclass
@@ -160,4 +179,4 @@ class Ingested:
 
 
 Event = (Retrieved | NothingFound | Notice | Quoted | Token | Revised | Sources | Done | Failed | Progress | Ingested
-         | Routed | FellBack)
+         | Routed | FellBack | Queued)

@@ -44,8 +44,8 @@ from rag.answering import (Control, Generated, Prepared, cited, engine, engine_s
 from rag import catalog, owners
 from rag.catalog import READ_ONLY, LibraryDocument, Removed, may_manage
 from rag.config import settings
-from rag.events import (Done, Event, Failed, FellBack, Ingested, NothingFound, Notice, Progress, Quoted, Retrieved,
-                        Revised, Routed, Sources, Token)
+from rag.events import (Done, Event, Failed, FellBack, Ingested, NothingFound, Notice, Progress, Queued, Quoted,
+                        Retrieved, Revised, Routed, Sources, Token)
 from rag.schema import STYLES, Mode
 from rag.store import StoreError
 from rag.uploads import store_upload
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AUTO", "Options", "Control", "Prepared", "answer", "prepare", "respond", "ingest", "ingest_uploads",
            "store_upload", "library", "opened", "warm_library", "warm_engine", "engine", "engine_short", "routing_rules", "cited", "model_label", "Done", "Event", "ErrorCategory", "Failed", "Ingested", "NothingFound", "Notice", "Progress",
-           "Quoted", "Retrieved", "Revised", "Sources", "Token", "Routed", "FellBack"]
+           "Quoted", "Retrieved", "Revised", "Sources", "Token", "Routed", "FellBack", "Queued"]
 
 
 # ------------------------------------------------------------------------------------ options
@@ -91,6 +91,10 @@ class Options:
     context_length: int | None = None  # None = ask the engine
     scope: tuple[str, ...] | None = None  # search only these files (indexed paths); None = the whole library
     user: str | None = None  # who asks (LRC_AUTH=password): another user's uploads are never searched
+    # the engine's fair queue (rag.scheduler): who waits in line without a login (a chat session, a /v1
+    # client), and in which line: "chat" (served first) or "api"
+    client: str | None = None
+    lane: str = "chat"
 
     @classmethod
     def choices(cls) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ exception handlers are not needed).
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Callable
 
 from fastapi.responses import JSONResponse
@@ -23,6 +24,7 @@ log = logging.getLogger("local-rag-chat.api")
 
 INVALID = "invalid_request_error"
 SERVER = "server_error"
+REQUESTS = "requests"  # OpenAI's type of a rate limit on requests
 
 
 class APIError(Exception):
@@ -53,14 +55,17 @@ _CATEGORIES: dict[ErrorCategory, tuple[int, str, str, str | None]] = {
     ErrorCategory.UNAVAILABLE: (503, SERVER, "unavailable", None),
     ErrorCategory.TIMEOUT: (504, SERVER, "timeout", None),
     ErrorCategory.INTERRUPTED: (502, SERVER, "interrupted", None),
+    ErrorCategory.BUSY: (429, REQUESTS, "rate_limit_exceeded", None),  # with Retry-After
     ErrorCategory.INTERNAL: (500, SERVER, "internal_error", None),
 }
 
 
-def from_category(category: ErrorCategory, message: str) -> APIError:
-    """The API error for a pipeline ``Failed`` event (or any error of that category)."""
+def from_category(category: ErrorCategory, message: str, retry_after: float | None = None) -> APIError:
+    """The API error for a pipeline ``Failed`` event (or any error of that category); ``retry_after``
+    (seconds, a full queue's) becomes the Retry-After header."""
     status, type_, code, param = _CATEGORIES[ErrorCategory(category)]
-    return APIError(status, message, type_, code, param)
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
+    return APIError(status, message, type_, code, param, headers)
 
 
 def status_of(category: ErrorCategory) -> int:
@@ -73,7 +78,7 @@ def from_exception(err: BaseException) -> APIError:
     if getattr(type(err), "category", None) is None:
         return internal(err)
     text = getattr(err, "user_text", None)
-    return from_category(category_of(err), text() if callable(text) else str(err))
+    return from_category(category_of(err), text() if callable(text) else str(err), getattr(err, "retry_after", None))
 
 
 def internal(err: BaseException) -> APIError:

@@ -19,6 +19,7 @@ EXIT_STATUS = {
     ErrorCategory.UNAVAILABLE: 69,
     ErrorCategory.TIMEOUT: 75,
     ErrorCategory.INTERRUPTED: 75,
+    ErrorCategory.BUSY: 75,
     ErrorCategory.INTERNAL: 1,
 }
 

@@ -1,0 +1,246 @@
+"""The fair queue in front of each engine: who generates next, and where everybody else stands.
+
+Each engine has a :class:`Gate` with its slots (answers generated at once: ``settings().slots(name)``,
+LRC_ONNX_SLOTS, LRC_FOUNDRY_SLOTS). ``rag.answering.generate`` takes a :class:`Ticket` with ``enter``
+once the prompt is built (retrieval and the quote never wait here) and holds it for the generation:
+
+    ticket = enter(engine_name, user, lane)       # raises QueueFull (category BUSY) when the line is full
+    async for queued in ticket.wait():            # Queued(position, eta_s) while it waits, as it moves
+        ...
+    ...generate...
+    ticket.release(measured=True)                 # frees the slot; the answer's time feeds the estimate
+
+Order: the chat's questions go before /v1's when both wait (lane CHAT before API, LRC_QUEUE_CHAT_FIRST;
+off: one lane); inside a lane users take turns (round-robin: a user served goes to the back of the
+rotation), and each user's own requests start in the order they came. So a user with ten waiting
+requests delays another user's single one by at most one answer.
+
+Bounds: a request that would have to wait is refused (``QueueFull``, with ``retry_after``) when
+LRC_MAX_WAITING requests wait already, or LRC_MAX_WAITING_PER_USER of its user's; nothing accepted is
+ever dropped. Leaving (the stop button, ``Control.cancel``, a client gone, the task cancelled) takes the
+ticket out of the line at once, or frees its slot; nothing else is touched.
+
+The estimate: each gate keeps a running mean of its measured answer times (slot taken to slot freed,
+answers that ended on their own); a waiting ticket's wait is simulated from the running answers' elapsed
+time and that mean. Pure asyncio: the state belongs to the event loop that uses it (one gate per engine
+and loop), no thread touches it. LRC_QUEUE=0 turns it off (every ticket starts at once, no bounds).
+"""
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+import time
+from collections import deque
+from typing import AsyncIterator
+
+from engines.base import EngineError, ErrorCategory
+from rag.config import settings
+from rag.events import Queued
+
+CHAT, API = "chat", "api"  # the lanes: the chat's questions, the API's (batch) requests
+HEARTBEAT_S = 5.0  # a waiting ticket hears its place at least this often (keeps a /v1 stream alive)
+SMOOTHING = 0.3  # weight of the newest answer time in the running mean
+UNMEASURED_S = 10.0  # an answer's time before one was measured (only for Retry-After)
+
+
+class QueueFull(EngineError):
+    """Too many requests wait already: nothing was queued; ``retry_after`` says when to try again."""
+
+    category = ErrorCategory.BUSY
+
+    def __init__(self, message: str, hint: str, retry_after: float):
+        super().__init__(message, hint)
+        self.retry_after = retry_after
+
+
+class Ticket:
+    """One answer's place in its engine's line (see the module docstring)."""
+
+    def __init__(self, gate: "Gate | None", user: str, lane: str):
+        self.gate, self.user, self.lane = gate, user, lane
+        self.granted = gate is None  # without a gate (the queue off): started at once
+        self.left = False
+        self.started = time.perf_counter()  # when the slot was taken
+        self.changed = asyncio.Event()
+
+    async def wait(self) -> AsyncIterator[Queued]:
+        """Yields a Queued event while this ticket waits, each time its place or estimate changes (and at
+        least every HEARTBEAT_S); ends when it may generate, or when it left the line."""
+        said = None
+        while not (self.granted or self.left):
+            position, eta = self.gate.place(self)
+            now = (position, None if eta is None else round(eta))
+            if now != said:
+                said = now
+                yield Queued(position, eta)
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), HEARTBEAT_S)
+            except asyncio.TimeoutError:
+                said = None  # said again: the client knows it is still alive
+
+    def release(self, measured: bool = False) -> None:
+        """Leave the line, or free the slot (``measured``: the answer ended on its own; its time counts).
+        Safe to call more than once."""
+        if self.left:
+            return
+        self.left = True
+        self.changed.set()
+        if self.gate is not None:
+            self.gate.release(self, measured)
+
+
+class _Lane:
+    """Waiting tickets of one lane: each user's in arrival order, users in their rotation order."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, deque[Ticket]] = {}
+        self.rotation: list[str] = []
+
+    def add(self, ticket: Ticket) -> None:
+        if ticket.user not in self.waiting:
+            self.waiting[ticket.user] = deque()
+            self.rotation.append(ticket.user)
+        self.waiting[ticket.user].append(ticket)
+
+    def remove(self, ticket: Ticket) -> None:
+        line = self.waiting.get(ticket.user)
+        if line is not None and ticket in line:
+            line.remove(ticket)
+            if not line:
+                del self.waiting[ticket.user]
+                self.rotation.remove(ticket.user)
+
+    def pop_next(self) -> Ticket | None:
+        """The next ticket to start: the head of the first user in rotation, who goes to the back."""
+        if not self.rotation:
+            return None
+        user = self.rotation.pop(0)
+        line = self.waiting[user]
+        ticket = line.popleft()
+        if line:
+            self.rotation.append(user)
+        else:
+            del self.waiting[user]
+        return ticket
+
+    def order(self) -> list[Ticket]:
+        """Its tickets in the order they would start if nobody else came: round by round over the rotation."""
+        lines = [list(self.waiting[u]) for u in self.rotation]
+        out, k = [], 0
+        while any(k < len(line) for line in lines):
+            out += [line[k] for line in lines if k < len(line)]
+            k += 1
+        return out
+
+
+class Gate:
+    """One engine's slots and line (use ``enter``; one gate per engine and event loop)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.running: list[Ticket] = []
+        self.lanes = {CHAT: _Lane(), API: _Lane()}
+        self.mean: float | None = None  # seconds: the running mean of measured answer times
+        self.measured = 0
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by ``gate``
+
+    @property
+    def slots(self) -> int:
+        return max(1, settings().slots(self.name))
+
+    def waiting(self) -> list[Ticket]:
+        """Every waiting ticket, in the order they would start."""
+        return [t for lane in self.lanes.values() for t in lane.order()]
+
+    def enter(self, user: str, lane: str) -> Ticket:
+        lane = lane if lane == API and settings().queue_chat_first else CHAT
+        ticket = Ticket(self, user, lane)
+        waiting = self.waiting()
+        if len(self.running) < self.slots and not waiting:
+            self._start(ticket)
+            return ticket
+        cfg = settings()
+        mine = [t for t in waiting if t.user == user]
+        if len(waiting) >= cfg.max_waiting:
+            raise self._full(f"{len(waiting)} questions are waiting for this engine already", waiting)
+        if len(mine) >= cfg.max_waiting_per_user:
+            raise self._full(f"{len(mine)} of your questions are waiting already", mine)
+        self.lanes[lane].add(ticket)
+        self._notify()
+        return ticket
+
+    def _full(self, why: str, waiting: list[Ticket]) -> QueueFull:
+        """The refusal: retry once the first of ``waiting`` (those that fill the line) is likely to start."""
+        eta = self.place(waiting[0])[1] if waiting else None
+        retry = float(max(1, math.ceil(eta if eta is not None else (self.mean or UNMEASURED_S) / self.slots)))
+        return QueueFull(f"The server is busy: {why}.", f"Retry in {retry:.0f} s.", retry)
+
+    def place(self, ticket: Ticket) -> tuple[int, float | None]:
+        """(position from 1, estimated seconds until it starts; None before any answer was measured)."""
+        order = self.waiting()
+        position = order.index(ticket) + 1 if ticket in order else 1
+        if self.mean is None:
+            return position, None
+        now = time.perf_counter()
+        free = [max(self.mean - (now - t.started), 0.0) for t in self.running]
+        free += [0.0] * max(self.slots - len(free), 0)
+        heapq.heapify(free)
+        start = 0.0
+        for _ in range(position):  # the tickets ahead take the slots as they free
+            start = heapq.heappop(free)
+            heapq.heappush(free, start + self.mean)
+        return position, start
+
+    def release(self, ticket: Ticket, measured: bool) -> None:
+        if ticket in self.running:
+            self.running.remove(ticket)
+            if measured:
+                seconds = time.perf_counter() - ticket.started
+                self.mean = seconds if self.mean is None else (1 - SMOOTHING) * self.mean + SMOOTHING * seconds
+                self.measured += 1
+        else:
+            self.lanes[ticket.lane].remove(ticket)
+        self._dispatch()
+
+    def _start(self, ticket: Ticket) -> None:
+        ticket.granted, ticket.started = True, time.perf_counter()
+        self.running.append(ticket)
+        ticket.changed.set()
+
+    def _dispatch(self) -> None:
+        while len(self.running) < self.slots:
+            ticket = next((t for lane in self.lanes.values() if (t := lane.pop_next()) is not None), None)
+            if ticket is None:
+                break
+            self._start(ticket)
+        self._notify()
+
+    def _notify(self) -> None:
+        for ticket in self.waiting():
+            ticket.changed.set()
+
+
+_gates: dict[tuple[int, str], Gate] = {}
+
+
+def gate(name: str) -> Gate:
+    """Engine ``name``'s gate in the running event loop."""
+    loop = asyncio.get_running_loop()
+    key = (id(loop), name)
+    found = _gates.get(key)
+    if found is None or found.loop is not loop:
+        for k in [k for k, g in _gates.items() if g.loop is None or g.loop.is_closed()]:
+            del _gates[k]
+        found = _gates[key] = Gate(name)
+        found.loop = loop
+    return found
+
+
+def enter(name: str, user: str | None, lane: str = CHAT) -> Ticket:
+    """A ticket for one answer on engine ``name`` for ``user`` (None: one anonymous user); started at once
+    when a slot is free and nobody waits. Raises QueueFull when the line is full (see the module docstring)."""
+    if not settings().queue:
+        return Ticket(None, user or "", lane)
+    return gate(name).enter(user or "", lane)

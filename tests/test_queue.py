@@ -1,0 +1,221 @@
+"""rag.scheduler, the fair queue in front of each engine: order (round-robin across users, first come first
+served within one, the chat before the API), places and estimates, bounds, leaving the line. Real asyncio
+tasks stand for the answers (each gate here has its own engine name, so tests never share a line); the
+last tests go through the real pipeline with the real in-process engine."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engines.base import ErrorCategory
+from rag import pipeline as pl, scheduler
+from rag.events import Failed, Queued
+
+
+async def settle() -> None:
+    """Lets the woken tasks run (a few loop turns: a wait_for wakes through an inner task)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+class Worker:
+    """One request: takes its ticket, records what it heard while waiting and when it started, holds the
+    slot until ``finish`` is set."""
+
+    def __init__(self, engine: str, user: str, name: str, started: list, lane: str = scheduler.CHAT):
+        self.name, self.heard, self.finish = name, [], asyncio.Event()
+        self.ticket = scheduler.enter(engine, user, lane)
+        self.task = asyncio.create_task(self._run(started))
+
+    async def _run(self, started: list) -> None:
+        try:
+            async for queued in self.ticket.wait():
+                self.heard.append(queued)
+            if self.ticket.left:
+                return
+            started.append(self.name)
+            await self.finish.wait()
+        finally:
+            self.ticket.release(measured=self.finish.is_set())
+
+
+async def run_all(workers: list[Worker], started: list) -> None:
+    """Let each running worker finish in turn until all have run."""
+    while any(not w.task.done() for w in workers):
+        await settle()
+        for w in workers:
+            if w.name in started and not w.finish.is_set():
+                w.finish.set()
+                break
+        await settle()
+
+
+async def test_users_take_turns_and_each_users_requests_keep_their_order():
+    started: list = []
+    first = Worker("t-order", "alice", "a1", started)
+    await settle()
+    assert first.ticket.granted and started == ["a1"]
+    greedy = [Worker("t-order", "greedy", f"g{i}", started) for i in range(1, 6)]
+    bob = Worker("t-order", "bob", "b1", started)
+    alice2 = Worker("t-order", "alice", "a2", started)
+    await settle()
+    # bob's single request is second in line: the greedy user's five delay it by one answer only
+    assert bob.heard[-1].position == 2 and greedy[0].heard[-1].position == 1
+    assert alice2.heard[-1].position == 3
+    await run_all([first, *greedy, bob, alice2], started)
+    assert started == ["a1", "g1", "b1", "a2", "g2", "g3", "g4", "g5"]
+    # every waiting worker heard its place move towards the front
+    assert [q.position for q in greedy[-1].heard] == sorted({q.position for q in greedy[-1].heard}, reverse=True)
+    assert greedy[-1].heard[-1].position == 1
+
+
+async def test_the_chat_goes_before_the_api_and_the_setting_turns_that_off(monkeypatch):
+    for chat_first, expected in (("1", ["x", "chat", "api"]), ("0", ["x", "api", "chat"])):
+        monkeypatch.setenv("LRC_QUEUE_CHAT_FIRST", chat_first)
+        started: list = []
+        engine = f"t-lanes-{chat_first}"
+        running = Worker(engine, "x", "x", started)
+        api = Worker(engine, "batch", "api", started, lane=scheduler.API)
+        chat = Worker(engine, "person", "chat", started, lane=scheduler.CHAT)
+        await run_all([running, api, chat], started)
+        assert started == expected
+
+
+async def test_two_slots_run_two_at_once(monkeypatch):
+    gate = scheduler.gate("t-slots")
+    monkeypatch.setattr(type(gate), "slots", property(lambda self: 2))
+    started: list = []
+    workers = [Worker("t-slots", f"u{i}", f"w{i}", started) for i in range(3)]
+    await settle()
+    assert started == ["w0", "w1"] and workers[2].heard[-1].position == 1
+    await run_all(workers, started)
+    assert started == ["w0", "w1", "w2"]
+
+
+async def test_a_full_line_refuses_with_busy_and_a_retry_time(monkeypatch):
+    monkeypatch.setenv("LRC_MAX_WAITING_PER_USER", "2")
+    monkeypatch.setenv("LRC_MAX_WAITING", "3")
+    started: list = []
+    workers = [Worker("t-full", "greedy", "run", started)]
+    workers += [Worker("t-full", "greedy", f"g{i}", started) for i in range(2)]
+    with pytest.raises(scheduler.QueueFull) as caught:
+        scheduler.enter("t-full", "greedy", scheduler.CHAT)
+    err = caught.value
+    assert err.category == ErrorCategory.BUSY and err.retry_after >= 1
+    assert "2 of your questions are waiting" in err.message and err.hint == f"Retry in {err.retry_after:.0f} s."
+    failed = Failed.of(err)  # what the chat and /v1 receive
+    assert failed.category == ErrorCategory.BUSY and failed.retry_after == err.retry_after
+    workers.append(Worker("t-full", "other", "o1", started))  # another user still has room
+    with pytest.raises(scheduler.QueueFull, match="3 questions are waiting"):
+        scheduler.enter("t-full", "third", scheduler.CHAT)
+    await run_all(workers, started)
+    assert sorted(started) == ["g0", "g1", "o1", "run"], "nothing accepted was dropped"
+
+
+async def test_leaving_the_line_takes_effect_at_once_and_frees_nothing_else():
+    started: list = []
+    running = Worker("t-leave", "a", "run", started)
+    first = Worker("t-leave", "b", "first", started)
+    second = Worker("t-leave", "c", "second", started)
+    await settle()
+    assert second.heard[-1].position == 2
+    first.task.cancel()  # the client went away / the task was cancelled
+    await settle()
+    assert first.task.cancelled() and first.name not in started
+    assert second.heard[-1].position == 1, "the ones behind move up at once"
+    assert running.ticket in scheduler.gate("t-leave").running and not second.ticket.granted, \
+        "the running answer keeps its slot"
+    second.ticket.release()  # what Control.cancel does for a waiting ticket
+    await settle()
+    assert second.task.done() and scheduler.gate("t-leave").waiting() == []
+    await run_all([running], started)
+    assert started == ["run"]
+
+
+async def test_the_estimate_comes_from_measured_answer_times():
+    started: list = []
+    w = Worker("t-eta", "a", "one", started)
+    await settle()
+    assert w.ticket.granted
+    waiting = Worker("t-eta", "b", "two", started)
+    await settle()
+    assert waiting.heard[-1].eta_s is None and waiting.heard[-1].text == "1st in line"
+    await asyncio.sleep(0.3)
+    await run_all([w, waiting], started)
+    gate = scheduler.gate("t-eta")
+    assert gate.measured == 2 and 0.2 < gate.mean < 5  # the first took >= 0.3 s, the second ~0 (weight 0.3)
+    third = Worker("t-eta", "c", "three", started)
+    fourth = Worker("t-eta", "d", "four", started)
+    await settle()
+    position, eta = gate.place(fourth.ticket)
+    assert position == 1 and 0 < eta <= gate.mean  # the running one has part of a mean answer left
+    assert fourth.heard[-1].text.startswith("1st in line — about ")
+    await run_all([third, fourth], started)
+    assert Queued(3, 9.6).text == "3rd in line — about 10 s" and Queued(12).text == "12th in line"
+
+
+async def test_the_queue_off_starts_everything_at_once(monkeypatch):
+    monkeypatch.setenv("LRC_QUEUE", "0")
+    tickets = [scheduler.enter("t-off", "a", scheduler.CHAT) for _ in range(20)]
+    assert all(t.granted for t in tickets)
+
+
+# ------------------------------------------------------------------------------------ the real pipeline
+@pytest.fixture(scope="module")
+def library(zorblax_library):
+    return zorblax_library
+
+
+def opts(**kw) -> pl.Options:
+    base = dict(engine="onnx", model="smollm2", top_k=2, mode="hybrid", temperature=0.0, max_new_tokens=24)
+    base.update(kw)
+    return pl.Options(**base)
+
+
+async def collect(question, options, lib, control=None) -> list:
+    return [ev async for ev in pl.answer(question, [], options, control, lib=lib)]
+
+
+@pytest.mark.slow
+async def test_answers_wait_their_turn_in_the_real_pipeline(library, smollm2_dir, monkeypatch):
+    """Three users ask at once with one slot: the quote comes at once for all, the model answers one at a
+    time, the later ones hear their place, a stopped one leaves the line without an answer."""
+    monkeypatch.setenv("LRC_ONNX_SLOTS", "1")
+    question = "How do I calibrate a Zorblax widget?"
+    await collect(question, opts(client="warm"), library)  # the model is loaded, its time measured
+    stopped = pl.Control()
+    runs = [asyncio.create_task(collect(question, opts(client=f"user{i}"), library)) for i in range(3)]
+    quitter = asyncio.create_task(collect(question, opts(client="quitter"), library, stopped))
+    while not any(t.user == "quitter" for t in scheduler.gate("onnx").waiting()):
+        await asyncio.sleep(0.01)
+    await stopped.cancel()
+    assert not any(t.user == "quitter" for t in scheduler.gate("onnx").waiting()), "out of the line at once"
+    answers = await asyncio.gather(*runs)
+    quit_events = await quitter
+    assert not any(isinstance(e, (pl.Token, pl.Done)) for e in quit_events)
+    assert any(isinstance(e, pl.Quoted) for e in quit_events), "the quote never waits"
+    queued = [[e for e in events if isinstance(e, pl.Queued)] for events in answers]
+    assert sum(1 for q in queued if q) >= 2, "two of three waited for the first"
+    for events, q in zip(answers, queued):
+        kinds = [type(e).__name__ for e in events]
+        assert kinds[-1] == "Done" and events[-1].answer.strip()
+        if q:  # every Queued came after the quote and before the model's first token
+            assert kinds.index("Quoted") < kinds.index("Queued") < kinds.index("Token")
+            assert q[-1].eta_s is not None and q[-1].position == 1
+    done = [e[-1] for e in answers]
+    assert len({d.answer for d in done}) == 1, "greedy answers to one question are the same: nothing mixed"
+
+
+@pytest.mark.slow
+async def test_a_full_line_is_a_busy_failure_in_the_pipeline(library, smollm2_dir, monkeypatch):
+    monkeypatch.setenv("LRC_MAX_WAITING", "0")
+    question = "How do I calibrate a Zorblax widget?"
+    first = asyncio.create_task(collect(question, opts(client="a"), library))
+    while not scheduler.gate("onnx").running:
+        await asyncio.sleep(0.01)
+    events = await collect(question, opts(client="b"), library)
+    failed = events[-1]
+    assert isinstance(failed, pl.Failed) and failed.category == ErrorCategory.BUSY
+    assert failed.retry_after >= 1 and "Retry in" in failed.text
+    assert isinstance((await first)[-1], pl.Done)
