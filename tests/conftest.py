@@ -55,10 +55,29 @@ def free_port_factory():
     return _free_port
 
 
+# Servers the suite shares (session fixtures): with `make test` (pytest-xdist, --dist loadgroup) the tests
+# that use one run in one worker, so each server starts once, not once per worker.
+SHARED_SERVERS = ("api_server", "foundry_service", "open_server", "users_server", "server")
+
+
+def _group(item) -> str | None:
+    """The worker group of a test: browser tests by the shared chat server or else by module (their
+    servers and pages are module fixtures), other tests by the shared server they use; None: any worker."""
+    shared = next((name for name in SHARED_SERVERS if name in item.fixturenames), None)
+    if item.get_closest_marker("e2e") is not None:
+        return "e2e-" + (shared or item.nodeid.split("::")[0])
+    return shared
+
+
 def pytest_collection_modifyitems(config, items):
     """Browser tests run last: Playwright's sync API keeps an event loop running in the main thread
-    while its session fixture is open, and pytest-asyncio cannot start a loop inside it."""
+    while its session fixture is open, and pytest-asyncio cannot start a loop inside it. Under xdist a
+    worker takes the groups in this order, so it too runs its browser tests after all its others."""
     items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+    for item in items:
+        group = _group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 # ------------------------------------------------------------------ a small real library
