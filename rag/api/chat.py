@@ -11,6 +11,12 @@ ordinary HTTP error with its status (unknown model 404, prompt too long 400, eng
 the quote, which comes first, travels in the first chunks with the first token. A failure after that
 is sent as ``data: {"error": {...}}`` followed by ``data: [DONE]``.
 
+Waiting (rag.scheduler: the engine's fair queue, lane "api"; the user is the API key's, else the body's
+``user`` field, else the client's address): the response starts as soon as the answer waits, with headers
+``X-Queue-Position`` and ``X-Queue-Wait`` (seconds; empty before any answer was measured), and the place
+travels as SSE comment lines (``: 2nd in line — about 8 s``, which OpenAI clients ignore) until the model
+speaks; an error after that is an error event. A full line is 429 ``rate_limit_exceeded`` with Retry-After.
+
 ``stop``: the text is cut before the first stop string (the whole text the client receives, quote and
 Sources block included), the generation is cancelled, and finish_reason is "stop".
 ``max_tokens`` / ``max_completion_tokens``: the answer's token limit; the pipeline's floor is 16 tokens.
@@ -32,6 +38,7 @@ from rag import prompt as prompt_mod
 from rag.api import render
 from rag.api.errors import APIError, from_category, from_exception, internal
 from rag.api.schemas import ChatRequest
+from rag.events import Queued
 
 STREAM_MEDIA_TYPE = "text/event-stream"
 MAX_STOPS = 4
@@ -136,13 +143,16 @@ def stops(req: ChatRequest) -> list[str]:
     return [s for s in stop if s]
 
 
-def options(req: ChatRequest, target, user: str | None = None) -> pipeline.Options:
+def options(req: ChatRequest, target, user: str | None = None, address: str | None = None) -> pipeline.Options:
     """The pipeline's options for this request; ``user`` (LRC_AUTH=password: the API key's user)
-    keeps other users' uploads out of the search."""
+    keeps other users' uploads out of the search. Who waits in the engine's line without one: the body's
+    ``user`` field, else the client's ``address``."""
     if req.n is not None and req.n > 1:
         raise APIError(400, "Only one choice per request is supported ('n' must be 1).", code="invalid_value",
                        param="n")
-    return pipeline.Options(user=user).updated({"engine": target.engine, "model": target.model,
+    named = (req.model_extra or {}).get("user")
+    client = f"user:{named[:200]}" if isinstance(named, str) and named.strip() else f"address:{address or ''}"
+    return pipeline.Options(user=user, client=client, lane="api").updated({"engine": target.engine, "model": target.model,
                                                 "temperature": req.temperature,
                                                 "max_new_tokens": req.max_completion_tokens or req.max_tokens})
 
@@ -183,10 +193,23 @@ class ChatRun:
         self.created = int(time.time())
         self._events = pipeline.answer(question, history, opts, self.control, lib=pipeline.library)
         self._closed = False
+        self.queued: Queued | None = None  # the first place in line, when the answer waited
 
-    async def texts(self) -> AsyncIterator[str]:
-        """The text a streaming client receives, piece by piece (stop strings honoured)."""
+    def headers(self) -> dict:
+        """The place in line when the stream started waiting (none when it did not wait)."""
+        if self.queued is None:
+            return {}
+        eta = self.queued.eta_s
+        return {"X-Queue-Position": str(self.queued.position), "X-Queue-Wait": "" if eta is None else f"{eta:.0f}"}
+
+    async def texts(self) -> AsyncIterator[str | Queued]:
+        """The text a streaming client receives, piece by piece (stop strings honoured), and the place in
+        line while the answer waits (Queued, not text)."""
         async for ev in self._events:
+            if isinstance(ev, Queued):
+                self.queued = self.queued or ev
+                yield ev
+                continue
             piece = self.cutter.feed(self.transcript.feed(ev))
             if self.cutter.hit and not self.control.cancelled:
                 await self.control.cancel()  # the rest is not wanted; the checks and sources still come
@@ -229,7 +252,7 @@ class ChatRun:
 
     def error(self) -> APIError | None:
         failed = self.transcript.failed
-        return from_category(failed.category, failed.text) if failed is not None else None
+        return from_category(failed.category, failed.text, failed.retry_after) if failed is not None else None
 
     async def complete(self) -> dict:
         """The whole answer as a ``chat.completion`` object (raises APIError on a failure)."""
@@ -258,13 +281,13 @@ class ChatRun:
         return _sse(chunk)
 
     async def start(self) -> AsyncIterator[str]:
-        """Runs the answer up to the model's first text (or its end) and returns the SSE stream; a
-        failure before then is raised as APIError (the caller answers with its HTTP status)."""
+        """Runs the answer up to the model's first text, its end, or its first place in line, and returns
+        the SSE stream; a failure before then is raised as APIError (the caller answers with its HTTP status)."""
         pieces = self.texts()
-        ahead: list[str] = []
+        ahead: list[str | Queued] = []
         more = True
         try:
-            while not self.transcript.started:
+            while not self.transcript.started and self.queued is None:
                 try:
                     ahead.append(await pieces.__anext__())
                 except StopAsyncIteration:
@@ -280,14 +303,18 @@ class ChatRun:
             raise err
         return self._stream(ahead, pieces if more else None)
 
-    async def _stream(self, ahead: list[str], pieces: AsyncIterator[str] | None) -> AsyncIterator[str]:
+    def _piece(self, piece: str | Queued) -> str:
+        """A chunk of text, or the place in line as an SSE comment line."""
+        return f": {piece.text}\n\n" if isinstance(piece, Queued) else self._chunk({"content": piece})
+
+    async def _stream(self, ahead: list[str | Queued], pieces: AsyncIterator[str | Queued] | None) -> AsyncIterator[str]:
         try:
             yield self._chunk({"role": "assistant", "content": ""})
             for piece in ahead:
-                yield self._chunk({"content": piece})
+                yield self._piece(piece)
             if pieces is not None:
                 async for piece in pieces:
-                    yield self._chunk({"content": piece})
+                    yield self._piece(piece)
             if (err := self.error()) is not None:
                 yield _sse(err.body())
             else:

@@ -68,7 +68,7 @@ async def chat_completions(request: Request):
     if target is None:
         raise not_found(req.model)
     question, history = await asyncio.to_thread(chat.conversation, req)  # reads the client's text: off the loop
-    opts = chat.options(req, target, user)
+    opts = chat.options(req, target, user, request.client.host if request.client else None)
     stop = chat.stops(req)
     await models.resolve(req.model, target)
     await chat.check_fits(question, opts)
@@ -79,7 +79,7 @@ async def chat_completions(request: Request):
             return JSONResponse(await run.complete())
     stream = await run.start()
     return StreamingResponse(stream, media_type=chat.STREAM_MEDIA_TYPE,
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **run.headers()})
 
 
 def _inputs(value) -> list[str]:
