@@ -259,7 +259,7 @@ async def _answer(question: str) -> None:
 
 
 async def _answer_one(question: str) -> None:
-    opts = state.options()
+    opts = replace(state.options(), client=f"chat:{cl.context.session.id}")  # its place in the engine's line
     control = pl.Control()
     cl.user_session.set("control", control)
     view = render.AnswerView()
@@ -278,7 +278,7 @@ async def _compare(question: str) -> None:
     """Two answers to one question, streaming at once from the same passages, and a verdict."""
     from rag.compare import SIDES, Side, Verdict, compare, parse_choice
 
-    a = state.options()
+    a = replace(state.options(), client=f"chat:{cl.context.session.id}")
     engine_b, model_b = parse_choice(cl.user_session.get("compare"), list(registry.ENGINES))
     b = replace(a, engine=engine_b, model=model_b)
     control = pl.Control()

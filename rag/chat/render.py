@@ -55,6 +55,7 @@ FAILURE_LABELS = {
     pl.ErrorCategory.UNAVAILABLE: "Not available right now",
     pl.ErrorCategory.TIMEOUT: "No answer in time",
     pl.ErrorCategory.INTERRUPTED: "Answer interrupted",
+    pl.ErrorCategory.BUSY: "The server is busy",
     pl.ErrorCategory.INTERNAL: "Error",
 }
 
@@ -128,6 +129,7 @@ class AnswerView:
         self.neutraliser = Neutraliser()
         self.notes: list[str] = []
         self.text = ""  # the whole answer, once Done
+        self.waiting = False  # the message shows its place in line (rag.scheduler), not text yet
 
     async def _say(self, text: str) -> None:
         piece = self.neutraliser.feed(text)
@@ -151,6 +153,16 @@ class AnswerView:
             await self._say("\n```")
         await self._say(("\n\n" if self.msg.content else "") + block)
 
+    async def _replace(self, content: str) -> None:
+        """The streamed message becomes ``content`` (Chainlit's stream_token ignores an empty one)."""
+        await self._flush()
+        self.neutraliser = Neutraliser()
+        if content:
+            await self.msg.stream_token(content, is_sequence=True)
+        else:
+            self.msg.content = ""
+            await cl.context.emitter.send_token(id=self.msg.id, token="", is_sequence=True)
+
     async def start(self) -> None:
         if self.head:
             await self.msg.stream_token(self.head)
@@ -164,7 +176,13 @@ class AnswerView:
 
     async def show(self, ev) -> None:
         msg = self.msg
-        if isinstance(ev, (pl.NothingFound, pl.Notice)):
+        if self.waiting and not isinstance(ev, pl.Queued):  # its turn came: the place line goes
+            self.waiting = False
+            await self._replace(self.head)
+        if isinstance(ev, pl.Queued):  # shown under the head, replaced as it moves
+            self.waiting = True
+            await self._replace(self.head + f"*⏳ {ev.text}*")
+        elif isinstance(ev, (pl.NothingFound, pl.Notice)):
             note = ev.message if isinstance(ev, pl.NothingFound) else ev.text
             if msg.content:  # said about the answer being written: it belongs under it
                 self.notes.append(f"*{note}*")
