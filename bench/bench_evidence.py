@@ -131,8 +131,9 @@ def one_set(dataset: Path, args: argparse.Namespace) -> list[dict]:
                 best_u.append(best)
                 continue
             best_a.append(best)
-            q1.append(bool(ranked) and answer_eval.fact_hit(ranked[0].text, r["must_include_any"]))
-            q2.append(bool(ranked) and answer_eval.fact_hit(" ".join(s.text for s in ranked[:2]), r["must_include_any"]))
+            must, case = r["must_include_any"], r.get("must_match_case", False)
+            q1.append(bool(ranked) and answer_eval.fact_hit(ranked[0].text, must, case))
+            q2.append(bool(ranked) and answer_eval.fact_hit(" ".join(s.text for s in ranked[:2]), must, case))
         a = np.sort(best_a)
         thr = float(a[int(0.1 * len(a))]) if len(a) else 0.0  # keeps false abstention <= 10 %
         caught = sum(b < thr for b in best_u)

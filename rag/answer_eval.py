@@ -36,19 +36,25 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _CITATION = re.compile(r"\([^()\n]{1,200}?, p\. \d+(?: \(OCR\))?\)|⚠️|\n\*⚠️ not found in your documents[^\n]*\*")
 
 
-def fold(text: str) -> str:
-    """NFKC, dashes/quotes/spaces made plain, lower case, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text or "").translate(_FOLD).lower()
-    return _SPACE.sub(" ", text).strip()
+def fold(text: str, lower: bool = True) -> str:
+    """NFKC, dashes/quotes/spaces made plain, lower case (unless not ``lower``), whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", text or "").translate(_FOLD)
+    return _SPACE.sub(" ", text.lower() if lower else text).strip()
 
 
 def words(text: str) -> list[str]:
     return _WORD.findall(fold(text))
 
 
-def fact_hit(answer: str, must_include_any: list[str]) -> bool:
-    a = fold(answer)
-    return any(fold(m) in a for m in must_include_any if m.strip())
+def fact_hit(answer: str, must_include_any: list[str], match_case: bool = False) -> bool:
+    """One of the strings is in the answer (folded); ``match_case`` (a row's ``"must_match_case": true``,
+    for one-letter options such as ssh's ``-L`` and ``-l``): with its case, as a whole token."""
+    if not match_case:
+        a = fold(answer)
+        return any(fold(m) in a for m in must_include_any if m.strip())
+    a = fold(answer, lower=False)
+    return any(re.search(r"(?<![\w-])" + re.escape(fold(m, lower=False)) + r"(?!\w)", a)
+               for m in must_include_any if m.strip())
 
 
 def holds_quote(passage: str, quote: str, min_share: float = 0.6) -> bool:
@@ -141,7 +147,7 @@ def score_item(row: dict, result: dict | None) -> dict:
     if row["set"] != "unanswerable":
         passages = result.get("passages") or []
         gold_at = [i for i, p in enumerate(passages) if holds_quote(p.get("text", ""), row.get("gold_quote", ""))]
-        flags.update(fact=fact_hit(answer, row.get("must_include_any", [])), gold_in_passages=bool(gold_at),
+        flags.update(fact=fact_hit(answer, row.get("must_include_any", []), row.get("must_match_case", False)), gold_in_passages=bool(gold_at),
                      gold_cited=bool(set(gold_at) & set(result.get("cited") or [])))
     return flags
 

@@ -10,6 +10,9 @@ def test_fold_makes_pdf_typography_plain():
     assert ae.fact_hit("Use \u2212\u2212enable\u2013R\u2010shlib", ["--enable-R-shlib"])
     assert ae.fact_hit("set \u201cLANG\u201d", ['"lang"'])
     assert not ae.fact_hit("use the installer", ["--enable-R-shlib"])
+    assert ae.fact_hit("run ssh -R 8080:localhost:80", ["-R"], match_case=True)
+    assert not ae.fact_hit("the -r hostname option", ["-R"], match_case=True)  # one-letter options keep their case
+    assert not ae.fact_hit("-Rfoo", ["-R"], match_case=True)
 
 
 def test_a_quote_split_by_a_passage_boundary_still_mostly_counts():

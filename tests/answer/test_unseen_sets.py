@@ -36,15 +36,15 @@ def test_every_answerable_question_has_its_fact_and_gold_and_every_followup_its_
             assert r["question"].strip(), r["id"]
             if r["set"] == "unanswerable":
                 continue
-            must = r.get("must_include_any") or []
+            must, case = r.get("must_include_any") or [], r.get("must_match_case", False)
             assert must and all(m.strip() for m in must), r["id"]
             assert r.get("gold_quote", "").strip() and r.get("doc"), r["id"]
-            assert not answer_eval.fact_hit(r["question"], must), f"{r['id']}: the question holds its own answer"
+            assert not answer_eval.fact_hit(r["question"], must, case), f"{r['id']}: the question holds its own answer"
             if r["set"] == "followups":
                 history = r.get("history") or []
                 assert [t["role"] for t in history] == ["user", "assistant"], r["id"]
                 assert all(t["content"].strip() for t in history), r["id"]
-                assert not answer_eval.fact_hit(history[1]["content"], must), f"{r['id']}: the prior answer holds it"
+                assert not answer_eval.fact_hit(history[1]["content"], must, case), f"{r['id']}: the prior answer holds it"
 
 
 def test_split_is_by_whole_document_as_split_md_declares():
