@@ -11,9 +11,9 @@ once the prompt is built (retrieval and the quote never wait here) and holds it 
     ticket.release(measured=True)                 # frees the slot; the answer's time feeds the estimate
 
 Order: the chat's questions go before /v1's when both wait (lane CHAT before API, LRC_QUEUE_CHAT_FIRST;
-off: one lane); inside a lane users take turns (round-robin: a user served goes to the back of the
-rotation), and each user's own requests start in the order they came. So a user with ten waiting
-requests delays another user's single one by at most one answer.
+off: one lane); inside a lane users take turns (round-robin: the next user is the one served longest
+ago, a user never served first), and each user's own requests start in the order they came. So a user
+with ten waiting requests delays another user's single one by at most the answer already running.
 
 Bounds: a request that would have to wait is refused (``QueueFull``, with ``retry_after``) when
 LRC_MAX_WAITING requests wait already, or LRC_MAX_WAITING_PER_USER of its user's; nothing accepted is
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import math
 import time
 from collections import deque
@@ -38,6 +39,7 @@ from engines.base import EngineError, ErrorCategory
 from rag.config import settings
 from rag.events import Queued
 
+_arrivals = itertools.count()
 CHAT, API = "chat", "api"  # the lanes: the chat's questions, the API's (batch) requests
 HEARTBEAT_S = 5.0  # a waiting ticket hears its place at least this often (keeps a /v1 stream alive)
 SMOOTHING = 0.3  # weight of the newest answer time in the running mean
@@ -60,6 +62,7 @@ class Ticket:
     def __init__(self, gate: "Gate | None", user: str, lane: str):
         self.gate, self.user, self.lane = gate, user, lane
         self.granted = gate is None  # without a gate (the queue off): started at once
+        self.seq = next(_arrivals)
         self.left = False
         self.started = time.perf_counter()  # when the slot was taken
         self.changed = asyncio.Event()
@@ -92,17 +95,16 @@ class Ticket:
 
 
 class _Lane:
-    """Waiting tickets of one lane: each user's in arrival order, users in their rotation order."""
+    """Waiting tickets of one lane: each user's in arrival order; the next user is the one served longest
+    ago (never: first), ties in arrival order of their first waiting ticket."""
 
     def __init__(self) -> None:
         self.waiting: dict[str, deque[Ticket]] = {}
-        self.rotation: list[str] = []
+        self.served: dict[str, int] = {}  # user -> when last served (a counter)
+        self.clock = 0
 
     def add(self, ticket: Ticket) -> None:
-        if ticket.user not in self.waiting:
-            self.waiting[ticket.user] = deque()
-            self.rotation.append(ticket.user)
-        self.waiting[ticket.user].append(ticket)
+        self.waiting.setdefault(ticket.user, deque()).append(ticket)
 
     def remove(self, ticket: Ticket) -> None:
         line = self.waiting.get(ticket.user)
@@ -110,29 +112,33 @@ class _Lane:
             line.remove(ticket)
             if not line:
                 del self.waiting[ticket.user]
-                self.rotation.remove(ticket.user)
+
+    def mark(self, user: str) -> None:
+        """``user`` was just served: the back of the rotation."""
+        self.clock += 1
+        self.served[user] = self.clock
+        if len(self.served) > 4096:  # forget users who wait for nothing
+            self.served = {u: c for u, c in self.served.items() if u in self.waiting or c > self.clock - 1024}
+
+    def _turns(self, served: dict[str, int], lines: dict[str, list[Ticket]]):
+        """Tickets in the order they would start if nobody else came (``served``/``lines``: copies, used up)."""
+        clock = self.clock
+        while lines:
+            user = min(lines, key=lambda u: (served.get(u, -1), lines[u][0].seq))
+            yield lines[user].pop(0)
+            if not lines[user]:
+                del lines[user]
+            clock += 1
+            served[user] = clock
 
     def pop_next(self) -> Ticket | None:
-        """The next ticket to start: the head of the first user in rotation, who goes to the back."""
-        if not self.rotation:
-            return None
-        user = self.rotation.pop(0)
-        line = self.waiting[user]
-        ticket = line.popleft()
-        if line:
-            self.rotation.append(user)
-        else:
-            del self.waiting[user]
+        ticket = next(self._turns(dict(self.served), {u: list(q) for u, q in self.waiting.items()}), None)
+        if ticket is not None:
+            self.remove(ticket)
         return ticket
 
     def order(self) -> list[Ticket]:
-        """Its tickets in the order they would start if nobody else came: round by round over the rotation."""
-        lines = [list(self.waiting[u]) for u in self.rotation]
-        out, k = [], 0
-        while any(k < len(line) for line in lines):
-            out += [line[k] for line in lines if k < len(line)]
-            k += 1
-        return out
+        return list(self._turns(dict(self.served), {u: list(q) for u, q in self.waiting.items()}))
 
 
 class Gate:
@@ -206,6 +212,7 @@ class Gate:
 
     def _start(self, ticket: Ticket) -> None:
         ticket.granted, ticket.started = True, time.perf_counter()
+        self.lanes[ticket.lane].mark(ticket.user)
         self.running.append(ticket)
         ticket.changed.set()
 

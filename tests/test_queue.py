@@ -70,6 +70,17 @@ async def test_users_take_turns_and_each_users_requests_keep_their_order():
     assert greedy[-1].heard[-1].position == 1
 
 
+async def test_a_newcomer_waits_only_for_the_greedy_users_running_answer():
+    started: list = []
+    greedy = [Worker("t-greedy", "greedy", f"g{i}", started) for i in range(10)]
+    await settle()
+    other = Worker("t-greedy", "other", "other", started)
+    await settle()
+    assert started == ["g0"] and other.heard[-1].position == 1
+    await run_all([*greedy, other], started)
+    assert started[:2] == ["g0", "other"]
+
+
 async def test_the_chat_goes_before_the_api_and_the_setting_turns_that_off(monkeypatch):
     for chat_first, expected in (("1", ["x", "chat", "api"]), ("0", ["x", "api", "chat"])):
         monkeypatch.setenv("LRC_QUEUE_CHAT_FIRST", chat_first)
@@ -162,31 +173,24 @@ async def test_the_queue_off_starts_everything_at_once(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------ the real pipeline
-@pytest.fixture(scope="module")
-def library(zorblax_library):
-    return zorblax_library
+QUESTION = "How do I calibrate a Zorblax widget?"
 
 
-def opts(**kw) -> pl.Options:
-    base = dict(engine="onnx", model="smollm2", top_k=2, mode="hybrid", temperature=0.0, max_new_tokens=24)
-    base.update(kw)
-    return pl.Options(**base)
-
-
-async def collect(question, options, lib, control=None) -> list:
-    return [ev async for ev in pl.answer(question, [], options, control, lib=lib)]
+async def ask(lib, client: str, control=None) -> list:
+    """``client``'s answer to QUESTION (SmolLM2, greedy, short), every event."""
+    o = pl.Options(engine="onnx", model="smollm2", top_k=2, temperature=0.0, max_new_tokens=24, client=client)
+    return [ev async for ev in pl.answer(QUESTION, [], o, control, lib=lib)]
 
 
 @pytest.mark.slow
-async def test_answers_wait_their_turn_in_the_real_pipeline(library, smollm2_dir, monkeypatch):
+async def test_answers_wait_their_turn_in_the_real_pipeline(zorblax_library, smollm2_dir, monkeypatch):
     """Three users ask at once with one slot: the quote comes at once for all, the model answers one at a
     time, the later ones hear their place, a stopped one leaves the line without an answer."""
     monkeypatch.setenv("LRC_ONNX_SLOTS", "1")
-    question = "How do I calibrate a Zorblax widget?"
-    await collect(question, opts(client="warm"), library)  # the model is loaded, its time measured
+    await ask(zorblax_library, "warm")  # the model is loaded, its time measured
     stopped = pl.Control()
-    runs = [asyncio.create_task(collect(question, opts(client=f"user{i}"), library)) for i in range(3)]
-    quitter = asyncio.create_task(collect(question, opts(client="quitter"), library, stopped))
+    runs = [asyncio.create_task(ask(zorblax_library, f"user{i}")) for i in range(3)]
+    quitter = asyncio.create_task(ask(zorblax_library, "quitter", stopped))
     while not any(t.user == "quitter" for t in scheduler.gate("onnx").waiting()):
         await asyncio.sleep(0.01)
     await stopped.cancel()
@@ -208,13 +212,12 @@ async def test_answers_wait_their_turn_in_the_real_pipeline(library, smollm2_dir
 
 
 @pytest.mark.slow
-async def test_a_full_line_is_a_busy_failure_in_the_pipeline(library, smollm2_dir, monkeypatch):
+async def test_a_full_line_is_a_busy_failure_in_the_pipeline(zorblax_library, smollm2_dir, monkeypatch):
     monkeypatch.setenv("LRC_MAX_WAITING", "0")
-    question = "How do I calibrate a Zorblax widget?"
-    first = asyncio.create_task(collect(question, opts(client="a"), library))
+    first = asyncio.create_task(ask(zorblax_library, "a"))
     while not scheduler.gate("onnx").running:
         await asyncio.sleep(0.01)
-    events = await collect(question, opts(client="b"), library)
+    events = await ask(zorblax_library, "b")
     failed = events[-1]
     assert isinstance(failed, pl.Failed) and failed.category == ErrorCategory.BUSY
     assert failed.retry_after >= 1 and "Retry in" in failed.text
