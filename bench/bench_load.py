@@ -1,9 +1,10 @@
 """Many streamed clients at once, with the engine's fair queue (rag.scheduler) on and off (issue 27).
 
-    python -m rag bench load [--clients 1,8] [--max-new-tokens 128] [-k 2] [--greedy] [--write-benchmarks]
+    python -m rag bench load [--clients 1,8] [--modes on,off,on:2] [--max-new-tokens 128] [-k 2] [--greedy]
+                             [--write-benchmarks]
 
 A library of docs_corpus/ (user guide + FAQ) in a temporary data folder; for each of queue on
-(LRC_QUEUE=1, the default slots) and off (LRC_QUEUE=0: every answer starts at once and the engine
+(LRC_QUEUE=1, the default slots; "on:N": N slots) and off (LRC_QUEUE=0: every answer starts at once and the engine
 interleaves them), ``python -m rag serve`` over it (bench_api.Server: onnx, SmolLM2, no API key). One
 warm-up answer, then for each client count N: N ``/v1/chat/completions`` streams sent at once (httpx,
 each with its own ``user``, all the same real question, greedy, the same token limit), each timed from
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=128, help="answer tokens (default 128)")
     p.add_argument("-k", type=int, default=2, help="passages per question (default 2)")
     p.add_argument("--slots", type=int, default=None, help="LRC_ONNX_SLOTS for the queue-on server (default: the setting's)")
-    p.add_argument("--modes", default="on,off", help="queue on, off or both (default on,off)")
+    p.add_argument("--modes", default="on,off", help="queue on, off, on:N (N slots), comma-separated (default on,off)")
     p.add_argument("--greedy", action="store_true", help="also: one user's ten requests against another's one")
     p.add_argument("--write-benchmarks", action="store_true", help=f"write the section '{SECTION}' of docs/BENCHMARKS.md")
     args = p.parse_args(argv)
@@ -178,16 +179,19 @@ def main(argv: list[str] | None = None) -> int:
         data = Path(tmp) / "data"
         print(f"ingest: {Library(data / 'index').ingest([settings().docs_corpus]).summary()}", flush=True)
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-            os.environ["LRC_QUEUE"] = "1" if mode == "on" else "0"
+            os.environ["LRC_QUEUE"] = "0" if mode == "off" else "1"
             os.environ["LRC_MAX_WAITING"] = str(max(counts) + 16)  # the bench measures waiting, not refusals
-            if args.slots is not None:
-                os.environ["LRC_ONNX_SLOTS"] = str(args.slots)
+            slots = mode.partition(":")[2] or args.slots  # "on:2": two answers at once
+            if slots is not None:
+                os.environ["LRC_ONNX_SLOTS"] = str(slots)
+            else:
+                os.environ.pop("LRC_ONNX_SLOTS", None)
             server = Server(data, args.k, Path(tmp) / f"server-{mode}.log")
             try:
                 server.wait_ready()
                 print(f"queue {mode}: server ready in {server.ready_seconds:.1f} s", flush=True)
-                results[mode] = asyncio.run(measure(server.url, counts, args.max_new_tokens, args.greedy,
-                                                    lambda m: print(m, flush=True)))
+                results[mode] = asyncio.run(measure(server.url, counts, args.max_new_tokens,
+                                                    args.greedy and mode == "on", lambda m: print(m, flush=True)))
             finally:
                 server.stop()
     for k, v in saved.items():
@@ -210,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Run {benchlib.today()} ({round(seconds)} s in all), {benchlib.machine_note()}. `docs_corpus/` library, "
         f"`python -m rag serve` (onnx, SmolLM2 int8, top {args.k}, at most {args.max_new_tokens} answer tokens, "
-        f"greedy), queue on = LRC_ONNX_SLOTS={slots}; every client a different user asking the same question at "
+        f"greedy), queue on = LRC_ONNX_SLOTS={slots} (on:N: N); every client a different user asking the same question at "
         f"the same moment. Lone answer (queue on): first text {_s(results.get('on', {}).get('lone_first'))}, done "
         f"{_s(results.get('on', {}).get('lone_done'))}.",
         "",
