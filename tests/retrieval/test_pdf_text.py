@@ -135,6 +135,8 @@ def test_ligatures_come_back_as_letters(tmp_path):
     # TeX's accent before its letter becomes one letter, not a space and a mark that split the word
     assert pdf_text.fold("\ufb01les\u00a0and \uff21\ufb02ag\r\nre\u00ad\nmove\x00") == "files and Aflag\nre-\nmove"
     assert pdf_text.fold("Wirtschaftsuniversit\u00a8at J\u00b4er\u02c6ome") == "Wirtschaftsuniversit\u00e4t J\u00e9r\u00f4me"
+    # groff's ~ and ^ (ssh's escape keys, a home folder) stay what they are
+    assert pdf_text.fold("type \u02dc. or \u02dc/.ssh/config, Ctrl-\u02c6]") == "type ~. or ~/.ssh/config, Ctrl-^]"
 
 
 def test_a_tex_manuals_accented_names_stay_whole(datasets):

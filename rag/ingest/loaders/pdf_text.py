@@ -43,6 +43,7 @@ _ACCENTS = {"\u00a8": "\u0308", "\u00b4": "\u0301", "\u02c6": "\u0302", "\u02dc"
             "\u00b8": "\u0327"}
 _ACCENT_LETTER = re.compile(f"([{''.join(_ACCENTS)}])([^\\W\\d_])")
 _STRAY_MARK = re.compile(r" [\u0300-\u036f]")
+_LONE = str.maketrans({"\u02dc": "~", "\u02c6": "^"})  # groff sets ~ and ^ as these: kept as the keys they are
 _LINE_END_HYPHEN = str.maketrans({"\x02": "-\n", "\ufffe": "-\n"})  # PDFium's marks for a line-end hyphen
 
 
@@ -52,11 +53,12 @@ class TextLayerError(Exception):
 
 def fold(text: str) -> str:
     """One page's text as plain characters: line ends "\\n", NULs dropped, a spacing accent before a letter
-    joined with it, NFKC (ligatures, compatibility characters), an accent left alone dropped; a soft hyphen
+    joined with it, a lone tilde or circumflex kept as "~" / "^" (groff's ``~.``, ``~/.ssh``), NFKC (ligatures,
+    compatibility characters), any other accent left alone dropped; a soft hyphen
     is kept only at a line end, where it marks a broken word."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     text = text.replace("\u00ad\n", "-\n").replace("\u00ad", "")
-    text = _ACCENT_LETTER.sub(lambda m: m.group(2) + _ACCENTS[m.group(1)], text)
+    text = _ACCENT_LETTER.sub(lambda m: m.group(2) + _ACCENTS[m.group(1)], text).translate(_LONE)
     return _STRAY_MARK.sub("", unicodedata.normalize("NFKC", text))
 
 
