@@ -121,7 +121,7 @@ def test_every_category_is_mapped_once_by_each_renderer():
         err = from_category(category, "x")
         assert err.status == status_of(category) and err.code and err.type, category
         assert FAILURE_LABELS[category] and EXIT_STATUS[category] > 0, category
-    assert {from_category(c, "x").status for c in ErrorCategory} == {400, 404, 500, 502, 503, 504}
+    assert {from_category(c, "x").status for c in ErrorCategory} == {400, 404, 429, 500, 502, 503, 504}
 
 
 def test_errors_carry_their_category():
