@@ -13,7 +13,8 @@ answers, before its first ``Token``; a target failing after it streamed text lea
 (its partial answer) and the next target answers in full.
 
 Waiting: ``generate`` takes its place in the engine's fair queue (rag.scheduler) once the prompt is
-built, yielding ``Queued`` while it waits; the quote and everything before it never wait there.
+built, yielding ``Queued`` while it waits; the quote and everything before it never wait there. A
+comparison's (or routed answer's) second generation on the same engine shares the first's place.
 """
 from __future__ import annotations
 
@@ -140,6 +141,7 @@ async def generate(eng: Engine, model: str | None, prep: Prepared, opts, control
     context_length = context_length or opts.context_length
     max_new_tokens = opts.max_new_tokens
     fitted = generation = ticket = None
+    own = False  # the ticket is this generation's own (else it shares another's)
     text, guard, timings = "", LoopGuard(), {"prompt": 0.0}
     try:
         for attempt in (1, 2):
@@ -157,8 +159,13 @@ async def generate(eng: Engine, model: str | None, prep: Prepared, opts, control
                         yield NothingFound("no-room", "No passage fits the model's context next to this question: "
                                                       "this answer does not use your documents.", True)
                 if ticket is None and not control.cancelled:  # its turn on the engine (rag.scheduler)
-                    ticket = scheduler.enter(eng.name, opts.user or opts.client, opts.lane)
-                    control.tickets.append(ticket)
+                    # a comparison's (or a routed answer's) second generation on this engine shares the first's
+                    # place: one question is one place in line, and both sides still stream at once
+                    ticket = next((t for t in control.tickets if t.engine == eng.name and not t.left), None)
+                    own = ticket is None
+                    if own:
+                        ticket = scheduler.enter(eng.name, opts.user or opts.client, opts.lane)
+                        control.tickets.append(ticket)
                     async for queued in ticket.wait():
                         yield queued
                 if control.cancelled:
@@ -186,7 +193,7 @@ async def generate(eng: Engine, model: str | None, prep: Prepared, opts, control
                 context_length, max_new_tokens = prompt_mod.refit(err, fitted)
                 yield Notice("The prompt was too long for the model; retried with fewer passages.")
     finally:  # the slot is free before the checks run (the answer's time counts when it ended on its own)
-        if ticket is not None:
+        if ticket is not None and own:
             ticket.release(measured=generation is not None and not control.cancelled
                            and generation.usage.finish_reason in ("stop", "length"))
     yield Generated(text, fitted.prompt if fitted else None, generation, guard, timings)

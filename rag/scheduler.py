@@ -61,6 +61,7 @@ class Ticket:
 
     def __init__(self, gate: "Gate | None", user: str, lane: str):
         self.gate, self.user, self.lane = gate, user, lane
+        self.engine = gate.name if gate is not None else None
         self.granted = gate is None  # without a gate (the queue off): started at once
         self.seq = next(_arrivals)
         self.left = False
