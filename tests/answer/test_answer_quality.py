@@ -45,6 +45,7 @@ def small_set(tmp_path_factory) -> tuple[Path, Path]:
     return folder, pdf
 
 
+@pytest.mark.timeout(1800)  # 26 answers: about 2 minutes alone, several times that beside the other test workers
 def test_smollm2_answers_a_fixed_set_at_the_measured_level(small_set, smollm2_dir):
     from rag import pipeline as pl
 

@@ -41,7 +41,11 @@ async def test_no_loop_stall_during_long_prompt(smollm2_dir):
     assert 1300 <= gen.usage.prompt_tokens <= 1800, gen.usage.prompt_tokens
     assert answer.strip() and gen.usage.completion_tokens > 0
     assert len(gaps) > 50
-    worst = max(gaps)
-    print(f"loop ticks: {len(gaps)}, worst gap {worst * 1000:.1f} ms, prompt {gen.usage.prompt_tokens} tokens, "
-          f"TTFT {gen.usage.time_to_first_token:.2f} s, total {gen.usage.total_time:.2f} s")
-    assert worst < 0.100, f"event loop stalled for {worst * 1000:.0f} ms"
+    worst, typical = max(gaps), sorted(gaps)[int(len(gaps) * 0.95)]
+    print(f"loop ticks: {len(gaps)}, worst gap {worst * 1000:.1f} ms, p95 {typical * 1000:.1f} ms, prompt "
+          f"{gen.usage.prompt_tokens} tokens, TTFT {gen.usage.time_to_first_token:.2f} s, total {gen.usage.total_time:.2f} s")
+    # Work done on the loop would show as one gap as long as the worker start, the model load or the prompt
+    # (each over a second here), or as every token's tick delayed; a machine busy with other test workers only
+    # delays a tick now and then (seen: 144 ms with 4 workers on 2 cores), which these bounds leave room for.
+    assert worst < 0.400, f"event loop stalled for {worst * 1000:.0f} ms"
+    assert typical < 0.050, f"the loop's ticks were late: 95th percentile {typical * 1000:.0f} ms"
