@@ -190,6 +190,12 @@ class Settings(BaseSettings):
         return self.data_dir / "index"
 
     @property
+    def library_location(self) -> str:
+        """Where the library is: LRC_STORE (a PostgreSQL URI) when set, else the embedded index folder (the
+        one place this choice is made; ``rag.backends.is_database`` tells which it is)."""
+        return str(self.store or self.index_dir)
+
+    @property
     def uploads_dir(self) -> Path:
         """Files dropped into chats (rag.owners: whose they are)."""
         return self.data_dir / "uploads"

@@ -83,7 +83,7 @@ class Library:
         """What the shared library is made with, from ``rag.config.settings()``: (store or index folder,
         embedding model, max file size, reranker, rerank depth)."""
         s = settings()
-        return str(s.store or s.index_dir), s.embed_model, float(s.max_file_mb), s.reranker, int(s.rerank_depth)
+        return s.library_location, s.embed_model, float(s.max_file_mb), s.reranker, int(s.rerank_depth)
 
     @classmethod
     def shared(cls) -> "Library":

@@ -203,3 +203,18 @@ def test_engine_names_are_written_only_in_the_registry():
              for n in _code_strings(path) if n.value in names - allowed.get(path, set())]
     assert found == []
     assert registry.IN_PROCESS in registry.ENGINES
+
+
+def test_the_library_location_is_chosen_in_one_place(monkeypatch, tmp_path):
+    """LRC_STORE, else the index folder: decided by ``Settings.library_location`` only; the shared library
+    and ``rag migrate`` take it from there (no other module writes the choice again)."""
+    from rag.config import REPO_ROOT, settings
+
+    monkeypatch.setenv("LRC_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("LRC_STORE", raising=False)
+    assert settings().library_location == str(tmp_path / "index")
+    monkeypatch.setenv("LRC_STORE", "postgresql://lrc@127.0.0.1:1/lrc")
+    assert settings().library_location == "postgresql://lrc@127.0.0.1:1/lrc"
+    written = [p.relative_to(REPO_ROOT).as_posix() for root in ("rag", "bench") for p in (REPO_ROOT / root).rglob("*.py")
+               if re.search(r"\.store\s+or\b", p.read_text(encoding="utf-8"))]
+    assert written == ["rag/config.py"], written

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from rag.cmd import exit_status
     from rag.store import StoreError
 
-    source = args.source or settings().store or str(settings().index_dir)
+    source = args.source or settings().library_location
     if str(source) == str(args.target):
         print("--to names the library being copied: give another target", file=sys.stderr)
         return 2
