@@ -196,13 +196,15 @@ from rag import bundled
 from rag.browser import assets
 from rag.config import settings
 s = settings()
+from engines.onnx import models
 print(json.dumps({"installed": bundled.installed(), "docs": str(s.docs_corpus), "routing": str(s.routing_file),
-                  "page": str(assets.PAGE_DIR), "app": str(bundled.path("app.py")), "data": str(s.data_dir)}))
+                  "page": str(assets.PAGE_DIR), "app": str(bundled.path("app.py")), "data": str(s.data_dir),
+                  "builder": str(models.BUILD_SCRIPT)}))
 """
     got = json.loads(installed.python(code, HOME=str(installed.work)).stdout.strip().splitlines()[-1])
     assert got["installed"] is True
     for key, name in (("docs", "docs_corpus"), ("routing", "routing.toml"), ("page", "browser/page"),
-                      ("app", "app.py")):
+                      ("app", "app.py"), ("builder", "scripts/build_model.py")):
         assert Path(got[key]) == root / name, got
     # an installed copy keeps its data in the user's data folder, never inside site-packages
     assert Path(got["data"]) == installed.work / ".local" / "share" / "local-rag-chat", got

@@ -29,8 +29,11 @@ from engines.base import EngineUnavailable, ModelInfo, ModelNotFound
 ENGINE_NAME = "onnx"
 CONFIG_FILE = "genai_config.json"
 INFO_FILE = "lrc_model.json"  # written next to a provisioned model: how it was made
-# the offline builder (torch/transformers run in its own process, never in the app)
-BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "build_model.py"
+# the offline builder (torch/transformers run in its own process, never in the app): the checkout's scripts/,
+# or in an installed package the copy it carries (rag/_bundled/, rag.bundled.FILES; a path, not an import)
+_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = next((p for p in (_ROOT / "scripts" / "build_model.py", _ROOT / "rag" / "_bundled" / "scripts" /
+                                 "build_model.py") if p.is_file()), _ROOT / "scripts" / "build_model.py")
 
 
 @dataclass(frozen=True)
