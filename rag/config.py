@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     max_waiting: int = Field(64, ge=0, validation_alias=_env("LRC_MAX_WAITING"))
     max_waiting_per_user: int = Field(10, ge=0, validation_alias=_env("LRC_MAX_WAITING_PER_USER"))
     queue_chat_first: bool = Field(True, validation_alias=_env("LRC_QUEUE_CHAT_FIRST"))
+    # retrievals + quotes run at once (more wait their turn: under load they share the cores with the
+    # model), never queued behind generation; /v1 requests per user and minute (0: no limit; beyond: 429)
+    retrieval_at_once: int = Field(2, ge=1, validation_alias=_env("LRC_RETRIEVAL_AT_ONCE"))
+    rate_per_minute: int = Field(0, ge=0, validation_alias=_env("LRC_RATE_PER_MINUTE"))
     # the chat loads the index, the embedder and the default model at start-up, in the background
     warmup: bool = Field(True, validation_alias=_env("LRC_WARMUP"))
 

@@ -18,7 +18,7 @@ says which and why, a ``FellBack`` one marks a partial answer a failing target l
 
 Steps hand on values, never objects they change: ``prepare`` yields a ``Prepared`` last (none: the answer
 ended), ``generate`` a ``Generated``; a Done's timings are composed from both. Retrieval and indexing run
-in worker threads (``asyncio.to_thread``). The library is a required keyword ``lib`` of every function
+in worker threads (retrieval and the quote LRC_RETRIEVAL_AT_ONCE at a time: ``scheduler.retrieval_turn``). The library is a required keyword ``lib`` of every function
 that reads or changes it: a library, or how to open one (``library``: the shared one for the current
 settings, ``Library.shared``, opened off the loop when needed: a database that is down is a Failed
 event, and an answer with search off needs none). Generation goes through ``engine(options.engine)``
@@ -41,7 +41,7 @@ from rag.answer import evidence
 from rag.answer.followup import standalone_query
 from rag.answering import (Control, Generated, Prepared, cited, engine, engine_short, finish_answer, generate,
                            model_label, routed, routing_rules)
-from rag import catalog, owners
+from rag import catalog, owners, scheduler
 from rag.catalog import READ_ONLY, LibraryDocument, Removed, may_manage
 from rag.config import settings
 from rag.events import (Done, Event, Failed, FellBack, Ingested, NothingFound, Notice, Progress, Queued, Quoted,
@@ -217,7 +217,17 @@ async def prepare(question: str, history: Sequence[Message] | None, opts: Option
     Yields its events and, when the model should answer, a :class:`Prepared` as its last item (not an
     event: callers take it out of the stream); without one the answer ended here. ``lib``: the library,
     or how to open it (``library``): opened in a worker thread only when the question searches, so a
-    library that cannot be opened is a Failed event and search off needs none."""
+    library that cannot be opened is a Failed event and search off needs none. Counted in its engine's line
+    from now (rag.scheduler ``counted``: a ``Queued`` first when it will wait; a full line: Failed, BUSY)."""
+    on = None if opts.style == "quote" or opts.engine == AUTO else opts.engine  # "auto": known once routed
+    async for item in scheduler.counted(on, opts.user or opts.client, _prepare(question, history, opts, lib=lib),
+                                        until=lambda item: isinstance(item, Prepared)):
+        yield item
+
+
+async def _prepare(question: str, history: Sequence[Message] | None, opts: Options, *,
+                   lib: LibrarySource) -> AsyncIterator[Event | Prepared]:
+    """``prepare``'s steps."""
     t0, question, history = time.perf_counter(), (question or "").strip(), tuple(history or ())
     if not question:
         yield Failed("The question is empty.", "Type a question about your documents.", ErrorCategory.BAD_REQUEST)
@@ -232,7 +242,8 @@ async def prepare(question: str, history: Sequence[Message] | None, opts: Option
         yield Prepared(question, history, query, t0=t0)
         return
     try:
-        lib, found, seconds = await _retrieve(lib, query, opts)
+        async with scheduler.retrieval_turn():
+            lib, found, seconds = await _retrieve(lib, query, opts)
     except StoreError as exc:  # a shared library's database: unreachable, too slow, another model
         yield Failed.of(exc, f"The library is unavailable. {exc}", "Ask again once it is back, or set Search to off "
                         "in the settings to chat without your documents.")
@@ -262,8 +273,9 @@ async def prepare(question: str, history: Sequence[Message] | None, opts: Option
     # Passages found with the conversation; their sentences scored against the question itself (for a
     # follow-up the new question says what is wanted now: measured, docs/BENCHMARKS.md "Answers")
     embedder = lib.embedder
-    ev = await asyncio.to_thread(evidence.select, embedder, question, list(hits), unknown_terms=lib.unknown_terms,
-                                 conversation=query)
+    async with scheduler.retrieval_turn():
+        ev = await asyncio.to_thread(evidence.select, embedder, question, list(hits),
+                                     unknown_terms=lib.unknown_terms, conversation=query)
     if not ev.answerable:
         never = ", ".join(ev.unknown_names)
         yield NothingFound("weak", (f"Your documents never mention {never}, so I cannot answer this from them. "

@@ -20,10 +20,17 @@ LRC_MAX_WAITING requests wait already, or LRC_MAX_WAITING_PER_USER of its user's
 ever dropped. Leaving (the stop button, ``Control.cancel``, a client gone, the task cancelled) takes the
 ticket out of the line at once, or frees its slot; nothing else is touched.
 
+On arrival: an answer that will generate is counted (``arrive``, ``counted``) before its retrieval (``Arrival``, until
+its ticket is taken or it ends): it hears its place at once (``Arrival.place``: the answers running, waiting
+and arrived before it; refined by the ticket once it waits), and a full line refuses it before any work.
+
 The estimate: each gate keeps a running mean of its measured answer times (slot taken to slot freed,
 answers that ended on their own); a waiting ticket's wait is simulated from the running answers' elapsed
 time and that mean. Pure asyncio: the state belongs to the event loop that uses it (one gate per engine
 and loop), no thread touches it. LRC_QUEUE=0 turns it off (every ticket starts at once, no bounds).
+
+Retrieval and the quote take a ``retrieval_turn`` (LRC_RETRIEVAL_AT_ONCE at once, also with the queue off):
+under load they run one or two at a time, quickly, instead of all at once beside the model.
 """
 from __future__ import annotations
 
@@ -37,7 +44,7 @@ from typing import AsyncIterator
 
 from engines.base import EngineError, ErrorCategory
 from rag.config import settings
-from rag.events import Queued
+from rag.events import Failed, Queued
 
 _arrivals = itertools.count()
 CHAT, API = "chat", "api"  # the lanes: the chat's questions, the API's (batch) requests
@@ -93,6 +100,25 @@ class Ticket:
         self.changed.set()
         if self.gate is not None:
             self.gate.release(self, measured)
+
+
+class Arrival:
+    """An answer counted on its engine's gate from its arrival until ``leave`` (its ticket taken, or it
+    ended): the answers that arrive later count it ahead of them."""
+
+    def __init__(self, gate: "Gate | None", user: str):
+        self.gate, self.user = gate, user
+        if gate is not None:
+            gate.arrived.append(self)
+
+    def place(self) -> Queued | None:
+        """Where it would stand if it waited now (None: it would start at once, or the queue is off)."""
+        return None if self.gate is None else self.gate.arrival_place(self)
+
+    def leave(self) -> None:
+        """Safe to call more than once."""
+        if self.gate is not None and self in self.gate.arrived:
+            self.gate.arrived.remove(self)
 
 
 class _Lane:
@@ -152,6 +178,7 @@ class Gate:
         self.mean: float | None = None  # seconds: the running mean of measured answer times
         self.measured = 0
         self.loop: asyncio.AbstractEventLoop | None = None  # set by ``gate``
+        self.arrived: list[Arrival] = []  # answers preparing (retrieval, quote), in arrival order
 
     @property
     def slots(self) -> int:
@@ -178,6 +205,26 @@ class Gate:
         self._notify()
         return ticket
 
+    def check_arrival(self, user: str) -> Arrival:
+        """Counts an answer from its arrival; raises QueueFull when it would wait and the line is full
+        (counting the answers arrived before it as waiting)."""
+        ahead = self.waiting() + self.arrived
+        if len(self.running) + len(ahead) >= self.slots:
+            cfg = settings()
+            waits = self.waiting()
+            waiting = len(ahead) - (self.slots - len(self.running))
+            if waiting >= cfg.max_waiting:
+                raise self._full(f"{waiting} questions are waiting for this engine already", waits)
+            mine = [t for t in ahead if t.user == user]
+            if len(mine) >= cfg.max_waiting_per_user:
+                raise self._full(f"{len(mine)} of your questions are waiting already", waits)
+        return Arrival(self, user)
+
+    def arrival_place(self, arrival: Arrival) -> Queued | None:
+        ahead = len(self.waiting()) + (self.arrived.index(arrival) if arrival in self.arrived else 0)
+        position = len(self.running) + ahead - self.slots + 1
+        return Queued(position, self._eta(position)) if position >= 1 else None
+
     def _full(self, why: str, waiting: list[Ticket]) -> QueueFull:
         """The refusal: retry once the first of ``waiting`` (those that fill the line) is likely to start."""
         eta = self.place(waiting[0])[1] if waiting else None
@@ -188,8 +235,12 @@ class Gate:
         """(position from 1, estimated seconds until it starts; None before any answer was measured)."""
         order = self.waiting()
         position = order.index(ticket) + 1 if ticket in order else 1
+        return position, self._eta(position)
+
+    def _eta(self, position: int) -> float | None:
+        """Seconds until the ``position``-th waiting answer starts (None before any answer was measured)."""
         if self.mean is None:
-            return position, None
+            return None
         now = time.perf_counter()
         free = [max(self.mean - (now - t.started), 0.0) for t in self.running]
         free += [0.0] * max(self.slots - len(free), 0)
@@ -198,7 +249,7 @@ class Gate:
         for _ in range(position):  # the tickets ahead take the slots as they free
             start = heapq.heappop(free)
             heapq.heappush(free, start + self.mean)
-        return position, start
+        return start
 
     def release(self, ticket: Ticket, measured: bool) -> None:
         if ticket in self.running:
@@ -252,3 +303,46 @@ def enter(name: str, user: str | None, lane: str = CHAT) -> Ticket:
     if not settings().queue:
         return Ticket(None, user or "", lane)
     return gate(name).enter(user or "", lane)
+
+
+def arrive(name: str | None, user: str | None) -> Arrival:
+    """Counts an answer for engine ``name`` (None: none, nothing counted) from its arrival, before its
+    retrieval, until ``leave``; raises QueueFull when it would wait in a full line (see the module docstring)."""
+    if name is None or not settings().queue:
+        return Arrival(None, user or "")
+    return gate(name).check_arrival(user or "")
+
+
+async def counted(name: str | None, user: str | None, steps: AsyncIterator, until) -> AsyncIterator:
+    """``steps`` (an answer's retrieval and quote) counted on engine ``name``'s line until the item for
+    which ``until`` is true (its ticket takes over) or their end: a Queued comes first when the answer will
+    wait; a full line yields a Failed (BUSY) instead of any step."""
+    try:
+        arrival = arrive(name, user)
+    except QueueFull as err:
+        yield Failed.of(err)
+        return
+    try:
+        if (queued := arrival.place()) is not None:
+            yield queued
+        async for item in steps:
+            if until(item):
+                arrival.leave()
+            yield item
+    finally:
+        arrival.leave()
+
+
+_turns: dict[int, tuple[int, asyncio.Semaphore, asyncio.AbstractEventLoop]] = {}
+
+
+def retrieval_turn() -> asyncio.Semaphore:
+    """The running loop's limit on retrievals and quotes at once (LRC_RETRIEVAL_AT_ONCE; never shared with
+    the gates: retrieval waits only for other retrievals): ``async with retrieval_turn(): ...``."""
+    loop, count = asyncio.get_running_loop(), settings().retrieval_at_once
+    found = _turns.get(id(loop))
+    if found is None or found[0] != count or found[2] is not loop:
+        for key in [k for k, (_, _, other) in _turns.items() if other.is_closed()]:
+            del _turns[key]
+        found = _turns[id(loop)] = (count, asyncio.Semaphore(count), loop)
+    return found[1]

@@ -5,6 +5,8 @@ last tests go through the real pipeline with the real in-process engine."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import pytest
 
@@ -176,10 +178,16 @@ async def test_the_queue_off_starts_everything_at_once(monkeypatch):
 QUESTION = "How do I calibrate a Zorblax widget?"
 
 
-async def ask(lib, client: str, control=None) -> list:
-    """``client``'s answer to QUESTION (SmolLM2, greedy, short), every event."""
+async def ask(lib, client: str, control=None, heard: list | None = None) -> list:
+    """``client``'s answer to QUESTION (SmolLM2, greedy, short), every event (``heard``: also each
+    event's arrival time, perf_counter)."""
     o = pl.Options(engine="onnx", model="smollm2", top_k=2, temperature=0.0, max_new_tokens=24, client=client)
-    return [ev async for ev in pl.answer(QUESTION, [], o, control, lib=lib)]
+    events = []
+    async for ev in pl.answer(QUESTION, [], o, control, lib=lib):
+        events.append(ev)
+        if heard is not None:
+            heard.append((time.perf_counter(), ev))
+    return events
 
 
 @pytest.mark.slow
@@ -204,8 +212,9 @@ async def test_answers_wait_their_turn_in_the_real_pipeline(zorblax_library, smo
     for events, q in zip(answers, queued):
         kinds = [type(e).__name__ for e in events]
         assert kinds[-1] == "Done" and events[-1].answer.strip()
-        if q:  # every Queued came after the quote and before the model's first token
-            assert kinds.index("Quoted") < kinds.index("Queued") < kinds.index("Token")
+        if q:  # it heard its place on arrival, before its retrieval, and again while it waited for the model
+            assert kinds.index("Queued") < kinds.index("Retrieved") < kinds.index("Quoted")
+            assert kinds.index("Quoted") < len(kinds) - kinds[::-1].index("Queued") - 1 < kinds.index("Token")
             assert q[-1].eta_s is not None and q[-1].position == 1
     done = [e[-1] for e in answers]
     assert len({d.answer for d in done}) == 1, "greedy answers to one question are the same: nothing mixed"
@@ -222,3 +231,62 @@ async def test_a_full_line_is_a_busy_failure_in_the_pipeline(zorblax_library, sm
     assert isinstance(failed, pl.Failed) and failed.category == ErrorCategory.BUSY
     assert failed.retry_after >= 1 and "Retry in" in failed.text
     assert isinstance((await first)[-1], pl.Done)
+
+
+class Timed:
+    """The real library, its ``retrieve`` calls timed (start, end: perf_counter), to see how many overlap."""
+
+    def __init__(self, lib):
+        self._lib, self.calls, self._lock = lib, [], threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self._lib, name)
+
+    def retrieve(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return self._lib.retrieve(*args, **kwargs)
+        finally:
+            with self._lock:
+                self.calls.append((start, time.perf_counter()))
+
+    def most_at_once(self) -> int:
+        edges = sorted([(s, 1) for s, _ in self.calls] + [(e, -1) for _, e in self.calls])
+        running = most = 0
+        for _, step in edges:
+            running += step
+            most = max(most, running)
+        return most
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("at_once", ["1", "2"])
+async def test_waiting_answers_hear_their_place_at_once_and_retrieve_a_few_at_a_time(
+        zorblax_library, smollm2_dir, monkeypatch, at_once):
+    """Six answers arrive while one generates (one slot): each hears its place before its retrieval, within
+    1 s, and no more than LRC_RETRIEVAL_AT_ONCE retrievals run at once; all are answered in full."""
+    monkeypatch.setenv("LRC_ONNX_SLOTS", "1")
+    monkeypatch.setenv("LRC_RETRIEVAL_AT_ONCE", at_once)
+    await ask(zorblax_library, "warm")
+    holder = asyncio.create_task(ask(zorblax_library, "holder"))
+    while not scheduler.gate("onnx").running:
+        await asyncio.sleep(0.01)
+    lib = Timed(zorblax_library)
+    heard = [[] for _ in range(6)]
+    t0 = time.perf_counter()
+    answers = await asyncio.gather(*(ask(lib, f"user{i}", heard=h) for i, h in enumerate(heard)))
+    await holder
+    for events, times in zip(answers, heard):
+        kinds = [type(e).__name__ for e in events]
+        assert kinds[0] == "Queued" and kinds.index("Queued") < kinds.index("Retrieved"), kinds
+        assert times[0][0] - t0 < 1.0, "its place within 1 s of arriving"
+        assert kinds[-1] == "Done" and events[-1].answer.strip()
+    assert sorted(e[0].position for e in answers) == [1, 2, 3, 4, 5, 6], "places in arrival order"
+    assert len(lib.calls) == 6 and lib.most_at_once() <= int(at_once), lib.calls
+
+
+def test_retrieval_at_once_defaults_to_two(monkeypatch):
+    from rag.config import settings
+
+    monkeypatch.delenv("LRC_RETRIEVAL_AT_ONCE", raising=False)
+    assert settings().retrieval_at_once == 2
