@@ -15,7 +15,8 @@ off: one lane); inside a lane users take turns (round-robin: the next user is th
 ago, a user never served first), and each user's own requests start in the order they came. So a user
 with ten waiting requests delays another user's single one by at most the answer already running.
 
-Bounds: a request that would have to wait is refused (``QueueFull``, with ``retry_after``) when
+Bounds: a user's questions beyond LRC_RATE_PER_MINUTE in the last minute are refused (``admit``; QueueFull
+with ``retry_after``), before any work. A request that would have to wait is refused (``QueueFull``, with ``retry_after``) when
 LRC_MAX_WAITING requests wait already, or LRC_MAX_WAITING_PER_USER of its user's; nothing accepted is
 ever dropped. Leaving (the stop button, ``Control.cancel``, a client gone, the task cancelled) takes the
 ticket out of the line at once, or frees its slot; nothing else is touched.
@@ -61,6 +62,10 @@ class QueueFull(EngineError):
     def __init__(self, message: str, hint: str, retry_after: float):
         super().__init__(message, hint)
         self.retry_after = retry_after
+
+
+class RateLimited(QueueFull):
+    """The user asked LRC_RATE_PER_MINUTE questions in the last minute already (see ``admit``)."""
 
 
 class Ticket:
@@ -316,8 +321,9 @@ def arrive(name: str | None, user: str | None) -> Arrival:
 async def counted(name: str | None, user: str | None, steps: AsyncIterator, until) -> AsyncIterator:
     """``steps`` (an answer's retrieval and quote) counted on engine ``name``'s line until the item for
     which ``until`` is true (its ticket takes over) or their end: a Queued comes first when the answer will
-    wait; a full line yields a Failed (BUSY) instead of any step."""
+    wait; a full line, or a user beyond LRC_RATE_PER_MINUTE (``admit``), yields a Failed (BUSY) instead of any step."""
     try:
+        admit(user)
         arrival = arrive(name, user)
     except QueueFull as err:
         yield Failed.of(err)
@@ -346,3 +352,27 @@ def retrieval_turn() -> asyncio.Semaphore:
             del _turns[key]
         found = _turns[id(loop)] = (count, asyncio.Semaphore(count), loop)
     return found[1]
+
+
+_asked: dict[str, deque[float]] = {}  # user -> when their questions of the last minute came (monotonic)
+
+
+def admit(user: str | None) -> None:
+    """Counts one question of ``user`` (None: the anonymous one); raises QueueFull (BUSY, ``retry_after``:
+    when the oldest of the last minute's leaves the window) when LRC_RATE_PER_MINUTE came already in the
+    last 60 s (0: no limit). A refused question is not counted. Raises RateLimited (a QueueFull)."""
+    limit = settings().rate_per_minute
+    if not limit:
+        return
+    now, key = time.monotonic(), user or ""
+    asked = _asked.setdefault(key, deque())
+    while asked and asked[0] <= now - 60:
+        asked.popleft()
+    if len(asked) >= limit:
+        retry = float(max(1, math.ceil(asked[0] + 60 - now)))
+        raise RateLimited(f"You asked {len(asked)} question{'s' * (len(asked) != 1)} in the last minute (the limit is {limit} a minute).",
+                          f"Retry in {retry:.0f} s.", retry)
+    asked.append(now)
+    if len(_asked) > 4096:  # forget users who asked nothing in the last minute
+        for other in [u for u, times in _asked.items() if not times or times[-1] <= now - 60]:
+            del _asked[other]

@@ -212,10 +212,14 @@ async def test_answers_wait_their_turn_in_the_real_pipeline(zorblax_library, smo
     for events, q in zip(answers, queued):
         kinds = [type(e).__name__ for e in events]
         assert kinds[-1] == "Done" and events[-1].answer.strip()
-        if q:  # it heard its place on arrival, before its retrieval, and again while it waited for the model
+        if q:  # it heard its place on arrival, before its retrieval; every place before the model's first token
             assert kinds.index("Queued") < kinds.index("Retrieved") < kinds.index("Quoted")
-            assert kinds.index("Quoted") < len(kinds) - kinds[::-1].index("Queued") - 1 < kinds.index("Token")
-            assert q[-1].eta_s is not None and q[-1].position == 1
+            assert len(kinds) - kinds[::-1].index("Queued") - 1 < kinds.index("Token")
+            assert q[-1].eta_s is not None
+    after_quote = [[e for e in events[[type(x) for x in events].index(pl.Quoted):] if isinstance(e, pl.Queued)]
+                   for events in answers]
+    assert any(after_quote), "the last to arrive waited for the model after its quote"
+    assert all(q[-1].position == 1 for q in after_quote if q), "and moved to the front"
     done = [e[-1] for e in answers]
     assert len({d.answer for d in done}) == 1, "greedy answers to one question are the same: nothing mixed"
 
@@ -290,3 +294,19 @@ def test_retrieval_at_once_defaults_to_two(monkeypatch):
 
     monkeypatch.delenv("LRC_RETRIEVAL_AT_ONCE", raising=False)
     assert settings().retrieval_at_once == 2
+
+
+@pytest.mark.slow
+async def test_a_user_beyond_the_rate_limit_is_told_when_to_retry(zorblax_library, smollm2_dir, monkeypatch):
+    from rag.chat.render import failure_text
+
+    monkeypatch.setenv("LRC_RATE_PER_MINUTE", "1")
+    first = await ask(zorblax_library, "rate-limited")
+    assert isinstance(first[-1], pl.Done)
+    refused = await ask(zorblax_library, "rate-limited")
+    assert len(refused) == 1, "refused before any work"
+    failed = refused[0]
+    assert isinstance(failed, pl.Failed) and failed.category == ErrorCategory.BUSY and 1 <= failed.retry_after <= 60
+    assert failure_text(failed) == (f"**⚠️ The server is busy:** You asked 1 question in the last minute (the limit "
+                                    f"is 1 a minute). Retry in {failed.retry_after:.0f} s.")
+    assert isinstance((await ask(zorblax_library, "someone-else"))[-1], pl.Done), "other users are not limited"

@@ -12,10 +12,12 @@ the quote, which comes first, travels in the first chunks with the first token. 
 is sent as ``data: {"error": {...}}`` followed by ``data: [DONE]``.
 
 Waiting (rag.scheduler: the engine's fair queue, lane "api"; the user is the API key's, else the body's
-``user`` field, else the client's address): the response starts as soon as the answer waits, with headers
+``user`` field, else the client's address): the response starts as soon as the answer will wait (on its
+arrival, before its retrieval: rag.scheduler ``counted``), with headers
 ``X-Queue-Position`` and ``X-Queue-Wait`` (seconds; empty before any answer was measured), and the place
 travels as SSE comment lines (``: 2nd in line — about 8 s``, which OpenAI clients ignore) until the model
-speaks; an error after that is an error event. A full line is 429 ``rate_limit_exceeded`` with Retry-After.
+speaks; an error after that is an error event. A full line, or a user beyond LRC_RATE_PER_MINUTE questions a
+minute, is 429 ``rate_limit_exceeded`` with Retry-After (checked on arrival, before any work).
 
 ``stop``: the text is cut before the first stop string (the whole text the client receives, quote and
 Sources block included), the generation is cancelled, and finish_reason is "stop".
