@@ -286,6 +286,7 @@ async def _compare(question: str) -> None:
     quote, views, before = "", {}, render.AnswerView()  # before: what comes before the two answers (nothing found...)
 
     async def open_views() -> None:
+        await before.drop_place()  # the place heard on arrival (rag.scheduler): the sides say theirs
         for side, o in zip(SIDES, (a, b)):
             title = f"**{side} · {await panel.choice_label(o.engine, o.model)}**\n\n"
             views[side] = render.AnswerView(title + quote)

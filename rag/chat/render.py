@@ -176,9 +176,8 @@ class AnswerView:
 
     async def show(self, ev) -> None:
         msg = self.msg
-        if self.waiting and not isinstance(ev, pl.Queued):  # its turn came: the place line goes
-            self.waiting = False
-            await self._replace(self.head)
+        if not isinstance(ev, pl.Queued):  # its turn came: the place line goes
+            await self.drop_place()
         if isinstance(ev, pl.Queued):  # shown under the head, replaced as it moves
             self.waiting = True
             await self._replace(self.head + f"*⏳ {ev.text}*")
@@ -216,7 +215,14 @@ class AnswerView:
         elif isinstance(ev, pl.Failed):
             await self._append(failure_text(ev))
 
+    async def drop_place(self) -> None:
+        """The place line goes (its turn came, or another view took over: a comparison's sides)."""
+        if self.waiting:
+            self.waiting = False
+            await self._replace(self.head)
+
     async def close(self) -> None:
+        await self.drop_place()
         await self._flush()
         if self.msg.content or self.msg.elements:
             await self.msg.send()
