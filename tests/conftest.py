@@ -55,29 +55,44 @@ def free_port_factory():
     return _free_port
 
 
-# Servers the suite shares (session fixtures): with `make test` (pytest-xdist, --dist loadgroup) the tests
-# that use one run in one worker, so each server starts once, not once per worker.
-SHARED_SERVERS = ("api_server", "foundry_service", "open_server", "users_server", "server")
+# `make test` runs the suite in pytest-xdist workers. Tests that share a server (a session or module fixture)
+# are one unit of work, so the server starts once, not once per worker: tests/api (one `rag serve`),
+# tests/foundry (one Foundry Local), tests/security's attacks on the chat servers, and each browser module.
+# (xdist's own --dist loadgroup does not work with pytest 9: it renames test ids through an attribute pytest
+# no longer reads; this scheduler groups by path instead.)
+SHARED = ("tests/api/", "tests/foundry/")
+SECURITY_SERVERS = "tests/security/"
+ON_THEIR_OWN = ("tests/security/test_linear_parsers.py",)  # pure parsing, one test each: spread them
 
 
-def _group(item) -> str | None:
-    """The worker group of a test: browser tests by the shared chat server or else by module (their
-    servers and pages are module fixtures), other tests by the shared server they use; None: any worker."""
-    shared = next((name for name in SHARED_SERVERS if name in item.fixturenames), None)
-    if item.get_closest_marker("e2e") is not None:
-        return "e2e-" + (shared or item.nodeid.split("::")[0])
-    return shared
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to (tests of one unit run in one worker, in collection order)."""
+    path = nodeid.split("::")[0]
+    shared = next((prefix for prefix in SHARED if path.startswith(prefix)), None)
+    if shared:
+        return shared
+    if path.startswith(SECURITY_SERVERS) and path not in ON_THEIR_OWN:
+        return SECURITY_SERVERS
+    if path.startswith("tests/e2e/"):
+        return path
+    return nodeid
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedServers(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return SharedServers(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
     """Browser tests run last: Playwright's sync API keeps an event loop running in the main thread
-    while its session fixture is open, and pytest-asyncio cannot start a loop inside it. Under xdist a
-    worker takes the groups in this order, so it too runs its browser tests after all its others."""
+    while its session fixture is open, and pytest-asyncio cannot start a loop inside it. Under xdist the
+    units of work are handed out in this order, so every worker too runs its browser tests after the rest."""
     items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
-    for item in items:
-        group = _group(item)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 # ------------------------------------------------------------------ a small real library
