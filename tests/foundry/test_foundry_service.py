@@ -247,9 +247,12 @@ async def test_event_loop_stays_responsive_while_streaming(engine):
         await tick
     assert all(pieces for pieces, _ in results)
     assert len(lags) > 20
-    # a blocking call here would stall for the whole answer (seconds); 250 ms leaves room for the OS
-    # scheduler on 2 shared cores, where a 10 ms sleep alone was seen to overrun by ~100 ms under load
-    assert max(lags) < 0.25, f"event loop stalled {max(lags) * 1000:.0f} ms"
+    # a blocking call here would stall for the whole answer (seconds); 500 ms leaves room for the OS
+    # scheduler on 2 cores shared with other test workers (a 10 ms sleep was seen to overrun by 276 ms),
+    # and a 95th percentile of 50 ms catches a stall on every token
+    typical = sorted(lags)[int(len(lags) * 0.95)]
+    assert max(lags) < 0.5, f"event loop stalled {max(lags) * 1000:.0f} ms"
+    assert typical < 0.05, f"the loop's ticks were late: 95th percentile {typical * 1000:.0f} ms"
 
 
 async def test_launcher_stops_when_its_parent_dies(tmp_path, model_dir):

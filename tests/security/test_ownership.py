@@ -10,6 +10,7 @@ answered bob from it."""
 from __future__ import annotations
 
 import asyncio
+import time
 import shutil
 import tempfile
 import uuid
@@ -93,6 +94,10 @@ def upload_in_chat(target, user: str) -> str:
     return asyncio.run(_chat(target, user, steps)).texts()
 
 
+def _views(events) -> list[dict]:
+    return [d for e, d in events if e == "element" and isinstance(d, dict) and d.get("name") == "LibraryView"]
+
+
 def library_rows(target, user: str) -> dict[str, dict]:
     """The Library view's rows that ``user`` gets on ``target`` (the /Library command over Socket.IO)."""
     async def steps(chat: Chat) -> None:
@@ -100,10 +105,13 @@ def library_rows(target, user: str) -> dict[str, dict]:
         message = {"id": str(uuid.uuid4()), "threadId": "", "name": "User",
                    "type": "user_message", "output": "", "command": "Library", "createdAt": "2025-01-01T00:00:00Z"}
         await chat.client.emit("client_message", {"message": message, "fileReferences": []})
-        await chat.wait_for("task_end", seen)
+        # the view itself, not a task_end (the chat's start may still be ending its own tasks on a busy machine)
+        deadline = time.monotonic() + 240
+        while not _views(chat.events[seen:]) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
 
     chat = asyncio.run(_chat(target, user, steps))
-    views = [d for e, d in chat.events if e == "element" and isinstance(d, dict) and d.get("name") == "LibraryView"]
+    views = _views(chat.events)
     assert views, [e for e, _ in chat.events]
     return {r["name"]: r for r in views[-1]["props"]["rows"]}
 
