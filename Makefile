@@ -74,11 +74,10 @@ run: models
 	$(BIN)/chainlit run app.py --host $(HOST) --port $(PORT) --headless
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist): most tests wait on servers, browsers and
-# subprocesses, so 4 workers keep 2 cores busy; the tests of one shared server stay in one worker
-# (tests/conftest.py: its scheduler). TEST_WORKERS=0 runs it in one process.
+# subprocesses, so 4 workers keep 2 cores busy. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 4
 test: test-models foundry-setup openwebui-setup chromium ocr browser-setup eval-docs
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load --durations=15
 
 test-fast: test-models ocr
 	$(BIN)/python -m pytest -q -m "not e2e and not foundry"

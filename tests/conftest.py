@@ -55,52 +55,17 @@ def free_port_factory():
     return _free_port
 
 
-# `make test` runs the suite in pytest-xdist workers. Tests that share a server (a session or module fixture)
-# are one unit of work, so the server starts once, not once per worker: tests/api (one `rag serve`),
-# tests/foundry (one Foundry Local), tests/security's attacks on the chat servers, and each browser module.
-# (xdist's own --dist loadgroup does not work with pytest 9: it renames test ids through an attribute pytest
-# no longer reads; this scheduler groups by path instead.)
-SHARED = ("tests/api/", "tests/foundry/")
-SECURITY_SERVERS = "tests/security/"
-ON_THEIR_OWN = ("tests/security/test_linear_parsers.py",)  # pure parsing, one test each: spread them
-# browser (e2e) modules outside tests/e2e: each its own unit, handed out last like tests/e2e's
-BROWSER_MODULES = ("tests/security/test_cross_origin_browser.py",)
-
-
-def work_unit(nodeid: str) -> str:
-    """The unit of work a test belongs to (tests of one unit run in one worker, in collection order).
-    A browser test's unit holds browser tests only (checked at collection), so it is handed out last."""
-    path = nodeid.split("::")[0]
-    if path.startswith("tests/e2e/") or path in BROWSER_MODULES:
-        return path
-    shared = next((prefix for prefix in SHARED if path.startswith(prefix)), None)
-    if shared:
-        return shared
-    if path.startswith(SECURITY_SERVERS) and path not in ON_THEIR_OWN:
-        return SECURITY_SERVERS
-    return nodeid
-
-
-def pytest_xdist_make_scheduler(config, log):
-    from xdist.scheduler import LoadScopeScheduling
-
-    class SharedServers(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return work_unit(nodeid)
-
-    return SharedServers(config, log)
+# `make test` runs the suite in pytest-xdist workers (--dist load: test by test, in collection order).
+# Grouping the tests of one shared server into one worker (a custom scheduler; xdist's own loadgroup does
+# nothing with pytest 9, which no longer reads the _nodeid it renames) was tried on 2026-12-06 and made
+# async tests fail after a module's sync Playwright in the same worker: not used.
 
 
 def pytest_collection_modifyitems(config, items):
     """Browser tests run last: Playwright's sync API keeps an event loop running in the main thread
     while its session fixture is open, and pytest-asyncio cannot start a loop inside it. Under xdist the
-    units of work are handed out in this order, so every worker too runs its browser tests after the rest."""
+    tests are handed out in this order, so every worker too runs its browser tests after the rest."""
     items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
-    browser = {work_unit(i.nodeid) for i in items if i.get_closest_marker("e2e") is not None}
-    mixed = sorted(browser & {work_unit(i.nodeid) for i in items if i.get_closest_marker("e2e") is None})
-    if mixed:  # a worker would open Playwright's loop before async tests of the same unit
-        raise pytest.UsageError(f"units of work mixing browser (e2e) tests with others: {mixed}; "
-                                "name the browser module in tests/conftest.py BROWSER_MODULES")
 
 
 # ------------------------------------------------------------------ a small real library
