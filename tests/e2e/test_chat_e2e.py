@@ -101,7 +101,12 @@ def test_question_about_docs_corpus_streams_a_cited_answer(new_chat, server, scr
     page = new_chat()
     page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
     answer, partial = ask(page, "How do I connect a Foundry Local endpoint?", server)
-    assert len(set(partial)) >= 2 and partial == sorted(partial), f"tokens were not streamed: {partial}"
+    # the shown text grew over many samples (Markdown closing a construct, "**" or a code span, may shorten
+    # the rendered text by a few characters now and then: seen 673 -> 671 in a parallel run)
+    grew = sum(b > a for a, b in zip(partial, partial[1:]))
+    shrank = [(a, b) for a, b in zip(partial, partial[1:]) if b < a]
+    assert len(set(partial)) >= 2 and grew >= 2 and partial[-1] > partial[0], f"tokens were not streamed: {partial}"
+    assert all(a - b <= 8 for a, b in shrank) and len(shrank) <= grew // 4, f"the text went back: {partial}"
     assert "Sources:" in answer and "user-guide.md" in answer, answer
     assert "In-process" in answer and "smollm2" in answer.lower(), answer
     # the retrieval step is there and can be expanded
