@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from rag.backends import is_database
-from rag.ingest.chunking import ChunkDraft
-from rag.schema import with_context
+from rag.ingest.reuse import stored_commit
 from rag.store import FileCommit, FileEntry, ModelMismatch, Store, StoreError
 
 META_KEYS = ("guide_removed",)  # facts copied along (rag.library.GUIDE_REMOVED)
@@ -119,10 +118,4 @@ def migrate(source: str | Path, target: str | Path, progress: Callable[[str], No
 
 
 def _file_commit(src, entry: FileEntry, dim: int) -> FileCommit:
-    rows, vectors = src.file_rows(entry.path, dim)
-    drafts = [ChunkDraft(text=r["text"], embed_text=with_context(r["context"], r["text"]), page=r["page"],
-                         start=r["start"] or 0, end=r["end"] or 0, heading=r["heading"] or "", tokens=r["tokens"] or 0,
-                         views=[""] * int(r["views"] or 1) if int(r["views"] or 1) > 1 else [])
-              for r in rows]
-    return FileCommit(entry.path, entry.display_name, entry.hash, entry.size, entry.mtime_ns, entry.kind, entry.pages,
-                      entry.contents_pages, drafts, vectors, entry.owner)
+    return stored_commit(src, entry, dim)

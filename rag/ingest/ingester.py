@@ -1,7 +1,9 @@
 """The ingest run: files and folders in, chunks with vectors committed to the store and the search index.
 
 Files and folders (recursive) -> unchanged files are skipped by size+mtime, then by content hash
-(nothing is embedded for them) -> the loader pool (``pool.py``) loads and chunks the next files
+(nothing is embedded for them); a file whose content the library holds under another path (a rename,
+a move, a copy) gets that path's passages and vectors copied (``reuse.py``: nothing is embedded for it
+either) -> the loader pool (``pool.py``) loads and chunks the next files
 while this thread embeds chunks in large batches, with the loader processes stopped while the
 model computes -> each batch of files is committed in one transaction (store and search index
 together). Files planned but not yet committed are recorded as pending, so an interrupted run
@@ -37,6 +39,7 @@ from rag.ingest.pool import LoaderPool, process_count
 from rag.ingest.loaders import OcrOptions
 from rag.ingest.records import (FileFailed, FileJob, IngestProgress, IngestReport, Loaded, LoaderConfig, LoadResult,
                                 OcrPage, Unchanged)
+from rag.ingest.reuse import Reuse, reusable, stored_commit
 from rag.store import FileCommit, FileEntry, StoreTimeout, StoreUnavailable
 
 Progress = Callable[[IngestProgress], None]
@@ -52,6 +55,7 @@ class Manifest(Protocol):
     def add_pending(self, paths: list[str], owners: dict[str, str] | None = None) -> None: ...
     def clear_pending(self, paths: list[str]) -> None: ...
     def touch(self, path: str, size: int, mtime_ns: int, display_name: str | None = None) -> None: ...
+    def file_rows(self, path: str, dim: int) -> tuple[list, object]: ...  # a file's stored passages + vectors
 
 
 class IndexWriter(Protocol):
@@ -160,13 +164,15 @@ class Ingester:
         known = self.store.files()
         jobs = self._plan(files, known, names, report, force, owner)
         if jobs:
-            self.index.load()  # the model is only loaded when something is to be embedded
-        recorded = self.store.owners() if jobs else {}
-        owners = {str(j.path): owner or recorded[str(j.path)] for j in jobs if owner or str(j.path) in recorded}
-        self.store.add_pending([str(j.path) for j in jobs], owners)
-        self.running = {str(j.path) for j in jobs}
+            self.index.load()  # the model is only loaded when something is to be embedded (or copied)
+        reuse, jobs = ([], jobs) if force else reusable(jobs, known)
+        planned = jobs + [r.job for r in reuse]
+        recorded = self.store.owners() if planned else {}
+        owners = {str(j.path): owner or recorded[str(j.path)] for j in planned if owner or str(j.path) in recorded}
+        self.store.add_pending([str(j.path) for j in planned], owners)
+        self.running = {str(j.path) for j in planned}
         try:
-            IngestRun(self, jobs, known, names, report, progress, total=len(files), owners=owners).run()
+            IngestRun(self, jobs, known, names, report, progress, total=len(files), owners=owners, reuse=reuse).run()
         finally:
             self.running = set()
         report.seconds = time.perf_counter() - t0
@@ -206,8 +212,9 @@ class IngestRun:
 
     def __init__(self, ingester: Ingester, jobs: list[FileJob], known: dict[str, FileEntry],
                  names: dict[str, str], report: IngestReport, progress: Progress | None, total: int,
-                 owners: dict[str, str] | None = None):
+                 owners: dict[str, str] | None = None, reuse: list[Reuse] | None = None):
         self.ingester = ingester
+        self.reuse = reuse or []  # files whose content is stored under another path: copied, not embedded
         self.owners = owners or {}  # path -> the user whose upload it is (committed with it)
         self.store = ingester.store
         self.jobs = jobs
@@ -234,6 +241,11 @@ class IngestRun:
         self.tell("ocr", Path(page.path).name, page)
 
     def run(self) -> None:
+        try:
+            self._copy()
+        except (StoreUnavailable, StoreTimeout) as exc:
+            self._abandon(exc)
+            return
         if not self.jobs:
             return
         ing = self.ingester
@@ -257,10 +269,27 @@ class IngestRun:
     def _abandon(self, exc: Exception) -> None:
         r = self.report
         settled = set(r.added) | set(r.updated) | set(r.unchanged) | {f for f, _ in r.failed}
-        for job in self.jobs:
+        for job in self.jobs + [r.job for r in self.reuse]:
             if str(job.path) not in settled:
                 r.failed.append((str(job.path), f"{job.path.name}: not saved. {exc} Run the ingest again to "
                                                 f"complete it."))
+
+    def _copy(self) -> None:
+        """Commit the reused files: the source's passages and vectors under each file's own path."""
+        dim = self.ingester.embedder.dim if self.reuse else 0
+        batch: list[FileCommit] = []
+        for n, r in enumerate(self.reuse, 1):
+            path = str(r.job.path)
+            batch.append(stored_commit(self.store, r.source, dim, r.job, self._display_name(r.job.path),
+                                       self.owners.get(path)))
+            if n == len(self.reuse) or sum(len(c.drafts) for c in batch) >= self.batch_chunks:
+                self.tell("saving", batch[-1].display_name)
+                self.ingester.index.commit(batch)
+                for c in batch:
+                    (self.report.updated if c.path in self.known else self.report.added).append(c.path)
+                    self.report.reused.append(c.path)
+                    self.done += 1
+                batch = []
 
     def _consume(self, pool: LoaderPool) -> None:
         batch: list[Loaded] = []

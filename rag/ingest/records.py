@@ -117,6 +117,7 @@ class IngestReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, readable reason)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why): in a folder, not indexed
     chunks_added: int = 0
+    reused: list[str] = field(default_factory=list)  # of added/updated: passages copied from the same content
     seconds: float = 0.0
     skipped_contents_pages: int = 0
     ocr_pages: int = 0  # pages (of scans and images) whose text was read by OCR
@@ -146,7 +147,8 @@ class IngestReport:
         parts = [f"{len(self.added)} added", f"{len(self.updated)} updated", f"{len(self.unchanged)} unchanged",
                  f"{len(self.failed)} failed"] + ([f"{len(self.skipped)} skipped"] if self.skipped else [])
         ocr = f" ({self.ocr_pages} page(s) read by OCR)" if self.ocr_pages else ""
-        return f"{', '.join(parts)}; {self.chunks_added} chunks{ocr} in {self.seconds:.1f} s"
+        reused = f" ({len(self.reused)} file(s) with content already stored: not embedded)" if self.reused else ""
+        return f"{', '.join(parts)}{reused}; {self.chunks_added} chunks{ocr} in {self.seconds:.1f} s"
 
     def warning_lines(self) -> list[str]:
         """One line per note on an indexed file: "scan.pdf: OCR stopped at 50 of 500 scanned pages; ..."."""
