@@ -23,7 +23,7 @@ from engines import registry  # noqa: E402
 from rag import pipeline as pl  # noqa: E402
 from rag.api import mount as mount_api  # noqa: E402
 from rag.browser import mount as mount_browser  # noqa: E402
-from rag import markup, owners  # noqa: E402
+from rag import markup, owners, watch  # noqa: E402
 from rag.chat import auth, hardening, history, library_view, panel, render, state  # noqa: E402
 from rag.chat.identity import chat_user  # noqa: E402
 from rag.ingest.loaders import formats  # noqa: E402
@@ -49,6 +49,7 @@ async def startup() -> None:
     global _warm_task
     if settings().warmup:
         _warm_task = asyncio.create_task(_warm())
+    watch.start_background()  # LRC_WATCH's folders, followed in a thread of their own (rag.watch)
 
 
 # ------------------------------------------------------------------ the page: nothing from the internet
@@ -314,6 +315,7 @@ async def _compare(question: str) -> None:
 @cl.on_app_shutdown
 async def shutdown() -> None:
     await history.flush()  # what the last answers left queued
+    await asyncio.to_thread(watch.stop_background)
 
 
 @cl.on_stop

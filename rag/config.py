@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     # model), never queued behind generation; /v1 requests per user and minute (0: no limit; beyond: 429)
     retrieval_at_once: int = Field(2, ge=1, validation_alias=_env("LRC_RETRIEVAL_AT_ONCE"))
     rate_per_minute: int = Field(0, ge=0, validation_alias=_env("LRC_RATE_PER_MINUTE"))
+    # folders the chat server watches (os.pathsep-separated; README "Watched folders"): what is added,
+    # changed, renamed or removed under them is reflected in the library (rag.watch)
+    watch: Annotated[list[Path], NoDecode] = Field(default_factory=list, validation_alias=_env("LRC_WATCH"))
     # the chat loads the index, the embedder and the default model at start-up, in the background
     warmup: bool = Field(True, validation_alias=_env("LRC_WARMUP"))
 
@@ -162,7 +165,7 @@ class Settings(BaseSettings):
     # used when the service does not tell the model's context length (its /models listing has none)
     foundry_context_length: int = Field(4096, validation_alias=_env("FOUNDRY_CONTEXT_LENGTH"))
 
-    @field_validator("extra_models", mode="before")
+    @field_validator("extra_models", "watch", mode="before")
     @classmethod
     def _split_paths(cls, value):
         if isinstance(value, str):
@@ -176,7 +179,7 @@ class Settings(BaseSettings):
             return [p.strip().rstrip("/") for p in value.replace(",", " ").split() if p.strip()]
         return value
 
-    @field_validator("cache_dir", "data_dir", "docs_corpus", "datasets_dir", "extra_models", "routing_file",
+    @field_validator("cache_dir", "data_dir", "docs_corpus", "datasets_dir", "extra_models", "routing_file", "watch",
                      mode="after")
     @classmethod
     def _expand(cls, value):
