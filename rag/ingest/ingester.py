@@ -165,14 +165,15 @@ class Ingester:
         jobs = self._plan(files, known, names, report, force, owner)
         if jobs:
             self.index.load()  # the model is only loaded when something is to be embedded (or copied)
-        reuse, jobs = ([], jobs) if force else reusable(jobs, known)
-        planned = jobs + [r.job for r in reuse]
+        reuse, jobs, twins = ([], jobs, []) if force else reusable(jobs, known)
+        planned = jobs + [r.job for r in reuse + twins]
         recorded = self.store.owners() if planned else {}
         owners = {str(j.path): owner or recorded[str(j.path)] for j in planned if owner or str(j.path) in recorded}
         self.store.add_pending([str(j.path) for j in planned], owners)
         self.running = {str(j.path) for j in planned}
         try:
-            IngestRun(self, jobs, known, names, report, progress, total=len(files), owners=owners, reuse=reuse).run()
+            IngestRun(self, jobs, known, names, report, progress, total=len(files), owners=owners, reuse=reuse,
+                      twins=twins).run()
         finally:
             self.running = set()
         report.seconds = time.perf_counter() - t0
@@ -212,9 +213,11 @@ class IngestRun:
 
     def __init__(self, ingester: Ingester, jobs: list[FileJob], known: dict[str, FileEntry],
                  names: dict[str, str], report: IngestReport, progress: Progress | None, total: int,
-                 owners: dict[str, str] | None = None, reuse: list[Reuse] | None = None):
+                 owners: dict[str, str] | None = None, reuse: list[Reuse] | None = None,
+                 twins: list[Reuse] | None = None):
         self.ingester = ingester
         self.reuse = reuse or []  # files whose content is stored under another path: copied, not embedded
+        self.twins = twins or []  # files with the content of another file of this run: copied after it
         self.owners = owners or {}  # path -> the user whose upload it is (committed with it)
         self.store = ingester.store
         self.jobs = jobs
@@ -242,12 +245,14 @@ class IngestRun:
 
     def run(self) -> None:
         try:
-            self._copy()
-        except (StoreUnavailable, StoreTimeout) as exc:
+            self._copy(self.reuse)
+            if self.jobs:
+                self._load_and_embed()
+            self._copy(self._stored_twins())
+        except (StoreUnavailable, StoreTimeout) as exc:  # what was not committed is reported and stays pending
             self._abandon(exc)
-            return
-        if not self.jobs:
-            return
+
+    def _load_and_embed(self) -> None:
         ing = self.ingester
         s = settings()
         processes = process_count(self.jobs, s.ingest_workers)
@@ -261,28 +266,44 @@ class IngestRun:
         try:
             with pool:
                 self._consume(pool)
-        except (StoreUnavailable, StoreTimeout) as exc:  # what was not committed is reported and stays pending
-            self._abandon(exc)
         finally:
             ing.pool = None
 
     def _abandon(self, exc: Exception) -> None:
         r = self.report
         settled = set(r.added) | set(r.updated) | set(r.unchanged) | {f for f, _ in r.failed}
-        for job in self.jobs + [r.job for r in self.reuse]:
+        for job in self.jobs + [r.job for r in self.reuse + self.twins]:
             if str(job.path) not in settled:
                 r.failed.append((str(job.path), f"{job.path.name}: not saved. {exc} Run the ingest again to "
                                                 f"complete it."))
 
-    def _copy(self) -> None:
-        """Commit the reused files: the source's passages and vectors under each file's own path."""
-        dim = self.ingester.embedder.dim if self.reuse else 0
+    def _stored_twins(self) -> list[Reuse]:
+        """The files copied from a twin of this run, with the twin's stored entry as their source (a twin
+        that could not be indexed fails them too)."""
+        if not self.twins:
+            return []
+        stored = self.store.files()
+        out = []
+        for r in self.twins:
+            e = stored.get(r.twin)
+            if e is not None and e.hash == r.hash:
+                out.append(Reuse(r.job, r.hash, e))
+            else:
+                self.report.failed.append((str(r.job.path), f"{r.job.path.name}: the same content as "
+                                                            f"{Path(r.twin).name}, which could not be indexed"))
+                self.store.clear_pending([str(r.job.path)])
+                self.done += 1
+        return out
+
+    def _copy(self, reuse: list[Reuse]) -> None:
+        """Commit reused files: the source's passages and vectors under each file's own path."""
+        dim = self.ingester.embedder.dim if reuse else 0
         batch: list[FileCommit] = []
-        for n, r in enumerate(self.reuse, 1):
+        for n, r in enumerate(reuse, 1):
             path = str(r.job.path)
             batch.append(stored_commit(self.store, r.source, dim, r.job, self._display_name(r.job.path),
                                        self.owners.get(path)))
-            if n == len(self.reuse) or sum(len(c.drafts) for c in batch) >= self.batch_chunks:
+            if n == len(reuse) or sum(len(c.drafts) for c in batch) >= self.batch_chunks:
                 self.tell("saving", batch[-1].display_name)
                 self.ingester.index.commit(batch)
                 for c in batch:

@@ -3,14 +3,17 @@ chunked or embedded again; its passages and vectors are copied from that path (`
 
 That is a rename or a move (the old path is then removed by whoever saw it go: ``rag.watch``) and the
 same content at two paths (each keeps its own copy of the passages, so each is cited under its own
-path). The planner asks ``reusable`` which planned files qualify: only a file of the same size as a
-stored one is hashed here (the loader hashes the others as it reads them), and a source is never a
-file the same run writes (two files swapping names are loaded as usual). The passages were made by
+path), also when both arrive in one run: the first is loaded and embedded, the others are copied from
+it once it is stored (its ``twin``). The planner asks ``reusable`` which planned files qualify: only a
+file of the same size as a stored or another planned one is hashed here (the loader hashes the others
+as it reads them), and a stored source is never a file the same run writes (two files swapping names
+are loaded as usual). The passages were made by
 the same chunker and model (the store holds one model's vectors), so a copy is what loading and
 embedding would have made. ``rag.backends.migrate`` copies files between libraries the same way.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,11 +33,13 @@ class StoredRows(Protocol):
 
 @dataclass(frozen=True)
 class Reuse:
-    """A planned file whose content the library holds under ``source``: copied, not embedded."""
+    """A planned file whose content the library holds under ``source``, or will once the run has stored
+    its ``twin`` (a file of the same run with that content): copied, not embedded."""
 
     job: FileJob
-    source: FileEntry
     hash: str
+    source: FileEntry | None = None
+    twin: str = ""
 
 
 def stored_commit(store: StoredRows, entry: FileEntry, dim: int, job: FileJob | None = None,
@@ -53,31 +58,38 @@ def stored_commit(store: StoredRows, entry: FileEntry, dim: int, job: FileJob | 
                       entry.pages, entry.contents_pages, drafts, vectors, owner)
 
 
-def reusable(jobs: list[FileJob], known: dict[str, FileEntry]) -> tuple[list[Reuse], list[FileJob]]:
-    """(the planned files whose content is stored under another path, the files still to load)."""
+def reusable(jobs: list[FileJob], known: dict[str, FileEntry]) -> tuple[list[Reuse], list[FileJob], list[Reuse]]:
+    """(the planned files whose content is stored under another path, the files still to load, the files
+    with the same content as one of those: copied from it after the run)."""
     writing = {str(j.path) for j in jobs}
     by_size: dict[int, list[FileEntry]] = {}
     for e in known.values():
         if e.path not in writing and e.chunks:
             by_size.setdefault(e.size, []).append(e)
-    reuse: list[Reuse] = []
+    sizes = Counter(j.size for j in jobs)
+    first: dict[str, str] = {}  # content hash -> the file of this run that is loaded for it
+    now: list[Reuse] = []
     load: list[FileJob] = []
+    after: list[Reuse] = []
     for job in jobs:
-        source = _same_content(job, by_size.get(job.size, []))
-        if source is None:
+        h = _hash(job) if job.size in by_size or sizes[job.size] > 1 else None
+        source = next((e for e in by_size.get(job.size, []) if e.hash == h), None) if h else None
+        if h is None or h == job.known_hash:  # not hashed, or its own content unchanged (the loader says so)
             load.append(job)
+            if h:
+                first.setdefault(h, str(job.path))
+        elif source is not None:
+            now.append(Reuse(job, h, source))
+        elif h in first:
+            after.append(Reuse(job, h, twin=first[h]))
         else:
-            reuse.append(Reuse(job, *source))
-    return reuse, load
+            first[h] = str(job.path)
+            load.append(job)
+    return now, load, after
 
 
-def _same_content(job: FileJob, candidates: list[FileEntry]) -> tuple[FileEntry, str] | None:
-    if not candidates:
-        return None
+def _hash(job: FileJob) -> str | None:
     try:
-        h = file_hash(Path(job.path).read_bytes())
+        return file_hash(Path(job.path).read_bytes())
     except OSError:
         return None  # the loader reports it
-    if h == job.known_hash:
-        return None  # its own content, unchanged (the loader just records the new stat)
-    return next(((e, h) for e in candidates if e.hash == h), None)
