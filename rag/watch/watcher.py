@@ -83,6 +83,11 @@ class Watcher:
         self._thread.start()
         return self
 
+    @property
+    def running(self) -> bool:
+        """Its thread (``start``) is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop watching (an ingest under way finishes first) and wait up to ``timeout`` seconds."""
         self._stop.set()
