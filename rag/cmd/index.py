@@ -1,4 +1,5 @@
-"""`python -m rag index PATH...`: add files and folders (recursive) to the library."""
+"""`python -m rag index PATH...`: add files and folders (recursive) to the library; with --background, queue
+them as a job for `rag worker` (``rag.jobs``) instead."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="embed the whole library again with the configured model (a shared library of another model)")
     p.add_argument("--index-dir", help="index folder or PostgreSQL URI (default: LRC_STORE, else settings().index_dir)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--background", action="store_true",
+                   help="queue the paths as a job for `rag worker` instead of indexing here (`rag jobs` shows it)")
 
 
 class ProgressBar:
@@ -59,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         lib = open_library(args)
+        if args.background:
+            return _enqueue(lib, args)
         if args.rebuild:
             bar = ProgressBar(quiet=args.quiet)
             report = lib.rebuild(progress=bar)
@@ -73,12 +78,36 @@ def run(args: argparse.Namespace) -> int:
         return exit_status(exc)
 
 
-def _index(lib, args: argparse.Namespace) -> int:
-    paths = list(args.paths)
+def _enqueue(lib, args: argparse.Namespace) -> int:
+    """--background: one job in the library's queue (absolute paths: what a worker will see)."""
+    from pathlib import Path
+
+    from rag.jobs import open_queue
+
+    if args.rebuild:
+        print("index: --rebuild runs here only (not with --background)", file=sys.stderr)
+        return 2
+    paths = _wanted(lib, args, [str(Path(p).expanduser().resolve()) for p in args.paths])
+    if not paths:
+        return 2
+    job = open_queue(lib).enqueue(paths, lib.embed_model)
+    print(f"queued job {job.id} ({len(paths)} path(s)): a `rag worker` runs it; `rag jobs` shows its progress, "
+          f"`rag jobs cancel {job.id}` cancels it")
+    return 0
+
+
+def _wanted(lib, args: argparse.Namespace, paths: list[str]) -> list[str]:
+    """The paths given, and with --resume what an interrupted run left out; [] (said why) for none."""
     if args.resume:
         paths += [p for p in lib.pending() if p not in paths]
     if not paths:
         print("nothing to index: give files or folders (or --resume)", file=sys.stderr)
+    return paths
+
+
+def _index(lib, args: argparse.Namespace) -> int:
+    paths = _wanted(lib, args, list(args.paths))
+    if not paths:
         return 2
     bar = ProgressBar(quiet=args.quiet)
     report = lib.ingest(paths, progress=bar)
