@@ -1,6 +1,7 @@
 // The Library view (rag/chat/library_view.py sends it and keeps its props current): the documents this
 // user may see, with Re-index and Remove (asks for a second click) on the ones they may manage.
-// Globals from Chainlit: props, callAction. Props: {view, title, model, rows, note, error, busy, readOnly}.
+// Below the title: the folders the server watches (LRC_WATCH) and their state.
+// Globals from Chainlit: props, callAction. Props: {view, title, model, rows, watched, note, error, busy, readOnly}.
 import { useState } from "react";
 import { Button } from "@/components/ui/button";
 import { Progress } from "@/components/ui/progress";
@@ -38,6 +39,18 @@ export default function LibraryView() {
           Refresh
         </Button>
       </div>
+      {(props.watched || []).length ? (
+        <div id="library-watched" className="flex flex-col gap-0.5 text-xs">
+          {props.watched.map((w) => (
+            <div key={w.id} data-watched={w.path} data-state={w.state}>
+              <span className="font-medium">Watched folder {w.path}</span>
+              <span className={w.state === "missing" ? " text-red-600" : " text-muted-foreground"}>
+                {" · "}{w.text} · {w.files} document{w.files === 1 ? "" : "s"}
+              </span>
+            </div>
+          ))}
+        </div>
+      ) : null}
       {busy ? (
         <div id="library-progress" className="flex flex-col gap-1" role="status">
           <span>{busy.text}</span>

@@ -1,5 +1,6 @@
 """The Library view: a table of the documents this chat's user may see (name, type, pages, passages,
-size, when added, embedding model) with Re-index and Remove on the ones they may manage (rag.catalog).
+size, when added, embedding model) with Re-index and Remove on the ones they may manage (rag.catalog),
+and the folders the server watches (LRC_WATCH, rag.watch) with their state.
 
 It is a Chainlit custom element (public/elements/LibraryView.jsx) in a message of its own: its buttons
 call the actions below (``library_remove``, ``library_reindex``, ``library_refresh``; ``library_open``
@@ -18,6 +19,7 @@ from hashlib import sha256
 import chainlit as cl
 
 from rag import pipeline as pl
+from rag import watch
 from rag.chat.identity import chat_user
 
 ELEMENT = "LibraryView"  # public/elements/LibraryView.jsx
@@ -55,12 +57,27 @@ def _row(d: pl.LibraryDocument) -> dict:
             "model": d.model.split("|", 1)[0], "modelId": d.model, "manageable": d.manageable, "tag": tag}
 
 
+_FOLDER_STATES = {"starting": "starting…", "syncing": "syncing…", "watching": "watching",
+                  "missing": "missing: its documents are kept", "stopped": "stopped"}
+
+
+def watched_folders(with_paths: bool = True) -> list[dict]:
+    """The server's watched folders for the view: path (only the folder's name when ``with_paths`` is
+    False: users other than the administrator), state in words, documents the library holds from it."""
+    watcher = watch.background()
+    if watcher is None:
+        return []
+    return [{"id": _row_id(f.path), "path": f.path if with_paths else f.path.rstrip("/").rsplit("/", 1)[-1],
+             "state": f.state, "text": _FOLDER_STATES.get(f.state, f.state), "files": f.files}
+            for f in watcher.status()]
+
+
 async def _props(view: str, note: str = "", error: str = "", busy: dict | None = None) -> dict:
     docs = await pl.documents(chat_user(), lib=pl.library)
     passages = sum(d.passages for d in docs)
     title = f"Library: {len(docs)} document{'' if len(docs) == 1 else 's'}, {_passages(passages)}"
     return {"view": view, "title": title, "model": docs[0].model.split("|", 1)[0] if docs else "",
-            "rows": [_row(d) for d in docs],
+            "rows": [_row(d) for d in docs], "watched": watched_folders(with_paths=chat_user() is None),
             "note": note, "error": error, "busy": busy, "readOnly": SHARED}
 
 

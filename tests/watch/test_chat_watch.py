@@ -1,11 +1,16 @@
-"""LRC_WATCH on a real chat server (`chainlit run app.py`): its start-up starts the watcher in a thread,
-a file written into the watched folder reaches the library (read back from disk by this process), and
-the server still stops on SIGTERM (its shutdown stops the watcher)."""
+"""LRC_WATCH on a real chat server (`chainlit run app.py`) and in its Library view (Debian chromium): the
+start-up starts the watcher in a thread, a file written into a watched folder reaches the library (read
+back from disk by this process), the Library view lists each watched folder with its state, and the
+server still stops on SIGTERM (its shutdown stops the watcher)."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
-import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
 
 from rag.config import REPO_ROOT
 
@@ -15,12 +20,47 @@ from .test_cmd_watch import holds
 sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
 import chainlit_server  # noqa: E402  (tests/e2e: start and stop a real chat server)
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+CHROMIUM = Path(os.environ.get("LRC_CHROMIUM", "/usr/bin/chromium"))
+
+
+def library_view_text(url: str) -> dict:
+    """Open a chat, click the welcome's Library button; the view's watched folders (path -> state) and text.
+    Playwright runs in a thread of its own (a session-wide one of the e2e tests may hold this thread)."""
+    from playwright.sync_api import sync_playwright
+
+    def look():
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(60_000)
+                page.goto(url)
+                page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=120_000)
+                page.locator('[data-step-type="assistant_message"]').get_by_role(
+                    "button", name="Library", exact=True).last.click()
+                watched = page.locator("#library-watched").last
+                watched.wait_for()
+                return {"states": watched.evaluate("w => Object.fromEntries([...w.querySelectorAll('[data-watched]')]"
+                                                   ".map(d => [d.dataset.watched, d.dataset.state]))"),
+                        "text": watched.inner_text()}
+            finally:
+                browser.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(look).result()
+
 
 def test_the_chat_server_watches_lrc_watch(tmp_path, free_port):
-    docs, other = tmp_path / "docs", tmp_path / "other"
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (Debian package chromium).")
+    docs, other, gone = tmp_path / "docs", tmp_path / "other", tmp_path / "gone"
     first = write(docs / "first.md", "mulberry")
-    data = tmp_path / "data"
-    env = chainlit_server.base_env(data, LRC_WATCH=f"{docs}:{other}", LRC_WARMUP="0", PYTHONUNBUFFERED="1")
+    data, guide = tmp_path / "data", tmp_path / "guide"
+    guide.mkdir()  # an empty user guide: the first chat adds nothing of its own
+    env = chainlit_server.base_env(data, LRC_WATCH=os.pathsep.join(map(str, (docs, other, gone))), LRC_WARMUP="0",
+                                   LRC_DOCS_CORPUS=str(guide), LRC_AUTH="none", PYTHONUNBUFFERED="1")
     workdir = chainlit_server.prepare_workdir(tmp_path / "app")
     log = tmp_path / "chainlit.log"
     proc = chainlit_server.spawn(workdir, free_port, env, log)
@@ -31,11 +71,13 @@ def test_the_chat_server_watches_lrc_watch(tmp_path, free_port):
                  "the watched folder synced at start-up")
         new = write(other / "later.md", "quincunx")  # the second folder did not exist at start-up
         wait_for(lambda: holds(index, new, "quincunx"), 30, "a file in a folder that appeared later indexed")
+        seen = library_view_text(f"http://127.0.0.1:{free_port}/")
+        assert seen["states"] == {str(docs): "watching", str(other): "watching", str(gone): "missing"}, seen
+        assert "missing: its documents are kept" in seen["text"] and "1 document" in seen["text"], seen
     finally:
         proc.send_signal(signal.SIGTERM)
-        t0 = time.monotonic()
         try:
             code = proc.wait(30)
         finally:
             chainlit_server.stop(proc)
-    assert code is not None and time.monotonic() - t0 < 30, log.read_text()[-3000:]
+    assert code is not None, log.read_text()[-3000:]
