@@ -10,16 +10,7 @@ import pytest
 
 from rag.library import Library
 from rag.watch import Watcher
-
-
-@pytest.fixture(scope="session")
-def embedder():
-    from rag.embedder import Embedder, EmbedderError
-
-    try:
-        return Embedder.get()
-    except EmbedderError as exc:
-        pytest.fail(f"the embedding model is missing: {exc} (run `make setup`)", pytrace=False)
+from retrieval.conftest import embedder  # noqa: F401  (the real model, loaded once: a session fixture)
 
 
 class Counter:
