@@ -116,6 +116,15 @@ CREATE TABLE IF NOT EXISTS pending (path TEXT PRIMARY KEY, planned_at REAL, owne
 _FILE_COLS = "path, display_name, hash, size, mtime_ns, chunks, kind, pages, contents_pages, indexed_at, owner"
 
 
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection to the store's database file as every user of it opens one (WAL, autocommit: each
+    transaction begun explicitly); ``rag.jobs.sqlite`` keeps the job queue in the same file."""
+    conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
 class Store:
     def __init__(self, index_dir: str | Path):
         self.dir = Path(index_dir).expanduser()
@@ -144,10 +153,7 @@ class Store:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
+            conn = self._local.conn = connect(self.path)
         return conn
 
     class _Tx:

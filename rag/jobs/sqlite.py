@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rag.jobs.queue import SCHEMA, SqlQueue
-from rag.store import StoreError, StoreTimeout
+from rag.store import StoreError, StoreTimeout, connect
 
 
 class _Cursor:
@@ -42,9 +42,7 @@ class SqliteQueue(SqlQueue):
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = connect(self.path)
             conn.create_function("lrc_now", 0, time.time)
             self._local.conn = conn
         return conn
