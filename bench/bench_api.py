@@ -29,8 +29,9 @@ loaded, HTTP connection open). Greedy (temperature 0), the same token limit and 
 (b) ``--clients`` streamed clients at once (asyncio + httpx, the same server, questions in turn):
     each one's status, ``[DONE]``, TTFT, total, tokens; the aggregate rate = all their completion
     tokens / (first request sent -> last [DONE]), next to one client's rate end to end (part (a)'s
-    API answers: completion tokens / request -> [DONE], summed). The ONNX worker interleaves
-    concurrent answers token by token, so the answers should equal part (a)'s.
+    API answers: completion tokens / request -> [DONE], summed). Concurrent answers are queued fairly
+    per engine slot (rag.scheduler: LRC_ONNX_SLOTS generate at once, the rest wait their turn), so the
+    answers should equal part (a)'s.
 
 Prints a table and findings and, last, a JSON summary; ``--write-benchmarks`` writes the section
 "The OpenAI-compatible API (issue 13)" of docs/BENCHMARKS.md. The server is stopped at the end,
@@ -451,7 +452,8 @@ def reading(r: dict) -> str:
         f"First tokens {', '.join(f'{x:.2f}' for x in b['first_token_s'])} s, totals "
         f"{', '.join(f'{x:.2f}' for x in b['total_s'])} s. Together {b['aggregate_tokens_per_s']:.1f} tok/s end to end "
         f"({b['completion_tokens']} tokens in {b['wall_s']:.2f} s) vs {b['one_client_tokens_per_s']:.1f} tok/s for one "
-        f"client at a time (x{b['aggregate_vs_one'] or 0:.2f}): one model worker interleaves the answers token by token. "
+        f"client at a time (x{b['aggregate_vs_one'] or 0:.2f}): the answers wait in the engine's fair queue "
+        f"(rag.scheduler: LRC_ONNX_SLOTS answers generate at once, the others are queued fairly per engine slot). "
         f"Same text as the one-at-a-time API answer: {b['same_as_sequential']} of {b['clients']}.",
     ])
 

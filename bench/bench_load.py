@@ -1,26 +1,35 @@
-"""Many streamed clients at once, with the engine's fair queue (rag.scheduler) on and off (issue 27).
+"""Many streamed clients at once, chat and /v1 mixed, with the engine's fair queue (rag.scheduler) on and off
+(issue 27).
 
-    python -m rag bench load [--clients 1,8] [--modes on,off,on:2] [--max-new-tokens 128] [-k 2] [--greedy]
-                             [--write-benchmarks]
+    python -m rag bench load [--clients 1,8,24,64] [--off-clients 1,8,24] [--modes on,off,on:2] [--model smollm2]
+                             [--max-new-tokens 128] [-k 2] [--greedy] [--write-benchmarks]
 
-A library of docs_corpus/ (user guide + FAQ) in a temporary data folder; for each of queue on
-(LRC_QUEUE=1, the default slots; "on:N": N slots) and off (LRC_QUEUE=0: every answer starts at once and the engine
-interleaves them), ``python -m rag serve`` over it (bench_api.Server: onnx, SmolLM2, no API key). One
-warm-up answer, then for each client count N: N ``/v1/chat/completions`` streams sent at once (httpx,
-each with its own ``user``, all the same real question, greedy, the same token limit), each timed from
-sending its request: its first sign of life (the first SSE line: a place in line or text), its first
-text (the first content chunk: the quote and the model's first token travel together on /v1), and
-``data: [DONE]``. A lone answer (N = 1, same server) is the yardstick. Per N: first text p50/p95/max,
-the whole answer p50/mean/max, the first arriving client's whole answer, aggregate completion
-tokens/s (all tokens / first request -> last [DONE]), the first answer to end (all are sent at
-once, so the first asker is whoever is served first), answers complete (``[DONE]``, no error) and
-identical to the lone answer (greedy: the same question gives the same text, so a mixed-up stream
-shows), 429s, and with the queue on the worst time to the first sign of life (the place shown).
+A library of docs_corpus/ (user guide + FAQ) in a temporary data folder; for each of queue on (LRC_QUEUE=1,
+the default slots and limits; "on:N": N slots) and off (LRC_QUEUE=0: every answer starts at once and the
+engine time-slices them), a real chat server over it (``chainlit run app.py`` on 127.0.0.1: onnx, the model,
+greedy, no login, /v1 on the same server; bench/load_clients.py). One warm-up answer, then a lone /v1
+answer and a lone chat answer (the yardsticks), then for each client count N one burst, everything sent
+at the same moment: N // 4 chat sessions over Socket.IO (python-socketio, each its own user, connected
+before the burst), from 24 clients on one greedy /v1 user with 12 requests (beyond
+LRC_MAX_WAITING_PER_USER = 10 waiting: 429s, retried after their Retry-After), the rest /v1 streams (httpx)
+of one user each; all the same real question, the same token limit.
 
-``--greedy``: one user sends ten requests at once and, a moment later, another user one: how long that
-one waits, next to a lone answer (the target: at most one answer's time more).
+Per burst, times from the burst's start: first text (the quote; on /v1 it travels with the model's first
+token unless the answer waited) and the model's first token (when the answer was served) p50/p95/max; the whole answer
+p50/mean/max; the first served answer's first token and whole answer next to the lone /v1 answer's (the
+targets: 1.2x); the worst k-th answer to end against k lone answers (target 1.1x); "place shown":
+for the clients that waited only, from their own sending to their place (X-Queue-Position or an SSE
+comment line on /v1, the "⏳ Nth in line" line in the chat), p50/p95/max (target 1 s); aggregate tokens/s
+(/v1's usage; a chat answer counted as the lone answer's tokens when its text is the lone chat answer's);
+answers complete and identical to the lone answer of their kind (greedy: a mixed-up stream shows); 429s
+(and the chat's "busy", retried after its "Retry in N s"); fairness: served order (by first token), the
+most answers of one user served in a row while another user waited, the chat answers' places in that
+order (chat first: LRC_QUEUE_CHAT_FIRST), the chat's and /v1's whole answer p50.
 
-Prints a table and, last, a JSON summary; ``--write-benchmarks`` writes the section "Many users at once
+``--greedy``: also one user sends ten requests at once and, a moment later, another user one: how long
+that one waits, next to a lone answer (the target: at most one answer's time more).
+
+Prints tables and, last, a JSON summary; ``--write-benchmarks`` writes the section "Many users at once
 (issue 27)" of docs/BENCHMARKS.md. The servers are stopped at the end, also on an error or Ctrl-C.
 """
 from __future__ import annotations
@@ -29,169 +38,230 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]  # the repo, bench/
 
 import benchlib  # noqa: E402
-from bench_api import Server  # noqa: E402
+from load_clients import ChatClient, ChatServer, api_one  # noqa: E402
 
 SECTION = "Many users at once (issue 27)"
-MODEL_ID = "rag:smollm2"
-QUESTION = "How do I add documents to the library?"
+GREEDY_REQUESTS = 12
+FOOTER = re.compile(r"\s*`[^`]*?(\d+) answer tokens`\s*$")
 
 
-async def one(client, url: str, user: str, max_new_tokens: int, t0: float | None = None) -> dict:
-    """One streamed answer; times in seconds from ``t0`` (default: when it is sent)."""
-    body = {"model": MODEL_ID, "messages": [{"role": "user", "content": QUESTION}], "stream": True, "user": user,
-            "stream_options": {"include_usage": True}, "temperature": 0, "max_tokens": max_new_tokens}
-    sent = time.perf_counter()
-    t0 = sent if t0 is None else t0
-    rec = {"user": user, "sent": sent - t0, "status": None, "alive": None, "first": None, "done": None,
-           "text": "", "tokens": 0, "error": None, "position": None}
-    async with client.stream("POST", f"{url}/chat/completions", json=body) as r:
-        rec["status"] = r.status_code
-        if r.status_code != 200:
-            rec["error"] = (await r.aread()).decode(errors="replace")[:300]
-            return rec
-        rec["position"] = r.headers.get("x-queue-position")
-        async for line in r.aiter_lines():
-            now = time.perf_counter() - t0
-            if line and rec["alive"] is None:
-                rec["alive"] = now
-            if not line.startswith("data: "):
-                continue
-            data = line[6:]
-            if data.strip() == "[DONE]":
-                rec["done"] = now
-                continue
-            obj = json.loads(data)
-            rec["error"] = obj.get("error") or rec["error"]
-            if obj.get("usage"):
-                rec["tokens"] = obj["usage"].get("completion_tokens", 0)
-            for choice in obj.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    rec["first"] = now if rec["first"] is None else rec["first"]
-                    rec["text"] += text
-    return rec
-
-
-def _pct(xs: list[float], q: float) -> float | None:
+def _pct(xs: list, q: float) -> float | None:
     xs = sorted(x for x in xs if x is not None)
     if not xs:
         return None
     return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
 
 
-async def burst(url: str, n: int, max_new_tokens: int, lone_text: str | None) -> dict:
-    import httpx
+def _three(xs: list) -> list:
+    return [_pct(xs, 0.5), _pct(xs, 0.95), _pct(xs, 1.0)]
 
-    limits = httpx.Limits(max_connections=n + 4, max_keepalive_connections=n + 4)
-    async with httpx.AsyncClient(timeout=900, limits=limits) as client:
-        t0 = time.perf_counter()
-        recs = await asyncio.gather(*(one(client, url, f"user{i}", max_new_tokens, t0) for i in range(n)))
+
+def _answer(rec: dict) -> str:
+    """The text to compare: a chat answer without its footer (timings)."""
+    return FOOTER.sub("", rec["text"]) if rec["kind"] == "chat" else rec["text"]
+
+
+def fairness(ok: list[dict]) -> dict:
+    """Served order (by first token): the most answers of one user in a row while another user had a request
+    waiting (sent before and not served yet), and where the chat answers came."""
+    order = sorted((r for r in ok if r["first"] is not None), key=lambda r: r["first"])
+    most = run = 0
+    for i, r in enumerate(order):
+        run = run + 1 if i and order[i - 1]["user"] == r["user"] else 1
+        others_wait = any(o["user"] != r["user"] and o["sent"] <= r["first"] for o in order[i + 1:])
+        if others_wait:
+            most = max(most, run)
+    ranks = [i + 1 for i, r in enumerate(order) if r["kind"] == "chat"]
+    return {"max_in_a_row": most, "chat_ranks": ranks, "served": len(order)}
+
+
+def summarise(recs: list[dict], lone: dict) -> dict:
     ok = [r for r in recs if r["status"] == 200 and r["done"] is not None and not r["error"]]
     end = max((r["done"] for r in ok), default=None)
-    return {"clients": n, "completed": len(ok), "rate_limited": sum(r["status"] == 429 for r in recs),
-            "identical": sum(r["text"] == lone_text for r in ok) if lone_text is not None else None,
-            "first_p50": _pct([r["first"] for r in ok], 0.5), "first_p95": _pct([r["first"] for r in ok], 0.95),
-            "first_max": _pct([r["first"] for r in ok], 1.0),
-            "alive_max": _pct([r["alive"] for r in ok], 1.0),
-            "done_p50": _pct([r["done"] for r in ok], 0.5), "done_mean": statistics.mean(r["done"] for r in ok) if ok else None,
-            "done_max": end, "first_served_done": min((r["done"] for r in ok), default=None),
-            "tokens_per_s": sum(r["tokens"] for r in ok) / end if end else None,
-            "text": recs[0]["text"]}
+    texts = {"api": _answer(lone["api"]), "chat": _answer(lone["chat"])}
+    tokens = sum(r["tokens"] if r["kind"] == "api" else lone["api"]["tokens"] * (_answer(r) == texts["chat"]) for r in ok)
+    waited = [r["place"] - r["sent"] for r in ok if r["place"] is not None]
+    served = min(ok, key=lambda r: r["first"] if r["first"] is not None else 1e9) if ok else None
+    by_done = sorted(r["done"] for r in ok)
+    kth = max((d / (k * lone["api"]["done"]) for k, d in enumerate(by_done, 1)), default=None)
+    kinds = {kind: [r for r in ok if r["kind"] == kind] for kind in ("chat", "api")}
+    return {"clients": len(recs), "chat": sum(r["kind"] == "chat" for r in recs), "completed": len(ok),
+            "identical": sum(_answer(r) == texts[r["kind"]] for r in ok),
+            "first_text": _three([r["first_text"] for r in ok]), "first": _three([r["first"] for r in ok]),
+            "done": [_pct(by_done, 0.5), statistics.mean(by_done) if ok else None, end],
+            "first_served_first": served["first"] if served else None, "first_served_done": served["done"] if served else None,
+            "worst_kth_ratio": kth, "waited": len(waited), "place": _three(waited),
+            "tokens_per_s": tokens / end if end else None,
+            "refused": sum(r["refused"] for r in recs), "refused_clients": sum(r["refused"] > 0 for r in recs),
+            "retry_waited": sum(r["retry_waited"] for r in recs),
+            "done_p50_chat": _pct([r["done"] for r in kinds["chat"]], 0.5),
+            "done_p50_api": _pct([r["done"] for r in kinds["api"]], 0.5), **fairness(ok)}
 
 
-async def greedy(url: str, max_new_tokens: int) -> dict:
+async def burst(url: str, model_id: str, n: int, max_new_tokens: int, lone: dict) -> dict:
+    import httpx
+
+    n_chat = n // 4 if n > 1 else 0
+    n_greedy = GREEDY_REQUESTS if n >= 24 else 0
+    users = [f"user{i}" for i in range(n - n_chat - n_greedy)] + ["greedy"] * n_greedy
+    chats = [ChatClient(SimpleNamespace(url=url)) for _ in range(n_chat)]
+    opening = asyncio.Semaphore(4)
+
+    async def open_one(c: ChatClient) -> None:
+        async with opening:
+            await c.open()
+
+    await asyncio.gather(*(open_one(c) for c in chats))
+    limits = httpx.Limits(max_connections=n + 8, max_keepalive_connections=n + 8)
+    try:
+        async with httpx.AsyncClient(timeout=3600, limits=limits) as client:
+            t0 = time.perf_counter()
+            recs = await asyncio.gather(*(c.ask(t0) for c in chats),
+                                        *(api_one(client, url, model_id, u, max_new_tokens, t0) for u in users))
+    finally:
+        await asyncio.gather(*(c.close() for c in chats), return_exceptions=True)
+    return {**summarise(list(recs), lone), "records": [{k: v for k, v in r.items() if k != "text"} for r in recs]}
+
+
+async def greedy(url: str, model_id: str, max_new_tokens: int) -> dict:
     """Ten requests of one user, then one of another: the other's whole answer."""
     import httpx
 
-    async with httpx.AsyncClient(timeout=900, limits=httpx.Limits(max_connections=16)) as client:
+    async with httpx.AsyncClient(timeout=3600, limits=httpx.Limits(max_connections=16)) as client:
         t0 = time.perf_counter()
-        hog = [asyncio.create_task(one(client, url, "greedy", max_new_tokens, t0)) for _ in range(10)]
+        hog = [asyncio.create_task(api_one(client, url, model_id, "greedy", max_new_tokens, t0)) for _ in range(10)]
         await asyncio.sleep(0.5)
-        other = await one(client, url, "other", max_new_tokens)
+        other = await api_one(client, url, model_id, "other", max_new_tokens)
         hogs = await asyncio.gather(*hog)
     return {"other_done": other["done"], "other_status": other["status"],
-            "greedy_completed": sum(r["done"] is not None for r in hogs), "greedy_429": sum(r["status"] == 429 for r in hogs)}
+            "greedy_completed": sum(r["done"] is not None for r in hogs), "greedy_429": sum(r["refused"] for r in hogs)}
 
 
-async def measure(url: str, counts: list[int], max_new_tokens: int, with_greedy: bool, log) -> dict:
+async def measure(url: str, model_id: str, counts: list[int], max_new_tokens: int, with_greedy: bool, log) -> dict:
     import httpx
 
     async with httpx.AsyncClient(timeout=900) as client:
-        await one(client, url, "warm", max_new_tokens)  # the model loaded
-        lone = await one(client, url, "lone", max_new_tokens)
-    log(f"  lone answer: first text {lone['first']:.2f} s, done {lone['done']:.2f} s")
-    out = {"lone_first": lone["first"], "lone_done": lone["done"], "bursts": []}
+        await api_one(client, url, model_id, "warm", max_new_tokens)  # the model loaded
+        lone_api = await api_one(client, url, model_id, "lone", max_new_tokens)
+    chat = ChatClient(SimpleNamespace(url=url))
+    await chat.open()
+    try:
+        t0 = time.perf_counter()
+        lone_chat = await chat.ask(t0)
+    finally:
+        await chat.close()
+    lone = {"api": lone_api, "chat": lone_chat}
+    log(f"  lone /v1 answer: first token {lone_api['first']:.2f} s, done {lone_api['done']:.2f} s, "
+        f"{lone_api['tokens']} tokens; lone chat answer: quote {lone_chat['first_text']:.2f} s, first token "
+        f"{lone_chat['first']:.2f} s, done {lone_chat['done']:.2f} s")
+    out = {"lone": {kind: {k: r[k] for k in ("first_text", "first", "done", "tokens")} for kind, r in lone.items()},
+           "bursts": []}
     for n in counts:
-        r = await burst(url, n, max_new_tokens, lone["text"])
-        r.pop("text")
-        log(f"  {n} clients: {json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()})}")
+        r = await burst(url, model_id, n, max_new_tokens, lone)
+        log(f"  {n} clients: " + ", ".join(f"{k}={_r(v)}" for k, v in r.items() if k != "records"))
         out["bursts"].append(r)
     if with_greedy:
-        out["greedy"] = await greedy(url, max_new_tokens)
+        out["greedy"] = await greedy(url, model_id, max_new_tokens)
         log(f"  greedy user: {out['greedy']}")
     return out
+
+
+def _r(v):
+    if isinstance(v, float):
+        return round(v, 2)
+    if isinstance(v, list):
+        return [_r(x) for x in v]
+    return v
 
 
 def _s(x) -> str:
     return "–" if x is None else f"{x:.1f} s"
 
 
-def table(results: dict) -> str:
-    rows = ["| queue | clients | first text p50 / p95 / max | whole answer p50 / mean / max | first served done "
-            "| place shown by | tokens/s | complete / identical | 429 |",
+def _ss(xs: list) -> str:
+    return " / ".join(_s(x) for x in xs)
+
+
+def tables(results: dict) -> str:
+    rows = ["| queue | clients (chat) | first text p50 / p95 / max | first token p50 / p95 / max | whole answer "
+            "p50 / mean / max | first served: token, done (x lone) | worst k-th done / (k x lone) | tokens/s | "
+            "complete / identical |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for mode, r in results.items():
+        lone = r["lone"]["api"]
         for b in r["bursts"]:
-            rows.append(f"| {mode} | {b['clients']} | {_s(b['first_p50'])} / {_s(b['first_p95'])} / {_s(b['first_max'])} "
-                        f"| {_s(b['done_p50'])} / {_s(b['done_mean'])} / {_s(b['done_max'])} | {_s(b['first_served_done'])} "
-                        f"| {_s(b['alive_max'])} | {b['tokens_per_s'] or 0:.1f} | {b['completed']}/{b['clients']} / "
-                        f"{b['identical']} | {b['rate_limited']} |")
+            ratio = (f"{b['first_served_first'] / lone['first']:.2f}x, {b['first_served_done'] / lone['done']:.2f}x"
+                     if b["first_served_first"] else "–")
+            rows.append(f"| {mode} | {b['clients']} ({b['chat']}) | {_ss(b['first_text'])} | {_ss(b['first'])} "
+                        f"| {_ss(b['done'])} | {_s(b['first_served_first'])}, {_s(b['first_served_done'])} ({ratio}) "
+                        f"| {b['worst_kth_ratio'] or 0:.2f}x | {b['tokens_per_s'] or 0:.1f} "
+                        f"| {b['completed']}/{b['clients']} / {b['identical']} |")
+    rows += ["", "| queue | clients | waited | place shown (waiting clients, from sending) p50 / p95 / max | 429 + busy "
+             "(clients; Retry-After waited) | most answers of one user in a row while others waited | chat answers' "
+             "places in served order | whole answer p50: chat / /v1 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for mode, r in results.items():
+        for b in r["bursts"]:
+            ranks = b["chat_ranks"]
+            rank_text = f"{min(ranks)}–{max(ranks)} of {b['served']}" if ranks else "–"
+            rows.append(f"| {mode} | {b['clients']} | {b['waited']} | {_ss(b['place'])} | {b['refused']} "
+                        f"({b['refused_clients']}; {b['retry_waited']:.0f} s) | {b['max_in_a_row']} | {rank_text} "
+                        f"| {_s(b['done_p50_chat'])} / {_s(b['done_p50_api'])} |")
     return "\n".join(rows)
+
+
+def _counts(text: str) -> list[int]:
+    return [int(c) for c in text.split(",") if c.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(description="Many streamed /v1 clients at once, the fair queue on and off.")
+    p = argparse.ArgumentParser(description="Many streamed chat and /v1 clients at once, the fair queue on and off.")
     p.add_argument("--clients", default="1,8", help="client counts, comma-separated (default 1,8)")
+    p.add_argument("--off-clients", default=None, help="client counts with the queue off (default: --clients)")
+    p.add_argument("--model", default="smollm2", help="the in-process model (default smollm2; tiny: the random test model)")
     p.add_argument("--max-new-tokens", type=int, default=128, help="answer tokens (default 128)")
     p.add_argument("-k", type=int, default=2, help="passages per question (default 2)")
-    p.add_argument("--slots", type=int, default=None, help="LRC_ONNX_SLOTS for the queue-on server (default: the setting's)")
     p.add_argument("--modes", default="on,off", help="queue on, off, on:N (N slots), comma-separated (default on,off)")
     p.add_argument("--greedy", action="store_true", help="also: one user's ten requests against another's one")
     p.add_argument("--write-benchmarks", action="store_true", help=f"write the section '{SECTION}' of docs/BENCHMARKS.md")
+    p.add_argument("--json", type=Path, default=None, help="also write every result, each client's record too, to this file")
     args = p.parse_args(argv)
-    counts = [int(c) for c in args.clients.split(",") if c.strip()]
+    counts = _counts(args.clients)
+    off_counts = _counts(args.off_clients) if args.off_clients else counts
     from rag.config import settings
     from rag.library import Library
 
     t0, results = time.perf_counter(), {}
-    saved = {k: os.environ.get(k) for k in ("LRC_QUEUE", "LRC_ONNX_SLOTS", "LRC_MAX_WAITING")}
+    saved = {k: os.environ.get(k) for k in ("LRC_QUEUE", "LRC_ONNX_SLOTS")}
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         data = Path(tmp) / "data"
         print(f"ingest: {Library(data / 'index').ingest([settings().docs_corpus]).summary()}", flush=True)
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
             os.environ["LRC_QUEUE"] = "0" if mode == "off" else "1"
-            os.environ["LRC_MAX_WAITING"] = str(max(counts) + 16)  # the bench measures waiting, not refusals
-            slots = mode.partition(":")[2] or args.slots  # "on:2": two answers at once
-            if slots is not None:
-                os.environ["LRC_ONNX_SLOTS"] = str(slots)
+            slots = mode.partition(":")[2]  # "on:2": two answers at once
+            if slots:
+                os.environ["LRC_ONNX_SLOTS"] = slots
             else:
                 os.environ.pop("LRC_ONNX_SLOTS", None)
-            server = Server(data, args.k, Path(tmp) / f"server-{mode}.log")
+            server = ChatServer(Path(tmp) / f"app-{mode.replace(':', '-')}", data, args.model, args.k,
+                                args.max_new_tokens, Path(tmp) / f"server-{mode}.log")
             try:
                 server.wait_ready()
                 print(f"queue {mode}: server ready in {server.ready_seconds:.1f} s", flush=True)
-                results[mode] = asyncio.run(measure(server.url, counts, args.max_new_tokens,
-                                                    args.greedy and mode == "on", lambda m: print(m, flush=True)))
+                results[mode] = asyncio.run(measure(server.url, f"rag:{args.model}", off_counts if mode == "off" else counts,
+                                                    args.max_new_tokens, args.greedy and mode == "on",
+                                                    lambda m: print(m, flush=True)))
             finally:
                 server.stop()
     for k, v in saved.items():
@@ -200,30 +270,40 @@ def main(argv: list[str] | None = None) -> int:
         else:
             os.environ[k] = v
     seconds = time.perf_counter() - t0
-    tab = table(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    tab = tables(results)
     print()
     print(tab)
-    slots = args.slots or settings().onnx_slots
-    summary = {"bench": "load", "k": args.k, "max_new_tokens": args.max_new_tokens, "slots": slots,
-               "cpus": os.cpu_count(), "seconds": round(seconds, 1), **results}
+    cfg = settings()
+    summary = {"bench": "load", "model": args.model, "k": args.k, "max_new_tokens": args.max_new_tokens,
+               "slots": cfg.onnx_slots, "max_waiting": cfg.max_waiting, "max_waiting_per_user": cfg.max_waiting_per_user,
+               "retrieval_at_once": cfg.retrieval_at_once, "cpus": os.cpu_count(), "load_avg": [round(x, 1) for x in os.getloadavg()],
+               "seconds": round(seconds, 1),
+               **{mode: {k: v if k != "bursts" else [{kk: _r(vv) for kk, vv in b.items() if kk != "records"} for b in v]
+                         for k, v in r.items()} for mode, r in results.items()}}
+    lone = results.get("on", next(iter(results.values()), {})).get("lone", {})
     lines = [
-        "**Question:** with many people asking at once, does a fair queue in front of the engine (issue 27) "
-        "answer the early askers sooner than letting every answer run at once, without costing throughput?",
+        "**Question:** with many people asking at once, in the chat and on /v1, does a fair queue in front of the "
+        "engine (issue 27) answer the early askers sooner than letting every answer run at once, without costing "
+        "throughput, fairly between users, with every waiting user shown their place?",
         f"**Command:** `{benchlib.command_line('load', argv)}` (bench/bench_load.py; its docstring says what each "
         "figure is).",
         "",
         f"Run {benchlib.today()} ({round(seconds)} s in all), {benchlib.machine_note()}. `docs_corpus/` library, "
-        f"`python -m rag serve` (onnx, SmolLM2 int8, top {args.k}, at most {args.max_new_tokens} answer tokens, "
-        f"greedy), queue on = LRC_ONNX_SLOTS={slots} (on:N: N); every client a different user asking the same question at "
-        f"the same moment. Lone answer (queue on): first text {_s(results.get('on', {}).get('lone_first'))}, done "
-        f"{_s(results.get('on', {}).get('lone_done'))}.",
+        f"`chainlit run app.py` (onnx, {args.model}, top {args.k}, at most {args.max_new_tokens} answer tokens, greedy; "
+        f"/v1 on the same server), queue on = LRC_ONNX_SLOTS={cfg.onnx_slots} (on:N: N), LRC_MAX_WAITING="
+        f"{cfg.max_waiting}, LRC_MAX_WAITING_PER_USER={cfg.max_waiting_per_user}, LRC_RETRIEVAL_AT_ONCE="
+        f"{cfg.retrieval_at_once}; everything sent at the same moment. Lone /v1 answer: first token "
+        f"{_s(lone.get('api', {}).get('first'))}, done {_s(lone.get('api', {}).get('done'))}; lone chat answer: quote "
+        f"{_s(lone.get('chat', {}).get('first_text'))}, done {_s(lone.get('chat', {}).get('done'))}.",
         "",
         tab,
     ]
     if "greedy" in results.get("on", {}):
         g = results["on"]["greedy"]
         lines += ["", f"Greedy user (queue on): ten requests from one user, then one from another: the other's "
-                      f"whole answer in {_s(g['other_done'])} (a lone answer: {_s(results['on']['lone_done'])})."]
+                      f"whole answer in {_s(g['other_done'])} (a lone answer: {_s(lone['api']['done'])})."]
     return benchlib.report(SECTION, lines, summary, args.write_benchmarks)
 
 
