@@ -68,7 +68,7 @@ def watched_folders(with_paths: bool = True) -> list[dict]:
     if watcher is None:
         return []
     return [{"id": _row_id(f.path), "path": f.path if with_paths else f.path.rstrip("/").rsplit("/", 1)[-1],
-             "state": f.state, "text": _FOLDER_STATES.get(f.state, f.state), "files": f.files}
+             "state": f.state, "text": _FOLDER_STATES.get(f.state, f"{f.state}: {f.last}"), "files": f.files}
             for f in watcher.status()]
 
 

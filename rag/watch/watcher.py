@@ -39,12 +39,14 @@ from rag.watch.filters import ChangeFilter, root_of
 
 log = logging.getLogger("local-rag-chat.watch")
 Say = Callable[[str], None]
+RETRY_S = 30.0  # default: a folder whose sync or batch failed is synced again after this long
 
 
 @dataclass(frozen=True)
 class FolderState:
-    """A watched folder as people see it: ``state`` is "starting", "syncing", "watching", "missing" or
-    "stopped"; ``files``: the library's documents under it; ``last``: what happened last."""
+    """A watched folder as people see it: ``state`` is "starting", "syncing", "watching", "missing",
+    "error" (the library failed: ``last`` says why; synced again later) or "stopped"; ``files``: the
+    library's documents under it; ``last``: what happened last."""
 
     path: str
     state: str = "starting"
@@ -56,16 +58,18 @@ class FolderState:
 class Watcher:
     def __init__(self, folders: Iterable[str | Path], library: Library | Callable[[], Library],
                  say: Say | None = None, debounce_ms: int = 1600, step_ms: int = 50, check_s: float = 1.0,
-                 settle_s: float = 0.5):
+                 settle_s: float = 0.5, retry_s: float = RETRY_S):
         """``library``: the library, or how to open it (in the watcher's thread). ``say``: hears one line
         per thing done ("added /docs/a.md"). ``check_s``: how often a folder is checked for having gone
-        or come back."""
+        or come back; ``retry_s``: when a failed sync is tried again."""
         self.roots = list(dict.fromkeys(Path(f).expanduser().absolute().resolve() for f in folders))
         self._library = library
         self.say = say or log.info
         self.debounce_ms, self.step_ms, self.check_s, self.settle_s = debounce_ms, step_ms, check_s, settle_s
+        self.retry_s = retry_s
         self._states = {r: FolderState(str(r), since=time.time()) for r in self.roots}
         self._stop = threading.Event()
+        self._retry: dict[Path, float] = {}  # a folder whose sync failed: not before (time.monotonic())
         self._thread: threading.Thread | None = None
         self.runs = 0  # ingest runs made (a burst of changes is one, or a few)
         self.batches = 0  # batches of changes handled
@@ -125,12 +129,24 @@ class Watcher:
                                    yield_on_timeout=True)
         for batch in changes:  # the first one comes once the watch has started: then sync
             for r in present:
-                if self._states[r].state != "watching" and r.is_dir():
-                    self.sync(r)
+                if self._states[r].state != "watching" and r.is_dir() and time.monotonic() >= self._retry.get(r, 0):
+                    self._guarded([r], self.sync, r)
             if batch:
-                self.apply(batch)
+                self._guarded(present, self.apply, batch)
             if [r for r in self.roots if r.is_dir()] != present:
                 return  # a folder went or came back: watch the ones there are
+
+    def _guarded(self, roots: list[Path], step: Callable, arg) -> None:
+        """Run a sync or a batch; when the library fails (a database that went away, a full disk), the
+        folders are in state "error" and synced again after ``retry_s`` (what changed meanwhile included)."""
+        try:
+            step(arg)
+        except Exception as exc:
+            log.warning("watching failed: %s", exc, exc_info=True)
+            self.say(f"FAILED    {exc} (trying again in {self.retry_s:.0f} s)")
+            for r in roots:
+                self._retry[r] = time.monotonic() + self.retry_s
+                self._set(r, "error", f"{exc} (trying again in {self.retry_s:.0f} s)")
 
     def _missing(self, root: Path) -> None:
         if self._states[root].state != "missing":
@@ -145,7 +161,7 @@ class Watcher:
         report = self._ingest([root])
         gone = [p for p in self._held_under(root) if not Path(p).exists()]
         removed = self._remove(gone, root) if gone else 0
-        what = report.summary() if report else "not indexed (see the log)"
+        what = report.summary()
         self._set(root, "watching", f"synced: {what}" + (f"; {removed} removed" if removed else ""))
         self.say(f"synced    {root}: {what}" + (f"; {removed} file(s) removed" if removed else ""))
         self.say(f"watching  {root}")
@@ -168,13 +184,9 @@ class Watcher:
         for r in {roots[p] for p in paths}:
             self._set(r, "watching", (report.summary() if report else "") + (f"; {removed} removed" if removed else ""))
 
-    def _ingest(self, paths: list[Path]) -> IngestReport | None:
+    def _ingest(self, paths: list[Path]) -> IngestReport:
         self.runs += 1
-        try:
-            report = self.library.ingest([str(p) for p in paths])
-        except Exception as exc:  # a database that went away, a full disk: say so, keep watching
-            self.say(f"FAILED    indexing {', '.join(map(str, paths[:3]))}: {exc}")
-            return None
+        report = self.library.ingest([str(p) for p in paths])
         reused = set(report.reused)
         for f in report.added + report.updated:
             verb = "added" if f in report.added else "updated"
@@ -208,11 +220,7 @@ class Watcher:
         for h in sorted(held):
             if Path(h).exists():
                 continue  # back meanwhile (an editor's save by rename): the next batch indexes it
-            try:
-                self.library.remove(h)
-            except Exception as exc:
-                self.say(f"FAILED    removing {h}: {exc}")
-                continue
+            self.library.remove(h)
             removed += 1
             self.say(f"removed   {h}")
         return removed

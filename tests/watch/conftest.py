@@ -13,6 +13,21 @@ from rag.watch import Watcher
 from retrieval.conftest import embedder  # noqa: F401  (the real model, loaded once: a session fixture)
 
 
+@pytest.fixture(scope="module")
+def pg():
+    """A private PostgreSQL (pgserver) for one module (``.database()``: a new empty database's URI)."""
+    import shutil
+    import tempfile
+
+    from retrieval.conftest import start_pg
+
+    folder = Path(tempfile.mkdtemp(prefix="lrc-pg-"))
+    server = start_pg(folder)
+    yield server
+    server.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 class Counter:
     """How many times the real embedder encoded, and how many texts (queries included: assert with
     lexical searches, which embed nothing)."""

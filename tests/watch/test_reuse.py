@@ -4,7 +4,6 @@ counter on the real embedder says what was embedded."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -13,23 +12,9 @@ from rag.library import Library
 from .conftest import found, write
 
 
-@pytest.fixture(scope="module")
-def pg_uri():
-    """A new database on a private PostgreSQL (pgserver), for this module only."""
-    import tempfile
-
-    from retrieval.conftest import start_pg
-
-    folder = Path(tempfile.mkdtemp(prefix="lrc-pg-"))
-    server = start_pg(folder)
-    yield server.database()
-    server.close()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 @pytest.fixture(params=["embedded", "postgresql"])
 def any_library(request, tmp_path, embedder):
-    lib = Library(tmp_path / "index" if request.param == "embedded" else request.getfixturevalue("pg_uri"))
+    lib = Library(tmp_path / "index" if request.param == "embedded" else request.getfixturevalue("pg").database())
     yield lib
     lib.backend.close()
 
