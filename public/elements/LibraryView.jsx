@@ -1,7 +1,8 @@
 // The Library view (rag/chat/library_view.py sends it and keeps its props current): the documents this
 // user may see, with Re-index and Remove (asks for a second click) on the ones they may manage.
-// Below the title: the folders the server watches (LRC_WATCH) and their state.
-// Globals from Chainlit: props, callAction. Props: {view, title, model, rows, watched, note, error, busy, readOnly}.
+// Below the title: the folders the server watches (LRC_WATCH, or added here without logins: canWatch) and their
+// state. Globals from Chainlit: props, callAction.
+// Props: {view, title, model, rows, watched, canWatch, note, error, busy, readOnly}.
 import { useState } from "react";
 import { Button } from "@/components/ui/button";
 import { Progress } from "@/components/ui/progress";
@@ -15,15 +16,16 @@ export default function LibraryView() {
   const [confirming, setConfirming] = useState(null); // the row id whose Remove waits for a second click
   const [sending, setSending] = useState(false);
   const [failure, setFailure] = useState("");
+  const [folder, setFolder] = useState(""); // the path typed into "Watch a folder"
   const rows = props.rows || [];
   const busy = props.busy;
   const locked = sending || !!busy;
 
-  const act = (name, id) => {
+  const act = (name, id, extra = {}) => {
     setConfirming(null);
     setFailure("");
     setSending(true);
-    Promise.resolve(callAction({ name, payload: { view: props.view, id } }))
+    Promise.resolve(callAction({ name, payload: { view: props.view, id, ...extra } }))
       .catch((err) => setFailure(`The server did not answer: ${err?.message || err}`))
       .finally(() => setSending(false));
   };
@@ -44,12 +46,29 @@ export default function LibraryView() {
           {props.watched.map((w) => (
             <div key={w.id} data-watched={w.path} data-state={w.state}>
               <span className="font-medium">Watched folder {w.path}</span>
-              <span className={w.state === "missing" ? " text-red-600" : " text-muted-foreground"}>
+              <span className={w.state === "missing" || w.state === "error" ? " text-red-600" : " text-muted-foreground"}>
                 {" · "}{w.text} · {w.files} document{w.files === 1 ? "" : "s"}
               </span>
+              {w.removable ? (
+                <Button size="sm" className={SMALL + " ml-2"} variant="ghost" aria-label={`Stop watching ${w.path}`}
+                        disabled={locked} onClick={() => act("library_unwatch", w.id)}>
+                  Stop watching
+                </Button>
+              ) : null}
             </div>
           ))}
         </div>
+      ) : null}
+      {props.canWatch ? (
+        <form id="library-watch" className="flex gap-1 items-center"
+              onSubmit={(e) => { e.preventDefault(); if (folder.trim()) { act("library_watch", "", { path: folder }); setFolder(""); } }}>
+          <input className="h-7 flex-1 rounded border px-2 text-xs bg-transparent" value={folder}
+                 placeholder="A folder on the server, e.g. /home/me/notes" aria-label="Folder to watch"
+                 onChange={(e) => setFolder(e.target.value)} />
+          <Button size="sm" className={SMALL} variant="outline" type="submit" disabled={locked || !folder.trim()}>
+            Watch a folder
+          </Button>
+        </form>
       ) : null}
       {busy ? (
         <div id="library-progress" className="flex flex-col gap-1" role="status">

@@ -1,6 +1,8 @@
 """The Library view: a table of the documents this chat's user may see (name, type, pages, passages,
 size, when added, embedding model) with Re-index and Remove on the ones they may manage (rag.catalog),
-and the folders the server watches (LRC_WATCH, rag.watch) with their state.
+and the folders the server watches (LRC_WATCH, rag.watch) with their state. Without logins (this machine
+only) the user may watch another folder of the server and stop watching one added here
+(``library_watch``, ``library_unwatch``); with logins the folders are the administrator's (LRC_WATCH).
 
 It is a Chainlit custom element (public/elements/LibraryView.jsx) in a message of its own: its buttons
 call the actions below (``library_remove``, ``library_reindex``, ``library_refresh``; ``library_open``
@@ -63,12 +65,15 @@ _FOLDER_STATES = {"starting": "starting…", "syncing": "syncing…", "watching"
 
 def watched_folders(with_paths: bool = True) -> list[dict]:
     """The server's watched folders for the view: path (only the folder's name when ``with_paths`` is
-    False: users other than the administrator), state in words, documents the library holds from it."""
+    False: with logins), state in words, documents the library holds from it, whether it was added here
+    (``removable``: the view may stop watching it)."""
     watcher = watch.background()
     if watcher is None:
         return []
+    added = {str(p) for p in watch.added_folders()} if with_paths else set()
     return [{"id": _row_id(f.path), "path": f.path if with_paths else f.path.rstrip("/").rsplit("/", 1)[-1],
-             "state": f.state, "text": _FOLDER_STATES.get(f.state, f"{f.state}: {f.last}"), "files": f.files}
+             "state": f.state, "text": _FOLDER_STATES.get(f.state, f"{f.state}: {f.last}"), "files": f.files,
+             "removable": f.path in added}
             for f in watcher.status()]
 
 
@@ -78,6 +83,7 @@ async def _props(view: str, note: str = "", error: str = "", busy: dict | None =
     title = f"Library: {len(docs)} document{'' if len(docs) == 1 else 's'}, {_passages(passages)}"
     return {"view": view, "title": title, "model": docs[0].model.split("|", 1)[0] if docs else "",
             "rows": [_row(d) for d in docs], "watched": watched_folders(with_paths=chat_user() is None),
+            "canWatch": chat_user() is None,
             "note": note, "error": error, "busy": busy, "readOnly": SHARED}
 
 
@@ -159,6 +165,46 @@ async def library_remove(action: cl.Action) -> dict:
         note += " The user guide will not be added back by itself (index docs_corpus/ again to restore it)."
     await _push(element, await _props(element.id, note=note))
     return {"ok": True}
+
+
+async def _folder_action(action: cl.Action, do) -> dict:
+    """Run ``do()`` (-> the note to show) for a Watch / Stop watching click, without logins only (the user
+    is on this machine); its readable error, if any, is shown instead."""
+    element = (cl.user_session.get(VIEWS) or {}).get(str(action.payload.get("view", "")))
+    if element is None:  # a view from before a server restart: send a fresh one
+        await show_library()
+        return {"ok": False}
+    note = error = ""
+    try:
+        if chat_user() is not None:
+            raise PermissionError("With logins, the watched folders are the administrator's setting (LRC_WATCH).")
+        note = do()
+    except (ValueError, LookupError, PermissionError) as err:
+        error = str(err)
+    await _push(element, await _props(element.id, note=note, error=error))
+    return {"ok": not error}
+
+
+@cl.action_callback("library_watch")
+async def library_watch(action: cl.Action) -> dict:
+    """Watch a folder of the server, now and after a restart."""
+    def do() -> str:
+        root = watch.watch_folder(str(action.payload.get("path", "")))
+        return f"Watching {root}: its documents are being added."
+    return await _folder_action(action, do)
+
+
+@cl.action_callback("library_unwatch")
+async def library_unwatch(action: cl.Action) -> dict:
+    """Stop watching a folder added in the view (its documents stay)."""
+    def do() -> str:
+        row = str(action.payload.get("id", ""))
+        folder = next((f["path"] for f in watched_folders() if f["id"] == row and f["removable"]), None)
+        if folder is None:
+            raise LookupError("That folder is not one watched from here.")
+        watch.unwatch_folder(folder)
+        return f"Stopped watching {folder}; its documents stay in the library."
+    return await _folder_action(action, do)
 
 
 @cl.action_callback("library_reindex")

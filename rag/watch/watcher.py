@@ -42,6 +42,11 @@ Say = Callable[[str], None]
 RETRY_S = 30.0  # default: a folder whose sync or batch failed is synced again after this long
 
 
+def folder_key(folder: str | Path) -> Path:
+    """A folder as the watcher and the library name it: absolute, links resolved (``~`` expanded)."""
+    return Path(folder).expanduser().absolute().resolve()
+
+
 @dataclass(frozen=True)
 class FolderState:
     """A watched folder as people see it: ``state`` is "starting", "syncing", "watching", "missing",
@@ -62,7 +67,7 @@ class Watcher:
         """``library``: the library, or how to open it (in the watcher's thread). ``say``: hears one line
         per thing done ("added /docs/a.md"). ``check_s``: how often a folder is checked for having gone
         or come back; ``retry_s``: when a failed sync is tried again."""
-        self.roots = list(dict.fromkeys(Path(f).expanduser().absolute().resolve() for f in folders))
+        self.roots = list(dict.fromkeys(folder_key(f) for f in folders))  # replaced whole (add, discard)
         self._library = library
         self.say = say or log.info
         self.debounce_ms, self.step_ms, self.check_s, self.settle_s = debounce_ms, step_ms, check_s, settle_s
@@ -75,6 +80,20 @@ class Watcher:
         self.batches = 0  # batches of changes handled
 
     # ------------------------------------------------------------------ running
+    def add(self, folder: str | Path) -> Path:
+        """Watch one more folder (synced, then watched, within ``check_s``); its key (absolute, resolved)."""
+        root = folder_key(folder)
+        if root not in self._states:
+            self._states[root] = FolderState(str(root), since=time.time())
+            self.roots = [*self.roots, root]
+        return root
+
+    def discard(self, folder: str | Path) -> None:
+        """Stop watching a folder (within ``check_s``); its documents stay in the library."""
+        root = folder_key(folder)
+        self.roots = [r for r in self.roots if r != root]
+        self._states.pop(root, None)
+
     @property
     def library(self) -> Library:
         if not isinstance(self._library, Library):
@@ -129,7 +148,8 @@ class Watcher:
                                    yield_on_timeout=True)
         for batch in changes:  # the first one comes once the watch has started: then sync
             for r in present:
-                if self._states[r].state != "watching" and r.is_dir() and time.monotonic() >= self._retry.get(r, 0):
+                state = self._states.get(r)
+                if state and state.state != "watching" and r.is_dir() and time.monotonic() >= self._retry.get(r, 0):
                     self._guarded([r], self.sync, r)
             if batch:
                 self._guarded(present, self.apply, batch)
@@ -149,9 +169,9 @@ class Watcher:
                 self._set(r, "error", f"{exc} (trying again in {self.retry_s:.0f} s)")
 
     def _missing(self, root: Path) -> None:
-        if self._states[root].state != "missing":
-            self._set(root, "missing", "the folder is gone: its documents stay in the library")
+        if root in self._states and self._states[root].state != "missing":
             self.say(f"MISSING   {root} (its documents stay in the library until it comes back)")
+            self._set(root, "missing", "the folder is gone: its documents stay in the library")
 
     # ------------------------------------------------------------------ library actions
     def sync(self, root: Path) -> None:
@@ -181,8 +201,9 @@ class Watcher:
         gone = [p for p in paths if not p.exists()]
         for r in {roots[p] for p in gone}:
             removed += self._remove([str(p) for p in gone if roots[p] == r], r)
-        for r in {roots[p] for p in paths}:
-            self._set(r, "watching", (report.summary() if report else "") + (f"; {removed} removed" if removed else ""))
+        for r in {roots[p] for p in paths} & set(self._states):  # its state stays ("error" still needs its sync)
+            self._set(r, self._states[r].state, (report.summary() if report else "") +
+                      (f"; {removed} removed" if removed else ""))
 
     def _ingest(self, paths: list[Path]) -> IngestReport:
         self.runs += 1
@@ -227,9 +248,11 @@ class Watcher:
 
     # ------------------------------------------------------------------ state
     def _set(self, root: Path, state: str, last: str | None = None) -> None:
-        old = self._states[root]
+        old = self._states.get(root)
+        if old is None:  # no longer watched
+            return
         files = old.files
-        if state in ("watching", "missing"):
+        if state in ("watching", "missing", "error"):
             try:
                 files = len(self._held_under(root))
             except Exception:
@@ -239,4 +262,4 @@ class Watcher:
 
     def status(self) -> list[FolderState]:
         """Each watched folder's state, in the order given."""
-        return [self._states[r] for r in self.roots]
+        return [s for s in (self._states.get(r) for r in self.roots) if s is not None]

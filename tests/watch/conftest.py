@@ -10,22 +10,7 @@ import pytest
 
 from rag.library import Library
 from rag.watch import Watcher
-from retrieval.conftest import embedder  # noqa: F401  (the real model, loaded once: a session fixture)
-
-
-@pytest.fixture(scope="module")
-def pg():
-    """A private PostgreSQL (pgserver) for one module (``.database()``: a new empty database's URI)."""
-    import shutil
-    import tempfile
-
-    from retrieval.conftest import start_pg
-
-    folder = Path(tempfile.mkdtemp(prefix="lrc-pg-"))
-    server = start_pg(folder)
-    yield server
-    server.close()
-    shutil.rmtree(folder, ignore_errors=True)
+from retrieval.conftest import embedder, pg  # noqa: F401  (session fixtures: the real model, a private PostgreSQL)
 
 
 class Counter:

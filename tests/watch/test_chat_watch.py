@@ -24,8 +24,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CHROMIUM = Path(os.environ.get("LRC_CHROMIUM", "/usr/bin/chromium"))
 
 
-def library_view_text(url: str) -> dict:
-    """Open a chat, click the welcome's Library button; the view's watched folders (path -> state) and text.
+def library_view_text(url: str, add: Path) -> dict:
+    """Open a chat, click the welcome's Library button; the view's watched folders (path -> state) and text;
+    then watch ``add`` with "Watch a folder" (its state once watched) and stop watching it (the note).
     Playwright runs in a thread of its own (a session-wide one of the e2e tests may hold this thread)."""
     from playwright.sync_api import sync_playwright
 
@@ -40,11 +41,27 @@ def library_view_text(url: str) -> dict:
                 page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=120_000)
                 page.locator('[data-step-type="assistant_message"]').get_by_role(
                     "button", name="Library", exact=True).last.click()
-                watched = page.locator("#library-watched").last
+                view = page.locator("#library-view").last
+                watched = view.locator("#library-watched")
                 watched.wait_for()
-                return {"states": watched.evaluate("w => Object.fromEntries([...w.querySelectorAll('[data-watched]')]"
+                seen = {"states": watched.evaluate("w => Object.fromEntries([...w.querySelectorAll('[data-watched]')]"
                                                    ".map(d => [d.dataset.watched, d.dataset.state]))"),
                         "text": watched.inner_text()}
+                view.get_by_label("Folder to watch").fill(str(add))
+                view.get_by_role("button", name="Watch a folder").click()
+                view.locator(f'[data-watched="{add}"]').wait_for()
+                seen["note"] = view.locator("#library-note").inner_text()
+                for _ in range(100):  # Refresh until the sync is done
+                    state = view.locator(f'[data-watched="{add}"]').get_attribute("data-state")
+                    if state == "watching":
+                        break
+                    view.get_by_role("button", name="Refresh").click()
+                    page.wait_for_timeout(300)
+                seen["added"] = view.locator(f'[data-watched="{add}"]').inner_text()
+                view.get_by_role("button", name=f"Stop watching {add}").click()
+                view.locator(f'[data-watched="{add}"]').wait_for(state="detached")
+                seen["stopped"] = view.locator("#library-note").inner_text()
+                return seen
             finally:
                 browser.close()
 
@@ -71,9 +88,15 @@ def test_the_chat_server_watches_lrc_watch(tmp_path, free_port):
                  "the watched folder synced at start-up")
         new = write(other / "later.md", "quincunx")  # the second folder did not exist at start-up
         wait_for(lambda: holds(index, new, "quincunx"), 30, "a file in a folder that appeared later indexed")
-        seen = library_view_text(f"http://127.0.0.1:{free_port}/")
+        third = tmp_path / "third"
+        added = write(third / "added.md", "ragamuffin")
+        seen = library_view_text(f"http://127.0.0.1:{free_port}/", third)
         assert seen["states"] == {str(docs): "watching", str(other): "watching", str(gone): "missing"}, seen
         assert "missing: its documents are kept" in seen["text"] and "1 document" in seen["text"], seen
+        assert seen["note"].startswith(f"Watching {third}") and "watching · 1 document" in seen["added"], seen
+        assert seen["stopped"] == f"Stopped watching {third}; its documents stay in the library.", seen
+        assert holds(index, added, "ragamuffin")
+        assert (data / "watched_folders.json").read_text().strip() == "[]"
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -30,8 +30,9 @@ def test_added_changed_removed_are_searchable_or_gone(tmp_path, library, watchin
     note.unlink()
     wait_for(lambda: str(note) not in library.store.files(), what="the removed file gone")
     assert found(library, "wobblethorn") == set()
-    assert any(line.startswith("removed") and line.endswith("note.md") for line in w.lines)
-    assert w.status()[0].state == "watching" and w.status()[0].files == 1
+    wait_for(lambda: any(line.startswith("removed") and line.endswith("note.md") for line in w.lines), what="said")
+    wait_for(lambda: w.status()[0].files == 1, what="the folder's count")
+    assert w.status()[0].state == "watching"
 
 
 def test_a_rename_is_searchable_under_its_new_path_without_embedding(tmp_path, library, watching, embedded):
@@ -131,4 +132,4 @@ def test_a_folder_missing_at_start_is_watched_once_it_appears(tmp_path, library,
     assert w.status()[0].state == "missing"
     f = write(docs / "a.md", "gallimaufry")
     wait_for(lambda: found(library, "gallimaufry") == {str(f)}, what="the folder's file once it appeared")
-    assert w.status()[0].state == "watching"
+    wait_for(lambda: w.status()[0].state == "watching", what="watching it")  # the sync ends after its commit
