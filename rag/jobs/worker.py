@@ -120,9 +120,9 @@ class Worker:
     def run(self, once: bool = False) -> int:
         """Take and run jobs until ``stop()`` (with ``once``: until none is waiting). Returns the number
         of jobs run. Raises ``WorkerRefused`` (another embedding model) and ``StoreError``s."""
-        self.check_model()
         ran = 0
         while not self._stop.is_set():
+            self.check_model()  # before each job: the library may have been rebuilt with another model meanwhile
             job = self.queue.claim(self.id, self.model, self.lease_s)
             if job is not None:
                 self.run_job(job)
@@ -177,8 +177,9 @@ class Worker:
         finally:
             beat.done.set()
             beat.join()
-        if beat.progress:
-            beat.renew()  # the last progress (all files) on the row
+        settled = len(report.added) + len(report.updated) + len(report.unchanged) + len(report.failed)
+        beat.progress = (base + settled, base + settled, "")  # every file settled (none told when all unchanged)
+        beat.renew()
         failed = "; ".join(reason for _, reason in report.failed[:5])
         state = DONE if self.queue.finish(job.id, self.id, DONE, report.summary(), failed) else "lost"
         self.say(f"job {job.id} {state}: {report.summary()}")
