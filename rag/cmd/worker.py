@@ -10,7 +10,7 @@ import argparse
 import signal
 import sys
 
-HELP = "run queued ingest jobs (rag index --background, the chat) until stopped; --once: until the queue is empty"
+HELP = "run queued ingest jobs (rag index --background) until stopped; --once: until the queue is empty"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
