@@ -1,7 +1,7 @@
 """`rag worker` processes on a shared PostgreSQL library (pgserver), all real: two workers share three jobs,
 one is killed with SIGKILL in the middle of a job, the other takes that job again once its lease ran out
 and completes it (every file in the library exactly once); a running job cancelled with `rag jobs cancel`
-stops between batches (what was committed stays); SIGTERM stops a worker cleanly; a worker of another
+stops between batches (what was committed stays), a queued one never runs; SIGTERM stops a worker cleanly; a worker of another
 embedding model is refused. Two worker processes load the embedding model."""
 from __future__ import annotations
 
@@ -61,18 +61,24 @@ def test_two_workers_a_sigkill_mid_job_a_cancel_and_a_clean_stop(pg, tmp_path, w
     hits = lib.search("How many stones did the otter count beside the alder mill on day 30?", k=3, mode="lexical")
     assert hits and hits[0].chunk.source == str(big[30]), [h.chunk.source for h in hits]
 
-    # a running job cancelled from the command line stops between batches; what it committed stays
+    # a running job cancelled from the command line stops between batches; what it committed stays;
+    # a job queued behind it and cancelled never runs
     d = notes(tmp_path / "d", 80, "dogwood")
     cancel_id = q.enqueue([str(tmp_path / "d")], MODEL).id
     wait_for(lambda: q.get(cancel_id).state == RUNNING and q.get(cancel_id).files_done >= 2, 60, "the job to run")
-    assert main(["jobs", "cancel", str(cancel_id), "--index-dir", uri]) == 0
-    assert f"job {cancel_id}: cancelling" in capsys.readouterr().out
+    notes(tmp_path / "e", 3, "elder")
+    never = q.enqueue([str(tmp_path / "e")], MODEL).id
+    assert main(["jobs", "cancel", str(never), str(cancel_id), "--index-dir", uri]) == 0
+    said = capsys.readouterr().out
+    assert f"job {never}: cancelled" in said and f"job {cancel_id}: cancelling" in said, said
     wait_for(lambda: q.get(cancel_id).finished, 60, f"the cancel:\n{survivor.output()}")
     assert q.get(cancel_id).state == CANCELLED, survivor.output()
     committed = [p for p in map(str, d) if p in lib.store.files()]
     assert 2 <= len(committed) < 80, len(committed)
     assert not [p for p in lib.store.pending() if p.startswith(str(tmp_path / "d"))]  # the rest is not to be done
     assert f"job {cancel_id} cancelled" in survivor.output()
+    assert never not in [j for j, _ in survivor.took()] and q.get(never).attempts == 0
+    assert q.get(never).state == CANCELLED and not [p for p in lib.store.files() if p.startswith(str(tmp_path / "e"))]
 
     # SIGTERM: the idle worker stops cleanly
     survivor.signal(signal.SIGTERM)
