@@ -3,6 +3,12 @@
 
     python -m rag bench evidence [-- --dataset bench/data/answers --split dev -k 4]
     python -m rag bench evidence -- --dataset bench/data/unseen --split all   # a row per document + overall
+    python -m rag bench evidence -- --dataset bench/data/unseen/openssh-client --retrieval-only --split all
+
+First the ranking alone (no sentence scoring; ``--retrieval-only`` stops there): for each answerable
+question (follow-ups with the chat's follow-up method) the gold passage's rank in the top ``--depths``
+(default 6 / 20 / 50) of the chat's mode and of dense alone, printed per kind and, with several sets, a
+table per document. Then the evidence:
 
 Indexes the set's documents once (kept in --index-dir), retrieves each question (follow-ups with the
 chosen follow-up method), scores the sentences once, prints how often the gold quote is in the k
@@ -34,6 +40,8 @@ from rag.answer.followup import METHODS, standalone_query  # noqa: E402
 from rag.config import REPO_ROOT, settings  # noqa: E402
 from rag.library import Library  # noqa: E402
 
+DEPTHS = (6, 20, 50)  # gold passage in the top 6 (what the chat reads) / 20 / 50 of the ranking
+
 
 def main() -> int:
     ap = argparse.ArgumentParser()
@@ -46,6 +54,10 @@ def main() -> int:
     ap.add_argument("--index-dir", default=None)
     ap.add_argument("--budgets", type=int, nargs="+", default=[ev_mod.CONTEXT_TOKENS],
                     help="compact-context sizes to report gold in (estimated tokens)")
+    ap.add_argument("--depths", type=int, nargs="+", default=list(DEPTHS),
+                    help="ranking depths to report the gold passage in (retrieval only, no sentence scoring)")
+    ap.add_argument("--retrieval-only", action="store_true",
+                    help="only the ranking depths (the chat's mode and dense alone): no sentence scoring")
     args = ap.parse_args()
     sets = answer_eval.expand_sets(args.dataset or [REPO_ROOT / "bench" / "data" / "answers"])
     rows, args.several = {}, len(sets) > 1  # several sets: each its own index (under --index-dir if given)
@@ -54,8 +66,58 @@ def main() -> int:
             print(f"== {dataset.name}", flush=True)
         rows[dataset.name] = one_set(dataset, args)
     if len(sets) > 1:
-        print(document_table(rows, args.budgets[0]))
+        if not args.retrieval_only:
+            print(document_table(rows, args.budgets[0]))
+        print(depth_table(rows, args.depths))
     return 0
+
+
+def gold_rank(hits, quote: str) -> int | None:
+    """1-based rank of the first passage holding the gold quote (None: not in ``hits``)."""
+    return next((n for n, h in enumerate(hits, 1) if answer_eval.holds_quote(h.chunk.text, quote)), None)
+
+
+def depth_ranks(lib: Library, items: list[dict], mode: str, depth: int) -> list[dict]:
+    """Per answerable question (follow-ups with the chat's follow-up method), the gold passage's rank in the
+    top ``depth`` of ``mode`` and of dense alone: retrieval only, nothing else is computed."""
+    out = []
+    for r in items:
+        if r["set"] == "unanswerable":
+            continue
+        q = standalone_query(r["question"], r.get("history")) if r["set"] == "followups" else r["question"]
+        out.append({"id": r["id"], "set": r["set"], "rank": gold_rank(lib.search(q, depth, mode), r["gold_quote"]),
+                    "dense_rank": gold_rank(lib.search(q, depth, "dense"), r["gold_quote"])})
+    return out
+
+
+def _within(items: list[dict], key: str, depth: int) -> str:
+    return f"{np.mean([i[key] is not None and i[key] <= depth for i in items]):.3f}" if items else "–"
+
+
+def depth_lines(ranks: list[dict], depths: list[int], mode: str) -> list[str]:
+    """'facts (30): hybrid top 6 / 20 / 50 .800 / .933 / 1.000; dense ...' per kind."""
+    lines = []
+    for kind in ("facts", "followups"):
+        of = [i for i in ranks if i["set"] == kind]
+        if of:
+            cut = " / ".join(map(str, depths))
+            lines.append(f"{kind} ({len(of)}): gold in the {mode} top {cut}: "
+                         + " / ".join(_within(of, "rank", d) for d in depths)
+                         + "; dense alone: " + " / ".join(_within(of, "dense_rank", d) for d in depths))
+    return lines
+
+
+def depth_table(rows: dict[str, list[dict]], depths: list[int]) -> str:
+    """Per document and overall: the gold passage within each depth of the ranking (default mode, dense)."""
+    rows = dict(rows, overall=[i for items in rows.values() for i in items])
+    head = [f"{kind}: top {d}{' (dense)' if key == 'dense_rank' else ''}" for kind in ("facts", "follow-ups")
+            for key in ("rank", "dense_rank") for d in depths]
+    lines = ["| document | n | " + " | ".join(head) + " |", "|---|---:|" + "---:|" * len(head)]
+    for name, items in rows.items():
+        cells = [_within([i for i in items if i["set"] == kind], key, d) for kind in ("facts", "followups")
+                 for key in ("rank", "dense_rank") for d in depths]
+        lines.append(f"| {name} | {len(items)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def document_table(rows: dict[str, list[dict]], budget: int) -> str:
@@ -73,8 +135,9 @@ def document_table(rows: dict[str, list[dict]], budget: int) -> str:
 
 
 def one_set(dataset: Path, args: argparse.Namespace) -> list[dict]:
-    """The evidence figures of one set, printed; returns per answerable question whether the gold passage
-    was retrieved and whether it is in the compact context (the first budget)."""
+    """The evidence figures of one set, printed; returns per answerable question the gold passage's rank in
+    the ranking (``depth_ranks``) and, unless ``--retrieval-only``, whether it was retrieved (top k) and
+    whether it is in the compact context (the first budget)."""
     s = settings()
     k = args.k or s.top_k
     mode = args.mode or s.retrieval_mode
@@ -88,6 +151,13 @@ def one_set(dataset: Path, args: argparse.Namespace) -> list[dict]:
     lib = Library(Path(index_dir))
     lib.ingest(answer_eval.documents(dataset, s.datasets_dir))
     lib.search("warm up", 1)
+    ranks = depth_ranks(lib, items, mode, max(args.depths))
+    for line in depth_lines(ranks, args.depths, mode):
+        print(line, flush=True)
+    if args.retrieval_only:
+        if tmp is not None:
+            tmp.cleanup()
+        return ranks
     followup = {m: [] for m in METHODS}
     scored = []
     t0 = time.perf_counter()
@@ -142,9 +212,9 @@ def one_set(dataset: Path, args: argparse.Namespace) -> list[dict]:
               f"{[round(b, 3) for b in sorted(best_u)]}; threshold {thr:.3f} abstains on {caught} of {len(best_u)}")
     if tmp is not None:
         tmp.cleanup()
-    return [{"set": r["set"], "retrieved": any(answer_eval.holds_quote(h.chunk.text, r["gold_quote"]) for h in hits),
-             "in_context": any(answer_eval.holds_quote(h.chunk.text, r["gold_quote"])
-                               for h in ev_mod.context(ev, args.budgets[0]))}
+    by_id = {i["id"]: i for i in ranks}
+    return [{**by_id[r["id"]], "retrieved": gold_rank(hits, r["gold_quote"]) is not None,
+             "in_context": gold_rank(ev_mod.context(ev, args.budgets[0]), r["gold_quote"]) is not None}
             for r, hits, ev in scored if r["set"] != "unanswerable"]
 
 
