@@ -1,10 +1,20 @@
 """Every sentence of an answer checked against the passages the model was given.
 
-A sentence is *supported by* a passage when the embedder finds a sentence of that passage close to it
-(cosine >= ``MIN_COSINE``) or the passage holds most of its content terms (share >= ``MIN_COVERAGE``:
-the BM25 tokenizer and stemmer, so "installing" matches "install") — and every identifier it names
-(a command, option, variable, file or version: ``FND_API_KEY``, ``--with-foo``, ``config.yml``) occurs
-in some passage or in the question: an invented identifier is what misleads a user most. Then:
+A sentence is *supported by* a passage when three things hold:
+
+- the embedder finds a sentence of that passage close to it (cosine >= ``MIN_COSINE``) or the passage
+  holds most of its content terms (share >= ``MIN_COVERAGE``: the BM25 tokenizer and stemmer, so
+  "installing" matches "install");
+- the passage (with the question) holds at least ``MIN_SHARE`` of its content terms: a sentence close in
+  meaning whose words are mostly elsewhere ("a charitable trust funded by the United States government")
+  says something the passage does not;
+- every *salient* word of it stands in that passage or in the question: the identifiers (a command,
+  option or flag, variable, file, path, version, call: ``-o``, ``--force``, ``ssh_config``,
+  ``FND_API_KEY``), numbers and dates, CamelCase and ALLCAPS words, words with digits, and names (a
+  capitalised word not opening the sentence: "created by the University of Vienna"). A sentence citing
+  several passages may take them from all of them. An invented name or number is what misleads a user most.
+
+Then:
 
 - a sentence no passage supports is marked unsupported (the chat shows it; RUN.json lists it);
 - a citation ``[n]`` whose passage does not support its sentence is moved to the passage that
@@ -12,13 +22,16 @@ in some passage or in the question: an invented identifier is what misleads a us
 - a sentence that repeats what was already shown (the quote) is left out.
 
 Sentences of fewer than ``MIN_WORDS`` words or two content terms ("Yes.", "Here's how to do it:") are not
-judged, except a short list item ("6. CSV (CSV)") none of whose terms any passage or the question holds:
-a list of names is where a small model pads with invented ones, and it is marked unsupported. The thresholds and
-the precision of the marks (read by hand) are in docs/BENCHMARKS.md, "Answers".
+judged, except a short one naming a salient word no passage nor the question holds, and a short list
+item ("6. CSV (CSV)") none of whose terms any passage or the question holds: a list of names is where a
+small model pads with invented ones; both are marked unsupported. How well the marks catch what the
+passages do not say (sentences labelled by reading, bench/data/claims): docs/BENCHMARKS.md, "Claims the
+passages do not make" (``python -m rag bench claims``).
 """
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -33,6 +46,7 @@ from rag.text import sentence_spans
 MIN_COSINE = 0.6
 MIN_COVERAGE = 0.7
 MIN_WORDS = 4
+MIN_SHARE = 0.5  # of a sentence's content terms, at least this share must be in its passage (or the question)
 REPEAT_SHARE = 0.9  # a sentence whose words are this much inside an already shown sentence repeats it
 # (?<!\s): a citation's spaces are taken from where they begin; trying again from each space of a long
 # run (where a match can only be the same one) was quadratic in the client's text
@@ -40,9 +54,16 @@ _CITE = re.compile(r"(?<!\s)\s*\[(\d{1,2}(?:\s*[,;]\s*\d{1,2})*)\]")
 # identifiers: options, VARIABLE_NAMES, file.ext, paths, versions, calls(), `code`, CamelCase words
 _IDENT = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]+|[A-Za-z]\w*_\w+|\w+\.[A-Za-z]{1,5}\b|/[\w.-]+(?:/[\w.-]+)*"
                     r"|\d+(?:\.\d+)+|\w+\(\)|`[^`]+`|[A-Z][a-z]+[A-Z]\w*)")
+# salient words besides identifiers: numbers and dates, ALLCAPS, words with digits, CamelCase (also iPhone),
+# one-letter flags (-o), and capitalised words (names; the sentence's first word is left out)
+_SALIENT = re.compile(r"(?<![\w-])(-[A-Za-z0-9]\b|\d+(?:[.,:/]\d+)*|(?:[A-Z]{2,}|\w*\d|[A-Za-z]*[a-z][A-Z])(?:[\w-]*\w)?"
+                      r"|[A-Z][a-z]+|\w[\w.-]*@[\w.*-]*)(?![\w-])")
+_OPENING = re.compile(r"^[\W\d_]*\w+")  # the sentence's first word (after a bullet, a number, ** or a quote)
 _WORD = re.compile(r"\w+")
+_NOT_NAMES = {"e.g", "i.e", "etc"}
 _MARKER = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*+•])\s*$")  # a list item's number or bullet, split off as a "sentence"
 _BULLET_BEFORE = re.compile(r"\n[ \t]*[-*+•][ \t]*$")
+_BULLET_START = re.compile(r"^\s*[-*+•]\s")  # a list item split off with its bullet
 
 
 @dataclass
@@ -66,6 +87,29 @@ def identifiers(text: str) -> set[str]:
     return {m.group(1).strip("`").lower() for m in _IDENT.finditer(text)}
 
 
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).replace("\u2212", "-").replace("\u2010", "-")
+
+
+def salient(text: str) -> set[str]:
+    """What a sentence stands on and a user acts on: its identifiers (lower case) and its numbers, dates,
+    flags, ALLCAPS, CamelCase, digit-bearing and capitalised words (a one-letter flag keeps its case:
+    ``-L`` is not ``-l``; "I" and the sentence's first word are left out)."""
+    text = _fold(text)
+    opening = _OPENING.match(text)
+    start = opening.end() if opening else 0
+    words = {w if re.fullmatch(r"-\w", w) else w.lower() for m in _SALIENT.finditer(text)
+             for w in [m.group(1)] if w != "I" and (m.start() >= start or not re.fullmatch(r"[A-Z][a-z]+", w))}
+    return (identifiers(text) | words) - _NOT_NAMES
+
+
+def _stands_in(word: str, text: str, lower: str) -> bool:
+    """``word`` occurs in the passage text as a whole word (identifiers: anywhere; a flag: with its case)."""
+    if re.fullmatch(r"-\w", word):
+        return re.search(r"(?<![\w-])" + re.escape(word) + r"(?!\w)", text) is not None
+    return re.search(r"(?<!\w)" + re.escape(word) + r"(?!\w)", lower) is not None
+
+
 def _repeats(sentence: str, shown: Sequence[set[str]]) -> bool:
     words = set(_WORD.findall(sentence.lower()))
     return len(words) >= MIN_WORDS and any(len(words & s) >= REPEAT_SHARE * len(words) for s in shown)
@@ -79,30 +123,50 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
     raw = [answer[a:b] for a, b in spans]
     bare = [_CITE.sub("", s).strip() for s in raw]
     # judged: a claim of some length with at least two content terms ("Here's how to do it:" is none)
-    judged = [len(b.split()) >= MIN_WORDS and len(set(tokenize(b))) >= 2 for b in bare]
+    # a question back ("What kind of essay is it?") or a lead-in ("Here are some guidelines:") says nothing
+    # to check by meaning; its salient words still are
+    judged = [len(b.split()) >= MIN_WORDS and len(set(tokenize(b))) >= 2 and b.rstrip("*_ ")[-1:] not in "?:"
+              for b in bare]
     psents = [split(h.chunk.text) or [h.chunk.text] for h in passages]
     flat = [s for ss in psents for s in ss]
     owner = np.repeat(np.arange(len(psents)), [len(ss) for ss in psents])
-    support = np.zeros((len(raw), len(passages)))
+    texts = [_fold(h.chunk.text) for h in passages]
+    lowers = [t.lower() for t in texts]
+    q_text = _fold(question)
+    have = [set(tokenize(t)) for t in texts]  # once, not once per sentence
+    q_terms = set(tokenize(q_text))
+    cos = np.zeros((len(raw), len(passages)))
     todo = [i for i, j in enumerate(judged) if j]
     if todo and flat:
-        have = [set(tokenize(h.chunk.text)) for h in passages]  # once, not once per sentence
         vecs = np.asarray(embedder.encode([bare[i] for i in todo] + flat, batch_size=MIXED_BATCH), dtype=np.float32)
         sims = vecs[:len(todo)] @ vecs[len(todo):].T
         for row, i in enumerate(todo):
-            terms = set(tokenize(bare[i]))
             for p in range(len(passages)):
-                cos = float(sims[row][owner == p].max()) if (owner == p).any() else 0.0
-                cov = len(terms & have[p]) / len(terms) if terms else 0.0
-                support[i, p] = max(cos / MIN_COSINE, cov / MIN_COVERAGE)  # >= 1: supported
-    known = " ".join([question, *(h.chunk.text for h in passages)]).lower()
+                cos[i, p] = float(sims[row][owner == p].max()) if (owner == p).any() else 0.0
+    known = " ".join([q_text, *texts])
     known_terms = set(tokenize(known))
+
+    def holds(words: set[str], ps: Sequence[int]) -> set[str]:
+        """The salient ``words`` that neither the passages ``ps`` nor the question hold."""
+        return {w for w in words if not _stands_in(w, q_text, q_text.lower())
+                and not any(_stands_in(w, texts[p], lowers[p]) for p in ps)}
+
+    def support(i: int, ps: Sequence[int], words: set[str]) -> float:
+        """>= 1: the passages ``ps`` together support sentence ``i`` (see the module docstring)."""
+        terms = set(tokenize(bare[i]))
+        if not terms or holds(words, ps):
+            return 0.0
+        held = set().union(*(have[p] for p in ps))
+        share = len(terms & (held | q_terms)) / len(terms)
+        if share < MIN_SHARE:
+            return 0.0
+        return max(max(cos[i, p] for p in ps) / MIN_COSINE, len(terms & held) / len(terms) / MIN_COVERAGE)
 
     def unknown_item(i: int) -> list[str]:
         """The terms of a short list item when none of them is known (else [])."""
         before = raw[i - 1].strip() if i else ""
         gap = answer[spans[i - 1][1] if i else 0:spans[i][0]]
-        if not (_MARKER.match(before) or _BULLET_BEFORE.search(gap)):
+        if not (_MARKER.match(before) or _BULLET_BEFORE.search(gap) or _BULLET_START.match(raw[i])):
             return []
         terms = [t for t in tokenize(bare[i]) if t.isalpha() and len(t) >= 2]
         return sorted(set(terms)) if terms and not any(t in known_terms for t in terms) else []
@@ -113,12 +177,16 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
         if _repeats(bare[i], shown_words):
             out.append(Checked(s, True, cited, judged=False, repeats=True))
             continue
+        words = salient(bare[i])
+        invented = sorted(holds(words, range(len(passages))))
         if not judged[i]:
-            invented = unknown_item(i)
+            invented = invented or unknown_item(i)
             out.append(Checked(bare[i], False, [], invented=invented) if invented else Checked(s, True, cited, judged=False))
             continue
-        invented = sorted(t for t in identifiers(bare[i]) if t not in known)
-        ok = [p + 1 for p in np.argsort(-support[i]) if support[i, p] >= 1.0] if not invented else []
+        scores = [support(i, [p], words) for p in range(len(passages))]
+        ok = [p + 1 for p in np.argsort(-np.asarray(scores), kind="stable") if scores[p] >= 1.0]
+        if len(cited) > 1 and not set(cited) <= set(ok) and support(i, [n - 1 for n in cited], words) >= 1.0:
+            ok = list(dict.fromkeys(cited + ok))  # a sentence joining what its cited passages say together
         if not ok:
             out.append(Checked(bare[i], False, [], changed=bool(cited), invented=invented))
             continue

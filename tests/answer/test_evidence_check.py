@@ -55,7 +55,7 @@ def test_unsupported_sentences_are_marked_and_citations_moved(embedder):
               "The folder must exist before R starts.")
     checked = check(embedder, answer, hits(), shown=["The folder must exist before R starts."])
     assert checked[0].supported and checked[0].cites == [1] and checked[0].changed
-    assert not checked[1].supported and checked[1].cites == [] and checked[1].invented == ["fnd_api_key"]
+    assert not checked[1].supported and checked[1].cites == [] and "fnd_api_key" in checked[1].invented
     assert checked[2].repeats
     text = render(checked)
     assert "[1]" in text.split(". ")[0] and "GUI [1]" not in text and "GUI. ⚠️" in text

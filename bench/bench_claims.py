@@ -1,0 +1,195 @@
+"""`python -m rag bench claims`: how well the sentence check (rag.answer.check) catches claims the
+passages do not make, from sentences labelled by reading (bench/data/claims; how: its README).
+
+    python -m rag bench claims                      # the table: per split, unsupported caught and marks right
+    python -m rag bench claims -- --show            # also every sentence the check gets wrong
+    python -m rag bench claims -- collect --dataset bench/data/unseen/openssh-client --limit 8 --out A.jsonl
+    python -m rag bench claims -- collect --docs R-FAQ.pdf --queries Q.jsonl --split dev --document rfaq --out A.jsonl
+
+``collect`` answers questions through the chat's pipeline at default settings and writes one line per
+answer: the question, the retrieval query, the quoted sentences, the passages the model was given (in
+its prompt's order, so [n] is ``passages[n-1]``), the model's text as the check receives it, and the
+text as the user reads it. Labels (``labels.jsonl``) name an answer by ``id`` and a sentence by its
+index in ``rag.text.sentence_spans`` of that text; scoring runs today's check on the stored answers.
+
+A labelled unsupported sentence is *caught* when the check marks it, or leaves it out as a repeat of
+the quote (the user does not read it); a *mark* is a sentence the check marks unsupported, *right* when
+its label is unsupported.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from rag.config import REPO_ROOT
+
+CLAIMS = REPO_ROOT / "bench" / "data" / "claims"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------------------------ collect
+async def _answer(question: str, history: list, options, lib) -> dict:
+    from rag import pipeline as pl
+    from rag.answer.guard import LoopGuard, finish, tidy_fences
+
+    rec = {"query": question, "quoted": [], "passages": [], "raw": "", "answer": "", "rendered": "",
+           "abstained": False, "cut": False}
+    async for ev in pl.answer(question, history, options, lib=lib):
+        if isinstance(ev, pl.Retrieved):
+            rec["query"] = ev.query
+        elif isinstance(ev, pl.NothingFound) and not ev.answering:
+            rec["abstained"] = True
+        elif isinstance(ev, pl.Quoted):
+            rec["quoted"] = [t for t, _ in ev.quotes]
+        elif isinstance(ev, pl.Token):
+            rec["raw"] += ev.text
+        elif isinstance(ev, pl.Revised):
+            rec["rendered"], rec["cut"] = ev.text, ev.cut
+        elif isinstance(ev, pl.Sources):
+            rec["passages"] = [h.chunk.text for h in ev.used]
+    guard = LoopGuard()
+    guard.feed(rec["raw"])
+    rec["answer"] = finish(tidy_fences(guard.kept if guard.looped else rec["raw"]), cut=rec["cut"])
+    return rec
+
+
+def collect(args: argparse.Namespace) -> int:
+    from rag import answer_eval, pipeline as pl
+    from rag.config import settings
+    from rag.library import Library
+
+    jobs = []  # (document name, split, docs, queries)
+    for d in args.dataset:
+        d = Path(d)
+        qs = answer_eval.set_queries(d, args.split, args.limit)
+        split = next((r.get("split", "dev") for rows in answer_eval.read_set(d).values() for r in rows), "dev")
+        jobs.append((d.name, split, answer_eval.documents(d, settings().datasets_dir), qs))
+    if args.docs:
+        qs = [q for q in read_jsonl(Path(args.queries)) if args.split in ("all", q.get("split", "dev"))][:args.limit]
+        jobs.append((args.document, args.split, args.docs,
+                     [{"id": str(q.get("id", q.get("_id"))), "question": q.get("question", q.get("text", "")),
+                       "history": q.get("history") or []} for q in qs]))
+    out = Path(args.out)
+    done = {r["id"] for r in read_jsonl(out)} if out.exists() else set()
+    options = pl.Options()
+    for name, split, docs, queries in jobs:
+        with tempfile.TemporaryDirectory(prefix="rag-claims-") as tmp:
+            lib = Library(Path(tmp))
+            print(f"== {name}: {lib.ingest(docs).summary()}", flush=True)
+
+            async def go() -> None:
+                from engines import registry
+
+                try:
+                    for q in queries:
+                        if q["id"] in done:
+                            continue
+                        rec = await _answer(q["question"], q["history"], options, lib)
+                        row = {"id": q["id"], "document": name, "split": split, "question": q["question"],
+                               "history": q["history"], **rec}
+                        with out.open("a", encoding="utf-8") as f:
+                            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                        print(f"{q['id']}: {rec['answer'][:90]!r}", flush=True)
+                finally:
+                    await registry.close_all()
+
+            asyncio.run(go())
+    return 0
+
+
+# ------------------------------------------------------------------------------------ score
+def outcomes(answers: list[dict], module: str | None = None) -> dict[tuple[str, int], str]:
+    """(answer id, sentence index) -> what the check does with it: "marked", "left out" (a repeat of the
+    quote), "passed" (supported or not judged). ``module``: a file holding another version of
+    rag/answer/check.py (e.g. ``git show REV:rag/answer/check.py > old.py``), to measure it on the same labels."""
+    import importlib.util
+
+    from rag.embedder import Embedder
+
+    if module:
+        spec = importlib.util.spec_from_file_location("check_under_test", module)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # its dataclasses look their module up
+        spec.loader.exec_module(mod)
+        check = mod.check
+    else:
+        from rag.answer.check import check
+    from rag.schema import Chunk, Hit
+
+    emb = Embedder.get()
+    out = {}
+    for a in answers:
+        hits = [Hit(Chunk(i, t, a["document"]), 1.0, i + 1) for i, t in enumerate(a["passages"])]
+        for k, c in enumerate(check(emb, a["answer"], hits, a["query"], a["quoted"])):
+            out[a["id"], k] = "left out" if c.repeats else "passed" if c.supported else "marked"
+    return out
+
+
+def figures(labels: list[dict], got: dict) -> dict:
+    bad = [r for r in labels if r["label"] == "unsupported"]
+    marked = [r for r in labels if got.get((r["id"], r["index"])) == "marked"]
+    caught = [r for r in bad if got.get((r["id"], r["index"])) in ("marked", "left out")]
+    right = [r for r in marked if r["label"] == "unsupported"]
+    return {"sentences": len(labels), "unsupported": len(bad), "caught": len(caught), "marks": len(marked),
+            "marks_right": len(right), "recall": round(len(caught) / len(bad), 3) if bad else None,
+            "precision": round(len(right) / len(marked), 3) if marked else None}
+
+
+def score(args: argparse.Namespace) -> int:
+    answers = read_jsonl(Path(args.answers))
+    labels = [r for r in read_jsonl(Path(args.labels)) if args.split in ("all", r["split"])]
+    got = outcomes([a for a in answers if a["id"] in {r["id"] for r in labels}], args.check)
+    rows = {}
+    for split in ("held-out", "dev"):
+        of = [r for r in labels if r["split"] == split]
+        if of:
+            rows[split] = figures(of, got)
+            for doc in sorted({r["document"] for r in of}):
+                rows[f"{split}: {doc}"] = figures([r for r in of if r["document"] == doc], got)
+    print("| split / document | sentences | unsupported | caught | unsupported caught | marks | marks right |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, f in rows.items():
+        print(f"| {name} | {f['sentences']} | {f['unsupported']} | {f['caught']} | {f['recall']} | {f['marks']} "
+              f"| {f['precision']} |")
+    if args.show:
+        for r in labels:
+            o = got.get((r["id"], r["index"]))
+            if (r["label"] == "unsupported") != (o in ("marked", "left out")):
+                print(f"\n[{r['split']} {r['id']}#{r['index']} label={r['label']} check={o}] {r['sentence']}\n"
+                      f"   reason: {r['reason']}")
+    print(json.dumps(rows))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if argv[:1] == ["collect"]:
+        p = argparse.ArgumentParser(prog="rag bench claims collect")
+        p.add_argument("--dataset", action="append", default=[], help="an answer set folder (repeatable)")
+        p.add_argument("--docs", nargs="*", default=[], help="documents for --queries")
+        p.add_argument("--queries", help="query lines {id|_id, question|text, split?}")
+        p.add_argument("--document", default="docs", help="the name --docs are recorded under")
+        p.add_argument("--split", default="all")
+        p.add_argument("--limit", type=int)
+        p.add_argument("--out", required=True)
+        return collect(p.parse_args(argv[1:]))
+    p = argparse.ArgumentParser(prog="rag bench claims")
+    p.add_argument("--answers", default=str(CLAIMS / "answers.jsonl"))
+    p.add_argument("--labels", default=str(CLAIMS / "labels.jsonl"))
+    p.add_argument("--show", action="store_true", help="print every sentence the check gets wrong")
+    p.add_argument("--split", default="all", help="only this split's labels (dev, held-out)")
+    p.add_argument("--check", metavar="FILE", help="measure this copy of rag/answer/check.py instead (an older one)")
+    return score(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
