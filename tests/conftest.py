@@ -103,3 +103,13 @@ def zorblax_library(tmp_path_factory, zorblax_corpus):
     report = lib.ingest([zorblax_corpus])
     assert {Path(f).name for f, _ in report.failed} == {"broken.pdf"}, report.failed
     return lib
+
+
+def pytest_configure(config):
+    """LRC_TEST_CPU=<folder>: each test's CPU seconds recorded (tests/cpu_account.py)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import cpu_account
+
+    cpu_account.register(config)
