@@ -55,7 +55,8 @@ def worker_id() -> str:
 
 
 class _Beat(threading.Thread):
-    """Renews a running job's lease and writes its progress every ``interval`` seconds."""
+    """Renews a running job's lease and writes its progress every ``Worker.beat`` seconds (and at the
+    first progress of the run)."""
 
     def __init__(self, worker: "Worker", job: Job, base: int):
         super().__init__(name=f"lease-{job.id}", daemon=True)
@@ -79,7 +80,10 @@ class _Beat(threading.Thread):
         self.cancel = lease.cancel
 
     def seen(self, p: IngestProgress) -> None:
+        first = self.progress is None
         self.progress = (self.base + p.done, self.base + p.total, p.file)
+        if first:  # written at once: the files are planned (pending), which a run taken again relies on
+            self.renew()
 
 
 class Worker:
@@ -191,10 +195,11 @@ class Worker:
         if not (job.force and job.attempts > 1):
             return job.paths, job.force, 0
         pending = set(self.library.pending())
-        left = [str(f) for f in expand(job.paths)[0] if str(f) in pending]
-        if not left and not job.files_done:  # the first run stopped before it planned anything
+        files = [str(f) for f in expand(job.paths)[0]]
+        left = [f for f in files if f in pending]
+        if not left and not job.files_total:  # the first run stopped before it planned anything
             return job.paths, True, 0
-        return left, True, max(0, job.files_total - len(left))
+        return left, True, len(files) - len(left)
 
     def _stopped(self, job: Job, why: str) -> str:
         if why == "lost":

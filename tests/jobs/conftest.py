@@ -31,6 +31,12 @@ def notes(folder: Path, n: int, tag: str) -> list[Path]:
     return out
 
 
+def committed(lib, folder: Path) -> int:
+    """How many files under ``folder`` the library holds (commits are seen at once: the progress on a job's
+    row only at its worker's next renewal)."""
+    return sum(1 for p in lib.store.files() if p.startswith(str(folder) + "/"))
+
+
 def wait_for(condition, timeout: float, what: str, every: float = 0.1):
     """``condition()``'s first true value; fails after ``timeout`` seconds."""
     end = time.monotonic() + timeout

@@ -15,7 +15,7 @@ from rag.config import REPO_ROOT
 from rag.jobs import DONE, QUEUED, RUNNING, open_queue
 from rag.library import Library
 
-from .conftest import notes, wait_for, worker_env
+from .conftest import committed, notes, wait_for, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -30,24 +30,24 @@ def test_sigterm_hands_the_job_back_and_a_new_worker_resumes_it(tmp_path, worker
     job_id = q.enqueue([str(tmp_path / "e")], MODEL, force=True).id  # a re-index: force
 
     first = workers(env, "--lease", "3", "--poll", "0.3")
-    wait_for(lambda: q.get(job_id).state == RUNNING and 2 <= q.get(job_id).files_done < 70, 180,
-             "the job's first batches")
+    wait_for(lambda: committed(lib, tmp_path / "e") >= 2, 180, "the job's first batches", every=0.03)
+    assert q.get(job_id).state == RUNNING
     first.signal(signal.SIGTERM)
     assert first.wait(60) == 0, first.output()
     assert f"stopping: job {job_id} handed back to the queue" in first.output(), first.output()
     back = q.get(job_id)
-    assert (back.state, back.worker, back.attempts) == (QUEUED, None, 1) and back.files_done >= 2
-    committed = {p: e.indexed_at for p, e in lib.store.files().items()}
-    assert committed and set(committed) < files
-    assert set(lib.store.pending()) == files - set(committed)  # what is left, as pending files
+    assert (back.state, back.worker, back.attempts) == (QUEUED, None, 1)
+    kept = {p: e.indexed_at for p, e in lib.store.files().items()}
+    assert kept and set(kept) < files
+    assert set(lib.store.pending()) == files - set(kept)  # what is left, as pending files
 
     res = subprocess.run([sys.executable, "-m", "rag", "worker", "--once"], cwd=REPO_ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"took job {job_id} (attempt 2)" in res.stdout, res.stdout
-    assert f"job {job_id} done: {len(files) - len(committed)} added, 0 updated" in res.stdout, res.stdout
+    assert f"job {job_id} done: {len(files) - len(kept)} added, 0 updated" in res.stdout, res.stdout
     done = q.get(job_id)
     assert done.state == DONE and done.files_done == done.files_total == len(files)
     after = lib.store.files()
     assert set(after) == files and lib.store.counts() == (80, 80) and lib.store.pending() == []
-    assert {p: after[p].indexed_at for p in committed} == committed  # not embedded again
+    assert {p: after[p].indexed_at for p in kept} == kept  # not embedded again
