@@ -14,6 +14,10 @@ about to be embedded, never inside a commit, so every committed file stays and t
 - the worker is asked to stop (SIGTERM, Ctrl-C: ``stop()``): the job goes back to the queue;
 - the lease was lost (another worker took the job after it ran out): the job is left to that worker.
 
+The library's database going away (a lost connection cuts the run off; the files not committed stay
+pending) hands the job back to the queue (or leaves it to its lease, when the database cannot even be
+told), and the worker waits for the database and goes on (``rag worker --once`` exits instead).
+
 Resuming: a job taken again (its worker was killed, or stopped) is run again over its paths; unchanged
 files are skipped by the manifest and the interrupted files are pending, so the ingest completes them. A
 forced job (a re-index) taken again only re-reads its files that are still pending, not those the first
@@ -34,9 +38,9 @@ from typing import TextIO
 from rag.backends import stored_model_is
 from rag.ingest import IngestProgress
 from rag.ingest.ingester import expand
-from rag.jobs.queue import CANCELLED, DONE, FAILED, Job, SqlQueue, WorkerRefused
+from rag.jobs.queue import CANCELLED, DONE, FAILED, QUEUED, Job, SqlQueue, WorkerRefused
 from rag.library import Library
-from rag.store import StoreError
+from rag.store import StoreError, StoreTimeout, StoreUnavailable
 
 _STOP_STAGES = ("loading", "embedding")  # between batches: the next file arrives, or a batch starts
 
@@ -94,6 +98,7 @@ class Worker:
         self.lease_s = float(lease_s)
         self.beat = max(0.2, min(self.lease_s / 3, 2.0))  # renewals per lease: a missed one or two do no harm
         self.poll_s = float(poll_s)
+        self.retry_s = max(2.0, self.poll_s)  # after the library's database went away
         self.id = name or worker_id()
         self.out = out or sys.stdout
         self._stop = threading.Event()
@@ -126,17 +131,30 @@ class Worker:
         of jobs run. Raises ``WorkerRefused`` (another embedding model) and ``StoreError``s."""
         ran = 0
         while not self._stop.is_set():
-            self.check_model()  # before each job: the library may have been rebuilt with another model meanwhile
-            job = self.queue.claim(self.id, self.model, self.lease_s)
-            if job is not None:
-                self.run_job(job)
-                ran += 1
+            try:
+                job = self._next(once)
+                if job is not None:
+                    self.run_job(job)
+                    ran += 1
+                    continue
+            except (StoreUnavailable, StoreTimeout) as exc:  # the database went away: wait for it (not --once)
+                if once:
+                    raise
+                self.say(f"{exc} Trying again in {self.retry_s:g} s.")
+                self._stop.wait(self.retry_s)
                 continue
-            self._other_models(once)
             if once:
                 break
             self._stop.wait(self.poll_s)
         return ran
+
+    def _next(self, once: bool) -> Job | None:
+        """The next job for this worker, or None (then: are jobs waiting for another model?)."""
+        self.check_model()  # before each job: the library may have been rebuilt with another model meanwhile
+        job = self.queue.claim(self.id, self.model, self.lease_s)
+        if job is None:
+            self._other_models(once)
+        return job
 
     def _other_models(self, once: bool) -> None:
         """Jobs wait for a worker of another embedding model: fail (``once``) or say so once."""
@@ -173,6 +191,9 @@ class Worker:
             report = self.library.ingest(paths, progress, job.display_names or None, force, job.owner)
         except Stopped as stop:
             return self._stopped(job, stop.why)
+        except (StoreUnavailable, StoreTimeout):  # may come back: the job is for a worker then (this one too)
+            self._hand_back(job, "the library's database went away")
+            raise
         except Exception as exc:  # the job fails, the worker goes on: a StoreError's sentence, else the type too
             error = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
             self.queue.finish(job.id, self.id, FAILED, error=error)
@@ -181,6 +202,9 @@ class Worker:
         finally:
             beat.done.set()
             beat.join()
+        unsaved = self._pending_of(job)[1]  # the run was cut off (a lost connection): its files not saved
+        if unsaved:
+            return self._hand_back(job, f"{len(unsaved)} file(s) not saved ({report.failed[-1][1]})")
         settled = len(report.added) + len(report.updated) + len(report.unchanged) + len(report.failed)
         beat.progress = (base + settled, base + settled, "")  # every file settled (none told when all unchanged)
         beat.renew()
@@ -194,9 +218,7 @@ class Worker:
         forced job taken again only its files still pending (the rest were committed by the first run)."""
         if not (job.force and job.attempts > 1):
             return job.paths, job.force, 0
-        pending = set(self.library.pending())
-        files = [str(f) for f in expand(job.paths)[0]]
-        left = [f for f in files if f in pending]
+        files, left = self._pending_of(job)
         if not left and not job.files_total:  # the first run stopped before it planned anything
             return job.paths, True, 0
         return left, True, len(files) - len(left)
@@ -206,12 +228,21 @@ class Worker:
             self.say(f"job {job.id}: its lease ran out and another worker took it; leaving it to that worker")
             return "lost"
         if why == "stop":
-            self.queue.release(job.id, self.id)
-            self.say(f"stopping: job {job.id} handed back to the queue")
-            return "queued"
-        files = {str(f) for f in expand(job.paths)[0]}
-        self.library.store.clear_pending([p for p in self.library.pending() if p in files])
+            return self._hand_back(job, "stopping")
+        self.library.store.clear_pending(self._pending_of(job)[1])
         self.queue.finish(job.id, self.id, CANCELLED, summary="cancelled; the files committed before stay")
         self.say(f"job {job.id} cancelled")
         return CANCELLED
+
+    def _hand_back(self, job: Job, why: str) -> str:
+        """The job back to the queue for any worker (cancelled, if a cancel was asked meanwhile)."""
+        self.queue.release(job.id, self.id)
+        self.say(f"{why}: job {job.id} handed back to the queue")
+        return QUEUED
+
+    def _pending_of(self, job: Job) -> tuple[list[str], list[str]]:
+        """(the job's files, those of them still pending: planned by a run and not committed)."""
+        files = [str(f) for f in expand(job.paths)[0]]
+        pending = set(self.library.pending())
+        return files, [f for f in files if f in pending]
 

@@ -37,6 +37,30 @@ def committed(lib, folder: Path) -> int:
     return sum(1 for p in lib.store.files() if p.startswith(str(folder) + "/"))
 
 
+def restart(pg, timeout: float = 120) -> None:
+    """Start the stopped PostgreSQL again and wait until it takes connections (pgserver's own start gives up
+    after 10 s, while crash recovery on a loaded machine can take longer; the server goes on starting)."""
+    import psycopg
+
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            pg.start()  # once the server runs, this only records it (needed to stop it at the end)
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > end:
+                raise
+
+    def ready() -> bool:
+        try:
+            psycopg.connect(pg.uri(), connect_timeout=5).close()
+            return True
+        except psycopg.OperationalError:
+            return False
+
+    wait_for(ready, max(1.0, end - time.monotonic()), "PostgreSQL to take connections again", every=0.5)
+
+
 def wait_for(condition, timeout: float, what: str, every: float = 0.1):
     """``condition()``'s first true value; fails after ``timeout`` seconds."""
     end = time.monotonic() + timeout

@@ -1,10 +1,12 @@
 """`rag worker` processes on a shared PostgreSQL library (pgserver), all real: two workers share three jobs,
 one is killed with SIGKILL in the middle of a job, the other takes that job again once its lease ran out
 and completes it (every file in the library exactly once); a running job cancelled with `rag jobs cancel`
-stops between batches (what was committed stays), a queued one never runs; SIGTERM stops a worker cleanly; a worker of another
+stops between batches (what was committed stays), a queued one never runs; the database stopped in the
+middle of a job (the worker waits, then completes it); SIGTERM stops a worker cleanly; a worker of another
 embedding model is refused. Two worker processes load the embedding model."""
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -15,8 +17,9 @@ from rag.cli import main
 from rag.config import REPO_ROOT
 from rag.jobs import CANCELLED, DONE, RUNNING, open_queue
 from rag.library import Library
+from rag.store import StoreError
 
-from .conftest import committed, notes, wait_for, worker_env
+from .conftest import committed, notes, restart, wait_for, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -80,10 +83,34 @@ def test_two_workers_a_sigkill_mid_job_a_cancel_and_a_clean_stop(pg, tmp_path, w
     assert never not in [j for j, _ in survivor.took()] and q.get(never).attempts == 0
     assert q.get(never).state == CANCELLED and not [p for p in lib.store.files() if p.startswith(str(tmp_path / "e"))]
 
+    # the database goes away in the middle of a job: the batch being saved is lost, the worker waits for the
+    # database, and completes the job once it is back
+    fir = notes(tmp_path / "f", 60, "fir")
+    fir_id = q.enqueue([str(tmp_path / "f")], MODEL).id
+    wait_for(lambda: committed(lib, tmp_path / "f") >= 2, 60, "the job's first batches", every=0.03)
+    pg.stop("immediate")
+    try:
+        wait_for(lambda: "Trying again" in survivor.output(), 60, f"the worker to wait:\n{survivor.output()}")
+    finally:
+        restart(pg)
+    wait_for(lambda: quietly(lambda: q.get(fir_id).state == DONE), 120, f"the job after:\n{survivor.output()}")
+    assert q.get(fir_id).attempts >= 2 and "is not reachable" in survivor.output()
+    assert {p for p in lib.store.files() if p.startswith(str(tmp_path / "f"))} == set(map(str, fir))
+    assert lib.store.counts()[0] == lib.store.counts()[1] and lib.store.pending() == []  # each file once
+
     # SIGTERM: the idle worker stops cleanly
     survivor.signal(signal.SIGTERM)
     assert survivor.wait(30) == 0, survivor.output()
-    assert "stopped after 4 job(s)" in survivor.output(), survivor.output()
+    assert re.search(r"stopped after \d+ job\(s\)", survivor.output()), survivor.output()
+    assert survivor.proc.returncode == 0
+
+
+def quietly(read):
+    """``read()``, or None while the test's own connection to the restarted database is made again."""
+    try:
+        return read()
+    except StoreError:
+        return None
 
 
 def test_a_worker_of_another_embedding_model_is_refused(pg, tmp_path):
