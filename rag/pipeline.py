@@ -221,7 +221,7 @@ async def prepare(question: str, history: Sequence[Message] | None, opts: Option
     from now (rag.scheduler ``counted``: a ``Queued`` first when it will wait; a full line: Failed, BUSY)."""
     on = None if opts.style == "quote" or opts.engine == AUTO else opts.engine  # "auto": known once routed
     async for item in scheduler.counted(on, opts.user or opts.client, _prepare(question, history, opts, lib=lib),
-                                        until=lambda item: isinstance(item, Prepared)):
+                                        until=lambda item: isinstance(item, Prepared), lane=opts.lane):
         yield item
 
 

@@ -310,3 +310,101 @@ async def test_a_user_beyond_the_rate_limit_is_told_when_to_retry(zorblax_librar
     assert failure_text(failed) == (f"**⚠️ The server is busy:** You asked 1 question in the last minute (the limit "
                                     f"is 1 a minute). Retry in {failed.retry_after:.0f} s.")
     assert isinstance((await ask(zorblax_library, "someone-else"))[-1], pl.Done), "other users are not limited"
+
+
+# ------------------------------------------------------------------------------------ retrieval turns
+async def prepared_after_retrieval(log: list, name: str, hold: asyncio.Event | None = None):
+    """An answer's steps: one retrieval turn (``log`` gets ``name`` when it starts), then its Prepared."""
+    async with scheduler.retrieval_turn():
+        log.append(name)
+        if hold is not None:
+            await hold.wait()
+    yield "prepared"
+
+
+async def consume(engine: str, user: str, steps, lane: str, heard: list | None = None) -> list:
+    items = []
+    async for item in scheduler.counted(engine, user, steps, until=lambda i: i == "prepared", lane=lane):
+        items.append(item)
+        if heard is not None and isinstance(item, Queued):
+            heard.append(item)
+    return items
+
+
+async def test_retrieval_turns_go_to_the_chat_first_then_users_in_turn(monkeypatch):
+    """One turn at a time: while one answer retrieves, the others line up; the chat's go first, then /v1's
+    with each user's first before anyone's second, arrivals in order within that."""
+    monkeypatch.setenv("LRC_RETRIEVAL_AT_ONCE", "1")
+    monkeypatch.setenv("LRC_MAX_WAITING", "64")
+    engine, log, hold = "t-turns", [], asyncio.Event()
+    first = asyncio.create_task(consume(engine, "first", prepared_after_retrieval(log, "first", hold), scheduler.CHAT))
+    await settle()
+    assert log == ["first"]
+    arrivals = [("greedy", "g1", scheduler.API), ("greedy", "g2", scheduler.API), ("bob", "b1", scheduler.API),
+                ("carol", "c1", scheduler.CHAT), ("greedy", "g3", scheduler.API), ("dan", "d1", scheduler.CHAT)]
+    tasks = []
+    for user, name, lane in arrivals:
+        tasks.append(asyncio.create_task(consume(engine, user, prepared_after_retrieval(log, name), lane)))
+        await settle()
+    assert log == ["first"], "the others wait for the turn"
+    hold.set()
+    await asyncio.gather(first, *tasks)
+    assert log == ["first", "c1", "d1", "g1", "b1", "g2", "g3"]
+
+
+async def test_an_api_retrieval_waits_while_the_engines_line_is_long_enough(monkeypatch):
+    """One slot, one answer generating and one ready behind it: a /v1 answer's retrieval waits (hearing its
+    place again every HEARTBEAT_S), a chat answer's does not; once the line shortens the /v1 one retrieves."""
+    monkeypatch.setattr(scheduler, "HEARTBEAT_S", 0.05)
+    engine, started, log = "t-prefetch", [], []
+    running = Worker(engine, "a", "run", started)
+    ready = Worker(engine, "b", "ready", started)
+    await settle()
+    assert scheduler.gate(engine).ready() == 2
+    heard: list = []
+    api = asyncio.create_task(consume(engine, "c", prepared_after_retrieval(log, "api"), scheduler.API, heard))
+    chat = asyncio.create_task(consume(engine, "d", prepared_after_retrieval(log, "chat"), scheduler.CHAT))
+    await chat
+    await asyncio.sleep(0.3)
+    assert log == ["chat"] and not api.done(), "the /v1 retrieval waits for the line"
+    assert len(heard) >= 3 and all(q.position >= 1 for q in heard), "its place said again while it waits"
+    running.finish.set()  # the running answer ends: the ready one starts, the line is one shorter
+    await settle()
+    await asyncio.wait_for(api, 5)
+    assert log == ["chat", "api"]
+    await run_all([running, ready], started)
+
+
+async def test_a_cancelled_answer_gives_its_retrieval_turn_back(monkeypatch):
+    monkeypatch.setenv("LRC_RETRIEVAL_AT_ONCE", "1")
+    engine, log, hold = "t-turn-cancel", [], asyncio.Event()
+    first = asyncio.create_task(consume(engine, "a", prepared_after_retrieval(log, "a", hold), scheduler.CHAT))
+    await settle()
+    waiting = asyncio.create_task(consume(engine, "b", prepared_after_retrieval(log, "b"), scheduler.CHAT))
+    await settle()
+    first.cancel()  # the client went away while it retrieved
+    await settle()
+    await asyncio.wait_for(waiting, 5)
+    assert log == ["a", "b"] and first.cancelled()
+
+
+async def test_a_user_refused_for_their_own_line_retries_when_their_first_request_starts(monkeypatch):
+    """The greedy user's refusal (LRC_MAX_WAITING_PER_USER) says to retry when the first of their waiting
+    requests is likely to start (users take turns, so after the others ahead of it), not when the line's
+    first does."""
+    monkeypatch.setenv("LRC_MAX_WAITING_PER_USER", "2")
+    engine, started = "t-retry-mine", []
+    gate = scheduler.gate(engine)
+    gate.mean = 10.0  # measured answers of 10 s
+    running = Worker(engine, "a", "run", started)
+    others = [Worker(engine, f"u{i}", f"u{i}", started) for i in range(3)]
+    greedy = [Worker(engine, "greedy", f"g{i}", started) for i in range(2)]
+    await settle()
+    assert gate.place(greedy[0].ticket)[0] == 4, "behind the three users who came first"
+    with pytest.raises(scheduler.QueueFull) as caught:
+        gate.check_arrival("greedy", scheduler.API)
+    assert 30 <= caught.value.retry_after <= 40, caught.value.retry_after  # three answers ahead, one running
+    with pytest.raises(scheduler.QueueFull) as caught:
+        scheduler.enter(engine, "greedy", scheduler.CHAT)
+    assert 30 <= caught.value.retry_after <= 40
+    await run_all([running, *others, *greedy], started)
