@@ -408,3 +408,29 @@ async def test_a_user_refused_for_their_own_line_retries_when_their_first_reques
         scheduler.enter(engine, "greedy", scheduler.CHAT)
     assert 30 <= caught.value.retry_after <= 40
     await run_all([running, *others, *greedy], started)
+
+
+async def test_an_answer_overtaken_during_its_retrieval_hears_its_place_at_once(monkeypatch):
+    """Told on arrival it would start at once, an answer whose retrieval is slower than a later one's hears
+    its place as soon as that one starts (not at the next heartbeat)."""
+    monkeypatch.setattr(scheduler, "HEARTBEAT_S", 60.0)
+    engine, slow, heard = "t-overtaken", asyncio.Event(), []
+
+    async def steps(hold: asyncio.Event | None):
+        if hold is not None:
+            await hold.wait()  # a slow retrieval
+        yield "prepared"
+
+    first = asyncio.create_task(consume(engine, "a", steps(slow), scheduler.API, heard))
+    await settle()
+    assert heard == [], "nobody ahead on arrival: no place"
+    items = []
+    async for item in scheduler.counted(engine, "b", steps(None), until=lambda i: i == "prepared"):
+        items.append(item)
+    assert isinstance(items[0], Queued) and items[-1] == "prepared"  # it arrived second
+    ticket = scheduler.enter(engine, "b", scheduler.CHAT)  # the later answer generates first
+    await settle()
+    assert ticket.granted and [q.position for q in heard] == [1], "the first heard its place at once"
+    slow.set()
+    await asyncio.wait_for(first, 5)
+    ticket.release(measured=True)

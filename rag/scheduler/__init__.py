@@ -120,6 +120,7 @@ class Arrival:
         self.seq = next(_arrivals)
         self.api = lane == API  # the API's lane: its retrieval may wait for the line (rag.scheduler.turns)
         self.retrieving = False  # it took its first retrieval turn
+        self.changed = asyncio.Event()  # its gate's line changed (``counted`` says a new place at once)
         if gate is not None:
             gate.arrived.append(self)
 
@@ -207,6 +208,7 @@ class Gate:
         waiting = self.waiting()
         if len(self.running) < self.slots and not waiting:
             self._start(ticket)
+            self._notify()  # an answer arrived before it and told it would start at once waits now
             return ticket
         cfg = settings()
         mine = [t for t in waiting if t.user == user]
@@ -295,6 +297,8 @@ class Gate:
     def _notify(self) -> None:
         for ticket in self.waiting():
             ticket.changed.set()
+        for arrival in self.arrived:
+            arrival.changed.set()
         if self.loop is not None:
             _pump_turns(self.loop)  # a /v1 retrieval held back while enough answers were ready may go now
 
@@ -338,8 +342,8 @@ def arrive(name: str | None, user: str | None, lane: str = CHAT) -> Arrival:
 async def counted(name: str | None, user: str | None, steps: AsyncIterator, until, lane: str = CHAT) -> AsyncIterator:
     """``steps`` (an answer's retrieval and quote) counted on engine ``name``'s line until the item for
     which ``until`` is true (its ticket takes over) or their end: a Queued comes first when the answer will
-    wait, and again at least every HEARTBEAT_S while a step takes long (a /v1 retrieval held back: see
-    ``retrieval_turn``); a full line, or a user beyond LRC_RATE_PER_MINUTE (``admit``), yields a Failed
+    wait, again when its place changes (another answer that arrived after it started first) and at least
+    every HEARTBEAT_S while a step takes long (a /v1 retrieval held back: see ``retrieval_turn``); a full line, or a user beyond LRC_RATE_PER_MINUTE (``admit``), yields a Failed
     (BUSY) instead of any step. The steps' ``retrieval_turn``s are taken in the order ``lane`` and
     ``user`` give (see there)."""
     try:
@@ -353,12 +357,22 @@ async def counted(name: str | None, user: str | None, steps: AsyncIterator, unti
     try:
         if (queued := arrival.place()) is not None:
             yield queued
+        said = queued and queued.position
         while True:
             step = asyncio.ensure_future(items.__anext__())
             try:
-                while not (await asyncio.wait({step}, timeout=HEARTBEAT_S))[0]:
-                    if (queued := arrival.place()) is not None:
-                        yield queued  # still in line: said again (keeps a /v1 stream alive)
+                while True:
+                    arrival.changed.clear()
+                    changed = asyncio.ensure_future(arrival.changed.wait())
+                    done, _ = await asyncio.wait({step, changed}, timeout=HEARTBEAT_S,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    changed.cancel()
+                    if step in done:
+                        break
+                    queued = arrival.place()
+                    if queued is not None and (changed not in done or queued.position != said):
+                        said = queued.position
+                        yield queued  # its place moved, or still in line: said again (keeps a /v1 stream alive)
             except BaseException:
                 step.cancel()
                 await asyncio.wait({step})  # ended before the steps are closed
