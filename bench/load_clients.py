@@ -35,7 +35,7 @@ PLACE = re.compile(r"\*⏳ [^*]*\*")
 RETRY = re.compile(r"Retry in (\d+) s")
 QUOTE_HEAD = "**From your documents:**"  # the chat's (rag.chat.render)
 API_QUOTE_HEAD = "From your documents:"  # /v1's (rag.api.render)
-MAX_RETRIES = 30
+MAX_RETRIES = 200
 
 
 def model_text(text: str, quote_head: str) -> str:
