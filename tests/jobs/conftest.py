@@ -39,17 +39,19 @@ def committed(lib, folder: Path) -> int:
 
 def restart(pg, timeout: float = 120) -> None:
     """Start the stopped PostgreSQL again and wait until it takes connections (pgserver's own start gives up
-    after 10 s, while crash recovery on a loaded machine can take longer; the server goes on starting)."""
+    after 10 s, and refuses a running server still in crash recovery, which on a loaded machine takes
+    longer; the server goes on starting meanwhile)."""
     import psycopg
 
     end = time.monotonic() + timeout
     while True:
         try:
-            pg.start()  # once the server runs, this only records it (needed to stop it at the end)
+            pg.start()  # once the server is ready, this only records it (needed to stop it at the end)
             break
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, AssertionError):  # not ready yet (pgserver asserts its status)
             if time.monotonic() > end:
                 raise
+            time.sleep(0.5)
 
     def ready() -> bool:
         try:
