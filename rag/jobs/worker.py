@@ -32,7 +32,6 @@ import os
 import socket
 import sys
 import threading
-import time
 from typing import TextIO
 
 from rag.backends import stored_model_is
@@ -204,7 +203,8 @@ class Worker:
             beat.join()
         unsaved = self._pending_of(job)[1]  # the run was cut off (a lost connection): its files not saved
         if unsaved:
-            return self._hand_back(job, f"{len(unsaved)} file(s) not saved ({report.failed[-1][1]})")
+            why = report.failed[-1][1] if report.failed else "still pending"
+            return self._hand_back(job, f"{len(unsaved)} file(s) not saved ({why})")
         settled = len(report.added) + len(report.updated) + len(report.unchanged) + len(report.failed)
         beat.progress = (base + settled, base + settled, "")  # every file settled (none told when all unchanged)
         beat.renew()
