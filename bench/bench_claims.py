@@ -78,7 +78,7 @@ def collect(args: argparse.Namespace) -> int:
                        "history": q.get("history") or []} for q in qs]))
     out = Path(args.out)
     done = {r["id"] for r in read_jsonl(out)} if out.exists() else set()
-    options = pl.Options()
+    options = pl.Options().updated({"max_new_tokens": args.max_tokens})
     for name, split, docs, queries in jobs:
         with tempfile.TemporaryDirectory(prefix="rag-claims-") as tmp:
             lib = Library(Path(tmp))
@@ -105,9 +105,10 @@ def collect(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ score
-def outcomes(answers: list[dict], module: str | None = None) -> dict[tuple[str, int], str]:
+def outcomes(answers: list[dict], module: str | None = None) -> tuple[dict[tuple[str, int], str], set[str]]:
     """(answer id, sentence index) -> what the check does with it: "marked", "left out" (a repeat of the
-    quote), "passed" (supported or not judged). ``module``: a file holding another version of
+    quote), "passed" (supported or not judged); and the answers whose text the user no longer reads (the
+    check supports none of it: ``render`` says so in one line). ``module``: a file holding another version of
     rag/answer/check.py (e.g. ``git show REV:rag/answer/check.py > old.py``), to measure it on the same labels."""
     import importlib.util
 
@@ -118,18 +119,21 @@ def outcomes(answers: list[dict], module: str | None = None) -> dict[tuple[str, 
         mod = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = mod  # its dataclasses look their module up
         spec.loader.exec_module(mod)
-        check = mod.check
+        check, render = mod.check, mod.render
     else:
-        from rag.answer.check import check
+        from rag.answer.check import check, render
     from rag.schema import Chunk, Hit
 
     emb = Embedder.get()
-    out = {}
+    out, hidden = {}, set()
     for a in answers:
         hits = [Hit(Chunk(i, t, a["document"]), 1.0, i + 1) for i, t in enumerate(a["passages"])]
-        for k, c in enumerate(check(emb, a["answer"], hits, a["query"], a["quoted"])):
+        checked = check(emb, a["answer"], hits, a["query"], a["quoted"])
+        for k, c in enumerate(checked):
             out[a["id"], k] = "left out" if c.repeats else "passed" if c.supported else "marked"
-    return out
+        if checked and not any(c.text in render(checked) for c in checked if c.text.strip() and not c.repeats):
+            hidden.add(a["id"])
+    return out, hidden
 
 
 def figures(labels: list[dict], got: dict) -> dict:
@@ -145,7 +149,7 @@ def figures(labels: list[dict], got: dict) -> dict:
 def score(args: argparse.Namespace) -> int:
     answers = read_jsonl(Path(args.answers))
     labels = [r for r in read_jsonl(Path(args.labels)) if args.split in ("all", r["split"])]
-    got = outcomes([a for a in answers if a["id"] in {r["id"] for r in labels}], args.check)
+    got, hidden = outcomes([a for a in answers if a["id"] in {r["id"] for r in labels}], args.check)
     rows = {}
     for split in ("held-out", "dev"):
         of = [r for r in labels if r["split"] == split]
@@ -158,6 +162,13 @@ def score(args: argparse.Namespace) -> int:
     for name, f in rows.items():
         print(f"| {name} | {f['sentences']} | {f['unsupported']} | {f['caught']} | {f['recall']} | {f['marks']} "
               f"| {f['precision']} |")
+    for split in ("held-out", "dev"):
+        ids = {r["id"] for r in labels if r["split"] == split}
+        if ids:
+            lost = [r for r in labels if r["id"] in hidden & ids and r["label"] == "supported"
+                    and not r["reason"].startswith("no claim")]
+            print(f"{split}: {len(hidden & ids)} of {len(ids)} answers shown as one line (nothing in them supported); "
+                  f"sentences labelled supported (claims) they held: {len(lost)}")
     if args.show:
         for r in labels:
             o = got.get((r["id"], r["index"]))
@@ -180,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--document", default="docs", help="the name --docs are recorded under")
         p.add_argument("--split", default="all")
         p.add_argument("--limit", type=int)
+        p.add_argument("--max-tokens", type=int, help="the answer's length limit (default: LRC_MAX_NEW_TOKENS)")
         p.add_argument("--out", required=True)
         return collect(p.parse_args(argv[1:]))
     p = argparse.ArgumentParser(prog="rag bench claims")

@@ -19,7 +19,8 @@ Then:
 - a sentence no passage supports is marked unsupported (the chat shows it; RUN.json lists it);
 - a citation ``[n]`` whose passage does not support its sentence is moved to the passage that
   supports it best, or removed when none does; a supported sentence without a citation gets one;
-- a sentence that repeats what was already shown (the quote) is left out.
+- a sentence that repeats what was already shown (the quote) is left out;
+- an answer none of whose sentences is supported is not printed: one line says so (``render``).
 
 Sentences of fewer than ``MIN_WORDS`` words or two content terms ("Yes.", "Here's how to do it:") are not
 judged, except a short one naming a salient word no passage nor the question holds, and a short list
@@ -60,6 +61,10 @@ _SALIENT = re.compile(r"(?<![\w-])(-[A-Za-z0-9]\b|\d+(?:[.,:/]\d+)*|(?:[A-Z]{2,}
                       r"|[A-Z][a-z]+|\w[\w.-]*@[\w.*-]*)(?![\w-])")
 _OPENING = re.compile(r"^[\W\d_]*\w+")  # the sentence's first word (after a bullet, a number, ** or a quote)
 _WORD = re.compile(r"\w+")
+_QUOTED = re.compile(r"[\"“]([^\"“”\n]{2,40}?)[\"”]")  # a name the model puts in quotes: "Sign Up", "r-release"
+# a courtesy line says nothing about the documents ("I hope this helps!", "Let me know if ...")
+_COURTESY = re.compile(r"^\W*(?:I hope|Hope this|Let me know|Feel free|Good luck|Happy)\b|\bI'?m here to help\b", re.I)
+_INNER_SEP = re.compile(r"(?<=[^\W_])[-_](?=[^\W_])")
 _NOT_NAMES = {"e.g", "i.e", "etc"}
 _MARKER = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*+•])\s*$")  # a list item's number or bullet, split off as a "sentence"
 _BULLET_BEFORE = re.compile(r"\n[ \t]*[-*+•][ \t]*$")
@@ -100,14 +105,17 @@ def salient(text: str) -> set[str]:
     start = opening.end() if opening else 0
     words = {w if re.fullmatch(r"-\w", w) else w.lower() for m in _SALIENT.finditer(text)
              for w in [m.group(1)] if w != "I" and (m.start() >= start or not re.fullmatch(r"[A-Z][a-z]+", w))}
-    return (identifiers(text) | words) - _NOT_NAMES
+    quoted = {m.group(1).strip().lower() for m in _QUOTED.finditer(text)}
+    return (identifiers(text) | words | quoted) - _NOT_NAMES
 
 
 def _stands_in(word: str, text: str, lower: str) -> bool:
-    """``word`` occurs in the passage text as a whole word (identifiers: anywhere; a flag: with its case)."""
+    """``word`` occurs in the passage text as a whole word (a one-letter flag: with its case)."""
     if re.fullmatch(r"-\w", word):
         return re.search(r"(?<![\w-])" + re.escape(word) + r"(?!\w)", text) is not None
-    return re.search(r"(?<!\w)" + re.escape(word) + r"(?!\w)", lower) is not None
+    # a separator inside a word may be any of them in the passage: x86-64, x86_64 and x86 64 (PDF text) are one
+    parts = [r"\s+".join(map(re.escape, p.split())) for p in _INNER_SEP.split(word)]
+    return re.search(r"(?<!\w)" + r"[-_\s]".join(parts) + r"(?!\w)", lower) is not None
 
 
 def _repeats(sentence: str, shown: Sequence[set[str]]) -> bool:
@@ -123,10 +131,10 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
     raw = [answer[a:b] for a, b in spans]
     bare = [_CITE.sub("", s).strip() for s in raw]
     # judged: a claim of some length with at least two content terms ("Here's how to do it:" is none)
-    # a question back ("What kind of essay is it?") or a lead-in ("Here are some guidelines:") says nothing
+    # a question back ("What kind of essay is it?"), a lead-in ("Here are some guidelines:") or a courtesy says nothing
     # to check by meaning; its salient words still are
     judged = [len(b.split()) >= MIN_WORDS and len(set(tokenize(b))) >= 2 and b.rstrip("*_ ")[-1:] not in "?:"
-              for b in bare]
+              and not _COURTESY.search(b) for b in bare]
     psents = [split(h.chunk.text) or [h.chunk.text] for h in passages]
     flat = [s for ss in psents for s in ss]
     owner = np.repeat(np.arange(len(psents)), [len(ss) for ss in psents])
@@ -203,12 +211,15 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
 
 
 MARK = "⚠️"
+NOTHING_ADDED = "*The model's own answer is left out: nothing in it is found in your documents.*"
 
 
 def render(checked: Sequence[Checked]) -> str:
     """The answer as the user reads it: the sentences with the model's own line breaks between them
     (repeats left out), each unsupported one followed by ⚠️, and one line saying what the mark
-    means (with how many sentences carry it)."""
+    means (with how many sentences carry it). When every judged sentence is unsupported (and the rest
+    are lead-ins or list numbers, no code), the model added nothing the documents support: the answer
+    is ``NOTHING_ADDED`` and that line instead of the marked sentences."""
     kept = [c for c in checked if not c.repeats]
     parts: list[str] = []  # joined once: adding to one string is quadratic where CPython cannot extend it
     started = False
@@ -221,6 +232,9 @@ def render(checked: Sequence[Checked]) -> str:
         text += "\n```"
     judged = [c for c in kept if c.judged]
     bad = sum(not c.supported for c in judged)
+    if bad and bad == len(judged) and not any(c.supported and "`" in c.text for c in kept if not c.judged):
+        # nothing the check can support (the rest lead-ins, list numbers): one line, not the marked sentences
+        return f"{NOTHING_ADDED}\n\n*{MARK} not found in your documents ({bad} of {len(judged)} sentences)*"
     if bad:
         text += f"\n\n*{MARK} not found in your documents ({bad} of {len(judged)} sentences)*"
     return text
