@@ -5,6 +5,7 @@ passages do not make, from sentences labelled by reading (bench/data/claims; how
     python -m rag bench claims -- --show            # also every sentence the check gets wrong
     python -m rag bench claims -- collect --dataset bench/data/unseen/openssh-client --limit 8 --out A.jsonl
     python -m rag bench claims -- collect --docs R-FAQ.pdf --queries Q.jsonl --split dev --document rfaq --out A.jsonl
+    python -m rag bench claims -- density A.jsonl B.jsonl --dataset bench/data/unseen/openssh-client   # facts per sentence
 
 ``collect`` answers questions through the chat's pipeline at default settings and writes one line per
 answer: the question, the retrieval query, the quoted sentences, the passages the model was given (in
@@ -179,6 +180,43 @@ def score(args: argparse.Namespace) -> int:
     return 0
 
 
+def density(args: argparse.Namespace) -> int:
+    """Facts per sentence of answers made with different settings (one answers file each, the questions
+    they share): sentences the check supports (its marks measured above) per sentence the user would read,
+    and whether the expected fact is in the model's own text (the quote aside)."""
+    from rag import answer_eval
+    from rag.answer.check import check, render
+    from rag.embedder import Embedder
+    from rag.schema import Chunk, Hit
+
+    runs = {f: {a["id"]: a for a in read_jsonl(Path(f))} for f in args.files}
+    common = set.intersection(*(set(r) for r in runs.values()))
+    expected = {}
+    for d in args.dataset:
+        for rows in answer_eval.read_set(d).values():
+            expected.update({str(r["id"]): r for r in rows})
+    emb = Embedder.get()
+    print("| answers | questions | sentences / answer | supported / answer | supported share | fact in the model's text "
+          "| shown as one line |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for f, run in runs.items():
+        sent = sup = fact = one = asked = 0
+        for aid in sorted(common):
+            a = run[aid]
+            hits = [Hit(Chunk(i, t, a["document"]), 1.0, i + 1) for i, t in enumerate(a["passages"])]
+            checked = [c for c in check(emb, a["answer"], hits, a["query"], a["quoted"]) if c.judged]
+            sent, sup = sent + len(checked), sup + sum(c.supported for c in checked)
+            one += bool(checked) and render(checked).startswith("*The model's own answer is left out")
+            row = expected.get(aid, {})
+            if row.get("must_include_any"):
+                asked += 1
+                fact += answer_eval.fact_hit(a["answer"], row["must_include_any"], row.get("must_match_case", False))
+        n = len(common)
+        print(f"| {Path(f).name} | {n} | {sent / n:.1f} | {sup / n:.2f} | {sup / max(sent, 1):.3f} | "
+              f"{fact} of {asked} | {one} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--"]:
@@ -194,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--max-tokens", type=int, help="the answer's length limit (default: LRC_MAX_NEW_TOKENS)")
         p.add_argument("--out", required=True)
         return collect(p.parse_args(argv[1:]))
+    if argv[:1] == ["density"]:
+        p = argparse.ArgumentParser(prog="rag bench claims density")
+        p.add_argument("files", nargs="+", help="answers files (from collect) made with different settings")
+        p.add_argument("--dataset", action="append", default=[], help="the answer sets (for the expected facts)")
+        return density(p.parse_args(argv[1:]))
     p = argparse.ArgumentParser(prog="rag bench claims")
     p.add_argument("--answers", default=str(CLAIMS / "answers.jsonl"))
     p.add_argument("--labels", default=str(CLAIMS / "labels.jsonl"))

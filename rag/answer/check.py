@@ -68,6 +68,7 @@ _INNER_SEP = re.compile(r"(?<=[^\W_])[-_](?=[^\W_])")
 _NOT_NAMES = {"e.g", "i.e", "etc"}
 _MARKER = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*+•])\s*$")  # a list item's number or bullet, split off as a "sentence"
 _BULLET_BEFORE = re.compile(r"\n[ \t]*[-*+•][ \t]*$")
+_LIST_START = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*+•])(?:\s+|$)")  # a list item's number or bullet: no claim
 _BULLET_START = re.compile(r"^\s*[-*+•]\s")  # a list item split off with its bullet
 
 
@@ -100,7 +101,7 @@ def salient(text: str) -> set[str]:
     """What a sentence stands on and a user acts on: its identifiers (lower case) and its numbers, dates,
     flags, ALLCAPS, CamelCase, digit-bearing and capitalised words (a one-letter flag keeps its case:
     ``-L`` is not ``-l``; "I" and the sentence's first word are left out)."""
-    text = _fold(text)
+    text = _LIST_START.sub("", _fold(text))
     opening = _OPENING.match(text)
     start = opening.end() if opening else 0
     words = {w if re.fullmatch(r"-\w", w) else w.lower() for m in _SALIENT.finditer(text)
@@ -218,7 +219,7 @@ def render(checked: Sequence[Checked]) -> str:
     """The answer as the user reads it: the sentences with the model's own line breaks between them
     (repeats left out), each unsupported one followed by ⚠️, and one line saying what the mark
     means (with how many sentences carry it). When every judged sentence is unsupported (and the rest
-    are lead-ins or list numbers, no code), the model added nothing the documents support: the answer
+    are lead-ins or list numbers: no code, no name), the model added nothing the documents support: the answer
     is ``NOTHING_ADDED`` and that line instead of the marked sentences."""
     kept = [c for c in checked if not c.repeats]
     parts: list[str] = []  # joined once: adding to one string is quadratic where CPython cannot extend it
@@ -232,7 +233,8 @@ def render(checked: Sequence[Checked]) -> str:
         text += "\n```"
     judged = [c for c in kept if c.judged]
     bad = sum(not c.supported for c in judged)
-    if bad and bad == len(judged) and not any(c.supported and "`" in c.text for c in kept if not c.judged):
+    if bad and bad == len(judged) and not any(c.supported and ("`" in c.text or salient(_CITE.sub("", c.text)))
+                                              for c in kept if not c.judged):
         # nothing the check can support (the rest lead-ins, list numbers): one line, not the marked sentences
         return f"{NOTHING_ADDED}\n\n*{MARK} not found in your documents ({bad} of {len(judged)} sentences)*"
     if bad:
