@@ -145,7 +145,8 @@ async def greedy(url: str, model_id: str, max_new_tokens: int) -> dict:
         other = await api_one(client, url, model_id, "other", max_new_tokens)
         hogs = await asyncio.gather(*hog)
     return {"other_done": other["done"], "other_status": other["status"],
-            "greedy_completed": sum(r["done"] is not None for r in hogs), "greedy_429": sum(r["refused"] for r in hogs)}
+            "greedy_completed": sum(r["done"] is not None for r in hogs), "greedy_429": sum(r["refused"] for r in hogs),
+            "records": [{k: v for k, v in r.items() if k != "text"} for r in [*hogs, other]]}
 
 
 async def measure(url: str, model_id: str, counts: list[int], max_new_tokens: int, with_greedy: bool, log) -> dict:
@@ -173,7 +174,7 @@ async def measure(url: str, model_id: str, counts: list[int], max_new_tokens: in
         out["bursts"].append(r)
     if with_greedy:
         out["greedy"] = await greedy(url, model_id, max_new_tokens)
-        log(f"  greedy user: {out['greedy']}")
+        log(f"  greedy user: { {k: v for k, v in out['greedy'].items() if k != 'records'} }")
     return out
 
 
@@ -183,6 +184,15 @@ def _r(v):
     if isinstance(v, list):
         return [_r(x) for x in v]
     return v
+
+
+def _brief(key: str, value):
+    """A result without the clients' records (those go to --json only)."""
+    if key == "bursts":
+        return [{k: _r(v) for k, v in b.items() if k != "records"} for b in value]
+    if key == "greedy":
+        return {k: _r(v) for k, v in value.items() if k != "records"}
+    return value
 
 
 def _s(x) -> str:
@@ -280,8 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                "slots": cfg.onnx_slots, "max_waiting": cfg.max_waiting, "max_waiting_per_user": cfg.max_waiting_per_user,
                "retrieval_at_once": cfg.retrieval_at_once, "cpus": os.cpu_count(), "load_avg": [round(x, 1) for x in os.getloadavg()],
                "seconds": round(seconds, 1),
-               **{mode: {k: v if k != "bursts" else [{kk: _r(vv) for kk, vv in b.items() if kk != "records"} for b in v]
-                         for k, v in r.items()} for mode, r in results.items()}}
+               **{mode: {k: _brief(k, v) for k, v in r.items()} for mode, r in results.items()}}
     lone = results.get("on", next(iter(results.values()), {})).get("lone", {})
     lines = [
         "**Question:** with many people asking at once, in the chat and on /v1, does a fair queue in front of the "

@@ -434,3 +434,48 @@ async def test_an_answer_overtaken_during_its_retrieval_hears_its_place_at_once(
     slow.set()
     await asyncio.wait_for(first, 5)
     ticket.release(measured=True)
+
+
+async def test_a_prepared_answer_counts_until_its_ticket_is_in_line(monkeypatch):
+    """Between its quote and its ticket (the prompt being built) a /v1 answer still counts on its engine's
+    line: another /v1 retrieval does not slip in then (it would put a second prepared answer ahead of a
+    newcomer); once the ticket is in line the arrival is gone."""
+    engine, started, log = "t-gap", [], []
+    gate = scheduler.gate(engine)
+    running = Worker(engine, "a", "run", started)
+    go_on, tickets = asyncio.Event(), []
+
+    async def prepared_then_ticket():
+        await consume(engine, "x", prepared_after_retrieval(log, "x"), scheduler.API)
+        await go_on.wait()  # the prompt being built
+        tickets.append(scheduler.enter(engine, "x", scheduler.API))
+
+    x = asyncio.create_task(prepared_then_ticket())
+    await settle()
+    assert log == ["x"] and len(gate.arrived) == 1, "prepared, no ticket yet: still counted"
+    y = asyncio.create_task(consume(engine, "y", prepared_after_retrieval(log, "y"), scheduler.API))
+    await settle()
+    assert log == ["x"], "no other /v1 retrieval meanwhile"
+    go_on.set()
+    await x
+    await settle()
+    assert gate.arrived[0].user == "y" and len(gate.arrived) == 1 and log == ["x"], "x left when its ticket came"
+    running.finish.set()
+    await settle()
+    await asyncio.wait_for(y, 5)
+    assert log == ["x", "y"]
+    tickets[0].release(measured=True)
+    await run_all([running], started)
+
+
+async def test_an_answer_that_ends_without_a_ticket_stops_counting_when_its_task_ends():
+    engine = "t-no-ticket"
+    gate = scheduler.gate(engine)
+
+    async def prepared_only():
+        await consume(engine, "x", prepared_after_retrieval([], "x"), scheduler.API)
+        assert len(gate.arrived) == 1  # e.g. its prompt did not fit: no ticket
+
+    await asyncio.create_task(prepared_only())
+    await settle()
+    assert gate.arrived == []

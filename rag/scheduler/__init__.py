@@ -325,10 +325,15 @@ def gate(name: str) -> Gate:
 
 def enter(name: str, user: str | None, lane: str = CHAT) -> Ticket:
     """A ticket for one answer on engine ``name`` for ``user`` (None: one anonymous user); started at once
-    when a slot is free and nobody waits. Raises QueueFull when the line is full (see the module docstring)."""
+    when a slot is free and nobody waits. Raises QueueFull when the line is full (see the module docstring).
+    The answer's arrival on that gate (``counted``, in this task's context) leaves once the ticket is in line."""
     if not settings().queue:
         return Ticket(None, user or "", lane)
-    return gate(name).enter(user or "", lane)
+    g = gate(name)
+    ticket = g.enter(user or "", lane)
+    if (arrival := _current.get()) is not None and arrival.gate is g:
+        arrival.leave()
+    return ticket
 
 
 def arrive(name: str | None, user: str | None, lane: str = CHAT) -> Arrival:
@@ -353,7 +358,9 @@ async def counted(name: str | None, user: str | None, steps: AsyncIterator, unti
         yield Failed.of(err)
         return
     _current.set(arrival)  # the steps run in this task (or copies of its context): their retrieval turns
-    items = steps.__aiter__()
+    if (task := asyncio.current_task()) is not None:  # the answer ended without a ticket: it leaves then
+        task.add_done_callback(lambda _: arrival.leave())
+    items, prepared = steps.__aiter__(), False
     try:
         if (queued := arrival.place()) is not None:
             yield queued
@@ -381,12 +388,12 @@ async def counted(name: str | None, user: str | None, steps: AsyncIterator, unti
                 item = step.result()
             except StopAsyncIteration:
                 break
-            if until(item):
-                arrival.leave()
+            if until(item):  # it stays counted (and its retrieval too) until its ticket is in line
+                prepared = True
             yield item
     finally:
-        arrival.leave()
-        _current.set(None)
+        if not prepared:
+            arrival.leave()
         await items.aclose()
 
 
