@@ -72,6 +72,22 @@ def pytest_collection_modifyitems(config, items):
                                  not item.nodeid.startswith(FIRST)))
 
 
+@pytest.fixture(scope="session")
+def pg():
+    """One real PostgreSQL server per test process, for every folder's tests (tests/pg_server.py; a short
+    folder: its unix socket lives there). A test that stops it starts it again before it ends."""
+    import shutil
+    import tempfile
+
+    from pg_server import start_pg
+
+    folder = Path(tempfile.mkdtemp(prefix="lrc-pg-"))
+    server = start_pg(folder)
+    yield server
+    server.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 # The longest single tests (26 SmolLM2 answers: about 2 minutes alone, several times that under load).
 FIRST = ("tests/answer/test_answer_quality.py::",)
 

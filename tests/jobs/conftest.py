@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from rag.config import REPO_ROOT, offline_env
-from retrieval.conftest import pg  # noqa: F401  (the PostgreSQL server fixture of the store tests)
 
 ANIMALS = ["otter", "heron", "badger", "lynx", "marten", "ibex", "puffin", "stoat", "vole", "wren"]
 COLOURS = ["amber", "cobalt", "ochre", "teal", "crimson", "ivory", "olive", "slate"]
@@ -38,29 +37,8 @@ def committed(lib, folder: Path) -> int:
 
 
 def restart(pg, timeout: float = 120) -> None:
-    """Start the stopped PostgreSQL again and wait until it takes connections (pgserver's own start gives up
-    after 10 s, and refuses a running server still in crash recovery, which on a loaded machine takes
-    longer; the server goes on starting meanwhile)."""
-    import psycopg
-
-    end = time.monotonic() + timeout
-    while True:
-        try:
-            pg.start()  # once the server is ready, this only records it (needed to stop it at the end)
-            break
-        except (subprocess.TimeoutExpired, AssertionError):  # not ready yet (pgserver asserts its status)
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.5)
-
-    def ready() -> bool:
-        try:
-            psycopg.connect(pg.uri(), connect_timeout=5).close()
-            return True
-        except psycopg.OperationalError:
-            return False
-
-    wait_for(ready, max(1.0, end - time.monotonic()), "PostgreSQL to take connections again", every=0.5)
+    """Start the stopped PostgreSQL again and wait until it takes connections (tests/pg_server.py)."""
+    pg.start(timeout)
 
 
 def wait_for(condition, timeout: float, what: str, every: float = 0.1):

@@ -2,7 +2,6 @@
 datasets (read in place, never copied), small real PDFs cut from them, and fresh libraries."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -68,63 +67,9 @@ def library(tmp_path, embedder):
     return Library(tmp_path / "index")
 
 
-# ------------------------------------------------------------------ a real PostgreSQL (pgserver)
-class PgServer:
-    """A private PostgreSQL 16 + pgvector (the pgserver wheel) in a temp folder: fresh databases,
-    and a real stop and start for the fault tests."""
-
-    def __init__(self, folder: Path):
-        import pgserver
-
-        self.folder = folder
-        self.server = pgserver.get_server(folder, cleanup_mode="stop")
-        self.n = 0
-
-    def uri(self, db: str = "postgres") -> str:
-        return self.server.get_uri(db)
-
-    def database(self) -> str:
-        """A new empty database; its URI."""
-        import psycopg
-
-        self.n += 1
-        name = f"lrc_test_{self.n}"
-        with psycopg.connect(self.uri(), autocommit=True) as c:
-            c.execute(f"DROP DATABASE IF EXISTS {name}")
-            c.execute(f"CREATE DATABASE {name}")
-        return self.uri(name)
-
-    def stop(self, mode: str = "immediate") -> None:
-        from pgserver._commands import pg_ctl
-
-        pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.server.pgdata, user=self.server.system_user)
-
-    def start(self) -> None:
-        self.server.ensure_postgres_running()
-
-    def close(self) -> None:
-        self.server.cleanup()
-
-
-def start_pg(folder: Path) -> PgServer:
-    try:
-        import pgserver  # noqa: F401
-    except ImportError:
-        pytest.fail("pgserver is not installed: the PostgreSQL backend tests need it "
-                    "(`.venv/bin/pip install pgserver==0.1.4`, listed in requirements.txt)", pytrace=False)
-    return PgServer(folder)
-
-
-@pytest.fixture(scope="session")
-def pg():
-    """One PostgreSQL server for the session (a short folder: its unix socket lives there)."""
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix="lrc-pg-"))
-    server = start_pg(folder)
-    yield server
-    server.close()
-    shutil.rmtree(folder, ignore_errors=True)
+# ------------------------------------------------------------------ a real PostgreSQL: tests/pg_server.py (the
+# session's server is the `pg` fixture of tests/conftest.py, one per test process for every folder)
+from pg_server import PgServer, start_pg  # noqa: E402,F401  (start_pg: a server of one's own, for the fault tests)
 
 
 @pytest.fixture(params=["embedded", "postgresql"])

@@ -10,7 +10,7 @@ import pytest
 
 from rag.library import Library
 from rag.watch import Watcher
-from retrieval.conftest import embedder, pg  # noqa: F401  (session fixtures: the real model, a private PostgreSQL)
+from retrieval.conftest import embedder  # noqa: F401  (the real model; `pg`: tests/conftest.py)
 
 
 class Counter:
