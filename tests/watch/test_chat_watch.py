@@ -22,6 +22,7 @@ import chainlit_server  # noqa: E402  (tests/e2e: start and stop a real chat ser
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CHROMIUM = Path(os.environ.get("LRC_CHROMIUM", "/usr/bin/chromium"))
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 
 
 def library_view_text(url: str, add: Path) -> dict:
@@ -58,6 +59,8 @@ def library_view_text(url: str, add: Path) -> dict:
                     view.get_by_role("button", name="Refresh").click()
                     page.wait_for_timeout(300)
                 seen["added"] = view.locator(f'[data-watched="{add}"]').inner_text()
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                view.screenshot(path=str(SCREENSHOTS / "library-watched-folders.png"))
                 view.get_by_role("button", name=f"Stop watching {add}").click()
                 view.locator(f'[data-watched="{add}"]').wait_for(state="detached")
                 seen["stopped"] = view.locator("#library-note").inner_text()
