@@ -479,3 +479,27 @@ async def test_an_answer_that_ends_without_a_ticket_stops_counting_when_its_task
     await asyncio.create_task(prepared_only())
     await settle()
     assert gate.arrived == []
+
+
+async def test_an_answer_let_in_on_arrival_is_never_refused_when_it_takes_its_ticket(monkeypatch):
+    """Nothing accepted is dropped: the user's later request took its ticket first (its retrieval was
+    quicker), filling the user's line; the earlier one, let in on arrival, still gets its ticket."""
+    monkeypatch.setenv("LRC_MAX_WAITING_PER_USER", "1")
+    engine, started = "t-accepted", []
+    running = Worker(engine, "a", "run", started)
+    items = []
+    async for item in scheduler.counted(engine, "g", prepared_after_retrieval([], "g1"),
+                                        until=lambda i: i == "prepared", lane=scheduler.API):
+        items.append(item)  # let in: nothing of g's waits yet
+
+    async def other_request() -> Worker:  # another task: not this one's arrival
+        scheduler.turns.current.set(None)
+        return Worker(engine, "g", "g2", started, lane=scheduler.API)
+
+    later = await asyncio.create_task(other_request())  # g's other request overtook it
+    with pytest.raises(scheduler.QueueFull):
+        scheduler.gate(engine).enter("g", scheduler.API)  # a request never let in is refused
+    ticket = scheduler.enter(engine, "g", scheduler.API)  # this task's arrival: let in before
+    assert not ticket.left and scheduler.gate(engine).arrived == []
+    ticket.release()
+    await run_all([running, later], started)

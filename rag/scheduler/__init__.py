@@ -202,7 +202,8 @@ class Gate:
         """Every waiting ticket, in the order they would start."""
         return [t for lane in self.lanes.values() for t in lane.order()]
 
-    def enter(self, user: str, lane: str) -> Ticket:
+    def enter(self, user: str, lane: str, accepted: bool = False) -> Ticket:
+        """``accepted``: its arrival was counted and let in (``check_arrival``): never refused now."""
         lane = lane if lane == API and settings().queue_chat_first else CHAT
         ticket = Ticket(self, user, lane)
         waiting = self.waiting()
@@ -212,9 +213,9 @@ class Gate:
             return ticket
         cfg = settings()
         mine = [t for t in waiting if t.user == user]
-        if len(waiting) >= cfg.max_waiting:
+        if not accepted and len(waiting) >= cfg.max_waiting:
             raise self._full(f"{len(waiting)} questions are waiting for this engine already", waiting)
-        if len(mine) >= cfg.max_waiting_per_user:
+        if not accepted and len(mine) >= cfg.max_waiting_per_user:
             raise self._full(f"{len(mine)} of your questions are waiting already", mine)
         self.lanes[lane].add(ticket)
         self._notify()
@@ -330,8 +331,10 @@ def enter(name: str, user: str | None, lane: str = CHAT) -> Ticket:
     if not settings().queue:
         return Ticket(None, user or "", lane)
     g = gate(name)
-    ticket = g.enter(user or "", lane)
-    if (arrival := _current.get()) is not None and arrival.gate is g:
+    arrival = _current.get()
+    accepted = arrival is not None and arrival.gate is g and arrival in g.arrived
+    ticket = g.enter(user or "", lane, accepted)
+    if accepted:
         arrival.leave()
     return ticket
 
