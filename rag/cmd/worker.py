@@ -7,6 +7,7 @@ Ctrl-C stops it after the current batch (its job goes back to the queue); a seco
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -20,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "worker's job is taken again after it); default 60")
     p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
                    help="how often an idle worker looks for a job; default 2")
+    p.add_argument("--nice", type=int, default=0, metavar="N",
+                   help="run at this niceness (Unix): on a machine that also answers questions, the answers get the "
+                        "cores first (docs/BENCHMARKS.md, \"Answering while a worker ingests\"); default 0")
     p.add_argument("--index-dir", help="index folder or PostgreSQL URI (default: LRC_STORE, else settings().index_dir)")
 
 
@@ -42,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from rag.jobs.worker import Worker
     from rag.store import StoreError
 
+    if args.nice > 0 and hasattr(os, "nice"):
+        os.nice(args.nice)  # before any thread or loader process: they inherit it
     try:
         lib = open_library(args)
         queue = open_queue(lib)
