@@ -15,6 +15,7 @@ actions; ``show_library()`` sends a view into the current chat.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 import uuid
@@ -216,18 +217,20 @@ async def library_remove(action: cl.Action) -> dict:
     return {"ok": True}
 
 
-async def _folder_action(action: cl.Action, do) -> dict:
-    """Run ``do()`` (-> the note to show) for a Watch / Stop watching click, without logins only (the user
-    is on this machine); its readable error, if any, is shown instead."""
+async def _view_action(action: cl.Action, do, local_only: bool = False) -> dict:
+    """Run ``do()`` (-> the note to show; may return an awaitable) for a click in a view; its readable
+    error, if any, is shown instead. ``local_only``: without logins only (the user is on this machine)."""
     element = (cl.user_session.get(VIEWS) or {}).get(str(action.payload.get("view", "")))
     if element is None:  # a view from before a server restart: send a fresh one
         await show_library()
         return {"ok": False}
     note = error = ""
     try:
-        if chat_user() is not None:
+        if local_only and chat_user() is not None:
             raise PermissionError("With logins, the watched folders are the administrator's setting (LRC_WATCH).")
         note = do()
+        if inspect.isawaitable(note):
+            note = await note
     except (ValueError, LookupError, PermissionError) as err:
         error = str(err)
     await _push(element, await _props(element.id, note=note, error=error))
@@ -240,7 +243,7 @@ async def library_watch(action: cl.Action) -> dict:
     def do() -> str:
         root = watch.watch_folder(str(action.payload.get("path", "")))
         return f"Watching {root}: its documents are being added."
-    return await _folder_action(action, do)
+    return await _view_action(action, do, local_only=True)
 
 
 @cl.action_callback("library_unwatch")
@@ -253,24 +256,15 @@ async def library_unwatch(action: cl.Action) -> dict:
             raise LookupError("That folder is not one watched from here.")
         watch.unwatch_folder(folder)
         return f"Stopped watching {folder}; its documents stay in the library."
-    return await _folder_action(action, do)
+    return await _view_action(action, do, local_only=True)
 
 
 @cl.action_callback("library_cancel_job")
 async def library_cancel_job(action: cl.Action) -> dict:
     """Cancel a background ingest job of this user's (a queued one never runs; a running one stops after
     its batch)."""
-    element = (cl.user_session.get(VIEWS) or {}).get(str(action.payload.get("view", "")))
-    if element is None:  # a view from before a server restart: send a fresh one
-        await show_library()
-        return {"ok": False}
-    note = error = ""
-    try:
-        note = await asyncio.to_thread(cancel_job, chat_user(), str(action.payload.get("id", "")))
-    except (LookupError, PermissionError) as err:
-        error = str(err)
-    await _push(element, await _props(element.id, note=note, error=error))
-    return {"ok": not error}
+    return await _view_action(action, lambda: asyncio.to_thread(cancel_job, chat_user(),
+                                                                 str(action.payload.get("id", ""))))
 
 
 @cl.action_callback("library_reindex")
