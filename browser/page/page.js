@@ -196,7 +196,8 @@ async function checkAnswer(answer, cut) {
     const checked = await response.json();
     if (!response.ok) throw new Error(checked.error?.message || `HTTP ${response.status}`);
     state.checked = checked;
-    const text = checked.text.replace(/^\*(⚠️ not found in your documents .*)\*$/mu, "$1");  // the closing line is Markdown italics in the chat
+    // lines in Markdown italics in the chat (the closing line; "the model's own answer is left out"): plain here
+    const text = checked.text.replace(/^\*([^*\n]+)\*$/gmu, "$1");
     $("answer").textContent = state.looped ? `${text}\n\n${LOOPED}` : text;
   } catch (err) {
     note(`The answer could not be checked against the passages: ${err.message || err}`);
