@@ -29,7 +29,7 @@ def show(jobs) -> None:
         if j.cancel_requested and j.state == "running":
             what = "cancelling... " + what
         print(f"{j.id:>5}  {j.state:9}  {j.progress():>9}  {_age(j.created_at):>5}  {(j.worker or '-')[:24]:24}  "
-              f"{what[:70]}")
+              f"{what}")  # the last column, whole: a path cut short names no file
 
 
 def run(args: argparse.Namespace) -> int:

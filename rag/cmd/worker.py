@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from rag.cmd import exit_status
     from rag.cmd.index import open_library
     from rag.jobs import WorkerRefused, open_queue
-    from rag.jobs.worker import Worker
+    from rag.jobs.worker import JobWorker
     from rag.store import StoreError
 
     if args.nice > 0 and hasattr(os, "nice"):
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         lib = open_library(args)
         queue = open_queue(lib)
-        worker = Worker(lib, queue, args.lease, args.poll)
+        worker = JobWorker(lib, queue, args.lease, args.poll)
         _on_signals(worker)
         worker.say(f"working for {lib.backend.location} with embedding model '{worker.model}'"
                    + (" until the queue is empty" if args.once else ""))

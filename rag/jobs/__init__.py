@@ -4,7 +4,7 @@
   both databases share (``SqlQueue``), ``JobNotFound`` and ``WorkerRefused``.
 - ``sqlite``: the embedded library's queue (a table in its SQLite file); ``postgres``: a shared
   library's (a table in its database, claims with ``FOR UPDATE SKIP LOCKED``).
-- ``worker``: ``Worker``, the loop behind ``rag worker``: claim, run through ``Library.ingest`` with the
+- ``worker``: ``JobWorker``, the loop behind ``rag worker``: claim, run through ``Library.ingest`` with the
   lease renewed and the progress written to the job, cancel and stop between batches.
 
 ``open_queue(library)`` gives the queue of a library: where it lives was decided once

@@ -1,6 +1,6 @@
 """The loop behind ``rag worker``: take ingest jobs from the library's queue and run them.
 
-``Worker.run`` claims the oldest job of its embedding model (``SqlQueue.claim``), runs it through
+``JobWorker.run`` claims the oldest job of its embedding model (``SqlQueue.claim``), runs it through
 ``Library.ingest`` (the same ingest as ``rag index`` and the chat's dropped files), and finishes it as
 done (the report's summary) or failed (the error). While it works, a heartbeat thread renews the lease
 and writes the progress (files done / total, current file) to the job's row every ``beat`` seconds.
@@ -58,10 +58,10 @@ def worker_id() -> str:
 
 
 class _Beat(threading.Thread):
-    """Renews a running job's lease and writes its progress every ``Worker.beat`` seconds (and at the
+    """Renews a running job's lease and writes its progress every ``JobWorker.beat`` seconds (and at the
     first progress of the run)."""
 
-    def __init__(self, worker: "Worker", job: Job, base: int):
+    def __init__(self, worker: "JobWorker", job: Job, base: int):
         super().__init__(name=f"lease-{job.id}", daemon=True)
         self.worker, self.job, self.base = worker, job, base
         self.progress: tuple[int, int, str] | None = None  # (done, total, current file), newest
@@ -89,7 +89,7 @@ class _Beat(threading.Thread):
             self.renew()
 
 
-class Worker:
+class JobWorker:
     def __init__(self, library: Library, queue: SqlQueue, lease_s: float = 60.0, poll_s: float = 2.0,
                  out: TextIO | None = None, name: str | None = None):
         self.library = library

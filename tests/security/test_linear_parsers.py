@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from rag.answer import check, evidence, followup, guard
-from rag.answer.check import Checked
+from rag.answer.check import NOTHING_ADDED, Checked
 from rag.api import chat
 from rag.api.schemas import ChatRequest
 from rag import prompt, text as text_mod
@@ -332,7 +332,8 @@ def test_a_hostile_answer_to_check_is_answered_and_the_server_stays_responsive(t
                        timeout=300)
         seconds = time.perf_counter() - t0
         assert r.status_code == 200, r.text
-        assert r.json()["text"].startswith(said) and r.json()["judged"] == 1, r.json()
+        # the sentence itself, or (the passages do not hold it) the one line that says the model added nothing
+        assert r.json()["text"].startswith((said, NOTHING_ADDED)) and r.json()["judged"] == 1, r.json()
         assert seconds < 60, f"the check took {seconds:.1f} s (cut={cut})"
         assert _models_quickly(target) < 2
     t0 = time.perf_counter()
