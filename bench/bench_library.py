@@ -278,7 +278,7 @@ def main() -> int:
     res["loadavg_start"], res["loadavg_end"] = [round(x, 1) for x in load0], [round(x, 1) for x in os.getloadavg()]
     res["run_s"] = round(time.perf_counter() - t_run)
     tmp.cleanup()
-    return report(TITLE, table(res, command_line("library", argv)), res, a.write)
+    return report(TITLE, table(res, command_line("library", ["--", *argv])), res, a.write)
 
 
 def pg_query(root: Path, questions: list[str]) -> dict:
