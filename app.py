@@ -49,7 +49,7 @@ async def startup() -> None:
     global _warm_task
     if settings().warmup:
         _warm_task = asyncio.create_task(_warm())
-    watch.start_background()  # LRC_WATCH's folders, followed in a thread of their own (rag.watch)
+    await asyncio.to_thread(watch.start_background)  # LRC_WATCH's folders, followed in a thread of their own (rag.watch)
 
 
 # ------------------------------------------------------------------ the page: nothing from the internet

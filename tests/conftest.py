@@ -138,9 +138,6 @@ def zorblax_library(tmp_path_factory, zorblax_corpus):
 
 def pytest_configure(config):
     """LRC_TEST_CPU=<folder>: each test's CPU seconds recorded (tests/cpu_account.py)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    import cpu_account
+    import cpu_account  # tests/ is on sys.path: pytest put this conftest's folder there
 
     cpu_account.register(config)

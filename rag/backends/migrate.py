@@ -92,7 +92,7 @@ def migrate(source: str | Path, target: str | Path, progress: Callable[[str], No
             if there_now and (there_now.hash, there_now.owner) == (entry.hash, entry.owner):
                 out.skipped += 1
                 continue
-            item = _file_commit(src, entry, dim)
+            item = stored_commit(src, entry, dim)
             batch.append(item)
             size += len(item.drafts)
             out.files += 1
@@ -115,7 +115,3 @@ def migrate(source: str | Path, target: str | Path, progress: Callable[[str], No
     finally:
         src.close()
         dst.close()
-
-
-def _file_commit(src, entry: FileEntry, dim: int) -> FileCommit:
-    return stored_commit(src, entry, dim)

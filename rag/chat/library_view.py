@@ -15,7 +15,6 @@ actions; ``show_library()`` sends a view into the current chat.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import time
 import uuid
@@ -218,8 +217,9 @@ async def library_remove(action: cl.Action) -> dict:
 
 
 async def _view_action(action: cl.Action, do, local_only: bool = False) -> dict:
-    """Run ``do()`` (-> the note to show; may return an awaitable) for a click in a view; its readable
-    error, if any, is shown instead. ``local_only``: without logins only (the user is on this machine)."""
+    """Run ``do()`` (-> the note to show) in a thread for a click in a view (files, the queue's database: off
+    the event loop); its readable error, if any, is shown instead. ``local_only``: without logins only (the
+    user is on this machine)."""
     element = (cl.user_session.get(VIEWS) or {}).get(str(action.payload.get("view", "")))
     if element is None:  # a view from before a server restart: send a fresh one
         await show_library()
@@ -228,9 +228,7 @@ async def _view_action(action: cl.Action, do, local_only: bool = False) -> dict:
     try:
         if local_only and chat_user() is not None:
             raise PermissionError("With logins, the watched folders are the administrator's setting (LRC_WATCH).")
-        note = do()
-        if inspect.isawaitable(note):
-            note = await note
+        note = await asyncio.to_thread(do)
     except (ValueError, LookupError, PermissionError) as err:
         error = str(err)
     await _push(element, await _props(element.id, note=note, error=error))
@@ -263,8 +261,8 @@ async def library_unwatch(action: cl.Action) -> dict:
 async def library_cancel_job(action: cl.Action) -> dict:
     """Cancel a background ingest job of this user's (a queued one never runs; a running one stops after
     its batch)."""
-    return await _view_action(action, lambda: asyncio.to_thread(cancel_job, chat_user(),
-                                                                 str(action.payload.get("id", ""))))
+    user, job = chat_user(), str(action.payload.get("id", ""))
+    return await _view_action(action, lambda: cancel_job(user, job))
 
 
 @cl.action_callback("library_reindex")

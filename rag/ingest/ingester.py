@@ -16,7 +16,8 @@ in this process and in the loader processes alike. One run at a time: the caller
 writers (``rag.library.Library`` does). The store is either backend's (``Manifest``: the SQLite store
 or PostgreSQL's); when it goes away mid-run (``StoreUnavailable``, ``StoreTimeout``), the batch being saved is not
 saved (its transaction rolls back), the run stops, and the files left are reported failed and stay
-pending: a re-run completes them.
+pending: a re-run completes them. A progress callback may stop the run between batches by raising
+``records.IngestStopped`` (``rag worker``: a cancel, a stop); the same holds for what it leaves.
 
 Owners (``rag.owners``): an ingest of a user's chat upload is given that user (``owner``) and commits it
 with each file; any other ingest keeps the owner the library recorded for a file (indexed or pending:
@@ -236,7 +237,7 @@ class IngestRun:
             try:
                 with self._telling:
                     self.progress(IngestProgress(stage, file, self.done, self.total, *extra))
-            except Exception:
+            except Exception:  # a callback's error is not the ingest's; IngestStopped (records) passes
                 pass
 
     def ocr_page(self, page: OcrPage) -> None:

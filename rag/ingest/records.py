@@ -92,6 +92,12 @@ class OcrPage:
     steps: int
 
 
+class IngestStopped(BaseException):
+    """Raised by a progress callback to stop the run between batches (told "loading" when the next file
+    arrives, "embedding" before a batch is embedded; never inside a commit): what was committed stays, the
+    rest stays pending. A ``BaseException``, because the ingester ignores ordinary errors of its callbacks."""
+
+
 @dataclass
 class IngestProgress:
     stage: str  # "loading" | "ocr" | "embedding" | "saving"

@@ -5,9 +5,9 @@
 done (the report's summary) or failed (the error). While it works, a heartbeat thread renews the lease
 and writes the progress (files done / total, current file) to the job's row every ``beat`` seconds.
 
-Stopping between batches: the progress callback raises ``Stopped`` (a ``BaseException``: the ingester
-swallows ``Exception``s from progress callbacks) when the loader hands over the next file or a batch is
-about to be embedded, never inside a commit, so every committed file stays and the rest stays pending:
+Stopping between batches: the progress callback raises ``Stopped`` (the ingester's ``IngestStopped``) when
+the loader hands over the next file or a batch is about to be embedded, never inside a commit, so every
+committed file stays and the rest stays pending:
 
 - a cancel asked for the job (``rag jobs cancel``): the job ends cancelled, its files not committed are
   no longer pending (they are not to be indexed);
@@ -36,6 +36,7 @@ from typing import TextIO
 
 from rag.backends import stored_model_is
 from rag.ingest import IngestProgress
+from rag.ingest.records import IngestStopped
 from rag.ingest.ingester import expand
 from rag.jobs.queue import CANCELLED, DONE, FAILED, QUEUED, Job, SqlQueue, WorkerRefused
 from rag.library import Library
@@ -44,7 +45,7 @@ from rag.store import StoreError, StoreTimeout, StoreUnavailable
 _STOP_STAGES = ("loading", "embedding")  # between batches: the next file arrives, or a batch starts
 
 
-class Stopped(BaseException):
+class Stopped(IngestStopped):
     """The running ingest stops between batches; ``why``: "cancel", "stop" or "lost"."""
 
     def __init__(self, why: str):
