@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.base import ErrorCategory
+from rag.dbfile import use_wal
 from rag.owners import legacy_owner
 from rag.schema import Chunk, with_context
 
@@ -120,7 +121,7 @@ def connect(path: Path) -> sqlite3.Connection:
     """A connection to the store's database file as every user of it opens one (WAL, autocommit: each
     transaction begun explicitly); ``rag.jobs.sqlite`` keeps the job queue in the same file."""
     conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
+    use_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.config import settings
+from rag.dbfile import use_wal
 
 __all__ = ["USER_NAME", "MIN_PASSWORD", "Users", "UserInfo", "UserError", "NoSuchUser", "UserExists",
            "hash_password", "check_password", "check_name", "check_new_password"]
@@ -180,7 +181,7 @@ class Users:
         if not self.path.exists():  # readable by its owner only: it holds password hashes
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
+            use_wal(conn)
             conn.execute("BEGIN IMMEDIATE")
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():

@@ -27,6 +27,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy import event
 
 from rag.config import settings
+from rag.dbfile import use_wal
 
 log = logging.getLogger("local-rag-chat.history")
 DB_NAME = "history.sqlite3"
@@ -60,7 +61,7 @@ def migrate(db: Path) -> None:
     """Create the tables, or add the columns an older file lacks (never drops anything)."""
     db.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(db) as c:
-        c.execute("PRAGMA journal_mode=WAL")
+        use_wal(c)
         for table, columns in TABLES.items():
             have = {row[1] for row in c.execute(f"PRAGMA table_info({table})")}
             if not have:
