@@ -24,6 +24,7 @@ from rag import pipeline as pl  # noqa: E402
 from rag.api import mount as mount_api  # noqa: E402
 from rag.browser import mount as mount_browser  # noqa: E402
 from rag import markup, owners, watch  # noqa: E402
+from rag.jobs import here as jobs_here  # noqa: E402
 from rag.chat import auth, hardening, history, library_view, panel, render, state  # noqa: E402
 from rag.chat.identity import chat_user  # noqa: E402
 from rag.ingest.loaders import formats  # noqa: E402
@@ -50,6 +51,8 @@ async def startup() -> None:
     if settings().warmup:
         _warm_task = asyncio.create_task(_warm())
     await asyncio.to_thread(watch.start_background)  # LRC_WATCH's folders, followed in a thread of their own (rag.watch)
+    if settings().server_jobs:  # queued ingest jobs (what a restart interrupted) run in a thread (rag.jobs.here)
+        await asyncio.to_thread(jobs_here.start_server_worker)
 
 
 # ------------------------------------------------------------------ the page: nothing from the internet
@@ -316,6 +319,7 @@ async def _compare(question: str) -> None:
 async def shutdown() -> None:
     await history.flush()  # what the last answers left queued
     await asyncio.to_thread(watch.stop_background)
+    await asyncio.to_thread(jobs_here.stop_server_worker)
 
 
 @cl.on_stop

@@ -46,6 +46,7 @@ from rag.catalog import READ_ONLY, LibraryDocument, Removed, may_manage
 from rag.config import settings
 from rag.events import (Done, Event, Failed, FellBack, Ingested, NothingFound, Notice, Progress, Queued, Quoted,
                         Retrieved, Revised, Routed, Sources, Token)
+from rag.jobs.here import IngestCancelled, ingest_here
 from rag.schema import STYLES, Mode
 from rag.store import StoreError
 from rag.uploads import store_upload
@@ -346,8 +347,8 @@ async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | No
     def progress(p) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, Progress(p))
 
-    def work():
-        return (lib() if callable(lib) else lib).ingest(paths, progress=progress, display_names=display_names, force=force, owner=owner)
+    def work():  # a job of the library's queue, run here: shown in the Library view, cancellable there
+        return ingest_here(lib() if callable(lib) else lib, paths, progress, display_names, force, owner)
 
     task = asyncio.ensure_future(asyncio.to_thread(work))
     while True:
@@ -362,6 +363,9 @@ async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | No
         yield queue.get_nowait()
     try:
         report = task.result()
+    except IngestCancelled as exc:
+        yield Failed.of(exc)
+        return
     except Exception as exc:  # the library reports bad files itself; this is an unexpected failure
         yield Failed.of(exc, f"Indexing failed: {exc}", "See the server log for details.")
         return

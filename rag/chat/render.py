@@ -41,8 +41,10 @@ async def run_ingest(events, title: str):
             lines += [f"- skipped {line}" for line in r.skipped_lines()]
             msg.content = neutralise("\n".join(lines))
             await msg.update()
-        elif isinstance(ev, pl.Failed):
-            msg.content = neutralise(f"{title}: failed ({FAILURE_LABELS[ev.category].lower()}). {ev.text}")
+        elif isinstance(ev, pl.Failed):  # a cancel in the Library view, or a failure
+            state = ("cancelled" if ev.category == pl.ErrorCategory.INTERRUPTED
+                     else f"failed ({FAILURE_LABELS[ev.category].lower()})")
+            msg.content = neutralise(f"{title}: {state}. {ev.text}")
             await msg.update()
     return report
 

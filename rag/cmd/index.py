@@ -110,7 +110,9 @@ def _index(lib, args: argparse.Namespace) -> int:
     if not paths:
         return 2
     bar = ProgressBar(quiet=args.quiet)
-    report = lib.ingest(paths, progress=bar)
+    from rag.jobs.here import ingest_here
+
+    report = ingest_here(lib, paths, progress=bar)
     bar.close()
     for f in report.added:
         print(f"added      {f}")

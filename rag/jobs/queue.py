@@ -127,12 +127,24 @@ class SqlQueue:
     def enqueue(self, paths: list[str], embed_model: str, owner: str | None = None, force: bool = False,
                 display_names: dict[str, str] | None = None) -> Job:
         """A new queued job; returns it (with its id)."""
+        return self._insert(paths, embed_model, owner, force, display_names)
+
+    def start(self, paths: list[str], embed_model: str, worker: str, lease_s: float, owner: str | None = None,
+              force: bool = False, display_names: dict[str, str] | None = None) -> Job:
+        """A new job already running under ``worker``'s lease (an ingest run where it was asked for,
+        ``rag.jobs.here``): no other worker can take it while the lease is renewed."""
+        return self._insert(paths, embed_model, owner, force, display_names, (worker, float(lease_s)))
+
+    def _insert(self, paths: list[str], embed_model: str, owner: str | None, force: bool,
+                display_names: dict[str, str] | None, lease: tuple[str, float] | None = None) -> Job:
+        running = (f"{self.NOW}, %s, {self.NOW} + %s, 1" if lease else "NULL, NULL, NULL, 0")
         with self._tx() as c:
             row = c.execute(
-                f"INSERT INTO {self.TABLE} (state, paths, owner, force, embed_model, display_names, created_at) "
-                f"VALUES (%s, %s, %s, %s, %s, %s, {self.NOW}) RETURNING {_COLS}",
-                (QUEUED, json.dumps([str(p) for p in paths]), owner, int(bool(force)), embed_model,
-                 json.dumps(display_names or {}))).fetchone()
+                f"INSERT INTO {self.TABLE} (state, paths, owner, force, embed_model, display_names, created_at, "
+                f"started_at, worker, lease_until, attempts) VALUES (%s, %s, %s, %s, %s, %s, {self.NOW}, {running}) "
+                f"RETURNING {_COLS}",
+                (RUNNING if lease else QUEUED, json.dumps([str(p) for p in paths]), owner, int(bool(force)),
+                 embed_model, json.dumps(display_names or {}), *(lease or ()))).fetchone()
         return _job(row)
 
     def get(self, job_id: int) -> Job:

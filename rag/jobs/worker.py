@@ -32,10 +32,11 @@ import os
 import socket
 import sys
 import threading
-from typing import TextIO
+from dataclasses import dataclass
+from typing import Callable, TextIO
 
 from rag.backends import stored_model_is
-from rag.ingest import IngestProgress
+from rag.ingest import IngestProgress, IngestReport
 from rag.ingest.records import IngestStopped
 from rag.ingest.ingester import expand
 from rag.jobs.queue import CANCELLED, DONE, FAILED, QUEUED, Job, SqlQueue, WorkerRefused
@@ -51,6 +52,16 @@ class Stopped(IngestStopped):
     def __init__(self, why: str):
         super().__init__(why)
         self.why = why
+
+
+@dataclass
+class Outcome:
+    """How a run of a job ended: its state as this worker left it (done, failed, cancelled, queued: handed
+    back, or "lost"), the ingest's report when it ran to its end, and the exception of a failed run."""
+
+    state: str
+    report: IngestReport | None = None
+    error: BaseException | None = None
 
 
 def worker_id() -> str:
@@ -171,8 +182,8 @@ class JobWorker:
             self.say(str(err))
 
     # ------------------------------------------------------------------ one job
-    def run_job(self, job: Job) -> str:
-        """Run a claimed job to its end (or until stopped); returns its state as this worker left it."""
+    def run_job(self, job: Job, also: Callable[[IngestProgress], None] | None = None) -> Outcome:
+        """Run a claimed job to its end (or until stopped); ``also`` sees the ingest's progress too."""
         paths, force, base = self._plan(job)
         self.say(f"took job {job.id} (attempt {job.attempts}): {len(job.paths)} path(s)"
                  + (", re-index" if job.force else ""))
@@ -182,6 +193,8 @@ class JobWorker:
 
         def progress(p: IngestProgress) -> None:
             beat.seen(p)
+            if also is not None:
+                also(p)
             if p.stage in _STOP_STAGES and threading.get_ident() == runner:
                 why = "cancel" if beat.cancel else "lost" if beat.lost else "stop" if self._stop.is_set() else ""
                 if why:
@@ -190,7 +203,7 @@ class JobWorker:
         try:
             report = self.library.ingest(paths, progress, job.display_names or None, force, job.owner)
         except Stopped as stop:
-            return self._stopped(job, stop.why)
+            return Outcome(self._stopped(job, stop.why))
         except (StoreUnavailable, StoreTimeout):  # may come back: the job is for a worker then (this one too)
             self._hand_back(job, "the library's database went away")
             raise
@@ -198,21 +211,21 @@ class JobWorker:
             error = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
             self.queue.finish(job.id, self.id, FAILED, error=error)
             self.say(f"job {job.id} failed: {error}")
-            return FAILED
+            return Outcome(FAILED, error=exc)
         finally:
             beat.done.set()
             beat.join()
         unsaved = self._pending_of(job)[1]  # the run was cut off (a lost connection): its files not saved
         if unsaved:
             why = report.failed[-1][1] if report.failed else "still pending"
-            return self._hand_back(job, f"{len(unsaved)} file(s) not saved ({why})")
+            return Outcome(self._hand_back(job, f"{len(unsaved)} file(s) not saved ({why})"), report)
         settled = len(report.added) + len(report.updated) + len(report.unchanged) + len(report.failed)
         beat.progress = (base + settled, base + settled, "")  # every file settled (none told when all unchanged)
         beat.renew()
         failed = "; ".join(reason for _, reason in report.failed[:5])
         state = DONE if self.queue.finish(job.id, self.id, DONE, report.summary(), failed) else "lost"
         self.say(f"job {job.id} {state}: {report.summary()}")
-        return state
+        return Outcome(state, report)
 
     def _plan(self, job: Job) -> tuple[list[str], bool, int]:
         """(paths to ingest, force, files already done) for a job: all of it on its first attempt; a

@@ -18,6 +18,9 @@ changed into library actions.
   deletes the files before their folder). Its documents stay searchable; when it comes back it is
   synced and watched again.
 
+Each ingest is a job of the library's queue run in the watcher's thread (``rag.jobs.here``): the Library
+view and ``rag jobs`` show it, and a Cancel stops it (the folder stays watched; it is not retried).
+
 One ingest at a time: ``Library.ingest`` and ``Library.remove`` serialise writers (chat uploads,
 ``rag index`` in this process). ``run()`` blocks (``rag watch``); ``start()`` runs it in a thread (the
 chat server, ``LRC_WATCH``) and ``stop()`` ends it. ``status()`` says how each folder is.
@@ -34,6 +37,7 @@ from typing import Callable, Iterable
 import watchfiles
 
 from rag.ingest import IngestReport
+from rag.jobs.here import IngestCancelled, ingest_here
 from rag.library import Library
 from rag.watch.filters import ChangeFilter, root_of
 
@@ -161,6 +165,10 @@ class Watcher:
         folders are in state "error" and synced again after ``retry_s`` (what changed meanwhile included)."""
         try:
             step(arg)
+        except IngestCancelled:  # someone cancelled the run (the Library view, `rag jobs cancel`): not retried
+            self.say("CANCELLED indexing (the files indexed before stay; later changes are followed)")
+            for r in roots:
+                self._set(r, "watching", "indexing cancelled: the files indexed before stay; later changes are followed")
         except Exception as exc:
             log.warning("watching failed: %s", exc, exc_info=True)
             self.say(f"FAILED    {exc} (trying again in {self.retry_s:.0f} s)")
@@ -207,7 +215,7 @@ class Watcher:
 
     def _ingest(self, paths: list[Path]) -> IngestReport:
         self.runs += 1
-        report = self.library.ingest([str(p) for p in paths])
+        report = ingest_here(self.library, [str(p) for p in paths])
         reused = set(report.reused)
         for f in report.added + report.updated:
             verb = "added" if f in report.added else "updated"

@@ -51,10 +51,11 @@ def library_uri():
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory, library_uri):
-    """Servers A and B on the one library, each with its own data folder and users."""
-    a = start(tmp_path_factory.mktemp("own-a"), users=True, LRC_STORE=library_uri)
+    """Servers A and B on the one library, each with its own data folder and users; as in docs/DEPLOY.md's
+    team set-up they run no ingest jobs (LRC_SERVER_JOBS=0: workers do), so a queued job waits."""
+    a = start(tmp_path_factory.mktemp("own-a"), users=True, LRC_STORE=library_uri, LRC_SERVER_JOBS="0")
     try:
-        b = start(tmp_path_factory.mktemp("own-b"), users=True, LRC_STORE=library_uri)
+        b = start(tmp_path_factory.mktemp("own-b"), users=True, LRC_STORE=library_uri, LRC_SERVER_JOBS="0")
     except BaseException:
         chainlit_server.stop(a.proc)
         raise

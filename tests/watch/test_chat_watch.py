@@ -87,7 +87,8 @@ def test_the_chat_server_watches_lrc_watch(tmp_path, free_port):
     data, guide = tmp_path / "data", tmp_path / "guide"
     guide.mkdir()  # an empty user guide: the first chat adds nothing of its own
     env = chainlit_server.base_env(data, LRC_WATCH=os.pathsep.join(map(str, (docs, other, gone))), LRC_WARMUP="0",
-                                   LRC_DOCS_CORPUS=str(guide), LRC_AUTH="none", PYTHONUNBUFFERED="1")
+                                   LRC_DOCS_CORPUS=str(guide), LRC_AUTH="none", PYTHONUNBUFFERED="1",
+                                   LRC_SERVER_JOBS="0")  # the server runs no queued job: the one queued below waits
     workdir = chainlit_server.prepare_workdir(tmp_path / "app")
     log = tmp_path / "chainlit.log"
     proc = chainlit_server.spawn(workdir, free_port, env, log)
