@@ -21,9 +21,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "worker's job is taken again after it); default 60")
     p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
                    help="how often an idle worker looks for a job; default 2")
-    p.add_argument("--nice", type=int, default=0, metavar="N",
-                   help="run at this niceness (Unix): on a machine that also answers questions, the answers get the "
-                        "cores first (docs/BENCHMARKS.md, \"Answering while a worker ingests\"); default 0")
+    p.add_argument("--nice", type=int, default=10, metavar="N",
+                   help="run at this niceness (Unix): answers on the same machine get the cores first (TTFT 1.06x "
+                        "of idle at 10, 1.50x at 0: docs/BENCHMARKS.md, \"Answering while a worker ingests\"); an "
+                        "idle machine's cores are the worker's either way; default 10, 0 to keep the shell's")
     p.add_argument("--index-dir", help="index folder or PostgreSQL URI (default: LRC_STORE, else settings().index_dir)")
 
 
