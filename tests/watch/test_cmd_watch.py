@@ -29,8 +29,10 @@ def test_rag_watch_picks_up_a_new_file(tmp_path):
     docs, index = tmp_path / "docs", tmp_path / "index"
     first = write(docs / "first.md", "candlewick")
     env = offline_env(dict(os.environ, LRC_DATA_DIR=str(tmp_path / "data")))
+    # Ctrl-C as in a terminal: a suite started in the background has SIGINT ignored, and children inherit that
     proc = subprocess.Popen([sys.executable, "-m", "rag", "watch", str(docs), "--index-dir", str(index)],
-                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line.rstrip("\n")) for line in proc.stdout], daemon=True).start()
     seen: list[str] = []
