@@ -216,7 +216,14 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--no-pg", action="store_true", help="leave out PostgreSQL")
     ap.add_argument("--write", action="store_true", help="write the section of docs/BENCHMARKS.md")
+    ap.add_argument("--only-pdf", action="store_true", help="only the big PDF's peak RSS (printed as JSON)")
     a = ap.parse_args()
+    if a.only_pdf:
+        with tempfile.TemporaryDirectory(prefix="bench-library-pdf-") as tmp:
+            (Path(tmp) / "pdf").mkdir()
+            rss = peak_rss(big_pdf(Path(tmp) / "pdf", a.pdf_pages, DATA), Path(tmp) / "lib", a.pdf_timeout or None)
+        print(json.dumps({"rss": rss, "loadavg_end": [round(x, 1) for x in os.getloadavg()]}))
+        return 0
     argv = sys.argv[1:]
     t_run = time.perf_counter()
     load0 = os.getloadavg()
