@@ -472,6 +472,42 @@ async def test_a_prepared_answer_counts_until_its_ticket_is_in_line(monkeypatch)
     await run_all([running], started)
 
 
+async def test_a_newcomer_retrieves_at_once_past_a_greedy_users_prepared_answer(monkeypatch):
+    """The line is full (the greedy user's answer generating, their next one ready): a /v1 newcomer who was
+    never served would start before that ready answer anyway, so its retrieval does not wait for the line and
+    it starts right after the running answer; a second greedy request and another never-served user whose
+    answer would not start first (a burst of new users: same rank as the ready one's user) still wait."""
+    monkeypatch.setenv("LRC_QUEUE_CHAT_FIRST", "1")
+    engine, started, log = "t-overtake", [], []
+    running = Worker(engine, "greedy", "g1", started, scheduler.API)
+    ready = Worker(engine, "greedy", "g2", started, scheduler.API)
+    await settle()
+    assert started == ["g1"] and scheduler.gate(engine).ready() == 2
+    more = asyncio.create_task(consume(engine, "greedy", prepared_after_retrieval(log, "g3"), scheduler.API))
+    newcomer = asyncio.create_task(consume(engine, "nina", prepared_after_retrieval(log, "nina"), scheduler.API))
+    await asyncio.wait_for(newcomer, 5)
+    assert log == ["nina"], "the newcomer retrieved while the line was full; the greedy user's third did not"
+    late = Worker(engine, "nina", "n1", started, scheduler.API)  # its ticket, once its prompt is built
+    running.finish.set()
+    await settle()
+    assert started == ["g1", "n1"], "the newcomer starts right after the running answer"
+
+    # a burst: the ready answer's user was never served either: a later new user overtakes nobody
+    engine2, started2, log2 = "t-no-overtake", [], []
+    first = Worker(engine2, "amy", "a1", started2, scheduler.API)
+    second = Worker(engine2, "bob", "b1", started2, scheduler.API)
+    await settle()
+    third = asyncio.create_task(consume(engine2, "cid", prepared_after_retrieval(log2, "c"), scheduler.API))
+    await settle()
+    assert log2 == [] and not third.done(), "the burst's PREFETCH holds"
+    first.finish.set()
+    await asyncio.wait_for(third, 5)
+    assert log2 == ["c"]
+    await run_all([first, second], started2)
+    await run_all([running, ready, late], started)
+    await asyncio.wait_for(more, 5)
+
+
 async def test_an_answer_that_ends_without_a_ticket_stops_counting_when_its_task_ends():
     engine = "t-no-ticket"
     gate = scheduler.gate(engine)

@@ -202,9 +202,14 @@ class Gate:
         """Every waiting ticket, in the order they would start."""
         return [t for lane in self.lanes.values() for t in lane.order()]
 
+    @staticmethod
+    def lane_of(lane: str) -> str:
+        """The lane a request of ``lane`` waits in: the API's own while the chat goes first, else one."""
+        return lane if lane == API and settings().queue_chat_first else CHAT
+
     def enter(self, user: str, lane: str, accepted: bool = False) -> Ticket:
         """``accepted``: its arrival was counted and let in (``check_arrival``): never refused now."""
-        lane = lane if lane == API and settings().queue_chat_first else CHAT
+        lane = self.lane_of(lane)
         ticket = Ticket(self, user, lane)
         waiting = self.waiting()
         if len(self.running) < self.slots and not waiting:

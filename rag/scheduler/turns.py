@@ -22,7 +22,7 @@ class _Turns:
     """One event loop's retrieval turns: at most ``count`` at once; who goes next: the chat's before /v1's
     (LRC_QUEUE_CHAT_FIRST), then the user with the fewest retrievals in hand or waiting (users take turns),
     then the earliest arrival. A /v1 retrieval for an engine whose line holds its slots' answers and PREFETCH
-    more already waits (its place was said on arrival and is said again while it waits; its quote then comes
+    more already waits, unless its answer will start before every ready one (``overtakes``) (its place was said on arrival and is said again while it waits; its quote then comes
     shortly before its turn, not at once), so the answers being generated do not share the cores with every
     later arrival's retrieval at once. The chat's retrievals never wait for the line (its quote: at once)."""
 
@@ -44,7 +44,9 @@ class _Turns:
         if arrival is None or not arrival.api or arrival.gate is None or arrival.retrieving:
             return True
         g = arrival.gate
-        return g.ready() + sum(a.retrieving for a in g.arrived) < g.slots + PREFETCH
+        if g.ready() + sum(a.retrieving for a in g.arrived) < g.slots + PREFETCH:
+            return True
+        return overtakes(g, arrival) and not any(a.retrieving for a in g.arrived)
 
     def pump(self) -> None:
         """Starts the waiting retrievals that may start now, best first."""
@@ -83,6 +85,18 @@ class _Turns:
     def give(self, arrival: object | None) -> None:
         self.holding.remove(arrival)
         self.pump()
+
+
+def overtakes(gate, arrival) -> bool:
+    """Whether ``arrival``'s answer will start before every answer waiting ready in its lane: its user was
+    served strictly longer ago (or never) than each of theirs. Then holding its retrieval back for the line
+    would only make it wait behind an answer it overtakes (a greedy user's prepared one), so it may retrieve
+    now; one such retrieval at a time (``may_start``). A burst of new users overtakes nobody (all never
+    served): the line's PREFETCH holds."""
+    lane = gate.lanes[gate.lane_of(arrival.lane)]
+    waiting = [t for line in lane.waiting.values() for t in line]
+    mine = lane.served.get(arrival.user, -1)
+    return bool(waiting) and all(t.user != arrival.user and mine < lane.served.get(t.user, -1) for t in waiting)
 
 
 class _Turn:
