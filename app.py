@@ -51,7 +51,7 @@ async def startup() -> None:
     if settings().warmup:
         _warm_task = asyncio.create_task(_warm())
     await asyncio.to_thread(watch.start_background)  # LRC_WATCH's folders, followed in a thread of their own (rag.watch)
-    if settings().server_jobs:  # queued ingest jobs (what a restart interrupted) run in a thread (rag.jobs.here)
+    if settings().server_jobs:  # queued ingest jobs (what a restart interrupted): a niced `rag worker` (rag.jobs.here)
         await asyncio.to_thread(jobs_here.start_server_worker)
 
 

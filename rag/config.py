@@ -124,8 +124,8 @@ class Settings(BaseSettings):
     # folders the chat server watches (os.pathsep-separated; README "Watched folders"): what is added,
     # changed, renamed or removed under them is reflected in the library (rag.watch)
     watch: Annotated[list[Path], NoDecode] = Field(default_factory=list, validation_alias=_env("LRC_WATCH"))
-    # the chat server runs queued ingest jobs in a thread of its own (rag.jobs.here): what a restart or a
-    # killed process left, and `rag index --background`'s; 0 on chat servers beside dedicated `rag worker`s
+    # the chat server runs queued ingest jobs (rag.jobs.here: a `rag worker --once` at niceness 10 while jobs
+    # wait): what a restart or a killed process left, and `rag index --background`'s; 0 beside dedicated workers
     server_jobs: bool = Field(True, validation_alias=_env("LRC_SERVER_JOBS"))
     # the chat loads the index, the embedder and the default model at start-up, in the background
     warmup: bool = Field(True, validation_alias=_env("LRC_WARMUP"))

@@ -7,7 +7,8 @@
 - ``worker``: ``JobWorker``, the loop behind ``rag worker``: claim, run through ``Library.ingest`` with the
   lease renewed and the progress written to the job, cancel and stop between batches.
 - ``here``: ``ingest_here``, every ingest of the app (dropped files, re-index, the watcher, ``rag index``)
-  as a job run where it was asked for; the chat server's own worker, which resumes what a restart left.
+  as a job run where it was asked for; the chat server's own worker (a niced `rag worker --once` while jobs
+  wait), which completes what a restart left.
 
 ``open_queue(library)`` gives the queue of a library: where it lives was decided once
 (``Settings.library_location``, ``rag.backends.is_database``); the queue follows its store.

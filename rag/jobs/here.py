@@ -6,19 +6,26 @@ run is written to the library's queue as a job already running under this proces
 Library view and ``rag jobs`` with its progress, a Cancel there stops it between batches
 (``IngestCancelled``), and should the process die, its lease runs out and a worker takes the job again and
 completes it: a ``rag worker``, or the chat server's own (``start_server_worker``, unless
-``LRC_SERVER_JOBS=0``), which takes queued jobs in a thread of its own, so a restart resumes them.
+``LRC_SERVER_JOBS=0``): a thread that starts ``rag worker --once`` at niceness 10 whenever jobs wait, so a
+restart resumes them without taking the cores from answers.
 """
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import weakref
+from pathlib import Path
 from typing import Callable, Iterable
 
 from engines.base import ErrorCategory
+from rag.backends import is_database
 from rag.ingest import IngestProgress, IngestReport
 from rag.jobs import open_queue
-from rag.jobs.queue import CANCELLED, DONE, FAILED, QUEUED, SqlQueue, WorkerRefused
+from rag.jobs.queue import CANCELLED, DONE, FAILED, QUEUED, SqlQueue
 from rag.jobs.worker import JobWorker, worker_id
 from rag.library import Library
 from rag.store import StoreError
@@ -98,64 +105,78 @@ def ingest_here(library: Library, paths: Iterable[str], progress: Callable[[Inge
 
 # ------------------------------------------------------------------ the chat server's own worker
 class _ServerWorker(threading.Thread):
-    """Opens the library (again and again while its database is away: the chat starts regardless), then
-    runs a ``JobWorker`` until stopped."""
+    """Looks at the library's queue every ``poll_s`` seconds (again and again while its database is away:
+    the chat runs regardless) and, when jobs of the library's embedding model wait, runs
+    ``rag worker --once --nice NICE`` until none is left: a process of its own at a lower priority, so the
+    server's answers keep the cores (docs/BENCHMARKS.md, "Answering while a worker ingests"), and nothing
+    is loaded while the queue is empty. Its lines go to this module's log."""
 
-    def __init__(self, library: Callable[[], Library], poll_s: float, retry_s: float):
+    def __init__(self, library: Callable[[], Library], poll_s: float, nice: int):
         super().__init__(name="server-jobs", daemon=True)
-        self.library, self.poll_s, self.retry_s = library, poll_s, retry_s
-        self.worker: JobWorker | None = None
+        self.library, self.poll_s, self.nice = library, poll_s, nice
         self.stopping = threading.Event()
+        self.proc: subprocess.Popen | None = None
+        self.pids: list[int] = []  # the worker processes it ran
 
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
                 lib = self.library()
-                worker = JobWorker(lib, queue_of(lib), poll_s=self.poll_s, out=_Log(), name=f"{worker_id()}:server")
+                waiting = queue_of(lib).waiting_models().get(lib.embed_model)
             except StoreError as exc:
                 log.warning("the server's job worker waits for the library: %s", exc)
-                self.stopping.wait(self.retry_s)
-                continue
-            with _lock:
-                self.worker = worker
-                if self.stopping.is_set():
-                    return
-            try:
-                worker.run()
-            except WorkerRefused as exc:  # another model's vectors: the chat says so itself
-                log.warning("the server's job worker stopped: %s", exc)
-            except Exception:
-                log.exception("the server's job worker stopped")
-            return
+                waiting = None
+            if waiting:
+                self._work(lib)
+            self.stopping.wait(self.poll_s)
+
+    def _work(self, lib: Library) -> None:
+        cmd = [sys.executable, "-m", "rag", "worker", "--once", "--nice", str(self.nice)]
+        if not is_database(lib.index_dir):  # a database's URI (a password) stays in the environment
+            cmd += ["--index-dir", str(lib.index_dir)]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")])))
+        with _lock:
+            if self.stopping.is_set():
+                return
+            self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            self.pids.append(self.proc.pid)
+        for line in self.proc.stdout:  # until it exits (or is stopped)
+            if line.strip():
+                log.info("%s", line.rstrip())
+        if self.proc.wait() not in (0, -signal.SIGTERM):
+            log.warning("the server's job worker (pid %d) ended with status %s", self.proc.pid, self.proc.returncode)
 
     def stop(self, timeout: float) -> None:
         with _lock:
             self.stopping.set()
-            if self.worker is not None:
-                self.worker.stop()
+            proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()  # `rag worker` hands its job back after the current batch
         self.join(timeout)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
 
 
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds the rag package
 _server: _ServerWorker | None = None
 
 
-def start_server_worker(library: Callable[[], Library] = Library.shared, poll_s: float = 5.0,
-                        retry_s: float = 10.0) -> None:
-    """Run queued jobs of the library in a thread of this process (the chat server's, at start-up): jobs
-    left by a process that died (their lease ran out) and jobs of ``rag index --background``. One per
-    process: a second call while one runs does nothing."""
+def start_server_worker(library: Callable[[], Library] = Library.shared, poll_s: float = 5.0, nice: int = 10) -> None:
+    """Run the library's queued jobs from this process (the chat server's, at start-up): jobs left by a
+    process that died (their lease ran out) and jobs of ``rag index --background`` (see ``_ServerWorker``).
+    One per process: a second call while one runs does nothing."""
     global _server
     with _lock:
         if _server is not None and _server.is_alive():
             return
-        _server = _ServerWorker(library, poll_s, retry_s)
+        _server = _ServerWorker(library, poll_s, nice)
         _server.start()
 
 
-def server_worker() -> JobWorker | None:
-    """The server's running job worker, or None (not started, stopped, or still waiting for the library)."""
+def server_worker() -> _ServerWorker | None:
+    """The server's job worker thread while it runs, else None."""
     server = _server
-    return server.worker if server is not None and server.is_alive() else None
+    return server if server is not None and server.is_alive() else None
 
 
 def stop_server_worker(timeout: float = 30.0) -> None:
