@@ -55,7 +55,7 @@ class Stopped(IngestStopped):
 
 
 @dataclass
-class Outcome:
+class JobRun:
     """How a run of a job ended: its state as this worker left it (done, failed, cancelled, queued: handed
     back, or "lost"), the ingest's report when it ran to its end, and the exception of a failed run."""
 
@@ -182,7 +182,7 @@ class JobWorker:
             self.say(str(err))
 
     # ------------------------------------------------------------------ one job
-    def run_job(self, job: Job, also: Callable[[IngestProgress], None] | None = None) -> Outcome:
+    def run_job(self, job: Job, also: Callable[[IngestProgress], None] | None = None) -> JobRun:
         """Run a claimed job to its end (or until stopped); ``also`` sees the ingest's progress too."""
         paths, force, base = self._plan(job)
         self.say(f"took job {job.id} (attempt {job.attempts}): {len(job.paths)} path(s)"
@@ -203,7 +203,7 @@ class JobWorker:
         try:
             report = self.library.ingest(paths, progress, job.display_names or None, force, job.owner)
         except Stopped as stop:
-            return Outcome(self._stopped(job, stop.why))
+            return JobRun(self._stopped(job, stop.why))
         except (StoreUnavailable, StoreTimeout):  # may come back: the job is for a worker then (this one too)
             self._hand_back(job, "the library's database went away")
             raise
@@ -211,21 +211,21 @@ class JobWorker:
             error = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
             self.queue.finish(job.id, self.id, FAILED, error=error)
             self.say(f"job {job.id} failed: {error}")
-            return Outcome(FAILED, error=exc)
+            return JobRun(FAILED, error=exc)
         finally:
             beat.done.set()
             beat.join()
         unsaved = self._pending_of(job)[1]  # the run was cut off (a lost connection): its files not saved
         if unsaved:
             why = report.failed[-1][1] if report.failed else "still pending"
-            return Outcome(self._hand_back(job, f"{len(unsaved)} file(s) not saved ({why})"), report)
+            return JobRun(self._hand_back(job, f"{len(unsaved)} file(s) not saved ({why})"), report)
         settled = len(report.added) + len(report.updated) + len(report.unchanged) + len(report.failed)
         beat.progress = (base + settled, base + settled, "")  # every file settled (none told when all unchanged)
         beat.renew()
         failed = "; ".join(reason for _, reason in report.failed[:5])
         state = DONE if self.queue.finish(job.id, self.id, DONE, report.summary(), failed) else "lost"
         self.say(f"job {job.id} {state}: {report.summary()}")
-        return Outcome(state, report)
+        return JobRun(state, report)
 
     def _plan(self, job: Job) -> tuple[list[str], bool, int]:
         """(paths to ingest, force, files already done) for a job: all of it on its first attempt; a
