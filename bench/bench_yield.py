@@ -58,6 +58,44 @@ def _job(env: dict) -> str:
     return done.stdout
 
 
+def _in_process(root: Path, job_paths: list[Path], questions, options, lib, warmup_s: float, child: bool) -> dict:
+    """The phase where the big job is ingested from a thread of this process into a library of its own,
+    cancelled after the questions: in the thread itself (``ingest_here``: a small drop), or by a process of
+    its own at niceness 10 (``ingest_in_child``: what the chat does with a drop above LRC_INGEST_CHILD_MB)."""
+    import threading
+
+    from rag.jobs.here import IngestCancelled, ingest_here, ingest_in_child, queue_of
+    from rag.library import Library
+
+    other = Library(root / ("child-index" if child else "in-process-index"))
+    ingest = ingest_in_child if child else ingest_here
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            ingest(other, [str(p) for p in job_paths])
+        except IngestCancelled:
+            pass
+        except BaseException as exc:  # said below
+            failed.append(exc)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    time.sleep(warmup_s)
+    if not thread.is_alive():
+        raise RuntimeError(f"the in-process ingest ended early: {failed}")
+    t0 = time.monotonic()
+    busy = _ttfts(questions, options, lib)
+    seconds = time.monotonic() - t0
+    job = queue_of(other).jobs(limit=1)[0]
+    queue_of(other).cancel(job.id)  # the child's job too: it shares the library's store
+    thread.join(120)
+    phase = "chat drop above LRC_INGEST_CHILD_MB (rag.jobs.child, nice 10)" if child else "ingest in this process"
+    print(f"{phase}: median {statistics.median(busy):.2f} s; job {job.id} at {job.progress()}", flush=True)
+    return {"phase": phase, "ttft": busy, "asking_s": round(seconds, 1),
+            "jobs": f"{job.id} running {job.progress()} files (cancelled after the questions)"}
+
+
 def _p(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
@@ -68,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--questions", type=int, default=8, help="questions per phase (R-admin facts)")
     ap.add_argument("--nice", default="0,10", help="worker niceness values to measure, comma-separated")
     ap.add_argument("--warmup-s", type=float, default=20.0, help="seconds the worker embeds before asking")
+    ap.add_argument("--in-process", action="store_true",
+                    help="also: the same job ingested by a thread of this process (a file dropped into the chat)")
     ap.add_argument("--json")
     ap.add_argument("--no-write", action="store_true", help="print the table, leave docs/BENCHMARKS.md as it is")
     args = ap.parse_args(argv)
@@ -113,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
                     proc.kill()
             rows.append({"phase": f"worker nice {nice}", "ttft": busy, "asking_s": round(seconds, 1), "jobs": jobs})
             print(f"nice {nice}: median {statistics.median(busy):.2f} s; {jobs.strip().splitlines()[-1:]}", flush=True)
+
+        if args.in_process:  # a thread of this process, then what the chat does with a large drop
+            rows.append(_in_process(root, big, questions, options, lib, args.warmup_s, child=False))
+            rows.append(_in_process(root, big, questions, options, lib, args.warmup_s, child=True))
 
     base = statistics.median(rows[0]["ttft"])
     lines = ["| phase | TTFT median | p90 | median × idle | the worker's job after the questions |",

@@ -11,6 +11,7 @@ restart resumes them without taking the cores from answers.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -32,10 +33,11 @@ from rag.store import StoreError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IngestCancelled", "LEASE_S", "ingest_here", "queue_of", "server_worker", "start_server_worker",
+__all__ = ["IngestCancelled", "LEASE_S", "ingest_here", "ingest_in_child", "queue_of", "server_worker", "start_server_worker",
            "stop_server_worker"]
 
 LEASE_S = 60.0  # a run's lease: a process that died leaves its job to a worker this long after
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds the rag package
 _queues: "weakref.WeakKeyDictionary[Library, SqlQueue]" = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
@@ -103,6 +105,44 @@ def ingest_here(library: Library, paths: Iterable[str], progress: Callable[[Inge
                      "`rag jobs` shows how it goes on.")
 
 
+def ingest_in_child(library: Library, paths: Iterable[str], progress: Callable[[IngestProgress], None] | None = None,
+                    display_names: dict[str, str] | None = None, force: bool = False, owner: str | None = None,
+                    nice: int = 10) -> IngestReport:
+    """``ingest_here`` in a process of its own at niceness ``nice`` (``rag.jobs.child``): the same job, progress,
+    report and errors, while this process's answers keep the cores. Its writes reach this process's library
+    through the store (its generation: ``rag.search.index``)."""
+    spec = {"paths": [str(p) for p in paths], "display_names": display_names or {}, "force": force, "owner": owner,
+            "index_dir": None if is_database(library.index_dir) else str(library.index_dir), "nice": nice}
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")])))
+    if is_database(library.index_dir):
+        env["LRC_STORE"] = str(library.index_dir)
+    proc = subprocess.Popen([sys.executable, "-m", "rag.jobs.child", json.dumps(spec)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end: dict = {}
+    try:
+        for line in proc.stdout:
+            item = json.loads(line) if line.startswith("{") else {}
+            if "progress" in item and progress is not None:
+                progress(IngestProgress(**item["progress"]))
+            elif item and "progress" not in item:
+                end = item
+    finally:
+        if proc.poll() is None and not end:
+            proc.terminate()  # this side stopped listening (the chat went away): the child's job is cancelled
+        errors = proc.communicate()[1]
+    if "report" in end:
+        r = end["report"]
+        for key in ("failed", "skipped", "warnings"):
+            r[key] = [tuple(x) for x in r[key]]
+        return IngestReport(**r)
+    if "cancelled" in end:
+        raise IngestCancelled(end["cancelled"])
+    if "error" in end:
+        raise StoreError(end["error"])
+    raise StoreError(f"The indexing process ended without a report (status {proc.returncode}): "
+                     f"{errors.strip().splitlines()[-1] if errors.strip() else 'no message'}")
+
+
 # ------------------------------------------------------------------ the chat server's own worker
 class _ServerWorker(threading.Thread):
     """Looks at the library's queue every ``poll_s`` seconds (again and again while its database is away:
@@ -157,7 +197,6 @@ class _ServerWorker(threading.Thread):
             proc.kill()
 
 
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds the rag package
 _server: _ServerWorker | None = None
 
 

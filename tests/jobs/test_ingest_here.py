@@ -122,3 +122,22 @@ def test_a_killed_ingest_is_completed_by_the_server_worker(lib, tmp_path):
     assert server.proc.returncode == 0
     assert done.files_done == done.files_total == len(files)
     assert set(lib.store.files()) == files and lib.store.pending() == []
+
+
+def test_a_large_drop_is_ingested_by_a_process_of_its_own(lib, tmp_path, monkeypatch):
+    """A drop larger than LRC_INGEST_CHILD_MB (0 here) is ingested by `python -m rag.jobs.child` at niceness
+    10: the chat gets the same progress and report, the job is that process's, and this process's library
+    finds the new passage (the child's write reaches it through the store)."""
+    import os
+
+    monkeypatch.setenv("LRC_INGEST_CHILD_MB", "0")
+    upload = tmp_path / "tmp-upload-2"
+    upload.write_text("The quartermaster counted 977 lanterns in the north tower.\n", encoding="utf-8")
+    events = asyncio.run(_events(pl.ingest_uploads([(upload, "tower.txt")], lib=lib,
+                                                   uploads_dir=tmp_path / "uploads", owner=None)))
+    assert any(isinstance(e, Progress) for e in events), events
+    assert isinstance(events[-1], Ingested) and len(events[-1].report.added) == 1, events[-1]
+    job = queue_of(lib).jobs(limit=1)[0]
+    assert job.state == DONE and job.worker.split(":")[1] != str(os.getpid())  # host:pid:thread of another process
+    hits = lib.search("How many lanterns did the quartermaster count?", k=1)
+    assert hits and "977 lanterns" in hits[0].chunk.text
