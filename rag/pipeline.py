@@ -46,7 +46,7 @@ from rag.catalog import READ_ONLY, LibraryDocument, Removed, may_manage
 from rag.config import settings
 from rag.events import (Done, Event, Failed, FellBack, Ingested, NothingFound, Notice, Progress, Queued, Quoted,
                         Retrieved, Revised, Routed, Sources, Token)
-from rag.jobs.here import IngestCancelled, ingest_here, ingest_in_child
+from rag.jobs.here import IngestCancelled, ingest_here, ingest_in_child, size_mb
 from rag.schema import STYLES, Mode
 from rag.store import StoreError
 from rag.uploads import store_upload
@@ -350,7 +350,7 @@ async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | No
     def work():  # a job of the library's queue: shown in the Library view, cancellable there
         library = lib() if callable(lib) else lib
         limit = settings().ingest_child_mb
-        if limit >= 0 and _size_mb(paths) > limit:  # a large drop: a process of its own, answers keep the cores
+        if limit >= 0 and size_mb(paths) > limit:  # a large drop: a process of its own, answers keep the cores
             return ingest_in_child(library, paths, progress, display_names, force, owner)
         return ingest_here(library, paths, progress, display_names, force, owner)
 
@@ -374,17 +374,6 @@ async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | No
         yield Failed.of(exc, f"Indexing failed: {exc}", "See the server log for details.")
         return
     yield Ingested(report)
-
-
-def _size_mb(paths: list[str]) -> float:
-    """The size in MB of the files among ``paths`` (a folder counts 0: folders are the watcher's and the CLI's)."""
-    total = 0
-    for p in paths:
-        try:
-            total += Path(p).stat().st_size if Path(p).is_file() else 0
-        except OSError:
-            pass
-    return total / 2**20
 
 
 async def ingest_uploads(files: Sequence[tuple[str | Path, str]], *, lib: LibrarySource, uploads_dir: Path | None = None,

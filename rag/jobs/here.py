@@ -33,7 +33,7 @@ from rag.store import StoreError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IngestCancelled", "LEASE_S", "ingest_here", "ingest_in_child", "queue_of", "server_worker", "start_server_worker",
+__all__ = ["IngestCancelled", "LEASE_S", "ingest_here", "ingest_in_child", "size_mb", "queue_of", "server_worker", "start_server_worker",
            "stop_server_worker"]
 
 LEASE_S = 60.0  # a run's lease: a process that died leaves its job to a worker this long after
@@ -103,6 +103,17 @@ def ingest_here(library: Library, paths: Iterable[str], progress: Callable[[Inge
         raise outcome.error
     raise StoreError(f"Indexing stopped: job {job.id} was taken over by another worker after its lease ran out; "
                      "`rag jobs` shows how it goes on.")
+
+
+def size_mb(paths: Iterable[str | Path]) -> float:
+    """The size in MB of the files among ``paths`` (a folder counts 0)."""
+    total = 0
+    for p in paths:
+        try:
+            total += Path(p).stat().st_size if Path(p).is_file() else 0
+        except OSError:
+            pass
+    return total / 2**20
 
 
 def ingest_in_child(library: Library, paths: Iterable[str], progress: Callable[[IngestProgress], None] | None = None,

@@ -34,7 +34,7 @@ def start_background(folders: Iterable[str | Path] | None = None, library: Calla
     with _lock:
         _library = library
         if folders:
-            _current = Watcher(folders, library or _shared_library).start()
+            _current = Watcher(folders, library or _shared_library, beside_answers=True).start()
         return _current
 
 

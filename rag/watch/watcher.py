@@ -19,7 +19,9 @@ changed into library actions.
   synced and watched again.
 
 Each ingest is a job of the library's queue run in the watcher's thread (``rag.jobs.here``): the Library
-view and ``rag jobs`` show it, and a Cancel stops it (the folder stays watched; it is not retried).
+view and ``rag jobs`` show it, and a Cancel stops it (the folder stays watched; it is not retried). The chat
+server's watcher (``beside_answers``) has a sync and a large batch ingested by a process of their own at
+niceness 10, so answers keep the cores.
 
 One ingest at a time: ``Library.ingest`` and ``Library.remove`` serialise writers (chat uploads,
 ``rag index`` in this process). ``run()`` blocks (``rag watch``); ``start()`` runs it in a thread (the
@@ -36,8 +38,9 @@ from typing import Callable, Iterable
 
 import watchfiles
 
+from rag.config import settings
 from rag.ingest import IngestReport
-from rag.jobs.here import IngestCancelled, ingest_here
+from rag.jobs.here import IngestCancelled, ingest_here, ingest_in_child, size_mb
 from rag.library import Library
 from rag.watch.filters import ChangeFilter, root_of
 
@@ -67,10 +70,13 @@ class FolderState:
 class Watcher:
     def __init__(self, folders: Iterable[str | Path], library: Library | Callable[[], Library],
                  say: Say | None = None, debounce_ms: int = 1600, step_ms: int = 50, check_s: float = 1.0,
-                 settle_s: float = 0.5, retry_s: float = RETRY_S):
+                 settle_s: float = 0.5, retry_s: float = RETRY_S, beside_answers: bool = False):
         """``library``: the library, or how to open it (in the watcher's thread). ``say``: hears one line
         per thing done ("added /docs/a.md"). ``check_s``: how often a folder is checked for having gone
-        or come back; ``retry_s``: when a failed sync is tried again."""
+        or come back; ``retry_s``: when a failed sync is tried again. ``beside_answers`` (the chat server's
+        watcher): a sync, and a batch larger than LRC_INGEST_CHILD_MB, are ingested by a process of their
+        own at niceness 10 (``rag.jobs.here.ingest_in_child``), so the server's answers keep the cores."""
+        self.beside_answers = beside_answers
         self.roots = list(dict.fromkeys(folder_key(f) for f in folders))  # replaced whole (add, discard)
         self._library = library
         self.say = say or log.info
@@ -215,7 +221,11 @@ class Watcher:
 
     def _ingest(self, paths: list[Path]) -> IngestReport:
         self.runs += 1
-        report = ingest_here(self.library, [str(p) for p in paths])
+        limit = settings().ingest_child_mb
+        if self.beside_answers and limit >= 0 and (any(p.is_dir() for p in paths) or size_mb(paths) > limit):
+            report = ingest_in_child(self.library, [str(p) for p in paths])
+        else:
+            report = ingest_here(self.library, [str(p) for p in paths])
         reused = set(report.reused)
         for f in report.added + report.updated:
             verb = "added" if f in report.added else "updated"
