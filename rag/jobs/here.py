@@ -124,12 +124,10 @@ def ingest_in_child(library: Library, paths: Iterable[str], progress: Callable[[
     through the store (its generation: ``rag.search.index``)."""
     spec = {"paths": [str(p) for p in paths], "display_names": display_names or {}, "force": force, "owner": owner,
             "index_dir": None if is_database(library.index_dir) else str(library.index_dir), "nice": nice}
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")])))
-    if is_database(library.index_dir):
-        env["LRC_STORE"] = str(library.index_dir)
-    proc = subprocess.Popen([sys.executable, "-m", "rag.jobs.child", json.dumps(spec)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "rag.jobs.child", json.dumps(spec)], env=_child_env(library),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     end: dict = {}
+    said = ""  # its last line that is not one of its JSON objects (a traceback's last line)
     try:
         for line in proc.stdout:
             item = json.loads(line) if line.startswith("{") else {}
@@ -137,10 +135,12 @@ def ingest_in_child(library: Library, paths: Iterable[str], progress: Callable[[
                 progress(IngestProgress(**item["progress"]))
             elif item and "progress" not in item:
                 end = item
+            elif not item and line.strip():
+                said = line.strip()
     finally:
         if proc.poll() is None and not end:
-            proc.terminate()  # this side stopped listening (the chat went away): the child's job is cancelled
-        errors = proc.communicate()[1]
+            proc.terminate()  # this side stopped listening: its job is taken again once its lease runs out
+        proc.wait()
     if "report" in end:
         r = end["report"]
         for key in ("failed", "skipped", "warnings"):
@@ -150,8 +150,16 @@ def ingest_in_child(library: Library, paths: Iterable[str], progress: Callable[[
         raise IngestCancelled(end["cancelled"])
     if "error" in end:
         raise StoreError(end["error"])
-    raise StoreError(f"The indexing process ended without a report (status {proc.returncode}): "
-                     f"{errors.strip().splitlines()[-1] if errors.strip() else 'no message'}")
+    raise StoreError(f"The indexing process ended without a report (status {proc.returncode}): {said or 'no message'}")
+
+
+def _child_env(library: Library) -> dict[str, str]:
+    """The environment of a process that ingests for ``library``: this one's, with the rag package importable
+    and a database library's URI in LRC_STORE (never on a command line, where others could read it)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")])))
+    if is_database(library.index_dir):
+        env["LRC_STORE"] = str(library.index_dir)
+    return env
 
 
 # ------------------------------------------------------------------ the chat server's own worker
@@ -185,11 +193,10 @@ class _ServerWorker(threading.Thread):
         cmd = [sys.executable, "-m", "rag", "worker", "--once", "--nice", str(self.nice)]
         if not is_database(lib.index_dir):  # a database's URI (a password) stays in the environment
             cmd += ["--index-dir", str(lib.index_dir)]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")])))
         with _lock:
             if self.stopping.is_set():
                 return
-            self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            self.proc = subprocess.Popen(cmd, env=_child_env(lib), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             self.pids.append(self.proc.pid)
         for line in self.proc.stdout:  # until it exits (or is stopped)
             if line.strip():
