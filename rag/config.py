@@ -124,10 +124,13 @@ class Settings(BaseSettings):
     # folders the chat server watches (os.pathsep-separated; README "Watched folders"): what is added,
     # changed, renamed or removed under them is reflected in the library (rag.watch)
     watch: Annotated[list[Path], NoDecode] = Field(default_factory=list, validation_alias=_env("LRC_WATCH"))
-    # a drop (or re-index) larger than this many MB is ingested by a process of its own at niceness 10, so
-    # answers keep the cores (rag.jobs.child); smaller ones in the server (no model to load); < 0: never
+    # the niceness of ingest beside answers: the server's ingesting process and job worker, `rag worker`'s
+    # default (answers keep the cores: docs/BENCHMARKS.md, "Answering while a worker ingests"); 0: none
+    background_nice: int = Field(10, ge=0, le=19, validation_alias=_env("LRC_BACKGROUND_NICE"))
+    # a drop (or re-index) larger than this many MB is ingested by a process of its own at LRC_BACKGROUND_NICE,
+    # so answers keep the cores (rag.jobs.child); smaller ones in the server (no model to load); < 0: never
     ingest_child_mb: float = Field(1.0, validation_alias=_env("LRC_INGEST_CHILD_MB"))
-    # the chat server runs queued ingest jobs (rag.jobs.here: a `rag worker --once` at niceness 10 while jobs
+    # the chat server runs queued ingest jobs (rag.jobs.here: a niced `rag worker --once` while jobs
     # wait): what a restart or a killed process left, and `rag index --background`'s; 0 beside dedicated workers
     server_jobs: bool = Field(True, validation_alias=_env("LRC_SERVER_JOBS"))
     # the chat loads the index, the embedder and the default model at start-up, in the background

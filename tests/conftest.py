@@ -98,6 +98,12 @@ FIRST = ("tests/answer/test_answer_quality.py::",)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# Ingest beside answers runs at LRC_BACKGROUND_NICE (10) in the app; in the suite, three test processes and
+# the servers they start keep both cores busy, and a process at niceness 10 gets a tenth of a core: a child
+# that loads the embedder waited over a minute in CI. The suite runs it at its own priority; the tests of
+# the default set it themselves (tests/jobs/test_workers_sqlite.py).
+os.environ.setdefault("LRC_BACKGROUND_NICE", "0")
+
 
 # ------------------------------------------------------------------ a small real library
 # Two made-up topics no model knows (so an answer can only come from the passages), the FAQ PDF and a

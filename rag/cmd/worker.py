@@ -21,10 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "worker's job is taken again after it); default 60")
     p.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
                    help="how often an idle worker looks for a job; default 2")
-    p.add_argument("--nice", type=int, default=10, metavar="N",
+    p.add_argument("--nice", type=int, default=None, metavar="N",
                    help="run at this niceness (Unix): answers on the same machine get the cores first (TTFT 1.06x "
                         "of idle at 10, 1.50x at 0: docs/BENCHMARKS.md, \"Answering while a worker ingests\"); an "
-                        "idle machine's cores are the worker's either way; default 10, 0 to keep the shell's")
+                        "idle machine's cores are the worker's either way; default LRC_BACKGROUND_NICE (10), 0 to "
+                        "keep the shell's")
     p.add_argument("--index-dir", help="index folder or PostgreSQL URI (default: LRC_STORE, else settings().index_dir)")
 
 
@@ -43,12 +44,14 @@ def _on_signals(worker) -> None:
 def run(args: argparse.Namespace) -> int:
     from rag.cmd import exit_status
     from rag.cmd.index import open_library
+    from rag.config import settings
     from rag.jobs import WorkerRefused, open_queue
     from rag.jobs.worker import JobWorker
     from rag.store import StoreError
 
-    if args.nice > 0 and hasattr(os, "nice"):
-        os.nice(args.nice)  # before any thread or loader process: they inherit it
+    nice = settings().background_nice if args.nice is None else args.nice
+    if nice > 0 and hasattr(os, "nice"):
+        os.nice(nice)  # before any thread or loader process: they inherit it
     try:
         lib = open_library(args)
         queue = open_queue(lib)

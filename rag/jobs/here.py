@@ -6,7 +6,7 @@ run is written to the library's queue as a job already running under this proces
 Library view and ``rag jobs`` with its progress, a Cancel there stops it between batches
 (``IngestCancelled``), and should the process die, its lease runs out and a worker takes the job again and
 completes it: a ``rag worker``, or the chat server's own (``start_server_worker``, unless
-``LRC_SERVER_JOBS=0``): a thread that starts ``rag worker --once`` at niceness 10 whenever jobs wait, so a
+``LRC_SERVER_JOBS=0``): a thread that starts ``rag worker --once`` at LRC_BACKGROUND_NICE (10) whenever jobs wait, so a
 restart resumes them without taking the cores from answers.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Callable, Iterable
 
 from engines.base import ErrorCategory
 from rag.backends import is_database
+from rag.config import settings
 from rag.ingest import IngestProgress, IngestReport
 from rag.jobs import open_queue
 from rag.jobs.queue import CANCELLED, DONE, FAILED, QUEUED, SqlQueue
@@ -118,12 +119,13 @@ def size_mb(paths: Iterable[str | Path]) -> float:
 
 def ingest_in_child(library: Library, paths: Iterable[str], progress: Callable[[IngestProgress], None] | None = None,
                     display_names: dict[str, str] | None = None, force: bool = False, owner: str | None = None,
-                    nice: int = 10) -> IngestReport:
-    """``ingest_here`` in a process of its own at niceness ``nice`` (``rag.jobs.child``): the same job, progress,
+                    nice: int | None = None) -> IngestReport:
+    """``ingest_here`` in a process of its own at niceness ``nice`` (None: LRC_BACKGROUND_NICE; ``rag.jobs.child``): the same job, progress,
     report and errors, while this process's answers keep the cores. Its writes reach this process's library
     through the store (its generation: ``rag.search.index``)."""
     spec = {"paths": [str(p) for p in paths], "display_names": display_names or {}, "force": force, "owner": owner,
-            "index_dir": None if is_database(library.index_dir) else str(library.index_dir), "nice": nice}
+            "index_dir": None if is_database(library.index_dir) else str(library.index_dir),
+            "nice": settings().background_nice if nice is None else nice}
     proc = subprocess.Popen([sys.executable, "-m", "rag.jobs.child", json.dumps(spec)], env=_child_env(library),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     end: dict = {}
@@ -218,7 +220,8 @@ class _ServerWorker(threading.Thread):
 _server: _ServerWorker | None = None
 
 
-def start_server_worker(library: Callable[[], Library] = Library.shared, poll_s: float = 5.0, nice: int = 10) -> None:
+def start_server_worker(library: Callable[[], Library] = Library.shared, poll_s: float = 5.0,
+                        nice: int | None = None) -> None:
     """Run the library's queued jobs from this process (the chat server's, at start-up): jobs left by a
     process that died (their lease ran out) and jobs of ``rag index --background`` (see ``_ServerWorker``).
     One per process: a second call while one runs does nothing."""
@@ -226,7 +229,7 @@ def start_server_worker(library: Callable[[], Library] = Library.shared, poll_s:
     with _lock:
         if _server is not None and _server.is_alive():
             return
-        _server = _ServerWorker(library, poll_s, nice)
+        _server = _ServerWorker(library, poll_s, settings().background_nice if nice is None else nice)
         _server.start()
 
 

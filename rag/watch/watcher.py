@@ -21,7 +21,7 @@ changed into library actions.
 Each ingest is a job of the library's queue run in the watcher's thread (``rag.jobs.here``): the Library
 view and ``rag jobs`` show it, and a Cancel stops it (the folder stays watched; it is not retried). The chat
 server's watcher (``beside_answers``) has a sync and a large batch ingested by a process of their own at
-niceness 10, so answers keep the cores.
+LRC_BACKGROUND_NICE (10), so answers keep the cores.
 
 One ingest at a time: ``Library.ingest`` and ``Library.remove`` serialise writers (chat uploads,
 ``rag index`` in this process). ``run()`` blocks (``rag watch``); ``start()`` runs it in a thread (the
@@ -75,7 +75,7 @@ class Watcher:
         per thing done ("added /docs/a.md"). ``check_s``: how often a folder is checked for having gone
         or come back; ``retry_s``: when a failed sync is tried again. ``beside_answers`` (the chat server's
         watcher): a sync, and a batch larger than LRC_INGEST_CHILD_MB, are ingested by a process of their
-        own at niceness 10 (``rag.jobs.here.ingest_in_child``), so the server's answers keep the cores."""
+        own at LRC_BACKGROUND_NICE (``rag.jobs.here.ingest_in_child``), so the server's answers keep the cores."""
         self.beside_answers = beside_answers
         self.roots = list(dict.fromkeys(folder_key(f) for f in folders))  # replaced whole (add, discard)
         self._library = library

@@ -59,8 +59,6 @@ class WorkerProcess:
     def __init__(self, env: dict, folder: Path, *args: str):
         self.log = folder / f"worker-{time.monotonic_ns()}.log"
         self._out = open(self.log, "w")
-        if "--nice" not in args:  # at the suite's niceness (not the default 10): the other test processes are busy
-            args = ("--nice", "0", *args)
         self.proc = subprocess.Popen([sys.executable, "-m", "rag", "worker", *args], cwd=REPO_ROOT, env=env,
                                      stdout=self._out, stderr=subprocess.STDOUT)
 

@@ -110,7 +110,7 @@ def test_a_killed_ingest_is_completed_by_the_server_worker(lib, tmp_path):
     assert job.state == RUNNING and job.attempts == 1, out  # the killed process's job, its lease still held
     assert committed(lib, folder.resolve()) < len(files), "the ingest ended before it was killed"
 
-    start_server_worker(lambda: lib, poll_s=0.3, nice=0)  # niceness 0 here: the other test processes are busy
+    start_server_worker(lambda: lib, poll_s=0.3)
     try:
         server = wait_for(server_worker, 60, "the server's job worker")
         done = wait_for(lambda: (j := queue.get(job.id)).state == DONE and j, 240, "the job's completion")
@@ -125,8 +125,8 @@ def test_a_killed_ingest_is_completed_by_the_server_worker(lib, tmp_path):
 
 
 def test_a_large_drop_is_ingested_by_a_process_of_its_own(lib, tmp_path, monkeypatch):
-    """A drop larger than LRC_INGEST_CHILD_MB (0 here) is ingested by `python -m rag.jobs.child` at niceness
-    10: the chat gets the same progress and report, the job is that process's, and this process's library
+    """A drop larger than LRC_INGEST_CHILD_MB (0 here) is ingested by `python -m rag.jobs.child` (at
+    LRC_BACKGROUND_NICE): the chat gets the same progress and report, the job is that process's, and this process's library
     finds the new passage (the child's write reaches it through the store)."""
     import os
 

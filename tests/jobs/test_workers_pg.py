@@ -121,7 +121,7 @@ def test_a_worker_of_another_embedding_model_is_refused(pg, tmp_path):
     env = worker_env(tmp_path, uri, LRC_EMBED_MODEL="other-embedder")
 
     def refused() -> str:
-        res = subprocess.run([sys.executable, "-m", "rag", "worker", "--once", "--nice", "0"], cwd=REPO_ROOT, env=env,
+        res = subprocess.run([sys.executable, "-m", "rag", "worker", "--once"], cwd=REPO_ROOT, env=env,
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 1, res.stdout + res.stderr
         assert "worker: refused:" in res.stderr and "Traceback" not in res.stderr, res.stderr

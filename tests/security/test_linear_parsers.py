@@ -263,6 +263,11 @@ def _headers(target) -> dict:
     return {"Content-Type": JSON, "Origin": target.url}
 
 
+# A stuck event loop would hold /v1/models for the whole parse (the quadratic ones took minutes); an idle
+# server answers it in milliseconds, one in a busy suite took 2.1 s in CI.
+RESPONSIVE_S = 5
+
+
 def _models_quickly(target) -> float:
     t0 = time.perf_counter()
     r = httpx.get(target.url + "/v1/models", headers={"Origin": target.url}, timeout=30)
@@ -314,8 +319,8 @@ def test_a_hostile_history_is_answered_and_the_server_stays_responsive(open_serv
         pinger.join()
     assert r.status_code == 200, r.text
     assert seconds < 60, f"the request took {seconds:.1f} s"
-    assert pings and max(pings) < 5, f"/v1/models waited {max(pings):.1f} s while the history was read"
-    assert _models_quickly(target) < 2
+    assert pings and max(pings) < RESPONSIVE_S, f"/v1/models waited {max(pings):.1f} s while the history was read"
+    assert _models_quickly(target) < RESPONSIVE_S
 
 
 @pytest.mark.slow
@@ -335,10 +340,10 @@ def test_a_hostile_answer_to_check_is_answered_and_the_server_stays_responsive(t
         # the sentence itself, or (the passages do not hold it) the one line that says the model added nothing
         assert r.json()["text"].startswith((said, NOTHING_ADDED)) and r.json()["judged"] == 1, r.json()
         assert seconds < 60, f"the check took {seconds:.1f} s (cut={cut})"
-        assert _models_quickly(target) < 2
+        assert _models_quickly(target) < RESPONSIVE_S
     t0 = time.perf_counter()
     r = httpx.post(url, json={"question": QUESTION, "answer": "a" + " " * (MIB - 200) + "b c", "cut": True},
                    headers=_headers(target), timeout=60)
     assert r.status_code == 400 and "longer than 100,000 characters" in r.json()["error"]["message"], r.text
     assert time.perf_counter() - t0 < 5
-    assert _models_quickly(target) < 2
+    assert _models_quickly(target) < RESPONSIVE_S
