@@ -43,7 +43,7 @@ def free_port() -> int:
 def start_server(root: Path, data_dir: Path, extra_env: dict) -> tuple[subprocess.Popen, str, float]:
     work = chainlit_server.prepare_workdir(Path(tempfile.mkdtemp(dir=root, prefix="app-")))
     port = free_port()
-    env = chainlit_server.base_env(data_dir, LRC_MAX_NEW_TOKENS="64", **extra_env)
+    env = chainlit_server.base_env(data_dir, **{"LRC_MAX_NEW_TOKENS": "64", **extra_env})
     t0 = time.monotonic()
     proc = chainlit_server.spawn(work, port, env, work / "chainlit.log")
     return proc, f"http://127.0.0.1:{port}", t0

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     # "answer" (the model only), "quote" (no model at all: instant)
     answer_style: str = Field("quote+answer", validation_alias=_env("LRC_ANSWER_STYLE"))
     repetition_penalty: float = Field(1.1, validation_alias=_env("LRC_REPETITION_PENALTY"))
+    # a streamed answer reaches the page at most once per this many ms (the pieces in between go together:
+    # the page renders the whole message again for each; measured in docs/BENCHMARKS.md); 0: every piece
+    stream_interval_ms: int = Field(100, ge=0, le=1000, validation_alias=_env("LRC_STREAM_INTERVAL_MS"))
     # the "auto" engine's rules: ordered targets, fallbacks, routes (README "Routing between engines")
     routing_file: Path = Field(bundled.path("routing.toml"), validation_alias=_env("LRC_ROUTING"))
     # the fair queue in front of each engine (rag.scheduler; README "Many users at once"): on or off, answers

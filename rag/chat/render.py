@@ -7,6 +7,8 @@ included), and passages shown in the page's code blocks (the side view, the Retr
 markup.code_text."""
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import textwrap
 import time
@@ -15,7 +17,10 @@ import chainlit as cl
 
 from engines import registry
 from rag import pipeline as pl
+from rag.config import settings
 from rag.markup import Neutraliser, code_text, neutralise
+
+log = logging.getLogger(__name__)
 
 async def run_ingest(events, title: str):
     """Show an ingest's progress in one message, sent with the first event (an ingest with nothing to
@@ -123,7 +128,12 @@ class AnswerView:
     """One answer message: renders the pipeline's events for it (one per side in a comparison). All
     its text goes through ``_say`` (one Neutraliser, which may hold back a few characters of a token
     until the next ones show what they are); a rewrite of the text after the head starts a fresh one
-    (the head ends with a blank line: nothing is held there)."""
+    (the head ends with a blank line: nothing is held there).
+
+    The model's pieces reach the page at most once per LRC_STREAM_INTERVAL_MS: the page renders the whole
+    message again for each (a browser's CPU per answer: docs/BENCHMARKS.md, "Streaming to the page"); a
+    piece that comes sooner waits, with the ones after it, until the interval is over (``_later``). Every
+    write to the message goes through ``_send``, in order."""
 
     def __init__(self, head: str = ""):
         self.msg = cl.Message(content="")
@@ -132,20 +142,52 @@ class AnswerView:
         self.notes: list[str] = []
         self.text = ""  # the whole answer, once Done
         self.waiting = False  # the message shows its place in line (rag.scheduler), not text yet
+        self.interval = settings().stream_interval_ms / 1000
+        self._held = ""  # the model's text not sent yet (it came within the interval)
+        self._sent_at = 0.0
+        self._timer: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+
+    async def _send(self, token: str = "", is_sequence: bool = False) -> None:
+        """The held text, then ``token`` (``is_sequence``: the whole message becomes it)."""
+        async with self._lock:
+            held, self._held = self._held, ""
+            if not is_sequence:
+                token = held + token
+            if token:
+                await self.msg.stream_token(token, is_sequence=is_sequence)
+            elif is_sequence:  # Chainlit's stream_token ignores an empty one
+                self.msg.content = ""
+                await cl.context.emitter.send_token(id=self.msg.id, token="", is_sequence=True)
+            else:
+                return
+            self._sent_at = time.monotonic()
+
+    async def _later(self) -> None:
+        await asyncio.sleep(max(0.0, self._sent_at + self.interval - time.monotonic()))
+        try:
+            await self._send()
+        except Exception as exc:  # the page went: the answer's own next write says so
+            log.debug("a held piece was not sent: %s", exc)
 
     async def _say(self, text: str) -> None:
         piece = self.neutraliser.feed(text)
-        if piece:
-            await self.msg.stream_token(piece)
+        if not piece:
+            return
+        if not self._held and time.monotonic() - self._sent_at >= self.interval:
+            await self._send(piece)
+            return
+        self._held += piece
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.create_task(self._later())
 
     async def _flush(self) -> None:
-        piece = self.neutraliser.flush()
-        if piece:
-            await self.msg.stream_token(piece)
+        await self._send(self.neutraliser.flush())
 
     def _rewrite(self, after_head: str) -> None:
         """The message becomes the head and ``after_head`` (neutralised afresh)."""
         self.neutraliser = Neutraliser()
+        self._held = ""
         self.msg.content = self.head + self.neutraliser.feed(after_head)
 
     async def _append(self, block: str) -> None:
@@ -156,25 +198,20 @@ class AnswerView:
         await self._say(("\n\n" if self.msg.content else "") + block)
 
     async def _replace(self, content: str) -> None:
-        """The streamed message becomes ``content`` (Chainlit's stream_token ignores an empty one)."""
+        """The streamed message becomes ``content``."""
         await self._flush()
         self.neutraliser = Neutraliser()
-        if content:
-            await self.msg.stream_token(content, is_sequence=True)
-        else:
-            self.msg.content = ""
-            await cl.context.emitter.send_token(id=self.msg.id, token="", is_sequence=True)
+        await self._send(content, is_sequence=True)
 
     async def start(self) -> None:
-        if self.head:
-            await self.msg.stream_token(self.head)
+        await self._send(self.head)
 
     async def _head(self, block: str) -> None:
         """A block that stays above the model's text (Revised rewrites only what follows it)."""
         await self._flush()
         block = neutralise(block)
         self.head += block
-        await self.msg.stream_token(block)
+        await self._send(block)
 
     async def show(self, ev) -> None:
         msg = self.msg

@@ -120,13 +120,17 @@ def new_chat(server, browser):
     """Open a fresh browser context (its own chat session) on the app; returns the page."""
     contexts = []
 
-    def open_chat(width: int = 1280, height: int = 900, requests: list[str] | None = None):
-        """``requests``, when given, collects the URL of every request the page makes."""
+    def open_chat(width: int = 1280, height: int = 900, requests: list[str] | None = None,
+                  frames: list[str] | None = None):
+        """``requests``, when given, collects the URL of every request the page makes; ``frames`` every
+        WebSocket frame it receives (Socket.IO's text)."""
         ctx = browser.new_context(viewport={"width": width, "height": height})
         contexts.append(ctx)
         if requests is not None:
             ctx.on("request", lambda r: requests.append(r.url))
         page = ctx.new_page()
+        if frames is not None:
+            page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(f if isinstance(f, str) else "")))
         page.set_default_timeout(60_000)
         page.goto(server.url + "/")
         page.wait_for_selector("#chat-input", timeout=120_000)

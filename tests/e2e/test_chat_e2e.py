@@ -98,9 +98,18 @@ def test_welcome_names_what_is_indexed(new_chat, server, screenshots):
 
 
 def test_question_about_docs_corpus_streams_a_cited_answer(new_chat, server, screenshots):
-    page = new_chat()
+    frames: list[str] = []
+    page = new_chat(frames=frames)
     page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
+    before = len(frames)
     answer, partial = ask(page, "How do I connect a Foundry Local endpoint?", server)
+    # the model's pieces reach the page at most once per LRC_STREAM_INTERVAL_MS (100 ms): over the time it
+    # wrote, a frame per 100 ms at most (and a few for the quote, the sources and the footer), where a frame
+    # per token would be more whenever it writes faster than 10 tokens/s (about 25 on a quiet machine)
+    streamed = sum('"stream_token"' in f for f in frames[before:])
+    tokens = int(re.search(r"(\d+) answer tokens", answer).group(1))
+    rate = float(re.search(r"([\d.]+) tokens/s", answer).group(1))
+    assert 2 <= streamed <= tokens / rate / 0.1 + 6, (streamed, tokens, rate)
     # the shown text grew over many samples (Markdown closing a construct, "**" or a code span, may shorten
     # the rendered text by a few characters now and then: seen 673 -> 671 in a parallel run)
     grew = sum(b > a for a, b in zip(partial, partial[1:]))
