@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -40,9 +41,10 @@ class CpuAccount:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
-        before = _tree_cpu()
+        before, t0 = _tree_cpu(), time.time()
         yield
-        self.out.write(json.dumps({"test": item.nodeid, "cpu_s": round(_tree_cpu() - before, 2)}) + "\n")
+        self.out.write(json.dumps({"test": item.nodeid, "cpu_s": round(_tree_cpu() - before, 2),
+                                   "start": round(t0, 2), "wall_s": round(time.time() - t0, 2)}) + "\n")
         self.out.flush()
 
 
@@ -67,6 +69,27 @@ def report(folder: Path, top: int = 30) -> None:
     print("-- tests")
     for cpu, name in sorted(by_test, reverse=True)[:top]:
         print(f"{cpu:8.1f}  {name}")
+    timeline(folder)
+
+
+def timeline(folder: Path) -> None:
+    """When each worker was busy: its first start, its last end, and the tests running in the last minutes
+    (the suite's tail, when fewer workers than cores have work)."""
+    rows = [dict(json.loads(line), worker=f.stem) for f in folder.glob("*.jsonl") for line in f.read_text().splitlines()]
+    rows = [r for r in rows if "start" in r]
+    if not rows:
+        return
+    t0 = min(r["start"] for r in rows)
+    end = max(r["start"] + r["wall_s"] for r in rows)
+    print(f"-- workers (seconds from the first test; the last ended at {end - t0:.0f} s)")
+    for w in sorted({r["worker"] for r in rows}):
+        mine = [r for r in rows if r["worker"] == w]
+        last = max(mine, key=lambda r: r["start"] + r["wall_s"])
+        print(f"{w}: {len(mine)} tests, ended at {last['start'] + last['wall_s'] - t0:.0f} s with {last['test']}")
+    print("-- tests still running in the last 240 s")
+    for r in sorted(rows, key=lambda r: r["start"]):
+        if r["start"] + r["wall_s"] > end - 240 and r["wall_s"] > 5:
+            print(f"{r['start'] - t0:6.0f} +{r['wall_s']:5.0f} s  {r['worker']}  {r['test']}")
 
 
 if __name__ == "__main__":
