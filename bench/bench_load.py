@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="smollm2", help="the in-process model (default smollm2; tiny: the random test model)")
     p.add_argument("--max-new-tokens", type=int, default=128, help="answer tokens (default 128)")
     p.add_argument("-k", type=int, default=2, help="passages per question (default 2)")
-    p.add_argument("--modes", default="on,off", help="queue on, off, on:N (N slots), comma-separated (default on,off)")
+    p.add_argument("--modes", default="on,off", help="queue on, off, on:N (N slots), on@N (the engine's process at niceness N), comma-separated "
+                        "(default on,off)")
     p.add_argument("--greedy", action="store_true", help="also: one user's ten requests against another's one")
     p.add_argument("--write-benchmarks", action="store_true", help=f"write the section '{SECTION}' of docs/BENCHMARKS.md")
     p.add_argument("--json", type=Path, default=None, help="also write every result, each client's record too, to this file")
@@ -253,18 +254,20 @@ def main(argv: list[str] | None = None) -> int:
     from rag.library import Library
 
     t0, results = time.perf_counter(), {}
-    saved = {k: os.environ.get(k) for k in ("LRC_QUEUE", "LRC_ONNX_SLOTS")}
+    saved = {k: os.environ.get(k) for k in ("LRC_QUEUE", "LRC_ONNX_SLOTS", "LRC_ENGINE_NICE")}
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         data = Path(tmp) / "data"
         print(f"ingest: {Library(data / 'index').ingest([settings().docs_corpus]).summary()}", flush=True)
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
             os.environ["LRC_QUEUE"] = "0" if mode == "off" else "1"
-            slots = mode.partition(":")[2]  # "on:2": two answers at once
+            base, _, nice = mode.partition("@")  # "on@5": the engine's process at niceness 5
+            os.environ["LRC_ENGINE_NICE"] = nice or "0"
+            slots = base.partition(":")[2]  # "on:2": two answers at once
             if slots:
                 os.environ["LRC_ONNX_SLOTS"] = slots
             else:
                 os.environ.pop("LRC_ONNX_SLOTS", None)
-            server = ChatServer(Path(tmp) / f"app-{mode.replace(':', '-')}", data, args.model, args.k,
+            server = ChatServer(Path(tmp) / f"app-{mode.replace(':', '-').replace('@', '-n')}", data, args.model, args.k,
                                 args.max_new_tokens, Path(tmp) / f"server-{mode}.log")
             try:
                 server.wait_ready()

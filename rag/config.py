@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     # many questions may wait per user and in all (beyond: "busy", /v1 429), the chat's questions ahead of /v1's
     queue: bool = Field(True, validation_alias=_env("LRC_QUEUE"))
     onnx_slots: int = Field(1, ge=1, validation_alias=_env("LRC_ONNX_SLOTS"))
+    # the in-process engine's generation process runs at this niceness: above 0, retrieval and the chat's
+    # quotes (in the server's process) go before the answers being generated when they want the same cores
+    engine_nice: int = Field(0, ge=0, le=19, validation_alias=_env("LRC_ENGINE_NICE"))
     foundry_slots: int = Field(1, ge=1, validation_alias=_env("LRC_FOUNDRY_SLOTS"))
     max_waiting: int = Field(64, ge=0, validation_alias=_env("LRC_MAX_WAITING"))
     max_waiting_per_user: int = Field(10, ge=0, validation_alias=_env("LRC_MAX_WAITING_PER_USER"))
@@ -231,12 +234,15 @@ class Settings(BaseSettings):
         """Answers engine ``name`` generates at once (LRC_ONNX_SLOTS, LRC_FOUNDRY_SLOTS; others: 1)."""
         return int(getattr(self, f"{name}_slots", 1))
 
+    def catalog_config(self) -> dict:
+        """Keyword arguments of the in-process engine's model catalog (engines.onnx.models.ModelCatalog)."""
+        return {"models_dir": self.models_dir, "extra_dirs": list(self.extra_models), "default_model": self.model or None}
+
     def engine_config(self, name: str) -> dict:
         """Keyword arguments the engine registry passes to engine ``name`` when it creates it
         (``engines/`` reads no settings of its own)."""
         if name == "onnx":
-            return {"models_dir": self.models_dir, "extra_dirs": list(self.extra_models),
-                    "default_model": self.model or None}
+            return {**self.catalog_config(), "nice": self.engine_nice}
         if name == "foundry":
             return {"base_url": self.foundry_base_url or None, "model": self.foundry_model or None,
                     "api_key": self.foundry_api_key or None, "connect_timeout": self.foundry_connect_timeout,

@@ -21,7 +21,7 @@ def _model_dir(name: str) -> Path:
     from engines.onnx.models import ModelCatalog
 
     try:
-        return ModelCatalog(**settings().engine_config("onnx")).require(name)
+        return ModelCatalog(**settings().catalog_config()).require(name)
     except ModelNotFound as exc:
         pytest.fail(f"model '{name}' is missing: {exc.message} Run `make test-models`.", pytrace=False)
 

@@ -310,7 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fd", type=int, required=True, help="socket file descriptor shared with the app")
     ap.add_argument("--max-active", type=int, default=4)
     ap.add_argument("--prompt-chunk", type=int, default=128)
+    ap.add_argument("--nice", type=int, default=0, help="lower this process's priority by N before the model loads")
     args = ap.parse_args(argv)
+    if args.nice > 0 and hasattr(os, "nice"):
+        os.nice(args.nice)  # its generation threads inherit it
     conn = Connection(args.fd)
     try:
         Worker(conn, args.max_active, args.prompt_chunk).run()

@@ -87,11 +87,10 @@ def runtime_problem() -> Problem | None:
 
 def model_dir() -> Path:
     """The browser model's folder (raises engines.base.ModelNotFound when none is built)."""
-    from engines import registry
     from engines.base import ModelNotFound
     from engines.onnx.models import ModelCatalog
 
-    catalog = ModelCatalog(**settings().engine_config(registry.IN_PROCESS))
+    catalog = ModelCatalog(**settings().catalog_config())
     for key in MODEL_KEYS:
         try:
             return catalog.resolve(key)

@@ -19,11 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _catalog():
     """The in-process engine's model folders, as the settings configure them."""
-    from engines import registry
     from engines.onnx.models import ModelCatalog
     from rag.config import settings
 
-    return ModelCatalog(**settings().engine_config(registry.IN_PROCESS))
+    return ModelCatalog(**settings().catalog_config())
 
 
 def _list() -> int:

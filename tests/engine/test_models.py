@@ -25,7 +25,7 @@ def env(monkeypatch):
 
 def catalog() -> models.ModelCatalog:
     """The models the app sees with the environment as it is now."""
-    return models.ModelCatalog(**settings().engine_config("onnx"))
+    return models.ModelCatalog(**settings().catalog_config())
 
 
 def cli(*args, extra_env=None, timeout=60):

@@ -131,3 +131,17 @@ def test_engine_survives_a_new_event_loop(tiny_model_dir):
             await engine.aclose()
 
     assert asyncio.run(second_loop()) == first and first.strip()
+
+
+async def test_the_worker_runs_at_the_niceness_it_is_given(tiny_model_dir):
+    """LRC_ENGINE_NICE (settings().engine_config): the generation process lowers its own priority, so the
+    server's retrieval and quotes go first when they want the same cores; it still answers."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    engine = OnnxGenaiEngine(default_model=str(tiny_model_dir), nice=3)
+    try:
+        text = await collect(engine.stream(HELLO, GenerationOptions(max_new_tokens=5)))
+        with open(f"/proc/{engine.worker_pid}/stat") as fh:
+            niceness = int(fh.read().rsplit(")", 1)[1].split()[16])  # field 19 of the whole line
+        assert text.strip() and niceness == min(base + 3, 19), (niceness, base)
+    finally:
+        await engine.aclose()
