@@ -234,6 +234,15 @@ def _counts(text: str) -> list[int]:
     return [int(c) for c in text.split(",") if c.strip()]
 
 
+def _restore(values: dict[str, str | None]) -> None:
+    """The environment's ``values`` back (None: unset)."""
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description="Many streamed chat and /v1 clients at once, the fair queue on and off.")
@@ -242,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="smollm2", help="the in-process model (default smollm2; tiny: the random test model)")
     p.add_argument("--max-new-tokens", type=int, default=128, help="answer tokens (default 128)")
     p.add_argument("-k", type=int, default=2, help="passages per question (default 2)")
-    p.add_argument("--modes", default="on,off", help="queue on, off, on:N (N slots), on@N (the engine's process at niceness N), comma-separated "
-                        "(default on,off)")
+    p.add_argument("--modes", default="on,off", help="queue on, off, on:N (N slots), on@N (the engine's process at niceness N), each with "
+                        "+KEY=VALUE settings of its server (on+LRC_SENTENCE_CACHE=0), comma-separated (default on,off)")
     p.add_argument("--greedy", action="store_true", help="also: one user's ten requests against another's one")
     p.add_argument("--write-benchmarks", action="store_true", help=f"write the section '{SECTION}' of docs/BENCHMARKS.md")
     p.add_argument("--json", type=Path, default=None, help="also write every result, each client's record too, to this file")
@@ -254,34 +263,36 @@ def main(argv: list[str] | None = None) -> int:
     from rag.library import Library
 
     t0, results = time.perf_counter(), {}
-    saved = {k: os.environ.get(k) for k in ("LRC_QUEUE", "LRC_ONNX_SLOTS", "LRC_ENGINE_NICE")}
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    extra = {kv.partition("=")[0] for m in modes for kv in m.split("+")[1:]}
+    saved = {k: os.environ.get(k) for k in ("LRC_QUEUE", "LRC_ONNX_SLOTS", "LRC_ENGINE_NICE", *extra)}
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         data = Path(tmp) / "data"
         print(f"ingest: {Library(data / 'index').ingest([settings().docs_corpus]).summary()}", flush=True)
-        for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-            os.environ["LRC_QUEUE"] = "0" if mode == "off" else "1"
-            base, _, nice = mode.partition("@")  # "on@5": the engine's process at niceness 5
+        for mode in modes:
+            queue, *settings_ = mode.split("+")  # "on+LRC_SENTENCE_CACHE=0": a setting of this server
+            _restore({k: saved[k] for k in extra})
+            os.environ.update(kv.partition("=")[::2] for kv in settings_)
+            os.environ["LRC_QUEUE"] = "0" if queue == "off" else "1"
+            base, _, nice = queue.partition("@")  # "on@5": the engine's process at niceness 5
             os.environ["LRC_ENGINE_NICE"] = nice or "0"
             slots = base.partition(":")[2]  # "on:2": two answers at once
             if slots:
                 os.environ["LRC_ONNX_SLOTS"] = slots
             else:
                 os.environ.pop("LRC_ONNX_SLOTS", None)
-            server = ChatServer(Path(tmp) / f"app-{mode.replace(':', '-').replace('@', '-n')}", data, args.model, args.k,
-                                args.max_new_tokens, Path(tmp) / f"server-{mode}.log")
+            name = "".join(c if c.isalnum() else "-" for c in mode)
+            server = ChatServer(Path(tmp) / f"app-{name}", data, args.model, args.k,
+                                args.max_new_tokens, Path(tmp) / f"server-{name}.log")
             try:
                 server.wait_ready()
                 print(f"queue {mode}: server ready in {server.ready_seconds:.1f} s", flush=True)
-                results[mode] = asyncio.run(measure(server.url, f"rag:{args.model}", off_counts if mode == "off" else counts,
+                results[mode] = asyncio.run(measure(server.url, f"rag:{args.model}", off_counts if queue == "off" else counts,
                                                     args.max_new_tokens, args.greedy and mode == "on",
                                                     lambda m: print(m, flush=True)))
             finally:
                 server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    _restore(saved)
     seconds = time.perf_counter() - t0
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))

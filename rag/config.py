@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     # retrievals + quotes run at once (more wait their turn: under load they share the cores with the
     # model), never queued behind generation; /v1 requests per user and minute (0: no limit; beyond: 429)
     retrieval_at_once: int = Field(2, ge=1, validation_alias=_env("LRC_RETRIEVAL_AT_ONCE"))
+    # vectors of the passages' sentences kept for the next quote and check (rag.embedder.encode_sentences;
+    # 1.5 KB each with the default embedder); 0: encoded every time
+    sentence_cache: int = Field(20000, ge=0, validation_alias=_env("LRC_SENTENCE_CACHE"))
     rate_per_minute: int = Field(0, ge=0, validation_alias=_env("LRC_RATE_PER_MINUTE"))
     # folders the chat server watches (os.pathsep-separated; README "Watched folders"): what is added,
     # changed, renamed or removed under them is reflected in the library (rag.watch)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import importlib
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from rag.config import offline_env
+from rag.config import offline_env, settings
 
 CountTokens = Callable[[list[str]], list[int]]
 
@@ -114,6 +115,8 @@ class Embedder:
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
         self._lock = threading.Lock()  # torch inference is not re-entrant across threads here
+        self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()  # encode_sentences' cache, newest last
+        self._sentences_lock = threading.Lock()
 
     @classmethod
     def get(cls, name: str | None = None) -> "Embedder":
@@ -164,6 +167,29 @@ class Embedder:
                 if small and threads > 1:
                     torch.set_num_threads(threads)
         return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def encode_sentences(self, texts: list[str]) -> np.ndarray:
+        """``encode(texts, MIXED_BATCH)`` through a cache of the last LRC_SENTENCE_CACHE sentences' vectors:
+        a passage's sentences are encoded for the quote, again for the check of the answer, and again for
+        every question that retrieves that passage (a follow-up, another user)."""
+        size = settings().sentence_cache
+        if size <= 0:
+            return self.encode(texts, batch_size=MIXED_BATCH)
+        with self._sentences_lock:
+            got = {t: self._sentences[t] for t in texts if t in self._sentences}
+            for t in got:
+                self._sentences.move_to_end(t)
+        missing = [t for t in dict.fromkeys(texts) if t not in got]
+        if missing:
+            got.update(zip(missing, self.encode(missing, batch_size=MIXED_BATCH)))
+            with self._sentences_lock:
+                for t in missing:
+                    self._sentences[t] = got[t]
+                while len(self._sentences) > size:
+                    self._sentences.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.ascontiguousarray(np.stack([got[t] for t in texts]), dtype=np.float32)
 
     def encode_query(self, text: str) -> np.ndarray:
         return self.encode([text], batch_size=1)[0]

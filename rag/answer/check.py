@@ -147,8 +147,8 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
     cos = np.zeros((len(raw), len(passages)))
     todo = [i for i, j in enumerate(judged) if j]
     if todo and flat:
-        vecs = np.asarray(embedder.encode([bare[i] for i in todo] + flat, batch_size=MIXED_BATCH), dtype=np.float32)
-        sims = vecs[:len(todo)] @ vecs[len(todo):].T
+        said = np.asarray(embedder.encode([bare[i] for i in todo], batch_size=MIXED_BATCH), dtype=np.float32)
+        sims = said @ embedder.encode_sentences(flat).T  # the passages' sentences: mostly encoded for the quote
         for row, i in enumerate(todo):
             for p in range(len(passages)):
                 cos[i, p] = float(sims[row][owner == p].max()) if (owner == p).any() else 0.0

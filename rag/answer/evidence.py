@@ -26,7 +26,6 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.embedder import MIXED_BATCH
 from rag.schema import Hit
 from rag.search.lexical import tokenize
 from rag.text import sentence_spans
@@ -143,7 +142,7 @@ def select(embedder, question: str, hits: Sequence[Hit], *, unknown_terms=None, 
     if not flat:
         return ev
     texts = [s.text for s in flat]
-    vecs = np.asarray(embedder.encode(texts, batch_size=MIXED_BATCH), dtype=np.float32)
+    vecs = embedder.encode_sentences(texts)
 
     ranks = np.array([s.hit for s in flat], dtype=np.float32)
 
