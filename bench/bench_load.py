@@ -3,9 +3,12 @@
 
     python -m rag bench load [--clients 1,8,24,64] [--off-clients 1,8,24] [--modes on,off,on:2] [--model smollm2]
                              [--max-new-tokens 128] [-k 2] [--greedy] [--write-benchmarks]
+                             [--docs FILE...] [--questions FILE]
 
-A library of docs_corpus/ (user guide + FAQ) in a temporary data folder; for each of queue on (LRC_QUEUE=1,
-the default slots and limits; "on:N": N slots) and off (LRC_QUEUE=0: every answer starts at once and the
+A library of docs_corpus/ (user guide + FAQ; --docs: other files) in a temporary data folder, everyone asking
+one question (--questions: /v1 and the lone answers ask the file's first, each chat session the next one in
+turn); for each of queue on (LRC_QUEUE=1, the default slots and limits; "on:N": N slots; "on@N": the engine's
+process at niceness N; "+KEY=VALUE": a setting of that server) and off (LRC_QUEUE=0: every answer starts at once and the
 engine time-slices them), a real chat server over it (``chainlit run app.py`` on 127.0.0.1: onnx, the model,
 greedy, no login, /v1 on the same server; bench/load_clients.py). One warm-up answer, then a lone /v1
 answer and a lone chat answer (the yardsticks), then for each client count N one burst, everything sent
@@ -49,7 +52,7 @@ from types import SimpleNamespace
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]  # the repo, bench/
 
 import benchlib  # noqa: E402
-from load_clients import ChatClient, ChatServer, api_one  # noqa: E402
+from load_clients import QUESTION, ChatClient, ChatServer, api_one  # noqa: E402
 
 SECTION = "Many users at once (issue 27)"
 GREEDY_REQUESTS = 12
@@ -86,18 +89,29 @@ def fairness(ok: list[dict]) -> dict:
     return {"max_in_a_row": most, "chat_ranks": ranks, "served": len(order)}
 
 
+def _tokens(rec: dict) -> int:
+    """Answer tokens: /v1's usage, the chat's footer."""
+    if rec["kind"] == "api":
+        return rec["tokens"]
+    m = FOOTER.search(rec["text"])
+    return int(m.group(1)) if m else 0
+
+
 def summarise(recs: list[dict], lone: dict) -> dict:
     ok = [r for r in recs if r["status"] == 200 and r["done"] is not None and not r["error"]]
     end = max((r["done"] for r in ok), default=None)
     texts = {"api": _answer(lone["api"]), "chat": _answer(lone["chat"])}
-    tokens = sum(r["tokens"] if r["kind"] == "api" else lone["api"]["tokens"] * (_answer(r) == texts["chat"]) for r in ok)
+    tokens = sum(_tokens(r) for r in ok)
+    # answers to the lone answer's question (a chat of --questions may ask another: compared with nothing)
+    same = [r for r in ok if r.get("question", lone["chat"].get("question")) == lone["chat"].get("question")]
     waited = [r["place"] - r["sent"] for r in ok if r["place"] is not None]
     served = min(ok, key=lambda r: r["first"] if r["first"] is not None else 1e9) if ok else None
     by_done = sorted(r["done"] for r in ok)
     kth = max((d / (k * lone["api"]["done"]) for k, d in enumerate(by_done, 1)), default=None)
     kinds = {kind: [r for r in ok if r["kind"] == kind] for kind in ("chat", "api")}
     return {"clients": len(recs), "chat": sum(r["kind"] == "chat" for r in recs), "completed": len(ok),
-            "identical": sum(_answer(r) == texts[r["kind"]] for r in ok),
+            "identical": sum(_answer(r) == texts[r["kind"]] for r in same), "comparable": len(same),
+            "chat_quotes": sorted(round(r["first_text"], 2) for r in kinds["chat"] if r["first_text"] is not None),
             "first_text": _three([r["first_text"] for r in ok]), "first": _three([r["first"] for r in ok]),
             "done": [_pct(by_done, 0.5), statistics.mean(by_done) if ok else None, end],
             "first_served_first": served["first"] if served else None, "first_served_done": served["done"] if served else None,
@@ -109,7 +123,7 @@ def summarise(recs: list[dict], lone: dict) -> dict:
             "done_p50_api": _pct([r["done"] for r in kinds["api"]], 0.5), **fairness(ok)}
 
 
-async def burst(url: str, model_id: str, n: int, max_new_tokens: int, lone: dict) -> dict:
+async def burst(url: str, model_id: str, n: int, max_new_tokens: int, lone: dict, questions: list[str]) -> dict:
     import httpx
 
     n_chat = n // 4 if n > 1 else 0
@@ -127,8 +141,9 @@ async def burst(url: str, model_id: str, n: int, max_new_tokens: int, lone: dict
     try:
         async with httpx.AsyncClient(timeout=3600, limits=limits) as client:
             t0 = time.perf_counter()
-            recs = await asyncio.gather(*(c.ask(t0) for c in chats),
-                                        *(api_one(client, url, model_id, u, max_new_tokens, t0) for u in users))
+            recs = await asyncio.gather(*(c.ask(t0, questions[i % len(questions)]) for i, c in enumerate(chats)),
+                                        *(api_one(client, url, model_id, u, max_new_tokens, t0, questions[0])
+                                          for u in users))
     finally:
         await asyncio.gather(*(c.close() for c in chats), return_exceptions=True)
     return {**summarise(list(recs), lone), "records": [{k: v for k, v in r.items() if k != "text"} for r in recs]}
@@ -149,27 +164,30 @@ async def greedy(url: str, model_id: str, max_new_tokens: int) -> dict:
             "records": [{k: v for k, v in r.items() if k != "text"} for r in [*hogs, other]]}
 
 
-async def measure(url: str, model_id: str, counts: list[int], max_new_tokens: int, with_greedy: bool, log) -> dict:
+async def measure(url: str, model_id: str, counts: list[int], max_new_tokens: int, with_greedy: bool, log,
+                  questions: list[str] = (QUESTION,)) -> dict:
     import httpx
 
+    questions = list(questions)
     async with httpx.AsyncClient(timeout=900) as client:
-        await api_one(client, url, model_id, "warm", max_new_tokens)  # the model loaded
-        lone_api = await api_one(client, url, model_id, "lone", max_new_tokens)
+        await api_one(client, url, model_id, "warm", max_new_tokens, question=questions[0])  # the model loaded
+        lone_api = await api_one(client, url, model_id, "lone", max_new_tokens, question=questions[0])
     chat = ChatClient(SimpleNamespace(url=url))
     await chat.open()
     try:
         t0 = time.perf_counter()
-        lone_chat = await chat.ask(t0)
+        lone_chat = await chat.ask(t0, questions[0])
     finally:
         await chat.close()
     lone = {"api": lone_api, "chat": lone_chat}
     log(f"  lone /v1 answer: first token {lone_api['first']:.2f} s, done {lone_api['done']:.2f} s, "
         f"{lone_api['tokens']} tokens; lone chat answer: quote {lone_chat['first_text']:.2f} s, first token "
         f"{lone_chat['first']:.2f} s, done {lone_chat['done']:.2f} s")
-    out = {"lone": {kind: {k: r[k] for k in ("first_text", "first", "done", "tokens")} for kind, r in lone.items()},
+    out = {"lone": {kind: {k: r.get(k) for k in ("first_text", "first", "done", "tokens", "question")}
+                    for kind, r in lone.items()},
            "bursts": []}
     for n in counts:
-        r = await burst(url, model_id, n, max_new_tokens, lone)
+        r = await burst(url, model_id, n, max_new_tokens, lone, questions)
         log(f"  {n} clients: " + ", ".join(f"{k}={_r(v)}" for k, v in r.items() if k != "records"))
         out["bursts"].append(r)
     if with_greedy:
@@ -234,6 +252,11 @@ def _counts(text: str) -> list[int]:
     return [int(c) for c in text.split(",") if c.strip()]
 
 
+def _questions(path: Path) -> list[str]:
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line)["question"] if line.startswith("{") else line for line in lines]
+
+
 def _restore(values: dict[str, str | None]) -> None:
     """The environment's ``values`` back (None: unset)."""
     for k, v in values.items():
@@ -253,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-k", type=int, default=2, help="passages per question (default 2)")
     p.add_argument("--modes", default="on,off", help="queue on, off, on:N (N slots), on@N (the engine's process at niceness N), each with "
                         "+KEY=VALUE settings of its server (on+LRC_SENTENCE_CACHE=0), comma-separated (default on,off)")
+    p.add_argument("--docs", nargs="+", default=None, help="files or folders the library indexes (default docs_corpus/)")
+    p.add_argument("--questions", type=Path, default=None,
+                   help="JSONL (a 'question' per line) or plain lines: /v1 clients and the lone answers ask the first, "
+                        "the chat clients the next in turn (default: one question on docs_corpus/)")
     p.add_argument("--greedy", action="store_true", help="also: one user's ten requests against another's one")
     p.add_argument("--write-benchmarks", action="store_true", help=f"write the section '{SECTION}' of docs/BENCHMARKS.md")
     p.add_argument("--json", type=Path, default=None, help="also write every result, each client's record too, to this file")
@@ -264,11 +291,13 @@ def main(argv: list[str] | None = None) -> int:
 
     t0, results = time.perf_counter(), {}
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    questions = _questions(args.questions) if args.questions else [QUESTION]
     extra = {kv.partition("=")[0] for m in modes for kv in m.split("+")[1:]}
     saved = {k: os.environ.get(k) for k in ("LRC_QUEUE", "LRC_ONNX_SLOTS", "LRC_ENGINE_NICE", *extra)}
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         data = Path(tmp) / "data"
-        print(f"ingest: {Library(data / 'index').ingest([settings().docs_corpus]).summary()}", flush=True)
+        docs = args.docs or [str(settings().docs_corpus)]
+        print(f"ingest: {Library(data / 'index').ingest(docs).summary()}", flush=True)
         for mode in modes:
             queue, *settings_ = mode.split("+")  # "on+LRC_SENTENCE_CACHE=0": a setting of this server
             _restore({k: saved[k] for k in extra})
@@ -289,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"queue {mode}: server ready in {server.ready_seconds:.1f} s", flush=True)
                 results[mode] = asyncio.run(measure(server.url, f"rag:{args.model}", off_counts if queue == "off" else counts,
                                                     args.max_new_tokens, args.greedy and mode == "on",
-                                                    lambda m: print(m, flush=True)))
+                                                    lambda m: print(m, flush=True), questions))
             finally:
                 server.stop()
     _restore(saved)

@@ -81,9 +81,10 @@ class ChatServer:
         chainlit_server.stop(self.proc)
 
 
-async def api_one(client, url: str, model_id: str, user: str, max_new_tokens: int, t0: float | None = None) -> dict:
+async def api_one(client, url: str, model_id: str, user: str, max_new_tokens: int, t0: float | None = None,
+                  question: str = QUESTION) -> dict:
     """One streamed answer on ``{url}/v1``; a 429 is retried after its Retry-After (see the module docstring)."""
-    body = {"model": model_id, "messages": [{"role": "user", "content": QUESTION}], "stream": True, "user": user,
+    body = {"model": model_id, "messages": [{"role": "user", "content": question}], "stream": True, "user": user,
             "stream_options": {"include_usage": True}, "temperature": 0, "max_tokens": max_new_tokens}
     t0 = time.perf_counter() if t0 is None else t0
     rec = record("api", user)
@@ -176,15 +177,15 @@ class ChatClient:
         if self.chat is not None:
             await self.chat.close()
 
-    async def ask(self, t0: float) -> dict:
-        rec = record("chat", "")
+    async def ask(self, t0: float, question: str = QUESTION) -> dict:
+        rec = {**record("chat", ""), "question": question}
         for _ in range(MAX_RETRIES):
             if self.chat is None:
                 await self.open()
             rec["user"] = f"chat:{self.chat.session_id}"
             seen = len(self.chat.events)
             rec["sent"] = time.perf_counter() - t0
-            await self.chat.ask(QUESTION)
+            await self.chat.ask(question)
             self._fold(rec, seen, t0)
             busy = "server is busy" in rec["text"]
             if not busy:
