@@ -173,7 +173,7 @@ class Embedder:
         a passage's sentences are encoded for the quote, again for the check of the answer, and again for
         every question that retrieves that passage (a follow-up, another user)."""
         size = settings().sentence_cache
-        if size <= 0:
+        if size <= 0 or not texts:
             return self.encode(texts, batch_size=MIXED_BATCH)
         with self._sentences_lock:
             got = {t: self._sentences[t] for t in texts if t in self._sentences}
@@ -187,8 +187,6 @@ class Embedder:
                     self._sentences[t] = got[t]
                 while len(self._sentences) > size:
                     self._sentences.popitem(last=False)
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
         return np.ascontiguousarray(np.stack([got[t] for t in texts]), dtype=np.float32)
 
     def encode_query(self, text: str) -> np.ndarray:

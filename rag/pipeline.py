@@ -46,7 +46,7 @@ from rag.catalog import READ_ONLY, LibraryDocument, Removed, may_manage
 from rag.config import settings
 from rag.events import (Done, Event, Failed, FellBack, Ingested, NothingFound, Notice, Progress, Queued, Quoted,
                         Retrieved, Revised, Routed, Sources, Token)
-from rag.jobs.here import IngestCancelled, ingest_here, ingest_in_child, size_mb
+from rag.jobs.here import IngestCancelled, ingest_beside_answers
 from rag.schema import STYLES, Mode
 from rag.store import StoreError
 from rag.uploads import store_upload
@@ -348,11 +348,7 @@ async def ingest(paths: Iterable[str | Path], display_names: dict[str, str] | No
         loop.call_soon_threadsafe(queue.put_nowait, Progress(p))
 
     def work():  # a job of the library's queue: shown in the Library view, cancellable there
-        library = lib() if callable(lib) else lib
-        limit = settings().ingest_child_mb
-        if limit >= 0 and size_mb(paths) > limit:  # a large drop: a process of its own, answers keep the cores
-            return ingest_in_child(library, paths, progress, display_names, force, owner)
-        return ingest_here(library, paths, progress, display_names, force, owner)
+        return ingest_beside_answers(lib() if callable(lib) else lib, paths, progress, display_names, force, owner)
 
     task = asyncio.ensure_future(asyncio.to_thread(work))
     while True:

@@ -22,6 +22,7 @@ from rag.markup import Neutraliser, code_text, neutralise
 
 log = logging.getLogger(__name__)
 
+
 async def run_ingest(events, title: str):
     """Show an ingest's progress in one message, sent with the first event (an ingest with nothing to
     do shows nothing); returns its report (None when it failed or did nothing)."""

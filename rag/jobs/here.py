@@ -34,8 +34,8 @@ from rag.store import StoreError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IngestCancelled", "LEASE_S", "ingest_here", "ingest_in_child", "size_mb", "queue_of", "server_worker", "start_server_worker",
-           "stop_server_worker"]
+__all__ = ["IngestCancelled", "LEASE_S", "ingest_beside_answers", "ingest_here", "ingest_in_child", "queue_of",
+           "server_worker", "start_server_worker", "stop_server_worker"]
 
 LEASE_S = 60.0  # a run's lease: a process that died leaves its job to a worker this long after
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds the rag package
@@ -153,6 +153,20 @@ def ingest_in_child(library: Library, paths: Iterable[str], progress: Callable[[
     if "error" in end:
         raise StoreError(end["error"])
     raise StoreError(f"The indexing process ended without a report (status {proc.returncode}): {said or 'no message'}")
+
+
+def ingest_beside_answers(library: Library, paths: Iterable[str | Path],
+                          progress: Callable[[IngestProgress], None] | None = None,
+                          display_names: dict[str, str] | None = None, force: bool = False,
+                          owner: str | None = None) -> IngestReport:
+    """The chat server's ingest (a drop, a re-index, its watcher's batches): a folder, or files larger than
+    LRC_INGEST_CHILD_MB, in a process of its own (``ingest_in_child``), so answers keep the cores; smaller
+    files here, in the caller's thread (no model to load). LRC_INGEST_CHILD_MB < 0: always here."""
+    paths = [str(p) for p in paths]
+    limit = settings().ingest_child_mb
+    if limit >= 0 and (any(Path(p).is_dir() for p in paths) or size_mb(paths) > limit):
+        return ingest_in_child(library, paths, progress, display_names, force, owner)
+    return ingest_here(library, paths, progress, display_names, force, owner)
 
 
 def _child_env(library: Library) -> dict[str, str]:

@@ -38,9 +38,8 @@ from typing import Callable, Iterable
 
 import watchfiles
 
-from rag.config import settings
 from rag.ingest import IngestReport
-from rag.jobs.here import IngestCancelled, ingest_here, ingest_in_child, size_mb
+from rag.jobs.here import IngestCancelled, ingest_beside_answers, ingest_here
 from rag.library import Library
 from rag.watch.filters import ChangeFilter, root_of
 
@@ -75,7 +74,8 @@ class Watcher:
         per thing done ("added /docs/a.md"). ``check_s``: how often a folder is checked for having gone
         or come back; ``retry_s``: when a failed sync is tried again. ``beside_answers`` (the chat server's
         watcher): a sync, and a batch larger than LRC_INGEST_CHILD_MB, are ingested by a process of their
-        own at LRC_BACKGROUND_NICE (``rag.jobs.here.ingest_in_child``), so the server's answers keep the cores."""
+        own at LRC_BACKGROUND_NICE (``rag.jobs.here.ingest_beside_answers``), so the server's answers keep the
+        cores."""
         self.beside_answers = beside_answers
         self.roots = list(dict.fromkeys(folder_key(f) for f in folders))  # replaced whole (add, discard)
         self._library = library
@@ -221,11 +221,7 @@ class Watcher:
 
     def _ingest(self, paths: list[Path]) -> IngestReport:
         self.runs += 1
-        limit = settings().ingest_child_mb
-        if self.beside_answers and limit >= 0 and (any(p.is_dir() for p in paths) or size_mb(paths) > limit):
-            report = ingest_in_child(self.library, [str(p) for p in paths])
-        else:
-            report = ingest_here(self.library, [str(p) for p in paths])
+        report = (ingest_beside_answers if self.beside_answers else ingest_here)(self.library, [str(p) for p in paths])
         reused = set(report.reused)
         for f in report.added + report.updated:
             verb = "added" if f in report.added else "updated"
