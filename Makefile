@@ -28,9 +28,11 @@ $(BIN)/.installed: requirements.txt
 
 setup: $(BIN)/.installed
 
-# Builds SmolLM2-135M-Instruct (int8) into the cache folder; skipped when present.
+# Builds SmolLM2-135M-Instruct (int8) into the cache folder, and exports the embedding model to ONNX there
+# (rag.onnx_encoder); both skipped when present.
 models: setup
 	$(BIN)/python -m rag models pull smollm2
+	$(BIN)/python -m rag models pull embedder
 
 # The tests also need the tiny random-weight model (fast plumbing tests).
 test-models: models

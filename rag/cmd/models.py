@@ -5,13 +5,14 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "list the local models, or provision one (pull smollm2 | tiny | phi-4-mini)"
+HELP = "list the local models, or provision one (pull smollm2 | tiny | phi-4-mini | embedder)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="?", default="list", choices=["list", "pull", "path"],
                    help="list (default), pull NAME, or path NAME (print the model's folder)")
-    p.add_argument("name", nargs="?", help="smollm2, tiny, phi-4-mini, a model id or a folder")
+    p.add_argument("name", nargs="?", help="smollm2, tiny, phi-4-mini, a model id or a folder; embedder: export "
+                   "the embedding model (LRC_EMBED_MODEL) to ONNX into the cache folder")
     p.add_argument("--precision", choices=["int8", "int4"], default=None,
                    help="for pull smollm2: int8 (default, answers better) or int4 (smaller)")
     p.add_argument("--force", action="store_true", help="rebuild even if already provisioned")
@@ -48,6 +49,28 @@ def _list() -> int:
     return 0
 
 
+def _embedder(force: bool) -> int:
+    """Export the embedding model to ONNX (skipped when present; rag.onnx_encoder) and say what computes it."""
+    from rag import onnx_encoder
+    from rag.config import settings
+    from rag.embedder import Embedder, EmbedderError, resolve_model_path
+
+    s = settings()
+    try:
+        if force and s.embed_runtime == "onnx":
+            try:
+                onnx_encoder.onnx_file(s.cache_dir, onnx_encoder.layout(resolve_model_path(s.embed_model))).unlink(
+                    missing_ok=True)
+            except onnx_encoder.Unsupported:
+                pass
+        emb = Embedder.get(s.embed_model)
+    except EmbedderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"Embedding model {emb.name}: {emb.describe()}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from engines.base import EngineError
     from engines.onnx import models
@@ -57,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.name:
         print(f"`models {args.action}` needs a NAME (one of: {', '.join(models.RECIPES)})", file=sys.stderr)
         return 2
+    if args.action == "pull" and args.name == "embedder":
+        return _embedder(args.force)
     try:
         if args.action == "path":
             print(_catalog().resolve(args.name))
