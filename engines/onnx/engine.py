@@ -266,7 +266,14 @@ class OnnxGenaiEngine:
             self._worker.send(("cancel", rid))
 
     async def aclose(self) -> None:
-        """Stop the worker (politely, then by force after 5 s); answers still running end with an error."""
+        """Stop the worker (politely, then by force after 5 s); answers still running end with an error. A worker
+        being started (the chat's warm-up, a first answer) is waited for, then stopped too: a server told to stop
+        right after it opened leaves no worker behind."""
+        lock = self._lock
+        if lock is not None and lock.locked() and self._loop is asyncio.get_running_loop():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(lock.acquire(), _READY_TIMEOUT)
+                lock.release()
         worker = self._worker
         if worker is None:
             return

@@ -53,11 +53,11 @@ def _embedder(force: bool) -> int:
     """Export the embedding model to ONNX (skipped when present; rag.onnx_encoder) and say what computes it."""
     from rag import onnx_encoder
     from rag.config import settings
-    from rag.embedder import Embedder, EmbedderError, resolve_model_path
+    from rag.embedder import ONNXRUNTIME, Embedder, EmbedderError, resolve_model_path
 
     s = settings()
     try:
-        if force and s.embed_runtime == "onnx":
+        if force and s.embed_runtime == ONNXRUNTIME:
             try:
                 onnx_encoder.onnx_file(s.cache_dir, onnx_encoder.layout(resolve_model_path(s.embed_model))).unlink(
                     missing_ok=True)
