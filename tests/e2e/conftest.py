@@ -27,17 +27,6 @@ CHROMIUM = Path(os.environ.get("LRC_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 START_TIMEOUT = 180.0
-# Every page of these tests runs with CSS animations and transitions ended at once (a style added before the
-# app's own): a spinner or a blinking cursor makes headless chromium paint frame after frame for as long as a
-# page is open, and the suite keeps pages open while answers are generated. Measured on test_chat_e2e.py alone
-# (tests/proc_account.py): chromium 95 -> 72 CPU seconds, the same 10 tests passing. What the tests check (text,
-# elements, requests, screenshots' content) does not move; Playwright's screenshots stop animations the same way.
-STILL = """(() => {
-  const css = '*, *::before, *::after { animation-duration: 0s !important; animation-delay: 0s !important; '
-    + 'animation-iteration-count: 1 !important; transition: none !important; }';
-  const add = () => { const s = document.createElement('style'); s.textContent = css; document.documentElement.appendChild(s); };
-  if (document.documentElement) add(); else document.addEventListener('DOMContentLoaded', add);
-})();"""
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "foundry"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -122,14 +111,6 @@ def browser():
 
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
-        plain = b.new_context
-
-        def still_context(**options):
-            ctx = plain(**options)
-            ctx.add_init_script(STILL)
-            return ctx
-
-        b.new_context = still_context  # every context of the e2e tests, whichever file opens it (see STILL)
         yield b
         b.close()
 
