@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,8 +47,6 @@ print(json.dumps({**ready, "query_ms": 1000 * statistics.median(qs), "passages_p
 
 
 def child(runtime: str, texts_file: Path, out: Path) -> dict:
-    import time
-
     env = dict(os.environ, LRC_EMBED_RUNTIME=runtime)
     proc = subprocess.run([sys.executable, "-c", CHILD, repr(time.time()), str(texts_file), str(out)], env=env,
                           capture_output=True, text=True, timeout=1800)

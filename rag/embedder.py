@@ -128,12 +128,7 @@ class Embedder:
         from rag import onnx_encoder
 
         try:
-            lay = onnx_encoder.layout(path)
-            target = onnx_encoder.onnx_file(settings().cache_dir, lay)
-            if not target.is_file():
-                _log.info("exporting the embedding model %s to ONNX (once): %s", self.name, target)
-                onnx_encoder.export(lay, target)
-            return onnx_encoder.OnnxEncoder(lay, target)
+            return onnx_encoder.load(path, settings().cache_dir)
         except onnx_encoder.Unsupported as exc:
             _log.info("embedding model %s runs on sentence-transformers: %s", self.name, exc)
         except Exception as exc:  # noqa: BLE001 - any export or load failure: the torch path still works
@@ -205,26 +200,26 @@ class Embedder:
         """Normalised float32 vectors, one row per text."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        if self._onnx is not None:
-            with self._lock:
-                vecs = self._onnx.encode(list(texts), batch_size=batch_size)
-            return np.ascontiguousarray(vecs, dtype=np.float32)
+        with self._lock:
+            vecs = self._onnx.encode(list(texts), batch_size=batch_size) if self._onnx is not None \
+                else self._torch_encode(list(texts), batch_size)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def _torch_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         import torch
 
-        with self._lock:
-            threads = torch.get_num_threads()
-            small = len(texts) <= 4
+        threads = torch.get_num_threads()
+        small = len(texts) <= 4
+        if small and threads > 1:
+            # a query: one thread is faster (no OpenMP start-up/spinning; measured 13-25 ms vs
+            # 130-650 ms with 2 threads on a busy 2-core machine)
+            torch.set_num_threads(1)
+        try:
+            return self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
+        finally:
             if small and threads > 1:
-                # a query: one thread is faster (no OpenMP start-up/spinning; measured 13-25 ms vs
-                # 130-650 ms with 2 threads on a busy 2-core machine)
-                torch.set_num_threads(1)
-            try:
-                vecs = self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                                         convert_to_numpy=True, show_progress_bar=False)
-            finally:
-                if small and threads > 1:
-                    torch.set_num_threads(threads)
-        return np.ascontiguousarray(vecs, dtype=np.float32)
+                torch.set_num_threads(threads)
 
     def encode_sentences(self, texts: list[str]) -> np.ndarray:
         """``encode(texts, MIXED_BATCH)`` through a cache of the last LRC_SENTENCE_CACHE sentences' vectors:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 # the sentence-transformers modules whose work this file reproduces
+_log = logging.getLogger(__name__)
 _TRANSFORMER, _POOLING, _NORMALIZE = ("sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
                                       "sentence_transformers.models.Normalize")
 
@@ -116,6 +118,17 @@ def export(lay: Layout, dest: Path) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return dest
+
+
+def load(model_path: str, cache_dir: Path, force: bool = False) -> "OnnxEncoder":
+    """The model at ``model_path`` on ONNX Runtime: its export in ``cache_dir`` (made now when missing, or
+    again with ``force``). Raises ``Unsupported`` for a layout this does not reproduce."""
+    lay = layout(model_path)
+    target = onnx_file(cache_dir, lay)
+    if force or not target.is_file():
+        _log.info("exporting the embedding model %s to ONNX (once): %s", model_path, target)
+        export(lay, target)
+    return OnnxEncoder(lay, target)
 
 
 def default_threads() -> int:

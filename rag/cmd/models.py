@@ -50,7 +50,8 @@ def _list() -> int:
 
 
 def _embedder(force: bool) -> int:
-    """Export the embedding model to ONNX (skipped when present; rag.onnx_encoder) and say what computes it."""
+    """Export the embedding model to ONNX (skipped when present, redone with ``force``; rag.onnx_encoder) and say
+    what computes it."""
     from rag import onnx_encoder
     from rag.config import settings
     from rag.embedder import ONNXRUNTIME, Embedder, EmbedderError, resolve_model_path
@@ -59,8 +60,7 @@ def _embedder(force: bool) -> int:
     try:
         if force and s.embed_runtime == ONNXRUNTIME:
             try:
-                onnx_encoder.onnx_file(s.cache_dir, onnx_encoder.layout(resolve_model_path(s.embed_model))).unlink(
-                    missing_ok=True)
+                onnx_encoder.load(resolve_model_path(s.embed_model), s.cache_dir, force=True)
             except onnx_encoder.Unsupported:
                 pass
         emb = Embedder.get(s.embed_model)
