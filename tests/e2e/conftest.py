@@ -103,8 +103,10 @@ def server(tmp_path_factory) -> Server:
         print(f"\n[e2e] server timings: {timings}  (log: {srv.log})")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium for one module: while Playwright's sync API runs, its event loop is this thread's running
+    loop, and a later module's asyncio test (or another sync_playwright()) on the same worker would fail."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (Debian package chromium).")
     from playwright.sync_api import sync_playwright
