@@ -29,6 +29,7 @@ import os
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -36,7 +37,7 @@ from rag.config import settings
 from rag.embedder import Embedder
 from rag.ingest import loaders
 from rag.ingest.chunking import Chunker
-from rag.ingest.pool import LoaderPool, process_count
+from rag.ingest.pool import LoaderPool, LoaderSpares, process_count
 from rag.ingest.loaders import OcrOptions
 from rag.ingest.records import (FileFailed, FileJob, IngestProgress, IngestReport, Loaded, LoaderConfig, LoadResult,
                                 OcrPage, Unchanged)
@@ -129,6 +130,7 @@ class Ingester:
         self._chunker: Chunker | None = None
         self.running: set[str] = set()  # files the current run has planned and not finished
         self.pool: LoaderPool | None = None  # the loader pool of the current run
+        self.spares: LoaderSpares | None = None  # loader processes kept between runs (``keep_loaders``)
 
     @property
     def embedder(self) -> Embedder:
@@ -140,6 +142,17 @@ class Ingester:
             e = self.embedder
             self._chunker = Chunker.for_model(e.path, e.window)
         return self._chunker
+
+    @contextmanager
+    def keep_loaders(self):
+        """Loader processes stay started from one run to the next for the length of the block (``rag worker``,
+        job after job); ``spares.close()`` ends the idle ones at any time."""
+        self.spares = LoaderSpares()
+        try:
+            yield self.spares
+        finally:
+            spares, self.spares = self.spares, None
+            spares.close()
 
     @property
     def loader_processes(self) -> list[subprocess.Popen]:
@@ -262,7 +275,7 @@ class IngestRun:
                               OcrOptions.from_settings(ocr_jobs), memory_mb=max(0, s.loader_memory_mb),
                               cpu_seconds=max(0, s.loader_cpu_seconds))
         pool = LoaderPool(self.jobs, processes, config, lambda: ing.chunker, pause=s.pause_loaders,
-                          note=self.ocr_page)
+                          note=self.ocr_page, spares=ing.spares)
         ing.pool = pool
         try:
             with pool:

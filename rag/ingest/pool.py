@@ -13,6 +13,10 @@ Measured behaviour kept here (docs/BENCHMARKS.md, "Ingest throughput"; why in ``
 - each loader process leads its own process group, so pausing (and killing) it reaches the OCR
   commands it runs (tesseract, pdftoppm) too; its ``OcrPage`` records go to ``note`` as they come.
 
+A ``LoaderSpares`` keeps the processes of a run that ended cleanly started for the next run with the same
+config (``rag worker`` runs job after job: starting 2 processes per job was a third of a worker's time on
+small files, docs/BENCHMARKS.md "Library at scale").
+
 Each process is fed one job at a time over a small pickle protocol (``LoaderProcess``; stdlib
 process pools were not used: they cannot pause their workers, and a dying worker breaks the whole
 pool instead of one file). Results arrive through a bounded queue in completion order.
@@ -90,10 +94,14 @@ class LoaderProcess:
 
     def __init__(self, proc: subprocess.Popen):
         self.proc = proc
+        self.ready = False  # the config was sent and answered (a spare from an earlier run is)
 
     def start(self, config: LoaderConfig) -> None:
+        if self.ready:
+            return
         self._send(config)
         pickle.load(self.proc.stdout)  # ("ready",): the tokenizer is loaded
+        self.ready = True
 
     def load(self, job: FileJob, note: Note | None = None) -> LoadResult:
         """The job's load result; the ``OcrPage`` records sent before it go to ``note``."""
@@ -151,15 +159,56 @@ class LoaderProcess:
                 pass
 
 
+class LoaderSpares:
+    """Started loader processes kept between runs, each with the config it was started with: a run takes
+    those of its config (``LoaderPool``), and gives back the ones that were idle when it ended cleanly."""
+
+    def __init__(self):
+        self._idle: list[tuple[LoaderConfig, LoaderProcess]] = []
+        self._lock = threading.Lock()
+
+    def take(self, config: LoaderConfig) -> LoaderProcess | None:
+        with self._lock:
+            dead = [f for _, f in self._idle if f.proc.poll() is not None]
+            self._idle = [(c, f) for c, f in self._idle if f not in dead]
+            found = next((i for i, (kept, _) in enumerate(self._idle) if kept == config), None)
+            feeder = None if found is None else self._idle.pop(found)[1]
+        for gone in dead:
+            gone.finish(wait=0)
+        return feeder
+
+    def give(self, config: LoaderConfig, feeder: LoaderProcess) -> None:
+        if feeder.proc.poll() is None:
+            with self._lock:
+                self._idle.append((config, feeder))
+        else:
+            feeder.finish(wait=0)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+    def close(self) -> None:
+        """End every kept process (they are idle: each exits when its stdin closes)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for _, feeder in idle:
+            feeder.finish(wait=2)
+
+
 class LoaderPool:
     """Load ``jobs`` in ``processes`` loader processes (0: one thread of this process).
 
     Use as a context manager; ``get()`` returns load results as they come and None when all are
-    in. ``paused()`` stops the processes for the length of a block (the model's turn)."""
+    in. ``paused()`` stops the processes for the length of a block (the model's turn). With ``spares``,
+    the processes come from there when it has them and go back there when every job is done."""
 
     def __init__(self, jobs: list[FileJob], processes: int, config: LoaderConfig,
-                 chunker: Callable[[], Chunker], pause: bool = True, note: Note | None = None):
+                 chunker: Callable[[], Chunker], pause: bool = True, note: Note | None = None,
+                 spares: LoaderSpares | None = None):
         self.config = config
+        self._spares = spares
+        self._idle: list[LoaderProcess] = []  # processes whose feeding ended with no job left
         self._note = note  # told of each page read by OCR (from the feeding threads)
         self._chunker = chunker  # built on first use (only the thread needs one here)
         self._nproc = processes
@@ -181,12 +230,13 @@ class LoaderPool:
     def __enter__(self) -> "LoaderPool":
         feeders: list[LoaderProcess | None] = []
         for _ in range(self._nproc):
+            feeder = self._spares.take(self.config) if self._spares is not None else None
             try:
-                proc = start_loader_process()
-                self.processes.append(proc)
-                feeders.append(LoaderProcess(proc))
+                feeder = feeder or LoaderProcess(start_loader_process())
+                self.processes.append(feeder.proc)
             except OSError:
-                feeders.append(None)  # could not start: this producer loads in a thread
+                pass  # could not start: this producer loads in a thread
+            feeders.append(feeder)
         if not feeders:
             feeders.append(None)
         self._producers = len(feeders)
@@ -234,6 +284,12 @@ class LoaderPool:
                 pass
         for t in self._threads:
             t.join()
+        idle, self._idle = self._idle, []
+        for feeder in idle:  # kept for the next run when this one finished; when cut short, killed above
+            if self._finished and self._spares is not None:
+                self._spares.give(self.config, feeder)
+            else:
+                feeder.finish(wait=0)
         self.processes = []
 
     def _signal_all(self, stop: bool) -> None:
@@ -286,7 +342,7 @@ class LoaderPool:
         """Feed loader processes job by job. One that dies reading a file (a limit it hit, a crash) fails
         that file and is replaced by a new one; if none can be started, the rest is loaded in this thread."""
         while feeder is not None:
-            current = None
+            current, idle = None, False
             try:
                 feeder.start(self.config)
                 while (job := self._take()) is not None:
@@ -294,12 +350,16 @@ class LoaderPool:
                     result = feeder.load(job, self._note)
                     current = None
                     self._put(result)
+                idle = True
                 return
             except Exception as exc:  # the process could not start or died: never lose the batch
                 if current is not None:
                     self._put(feeder.died_reading(current, exc, self.config))
             finally:
-                feeder.finish(wait=0 if self._stop.is_set() else 5)
+                if idle and self._spares is not None:  # kept for the next run if this one ends well (__exit__)
+                    self._idle.append(feeder)
+                else:
+                    feeder.finish(wait=0 if self._stop.is_set() else 5)
             # died reading a file: a new process for the rest; never started (or died between files): here
             feeder = self._replacement() if current is not None else None
         self._load_here()

@@ -141,22 +141,24 @@ class JobWorker:
         """Take and run jobs until ``stop()`` (with ``once``: until none is waiting). Returns the number
         of jobs run. Raises ``WorkerRefused`` (another embedding model) and ``StoreError``s."""
         ran = 0
-        while not self._stop.is_set():
-            try:
-                job = self._next(once)
-                if job is not None:
-                    self.run_job(job)
-                    ran += 1
+        with self.library.ingester.keep_loaders() as spares:  # job after job: loader processes started once
+            while not self._stop.is_set():
+                try:
+                    job = self._next(once)
+                    if job is not None:
+                        self.run_job(job)
+                        ran += 1
+                        continue
+                except (StoreUnavailable, StoreTimeout) as exc:  # the database went away: wait for it (not --once)
+                    if once:
+                        raise
+                    self.say(f"{exc} Trying again in {self.retry_s:g} s.")
+                    self._stop.wait(self.retry_s)
                     continue
-            except (StoreUnavailable, StoreTimeout) as exc:  # the database went away: wait for it (not --once)
                 if once:
-                    raise
-                self.say(f"{exc} Trying again in {self.retry_s:g} s.")
-                self._stop.wait(self.retry_s)
-                continue
-            if once:
-                break
-            self._stop.wait(self.poll_s)
+                    break
+                spares.close()  # the queue is empty: no idle loader processes while waiting
+                self._stop.wait(self.poll_s)
         return ran
 
     def _next(self, once: bool) -> Job | None:

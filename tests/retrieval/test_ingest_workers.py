@@ -8,6 +8,7 @@ import sys
 import time
 
 from rag.ingest import pool
+from rag.ingest.records import IngestStopped
 from rag.library import Library
 
 DYING_LOADER = r"""
@@ -129,3 +130,66 @@ def test_loaders_are_paused_while_the_model_computes(tmp_path, embedder, small_p
     assert live, "no loader process was alive during an encode"
     assert all(s == "T" for s in live), f"loader states during encode: {seen}"
     assert lib.ingester.loader_processes == [] and lib.ingester.paused_loaders == []  # none left behind, none left stopped
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def test_kept_loader_processes_serve_run_after_run(tmp_path, embedder, small_pdf, monkeypatch):
+    """``keep_loaders`` (a `rag worker`, job after job): the processes of a run that finished serve the next
+    run (not started again), idle and not stopped in between; one that died in between is replaced; a run
+    cut short keeps none; the block's end ends them all."""
+    started: list[subprocess.Popen] = []
+    real_start = pool.start_loader_process
+
+    def counting_start():
+        started.append(real_start())
+        return started[-1]
+
+    monkeypatch.setattr(pool, "start_loader_process", counting_start)
+    monkeypatch.setenv("LRC_INGEST_WORKERS", "2")
+    lib = Library(tmp_path / "index")
+    parts = []
+    for i in range(4):
+        folder = write_md(tmp_path / f"docs{i}")
+        (folder / "extra.md").write_text(f"# Extra {i}\n\nPart {i} of the run: harbour number {i} has cranes.")
+        parts.append(folder)
+    with lib.ingester.keep_loaders() as spares:
+        first = lib.ingest([parts[0], small_pdf])
+        assert not first.failed and len(first.added) == 4 and len(started) == 2
+        assert len(spares) == 2 and all(_proc_state(p.pid) in ("S", "R") for p in started), \
+            [_proc_state(p.pid) for p in started]  # alive, waiting for a job, not left stopped
+        copy = tmp_path / "copy.pdf"
+        copy.write_bytes(small_pdf.read_bytes() + b"\n% another file\n")
+        second = lib.ingest([parts[1], copy])
+        assert not second.failed and len(second.added) == 4, second
+        assert len(started) == 2, "the second run started loader processes again"
+
+        started[0].kill()  # a kept process that dies while idle is not handed to the next run
+        started[0].wait()
+        copy.write_bytes(small_pdf.read_bytes() + b"\n% changed\n")
+        third = lib.ingest([parts[2], copy])
+        assert not third.failed and len(third.updated) == 1 and len(third.added) == 3, third
+        assert len(started) == 3
+
+        def cut(p):  # the first file loaded: the other process is still reading
+            if p.stage == "loading":
+                raise IngestStopped("cut")
+
+        copy.write_bytes(small_pdf.read_bytes() + b"\n% changed again\n")
+        other = tmp_path / "other.pdf"
+        other.write_bytes(small_pdf.read_bytes() + b"\n% one more\n")
+        try:
+            lib.ingest([parts[3], copy, other], progress=cut)
+        except IngestStopped:
+            pass
+        assert len(spares) == 0, "a run cut short kept its loader processes"
+        for p in started:
+            assert p.wait(timeout=10) is not None
+    assert all(p.poll() is not None for p in started)
+    assert lib.search("harbour number 2 cranes", k=1)[0].chunk.name == "extra.md"
