@@ -78,7 +78,7 @@ run: models
 # The suite runs in TEST_WORKERS processes (pytest-xdist): most tests wait on servers, browsers and
 # subprocesses, so 4 workers keep 2 cores busy. TEST_WORKERS=0 runs it in one process. --dist loadscope
 # sends each module to one worker, so a module's servers, browser and model are started once, not once per
-# worker that got one of its tests (1,578 -> 1,270 CPU s for the suite, docs/BENCHMARKS.md).
+# worker that got one of its tests (1,452 -> 1,268 CPU s for the suite: docs/BENCHMARKS.md).
 TEST_WORKERS ?= 4
 test: test-models foundry-setup openwebui-setup chromium ocr browser-setup eval-docs
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=15
