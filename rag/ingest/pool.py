@@ -163,7 +163,8 @@ class LoaderSpares:
     """Started loader processes kept between runs, each with the config it was started with: a run takes
     those of its config (``LoaderPool``), and gives back the ones that were idle when it ended cleanly."""
 
-    def __init__(self):
+    def __init__(self, limit: int = 4):
+        self.limit = limit  # idle processes kept at most (runs with other configs would pile them up): oldest ended
         self._idle: list[tuple[LoaderConfig, LoaderProcess]] = []
         self._lock = threading.Lock()
 
@@ -178,11 +179,16 @@ class LoaderSpares:
         return feeder
 
     def give(self, config: LoaderConfig, feeder: LoaderProcess) -> None:
+        over: list[LoaderProcess] = []
         if feeder.proc.poll() is None:
             with self._lock:
                 self._idle.append((config, feeder))
+                while len(self._idle) > self.limit:
+                    over.append(self._idle.pop(0)[1])
         else:
-            feeder.finish(wait=0)
+            over.append(feeder)
+        for extra in over:
+            extra.finish(wait=2)
 
     def __len__(self) -> int:
         with self._lock:

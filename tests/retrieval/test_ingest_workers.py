@@ -193,3 +193,28 @@ def test_kept_loader_processes_serve_run_after_run(tmp_path, embedder, small_pdf
             assert p.wait(timeout=10) is not None
     assert all(p.poll() is not None for p in started)
     assert lib.search("harbour number 2 cranes", k=1)[0].chunk.name == "extra.md"
+
+
+def test_kept_loader_processes_are_capped(embedder):
+    """Runs with other configs (another OCR share, another niceness) do not pile up idle processes: beyond
+    the limit the oldest is ended."""
+    from rag.ingest.records import LoaderConfig
+
+    spares = pool.LoaderSpares(limit=2)
+    configs = [LoaderConfig(embedder.path, embedder.window, nice=n) for n in (0, 1, 2)]
+    feeders = []
+    try:
+        for config in configs:
+            feeder = pool.LoaderProcess(pool.start_loader_process())
+            feeder.start(config)
+            feeders.append(feeder)
+            spares.give(config, feeder)
+        assert len(spares) == 2
+        assert feeders[0].proc.poll() is not None, "the oldest idle process was not ended"
+        assert spares.take(configs[0]) is None  # its config is no longer served
+        assert spares.take(configs[2]) is feeders[2] and len(spares) == 1
+    finally:
+        spares.close()
+        for feeder in feeders:
+            feeder.finish(wait=2)
+    assert all(f.proc.poll() is not None for f in feeders)
