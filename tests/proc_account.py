@@ -87,6 +87,10 @@ def report(folder: Path) -> str:
     lines = [f"{len(recs)} processes, {total:.0f} CPU seconds", "| kind | CPU s | share | processes |", "|---|---:|---:|---:|"]
     lines += [f"| {k} | {c:.0f} | {c / total:.0%} | {n} |" for k, (c, n) in sorted(by.items(), key=lambda x: -x[1][0])
               if c >= 1]
+    top = sorted(recs, key=lambda r: -r["cpu"])[:8]  # single processes: one test's model or page shows up here
+    lines += ["", "| the busiest processes | CPU s | command |", "|---|---:|---|"]
+    lines += [f"| {kind(cmds.get(r['pid']), r['comm'])} | {r['cpu']:.0f} | `{(cmds.get(r['pid']) or r['comm'])[:90].strip()}` |"
+              for r in top]
     return "\n".join(lines)
 
 
