@@ -65,23 +65,23 @@ def main() -> int:
 
     from rag import answer_eval
     from rag.config import REPO_ROOT
-    from rag.embedder import Embedder
+    from rag.embedder import ONNXRUNTIME, SENTENCE_TRANSFORMERS, Embedder
     from rag.ingest.chunking import Chunker
 
     questions = [q["question"] for q in answer_eval.set_queries(REPO_ROOT / "bench" / "data" / "answers")]
     emb = Embedder.get()
     drafts = benchlib.python_docs_drafts(Chunker(emb.count_tokens, emb.window), limit=args.passages)
     passages = [v for d in drafts for v in d.views][:args.passages]
-    rows: dict[str, list[dict]] = {"sentence-transformers": [], "onnxruntime": []}
+    rows: dict[str, list[dict]] = {SENTENCE_TRANSFORMERS: [], ONNXRUNTIME: []}
     with tempfile.TemporaryDirectory(prefix="bench-embedder-") as tmp:
         texts = Path(tmp) / "texts.json"
         texts.write_text(json.dumps({"questions": questions, "passages": passages}))
         for r in range(args.rounds):
-            for runtime in ("sentence-transformers", "onnxruntime"):
+            for runtime in (SENTENCE_TRANSFORMERS, ONNXRUNTIME):
                 got = child(runtime, texts, Path(tmp) / f"{runtime}.npy")
                 rows[runtime].append(got)
                 print(f"round {r + 1}, {runtime}: {json.dumps(got)}", flush=True)
-        diff = float(np.abs(np.load(Path(tmp) / "sentence-transformers.npy") - np.load(Path(tmp) / "onnxruntime.npy")).max())
+        diff = float(np.abs(np.load(Path(tmp) / f"{SENTENCE_TRANSFORMERS}.npy") - np.load(Path(tmp) / f"{ONNXRUNTIME}.npy")).max())
     med = {rt: {k: statistics.median(x[k] for x in rows[rt])
                 for k in ("start_cpu", "start_wall", "query_ms", "passages_per_s", "passage_cpu_ms")} for rt in rows}
     lines = [f"`{benchlib.command_line('embedder', sys.argv[1:])}`, {benchlib.today()}; {benchlib.machine_note()}.", "",
@@ -91,7 +91,7 @@ def main() -> int:
              "views in batches of 32.", "",
              "| LRC_EMBED_RUNTIME | start: CPU s | start: wall s | a question: ms | passages / s | CPU ms per passage | "
              "torch imported |", "|---|---:|---:|---:|---:|---:|---|"]
-    for rt, label in (("sentence-transformers", "sentence-transformers (torch; before)"), ("onnxruntime", "onnxruntime (default; after)")):
+    for rt, label in ((SENTENCE_TRANSFORMERS, f"{SENTENCE_TRANSFORMERS} (torch; before)"), (ONNXRUNTIME, f"{ONNXRUNTIME} (default; after)")):
         m = med[rt]
         lines.append(f"| {label} | {m['start_cpu']:.2f} | {m['start_wall']:.2f} | {m['query_ms']:.1f} | "
                      f"{m['passages_per_s']:.0f} | {m['passage_cpu_ms']:.1f} | "

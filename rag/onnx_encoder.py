@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-# the sentence-transformers modules whose work this file reproduces
 _log = logging.getLogger(__name__)
+# the sentence-transformers modules whose work this file reproduces
 _TRANSFORMER, _POOLING, _NORMALIZE = ("sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
                                       "sentence_transformers.models.Normalize")
 

