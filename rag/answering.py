@@ -126,6 +126,12 @@ class Generated:
     generation: Any = None
     guard: LoopGuard = field(default_factory=LoopGuard)
     timings: dict = field(default_factory=dict)
+    chosen_limit: bool = True  # the answer's length limit was chosen (False: the model's own length)
+
+
+async def answer_limit(eng: Engine, model: str | None, opts) -> int:
+    """The answer's limit in tokens: the one chosen (``opts.max_new_tokens``), else the model's own length."""
+    return opts.max_new_tokens or prompt_mod.default_answer_tokens(await model_label(eng, model))
 
 
 async def generate(eng: Engine, model: str | None, prep: Prepared, opts, control: Control, *,
@@ -139,7 +145,7 @@ async def generate(eng: Engine, model: str | None, prep: Prepared, opts, control
         return await eng.count_tokens(messages, model=model)
 
     context_length = context_length or opts.context_length
-    max_new_tokens = opts.max_new_tokens
+    max_new_tokens = await answer_limit(eng, model, opts)
     fitted = generation = ticket = None
     own = False  # the ticket is this generation's own (else it shares another's)
     text, guard, timings = "", LoopGuard(), {"prompt": 0.0}
@@ -196,7 +202,7 @@ async def generate(eng: Engine, model: str | None, prep: Prepared, opts, control
         if ticket is not None and own:
             ticket.release(measured=generation is not None and not control.cancelled
                            and generation.usage.finish_reason in ("stop", "length"))
-    yield Generated(text, fitted.prompt if fitted else None, generation, guard, timings)
+    yield Generated(text, fitted.prompt if fitted else None, generation, guard, timings, bool(opts.max_new_tokens))
 
 
 async def finish_answer(prep: Prepared, control: Control, eng: Engine, model: str | None,
@@ -209,7 +215,7 @@ async def finish_answer(prep: Prepared, control: Control, eng: Engine, model: st
     looped, cut = made.guard.looped, made.generation.usage.finish_reason == "length"
     if looped:
         yield Notice("The model started repeating itself and was stopped.")
-    elif cut:
+    elif cut and made.chosen_limit:  # the model's own length ends its answer at a sentence without a word
         yield Notice("The answer reached the length limit ('Max answer tokens') and ends at its last full sentence.")
     text = finish(tidy_fences(made.guard.kept if looped else made.text), cut=cut)
     if used and text.strip() and prep.embedder is not None:
@@ -290,7 +296,8 @@ async def routed(rules, prep: Prepared, opts, control: Control) -> AsyncIterator
                     need = await prompt_mod.build(prep.question, prep.history, prep.passages, context_length=1 << 30,
                                                   max_new_tokens=0,
                                                   counter=lambda m, e=eng, mo=model: e.count_tokens(m, model=mo))
-                    room = context_length - prompt_mod.answer_tokens(context_length, opts.max_new_tokens)
+                    limit = await answer_limit(eng, model, opts)
+                    room = context_length - prompt_mod.answer_tokens(context_length, limit)
                     if need.tokens > room:
                         why_not.append(f"{name} context {context_length:,} < prompt {need.tokens:,} tokens "
                                        f"+ {context_length - room:,} for the answer")

@@ -104,7 +104,9 @@ class Settings(BaseSettings):
     engine: str = Field("onnx", validation_alias=_env("LRC_ENGINE"))
     model: str = Field("", validation_alias=_env("LRC_MODEL"))  # "" = the engine's default
     extra_models: Annotated[list[Path], NoDecode] = Field(default_factory=list, validation_alias=_env("LRC_MODELS"))
-    max_new_tokens: int = Field(384, validation_alias=_env("LRC_MAX_NEW_TOKENS"))
+    # the longest answer in tokens; 0: the model's own length (rag.prompt.default_answer_tokens: 64 for the small
+    # SmolLM2 models, 384 for others)
+    max_new_tokens: int = Field(0, ge=0, validation_alias=_env("LRC_MAX_NEW_TOKENS"))
     temperature: float = Field(0.0, validation_alias=_env("LRC_TEMPERATURE"))
     # what an answer shows: "quote+answer" (the documents' best sentences first, then the model),
     # "answer" (the model only), "quote" (no model at all: instant)

@@ -42,6 +42,7 @@ from rag.answer.followup import standalone_query
 from rag.answering import (Control, Generated, Prepared, cited, engine, engine_short, finish_answer, generate,
                            model_label, routed, routing_rules)
 from rag import catalog, owners, scheduler
+from rag import prompt as prompt_mod
 from rag.catalog import READ_ONLY, LibraryDocument, Removed, may_manage
 from rag.config import settings
 from rag.events import (Done, Event, Failed, FellBack, Ingested, NothingFound, Notice, Progress, Queued, Quoted,
@@ -65,6 +66,12 @@ __all__ = ["AUTO", "Options", "Control", "Prepared", "answer", "prepare", "respo
 AUTO = "auto"  # the engine choice that routes between engines by the rules in settings().routing_file
 
 
+def _answer_limit(value) -> int:
+    """A chosen answer limit (at least 16 tokens), or 0: none chosen, the model's own length."""
+    tokens = int(float(value or 0))
+    return 0 if tokens <= 0 else max(16, tokens)
+
+
 def _choice(setting: str, flag: str, help: str, **cli):
     """A per-chat user choice: its default read from ``settings().<setting>`` when an Options is made; the
     metadata says it is a choice (saved with a chat, taken from the settings panel, the CLI and /v1 by
@@ -86,7 +93,8 @@ class Options:
     style: str = _choice("answer_style", "--style", "quote+answer, answer (the model only) or quote (no model); "
                          "default: LRC_ANSWER_STYLE", values=lambda: STYLES)
     temperature: float = _choice("temperature", "--temperature", "0 = greedy (default: LRC_TEMPERATURE)")
-    max_new_tokens: int = _choice("max_new_tokens", "--max-tokens", "longest answer in tokens; default: LRC_MAX_NEW_TOKENS")
+    max_new_tokens: int = _choice("max_new_tokens", "--max-tokens", f"longest answer in tokens ({prompt_mod.OWN_LENGTH}); "
+                                  "default: LRC_MAX_NEW_TOKENS")
     repetition_penalty: float = field(default_factory=lambda: settings().repetition_penalty)
     min_score: float | None = None  # None = the library's relevance threshold
     context_length: int | None = None  # None = ask the engine
@@ -126,7 +134,7 @@ class Options:
                        top_k=max(1, min(int(float(self.top_k)), 20)),
                        mode=mode,
                        temperature=max(0.0, min(float(self.temperature), 2.0)),
-                       max_new_tokens=max(16, int(float(self.max_new_tokens))),
+                       max_new_tokens=_answer_limit(self.max_new_tokens),
                        min_score=None if self.min_score is None else float(self.min_score),
                        style=str(self.style) if str(self.style) in STYLES else STYLES[0],
                        repetition_penalty=max(1.0, min(float(self.repetition_penalty), 2.0)),

@@ -10,7 +10,8 @@ The prompt is laid out as
 (Passages in the system message, the question alone last: with SmolLM2-135M this layout gave
 answers, where passages inside the user message were mostly echoed back.)
 
-Token budget: ``answer_tokens(context_length, max_new_tokens)`` is reserved for the answer (at most
+Token budget: the answer's length is what the user chose, else ``default_answer_tokens(model)`` (by the
+model's family); ``answer_tokens(context_length, max_new_tokens)`` is reserved for the answer (at most
 half the context) and the rest, ``context_length - answer tokens``, is what the prompt may use;
 ``fit`` does both and ``refit`` shrinks the budget after an engine said the prompt was too long. When the full prompt
 does not fit, the lowest-ranked passages are dropped first (the best one is kept), then the oldest
@@ -200,6 +201,23 @@ async def build(question: str, history: Sequence[Message] | None, hits: Sequence
     p.dropped_passages = len(hits)
     p.notes.append("no passage fits the model's context next to this question")
     return p
+
+
+# The answer's length when nobody chose one (``max_new_tokens`` 0: LRC_MAX_NEW_TOKENS, the chat's slider, the
+# CLI's --max-tokens, /v1's max_tokens), by model family. The small SmolLM2 models write their best in the first
+# sentence or two after the quote and invent the rest: at 64 tokens they hold twice the supported share of
+# sentences that 384 do, and every answer figure the same (docs/BENCHMARKS.md, "A shorter answer?"). Larger
+# models keep the longer answer (not measured here: no such model is at hand offline).
+SHORT_ANSWER_FAMILIES = ("smollm2",)
+SHORT_ANSWER_TOKENS = 64
+ANSWER_TOKENS = 384
+OWN_LENGTH = f"0: the model's own length, {SHORT_ANSWER_TOKENS} for SmolLM2 and {ANSWER_TOKENS} for others"
+
+
+def default_answer_tokens(model_id: str) -> int:
+    """The answer's length for the model ``model_id`` (an id, folder or path) when the user chose none."""
+    name = str(model_id).lower()
+    return SHORT_ANSWER_TOKENS if any(family in name for family in SHORT_ANSWER_FAMILIES) else ANSWER_TOKENS
 
 
 def answer_tokens(context_length: int, max_new_tokens: int) -> int:

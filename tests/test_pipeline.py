@@ -231,3 +231,21 @@ async def test_the_retrieved_event_says_the_scope(library, tiny_model_dir):
                            library)
     retrieved = events[0]
     assert retrieved.scope == (tea,) and {h.chunk.name for h in retrieved.hits} == {"tea.txt"}
+
+
+async def test_unchosen_limit_is_the_models_own_length_without_a_notice(library, smollm2_dir):
+    """No limit chosen (0, the default): SmolLM2 writes its own short length (rag.prompt.default_answer_tokens);
+    an answer that reaches it ends at a sentence with no notice. A limit the user chose keeps the notice."""
+    from rag.prompt import SHORT_ANSWER_TOKENS
+
+    def length_notices(events) -> list:
+        return [e for e in events if isinstance(e, pl.Notice) and "length limit" in e.text]
+
+    own = await collect("How do I calibrate a Zorblax widget?", opts(max_new_tokens=0), library)
+    done = own[-1]
+    assert done.usage.finish_reason == "length", "this greedy answer runs past 64 tokens (did the corpus change?)"
+    assert done.usage.completion_tokens == SHORT_ANSWER_TOKENS, done.usage
+    assert not length_notices(own), length_notices(own)
+    assert done.text.rstrip().endswith((".", "!", "?", ")", "`", "*")), done.text[-80:]
+    chosen = await collect("How do I calibrate a Zorblax widget?", opts(max_new_tokens=24), library)
+    assert chosen[-1].usage.completion_tokens == 24 and length_notices(chosen), [type(e).__name__ for e in chosen]

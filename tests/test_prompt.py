@@ -127,3 +127,15 @@ def test_history_keeps_only_user_and_assistant_turns():
             {"role": "user", "content": ""}]
     p = build(hist=hist)
     assert [m["role"] for m in p.messages] == ["system", "user", "assistant", "user"]
+
+
+def test_the_answer_length_nobody_chose_is_the_models_own():
+    from rag.pipeline import Options
+
+    for name in ("smollm2-135m-instruct-int8", "/cache/models/smollm2-135m-instruct-fp32", "tiny-random-smollm2",
+                 "SmolLM2-135M-Instruct-generic-cpu:1"):
+        assert P.default_answer_tokens(name) == P.SHORT_ANSWER_TOKENS == 64, name
+    for name in ("phi-4-mini-instruct-cpu-int4", "Phi-4-mini-instruct-generic-cpu:5", "default"):
+        assert P.default_answer_tokens(name) == P.ANSWER_TOKENS == 384, name
+    assert Options().max_new_tokens == 0, "nothing chosen by default: the model's own length"
+    assert [Options().updated({"max_new_tokens": v}).max_new_tokens for v in (0, 0.0, "8", 100.0)] == [0, 0, 16, 100]

@@ -36,6 +36,7 @@ import anyio
 
 from engines.base import EngineError
 from rag import pipeline
+from rag.answering import answer_limit
 from rag import prompt as prompt_mod
 from rag.api import render
 from rag.api.errors import APIError, from_category, from_exception, internal
@@ -170,11 +171,12 @@ async def check_fits(question: str, opts: pipeline.Options) -> None:
     model = opts.model or None
     try:
         context_length = opts.context_length or await eng.context_length(model)
-        room = context_length - prompt_mod.answer_tokens(context_length, opts.max_new_tokens)
+        limit = await answer_limit(eng, model, opts)
+        room = context_length - prompt_mod.answer_tokens(context_length, limit)
         if 4 * len(question) + 500 < room:
             return
         await prompt_mod.fit(question, [], [], counter=lambda m: eng.count_tokens(m, model=model),
-                             context_length=context_length, max_new_tokens=opts.max_new_tokens)
+                             context_length=context_length, max_new_tokens=limit)
     except EngineError as err:
         raise from_exception(err) from None
 

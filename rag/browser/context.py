@@ -111,7 +111,8 @@ async def _fit(ready: _Prepared):
     try:
         context_length = await eng.context_length(folder)
         return await prompt_mod.fit(ready.prep.question, ready.prep.history, ready.prep.passages, counter=counter,
-                                    context_length=context_length, max_new_tokens=ready.opts.max_new_tokens)
+                                    context_length=context_length,
+                                    max_new_tokens=ready.opts.max_new_tokens or prompt_mod.default_answer_tokens(folder))
     except EngineError as exc:
         raise ContextError(503, exc.message, exc.hint) from None
 

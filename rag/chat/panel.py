@@ -11,6 +11,7 @@ from chainlit.input_widget import Select, Slider
 from engines import registry
 from engines.base import EngineError
 from rag import pipeline as pl
+from rag import prompt as prompt_mod
 from rag.chat.state import OFF
 from rag.config import settings
 from rag.schema import Mode
@@ -114,8 +115,8 @@ def choice_widgets(opts: pl.Options, models: dict[str, str], shown_model: str) -
         "style": Select(id="style", label="Answer", items=STYLES, initial_value=opts.style,
                         description="Quote only needs no model: instant, for slow machines"),
         "temperature": Slider(id="temperature", label="Temperature", initial=opts.temperature, min=0, max=1.5, step=0.1),
-        "max_new_tokens": Slider(id="max_new_tokens", label="Max answer tokens", initial=opts.max_new_tokens, min=32,
-                                 max=1024, step=32),
+        "max_new_tokens": Slider(id="max_new_tokens", label="Max answer tokens", initial=opts.max_new_tokens, min=0,
+                                 max=1024, step=32, description=prompt_mod.OWN_LENGTH),
     }
     return [widgets[name] for name in pl.Options.choices()]
 
