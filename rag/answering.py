@@ -217,7 +217,7 @@ async def finish_answer(prep: Prepared, control: Control, eng: Engine, model: st
         yield Notice("The model started repeating itself and was stopped.")
     elif cut and made.chosen_limit:  # the model's own length ends its answer at a sentence without a word
         yield Notice("The answer reached the length limit ('Max answer tokens') and ends at its last full sentence.")
-    text = finish(tidy_fences(made.guard.kept if looped else made.text), cut=cut)
+    text = finish(tidy_fences(made.guard.kept if looped else made.text), cut=cut, whole=cut and not made.chosen_limit)
     if used and text.strip() and prep.embedder is not None:
         sentences = await asyncio.to_thread(check_answer, prep.embedder, text, used, prep.query, list(prep.quoted))
         text = render(sentences)

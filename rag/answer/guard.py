@@ -147,16 +147,17 @@ def tidy_fences(text: str) -> str:
 _EMPTY_ITEM = re.compile(r"\n[ \t]*(?:\d{1,3}[.)]|[-*+•])[ \t]*$")
 
 
-def finish(text: str, cut: bool = False) -> str:
+def finish(text: str, cut: bool = False, whole: bool = False) -> str:
     """The answer ended cleanly: at a sentence end, a closed code block or a list/heading line; else
-    trimmed to its last complete sentence (when that keeps most of it), or marked unfinished with an
-    ellipsis — after dropping the last word when a length limit ``cut`` it (it may be half a word).
-    A list item the limit left empty ("11.") is dropped."""
+    trimmed to its last complete sentence (when that keeps most of it, or always when ``whole``: the
+    model's own short length ended it, and a sentence or two read better than one and a half), or marked
+    unfinished with an ellipsis — after dropping the last word when a length limit ``cut`` it (it may be
+    half a word). A list item the limit left empty ("11.") is dropped."""
     stripped = _EMPTY_ITEM.sub("", text.rstrip()).rstrip()
     if not stripped or stripped[-1] in ".!?:;)\"'`*]…" or stripped.endswith("```"):
         return stripped
     kept = end_at_sentence(stripped)
-    if kept and len(kept) >= len(stripped) // 2:
+    if kept and (whole or len(kept) >= len(stripped) // 2):
         return kept
     if cut and " " in stripped:
         stripped = without_last_word(stripped).rstrip(" ,;-")

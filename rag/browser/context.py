@@ -158,13 +158,14 @@ async def check(req: PageQuestion, answer: str, cut: bool = False) -> dict:
         raise ContextError(409, "Your documents do not answer this question, so there is no answer to check.")
     fitted = await _fit(ready)
     prep = ready.prep
-    # the client's text is read off the event loop: tidied, ended at a sentence, checked and rendered
-    return await asyncio.to_thread(_checked, prep.embedder, answer, cut, fitted.prompt.hits, prep.query,
-                                   list(prep.quoted))
+    # the client's text is read off the event loop: tidied, ended at a sentence, checked and rendered (a length
+    # the page's user did not choose, the model's own, ends it at its last full sentence: ``whole``)
+    return await asyncio.to_thread(_checked, prep.embedder, answer, cut, cut and not req.max_new_tokens,
+                                   fitted.prompt.hits, prep.query, list(prep.quoted))
 
 
-def _checked(embedder, answer: str, cut: bool, hits, query: str, quoted) -> dict:
-    sentences = check_answer(embedder, finish(tidy_fences(answer), cut=cut), hits, query, quoted)
+def _checked(embedder, answer: str, cut: bool, whole: bool, hits, query: str, quoted) -> dict:
+    sentences = check_answer(embedder, finish(tidy_fences(answer), cut=cut, whole=whole), hits, query, quoted)
     judged = [c for c in sentences if c.judged and not c.repeats]
     return {"text": render(sentences), "unsupported": [c.text for c in judged if not c.supported],
             "judged": len(judged)}

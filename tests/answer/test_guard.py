@@ -60,6 +60,11 @@ def test_an_answer_always_ends_cleanly():
     # a length limit that stopped right after a list number leaves no empty item behind
     assert finish("Types:\n1. PDF (.pdf)\n2. Markdown (.md)\n3.", cut=True) == "Types:\n1. PDF (.pdf)\n2. Markdown (.md)"
     assert finish("Steps:\n- Unpack it.\n- ") == "Steps:\n- Unpack it."
+    # the model's own short length ended it: the last full sentence, however short (a chosen limit: the ellipsis)
+    long_tail = "Run make [1]. Then, when the configuration has been written to the build folder, run the inst"
+    assert finish(long_tail, cut=True) == long_tail.rsplit(" ", 1)[0] + " …"
+    assert finish(long_tail, cut=True, whole=True) == "Run make [1]."
+    assert finish("No full sentence before the lim", cut=True, whole=True) == "No full sentence before the …"
 
 
 def test_a_degenerate_table_is_a_loop_though_no_phrase_repeats():
