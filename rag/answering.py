@@ -215,7 +215,7 @@ async def finish_answer(prep: Prepared, control: Control, eng: Engine, model: st
     looped, cut = made.guard.looped, made.generation.usage.finish_reason == "length"
     if looped:
         yield Notice("The model started repeating itself and was stopped.")
-    elif cut and made.chosen_limit:  # the model's own length ends its answer at a sentence without a word
+    elif cut and made.chosen_limit:  # (the model's own length: it ends at a full sentence, unannounced)
         yield Notice("The answer reached the length limit ('Max answer tokens') and ends at its last full sentence.")
     text = finish(tidy_fences(made.guard.kept if looped else made.text), cut=cut, whole=cut and not made.chosen_limit)
     if used and text.strip() and prep.embedder is not None:

@@ -66,7 +66,7 @@ __all__ = ["AUTO", "Options", "Control", "Prepared", "answer", "prepare", "respo
 AUTO = "auto"  # the engine choice that routes between engines by the rules in settings().routing_file
 
 
-def _answer_limit(value) -> int:
+def _chosen_limit(value) -> int:
     """A chosen answer limit (at least 16 tokens), or 0: none chosen, the model's own length."""
     tokens = int(float(value or 0))
     return 0 if tokens <= 0 else max(16, tokens)
@@ -134,7 +134,7 @@ class Options:
                        top_k=max(1, min(int(float(self.top_k)), 20)),
                        mode=mode,
                        temperature=max(0.0, min(float(self.temperature), 2.0)),
-                       max_new_tokens=_answer_limit(self.max_new_tokens),
+                       max_new_tokens=_chosen_limit(self.max_new_tokens),
                        min_score=None if self.min_score is None else float(self.min_score),
                        style=str(self.style) if str(self.style) in STYLES else STYLES[0],
                        repetition_penalty=max(1.0, min(float(self.repetition_penalty), 2.0)),
