@@ -10,11 +10,33 @@ SENTENCE_END = re.compile(r"(?:(?<=[.!?:;])|(?<=[.!?:;][\"'\u201d\u2019)\]]))\s+
                           r"|\n(?=\s*(?:[\u2022*\-\u2013]|\d+[.)])\s)|\n\s*\n")
 
 
+# A table row as the loaders write it (rag.ingest.loaders.tables.row_lines): "Column: value | Column: value",
+# on a line of its own. The colons after its column names end no sentence: the row is one sentence.
+_ROW_CELL = re.compile(r"[^\s:|][^:|\n]{0,80}: \S")
+_LINE = re.compile(r"[^\n]+")
+
+
+def _is_row(line: str) -> bool:
+    cells = line.strip().split(" | ")
+    return len(cells) >= 2 and all(_ROW_CELL.match(cell) for cell in cells)
+
+
 def sentence_spans(text: str) -> Iterator[tuple[int, int]]:
-    """(start, end) of each non-blank sentence of ``text``, stripped, in order."""
+    """(start, end) of each non-blank sentence of ``text``, stripped, in order (a table row line: one)."""
     pos = 0
-    cuts = [(m.start(), m.end()) for m in SENTENCE_END.finditer(text)] + [(len(text), len(text))]
-    for end, after in cuts:
+    if " | " in text:
+        for m in _LINE.finditer(text):
+            if _is_row(m.group()):
+                yield from _prose_spans(text, pos, m.start())
+                yield from _prose_spans(text, m.start(), m.end(), split=False)
+                pos = m.end()
+    yield from _prose_spans(text, pos, len(text))
+
+
+def _prose_spans(text: str, begin: int, stop: int, split: bool = True) -> Iterator[tuple[int, int]]:
+    pos = begin
+    cuts = [(m.start(), m.end()) for m in SENTENCE_END.finditer(text, begin, stop)] if split else []
+    for end, after in cuts + [(stop, stop)]:
         piece = text[pos:end]
         if piece.strip():
             start = pos + len(piece) - len(piece.lstrip())

@@ -160,7 +160,7 @@ def test_the_page_generates_what_the_in_process_engine_generates(app_server, rea
 
 def test_the_page_stops_an_answer_that_repeats_itself(ready_page, screenshots):
     """Greedy decoding without a repetition penalty loops on this question (a list item repeats an earlier
-    one's sentence after about 85 tokens: a question that loops sooner costs less WebAssembly time): the page's
+    one's sentence after about 130 tokens: a question that loops sooner costs less WebAssembly time): the page's
     guard stops it as the chat's would, and the kept answer is checked like the chat's."""
     from rag.answer_eval import repeats_a_sentence
 

@@ -8,6 +8,7 @@ import pytest
 
 from rag.ingest import loaders
 from rag.ingest.loaders.tables import MAX_CELL_CHARS, row_lines, table_blocks
+from rag.text import sentence_spans
 
 HEADER = ["Model", "Context", "Licence"]
 MD_ROWS = [["Quillon-7", "8192", "MIT"], ["Brastow-3", "2048", "Apache-2.0"], ["Fennick-12", "32768", "GPL-3.0"],
@@ -44,6 +45,20 @@ def test_row_lines_keep_column_names_and_leave_out_empty_cells():
     assert row_lines(HEADER, [["Quillon-7", "8192", "MIT"]]) == ["Model: Quillon-7 | Context: 8192 | Licence: MIT"]
     assert row_lines(HEADER, [["Quillon-7", "", "MIT"]]) == ["Model: Quillon-7 | Licence: MIT"]
     assert row_lines(HEADER, [["", " ", ""], ["a  b\n c", "1"]]) == ["Model: a b c | Context: 1"]  # blank row dropped
+
+
+def test_a_row_is_one_sentence_to_the_chunker_the_quote_and_the_check():
+    """The colon after a column name ends no sentence: a row line is quoted (and chunked) whole, never as
+    "Context:" or "MIT Model:" pieces. A pipe in prose (a shell command) is not a row."""
+    rows = [line(r) for r in MD_ROWS[:3]] + ["Model: Tamsin-40 | Note: 0: the default; see below | Licence: MPL-2.0"]
+    text = "The models we trained: All of them.\n" + "\n".join(rows) + "\nRun ls | grep foo: Then it prints."
+
+    def sentences(t: str) -> list[str]:
+        return [t[a:b] for a, b in sentence_spans(t)]
+
+    assert sentences(text) == ["The models we trained:", "All of them.", *rows, "Run ls | grep foo:", "Then it prints."]
+    assert sentences("\n".join(rows)) == rows
+    assert sentences("Context: 8192 | 16 GB") == ["Context:", "8192 | 16 GB"]  # a cell without its name: no row
 
 
 def test_row_lines_without_header_or_past_its_end():
