@@ -159,12 +159,27 @@ def select(embedder, question: str, hits: Sequence[Hit], *, unknown_terms=None, 
     if conversation and conversation.strip() != question.strip():
         best = max(best, float(scores(conversation)[2].max()))
     ev.answerable = best >= threshold and not ev.unknown_names
-    best = ev.ranked[0]
+    best = _answer_to(ev, ev.ranked[0])
     # the best sentence and the one after it (an answer often follows the sentence that names the topic:
-    # "... unpack it with:" then the command), then the next best sentence from elsewhere
-    ev.quotes = ev.sentences[best.hit][best.pos:best.pos + 2]
-    ev.quotes += [s for s in ev.ranked[1:] if s not in ev.quotes][:1]
+    # "... unpack it with:" then the command), then the next best sentence from elsewhere; a question the
+    # document asks (an FAQ's "Which file types can I add?": close to the user's words, but no answer) is
+    # quoted as the sentence after it, its answer
+    ev.quotes = [s for s in ev.sentences[best.hit][best.pos:best.pos + 2] if not _asks(s)] or [best]
+    ev.quotes += [a for a in (_answer_to(ev, s) for s in ev.ranked[1:]) if a not in ev.quotes and not _asks(a)][:1]
     return ev
+
+
+_QUESTION = re.compile(r"[^\W\d_][\"'\u201d)]?\?$")  # "... can I add?", not "~?" (an escape) nor "a=1?"
+
+
+def _asks(s: Sentence) -> bool:
+    return bool(_QUESTION.search(s.text.rstrip()))
+
+
+def _answer_to(ev: Evidence, s: Sentence) -> Sentence:
+    """``s``, or the sentence after it in its passage when ``s`` is a question (the answer follows it)."""
+    after = ev.sentences[s.hit][s.pos + 1:s.pos + 2]
+    return after[0] if _asks(s) and after else s
 
 
 def context(ev: Evidence, budget_tokens: int = CONTEXT_TOKENS, neighbours: int = 1) -> list[Hit]:

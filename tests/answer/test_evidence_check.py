@@ -32,6 +32,23 @@ def test_the_quote_holds_the_sentence_that_answers(embedder):
     assert any("R_LIBS_USER" in q.text and q.hit == 0 for q in ev.quotes), [q.text for q in ev.quotes]
 
 
+def test_an_faq_question_in_the_passage_is_quoted_as_its_answer(embedder):
+    """The FAQ's own question is the sentence closest to the user's words, but answers nothing: the quote
+    starts with the sentence after it. "~?" (an escape sequence, not a question) is quoted as it is."""
+    faq = ("Documents and answers Which file types can I add? PDF, Markdown, plain text and HTML files are "
+           "indexed. Files larger than 50 MB are refused. How do I remove a file? Open the library and press Remove.")
+    ssh = ("~& Background ssh at logout when waiting for forwarded connections to terminate. ~? Display a list of "
+           "escape characters. ~B Send a BREAK to the remote system.")
+    ev = evidence.select(embedder, "Which file types can I add?", [Hit(Chunk(1, faq, "/docs/faq.pdf", page=1), 0.8, 1)])
+    quoted = [q.text for q in ev.quotes]
+    assert quoted[0].startswith("PDF, Markdown, plain text and HTML"), quoted
+    assert not any(q.endswith("?") for q in quoted), quoted
+    ev = evidence.select(embedder, "Which escape lists the escape characters?",
+                         [Hit(Chunk(2, ssh, "/docs/ssh.pdf", page=9), 0.8, 1)])
+    assert len(ev.sentences[0]) == 2 and any(q.text.endswith("terminate. ~?") for q in ev.quotes), \
+        [q.text for q in ev.quotes]
+
+
 def test_a_question_naming_what_the_library_never_mentions_is_not_answerable(embedder):
     ev = evidence.select(embedder, "Is there an official Docker image with a personal library?", hits(),
                          unknown_terms=library_terms())
