@@ -69,9 +69,9 @@ def launch(root: Path, workdir: Path | None = None, **extra: str) -> Server:
         workdir = chainlit_server.prepare_workdir(root / "app")
     data_dir = root / "data"
     port, foundry_port = free_port(), free_port()
-    env = chainlit_server.base_env(
-        data_dir, LRC_ENGINE="onnx", LRC_TOP_K="3", LRC_MAX_NEW_TOKENS="96", LRC_RETRIEVAL_MODE="hybrid",
-        FOUNDRY_BASE_URL=f"http://127.0.0.1:{foundry_port}/catalogs/local/v1", PYTHONUNBUFFERED="1", **extra)
+    env = chainlit_server.base_env(data_dir, **{  # ``extra`` may override these
+        "LRC_ENGINE": "onnx", "LRC_TOP_K": "3", "LRC_MAX_NEW_TOKENS": "96", "LRC_RETRIEVAL_MODE": "hybrid",
+        "FOUNDRY_BASE_URL": f"http://127.0.0.1:{foundry_port}/catalogs/local/v1", "PYTHONUNBUFFERED": "1", **extra})
     for key in ("LRC_MODEL", "FOUNDRY_MODEL", "LRC_MODELS", "LRC_AUTH", "LRC_HISTORY"):
         if key not in extra:
             env.pop(key, None)
