@@ -41,8 +41,7 @@ from rag.answer import evidence
 from rag.answer.followup import standalone_query
 from rag.answering import (Control, Generated, Prepared, cited, engine, engine_short, finish_answer, generate,
                            model_label, routed, routing_rules)
-from rag import catalog, owners, scheduler
-from rag import prompt as prompt_mod
+from rag import catalog, owners, prompt as prompt_mod, scheduler
 from rag.catalog import READ_ONLY, LibraryDocument, Removed, may_manage
 from rag.config import settings
 from rag.events import (Done, Event, Failed, FellBack, Ingested, NothingFound, Notice, Progress, Queued, Quoted,
@@ -64,12 +63,6 @@ __all__ = ["AUTO", "Options", "Control", "Prepared", "answer", "prepare", "respo
 
 # ------------------------------------------------------------------------------------ options
 AUTO = "auto"  # the engine choice that routes between engines by the rules in settings().routing_file
-
-
-def _chosen_limit(value) -> int:
-    """A chosen answer limit (at least 16 tokens), or 0: none chosen, the model's own length."""
-    tokens = int(float(value or 0))
-    return 0 if tokens <= 0 else max(16, tokens)
 
 
 def _choice(setting: str, flag: str, help: str, **cli):
@@ -134,7 +127,8 @@ class Options:
                        top_k=max(1, min(int(float(self.top_k)), 20)),
                        mode=mode,
                        temperature=max(0.0, min(float(self.temperature), 2.0)),
-                       max_new_tokens=_chosen_limit(self.max_new_tokens),
+                       # a chosen limit is at least 16 tokens; 0: none chosen, the model's own length
+                       max_new_tokens=max(16, int(float(self.max_new_tokens))) if float(self.max_new_tokens or 0) > 0 else 0,
                        min_score=None if self.min_score is None else float(self.min_score),
                        style=str(self.style) if str(self.style) in STYLES else STYLES[0],
                        repetition_penalty=max(1.0, min(float(self.repetition_penalty), 2.0)),
