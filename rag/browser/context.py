@@ -19,7 +19,7 @@ from rag import pipeline
 from rag import prompt as prompt_mod
 from rag.answer.check import check as check_answer, render
 from rag.answer.guard import finish, tidy_fences
-from rag.answering import Prepared, engine
+from rag.answering import Prepared, answer_limit, engine
 from rag.api.errors import status_of
 from rag.browser import assets
 from rag.config import settings
@@ -112,7 +112,7 @@ async def _fit(ready: _Prepared):
         context_length = await eng.context_length(folder)
         return await prompt_mod.fit(ready.prep.question, ready.prep.history, ready.prep.passages, counter=counter,
                                     context_length=context_length,
-                                    max_new_tokens=ready.opts.max_new_tokens or prompt_mod.default_answer_tokens(folder))
+                                    max_new_tokens=await answer_limit(eng, folder, ready.opts))
     except EngineError as exc:
         raise ContextError(503, exc.message, exc.hint) from None
 
