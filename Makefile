@@ -79,9 +79,11 @@ run: models
 # subprocesses, so 4 workers keep 2 cores busy. TEST_WORKERS=0 runs it in one process. --dist loadscope
 # sends each module to one worker, so a module's servers, browser and model are started once, not once per
 # worker that got one of its tests (1,452 -> 1,268 CPU s for the suite: docs/BENCHMARKS.md).
+# --no-loadscope-reorder keeps the order tests/conftest.py gives (its LONGEST modules first): xdist's own
+# reorder (modules with more tests first) left the longest single test to run alone at the end.
 TEST_WORKERS ?= 4
 test: test-models foundry-setup openwebui-setup chromium ocr browser-setup eval-docs
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=15
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=15
 
 test-fast: test-models ocr
 	$(BIN)/python -m pytest -q -m "not e2e and not foundry"

@@ -63,13 +63,15 @@ def free_port_factory():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Browser tests run last: Playwright's sync API keeps an event loop running in the main thread
-    while its session fixture is open, and pytest-asyncio cannot start a loop inside it. Under xdist the
-    tests are handed out in this order, so every worker too runs its browser tests after the rest.
-    Before the rest: the tests of FIRST, the suite's longest, so that they run beside the others rather
-    than after them (xdist hands the first tests out first)."""
-    items.sort(key=lambda item: (item.get_closest_marker("e2e") is not None,
-                                 not item.nodeid.startswith(FIRST)))
+    """The modules of LONGEST first, longest first, then the rest in the order they were collected. Under
+    xdist (`make test`: --dist loadscope --no-loadscope-reorder) each module goes to one worker, handed out
+    in this order: the long ones start at once and run beside the short ones, instead of one of them
+    running alone at the end while the other workers have nothing left (xdist's own reorder, by number of
+    tests, sent the 1-test answer-quality module last: its 2 minutes ran alone). A browser module may run
+    before an asyncio test on the same worker: its Playwright session (the `browser` fixture) is closed
+    when the module ends."""
+    rank = {path: i for i, path in enumerate(LONGEST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(LONGEST)))
 
 
 @pytest.fixture(scope="session")
@@ -88,8 +90,25 @@ def pg():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-# The longest single tests (26 SmolLM2 answers: about 2 minutes alone, several times that under load).
-FIRST = ("tests/answer/test_answer_quality.py::",)
+# The suite's longest modules, longest first: seconds each took in `make test` beside the other workers
+# (tests/cpu_account.py, 2026-12-07). A module not listed runs after these.
+LONGEST = ("tests/e2e/test_chat_e2e.py",  # 142 s
+           "tests/answer/test_answer_quality.py",  # 123 s: 26 SmolLM2 answers in one test
+           "tests/security/test_linear_parsers.py",  # 113 s
+           "tests/e2e/test_browser_inference.py",  # 103 s
+           "tests/e2e/test_history_e2e.py",  # 85 s
+           "tests/retrieval/test_ocr.py",  # 76 s
+           "tests/security/test_sessions.py",  # 75 s
+           "tests/test_queue.py",  # 75 s
+           "tests/e2e/test_openwebui_e2e.py",  # 66 s
+           "tests/retrieval/test_onnx_embedder.py",  # 64 s
+           "tests/api/test_queue_api.py",  # 63 s
+           "tests/e2e/test_library_e2e.py",  # 62 s
+           "tests/test_package.py",  # 58 s
+           "tests/retrieval/test_store_backends.py",  # 52 s
+           "tests/retrieval/test_lexical_agree.py",  # 49 s
+           "tests/e2e/test_compare_route_e2e.py",  # 48 s
+           "tests/jobs/test_workers_pg.py")  # 44 s
 
 # Under xdist (`make test`: TEST_WORKERS processes on this machine's cores) each torch user computes on one
 # thread: more threads than cores only spin and wait for each other (measured on tests/retrieval/
