@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             raise SystemExit(f"{problem.message} {problem.hint}")
     web = str(assets.model_dir())
-    int8 = str(ModelCatalog(**settings().engine_config("onnx")).resolve("smollm2"))
+    int8 = str(ModelCatalog(**settings().catalog_config()).resolve("smollm2"))
     root = Path(tempfile.mkdtemp(prefix="bench-browser-"))
     work = chainlit_server.prepare_workdir(root / "app")
     port = free_port()

@@ -111,7 +111,7 @@ def _ratios(b: dict, e: dict) -> dict:
 async def main_async(args) -> dict:
     import onnxruntime_genai as og
 
-    path = ModelCatalog(**settings().engine_config("onnx")).resolve(args.model)
+    path = ModelCatalog(**settings().catalog_config()).resolve(args.model)
     model = og.Model(str(path))
     tokenizer = og.Tokenizer(model)
     engine = OnnxGenaiEngine(default_model=str(path), prompt_chunk=args.prompt_chunk)

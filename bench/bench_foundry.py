@@ -83,7 +83,7 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 async def run(args) -> dict:
-    model_dir = ModelCatalog(**settings().engine_config("onnx")).resolve(args.model)
+    model_dir = ModelCatalog(**settings().catalog_config()).resolve(args.model)
     tmp = Path(tempfile.mkdtemp(prefix="bench-foundry-"))
     service = Service(model_dir, tmp)
     onnx = registry.create("onnx", default_model=str(model_dir))

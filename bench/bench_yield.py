@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     from engines.onnx.models import ModelCatalog
     from rag.library import Library
 
-    model = ModelCatalog(**settings().engine_config("onnx")).require("smollm2")
+    model = ModelCatalog(**settings().catalog_config()).require("smollm2")
     options = pl.Options(engine="onnx", model=str(model))
     questions = answer_eval.set_queries(REPO_ROOT / "bench" / "data" / "answers", split="dev")[:args.questions]
     rows = []

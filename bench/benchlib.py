@@ -96,7 +96,7 @@ def foundry_for(engines: list[str], model: str = "smollm2", log=print) -> Servic
     from engines.onnx.models import ModelCatalog
     from rag.config import settings
 
-    model_dir = ModelCatalog(**settings().engine_config("onnx")).resolve(model)
+    model_dir = ModelCatalog(**settings().catalog_config()).resolve(model)
     service = Service(model_dir, Path(tempfile.mkdtemp(prefix="bench-foundry-")))
     service.wait_ready()
     os.environ["FOUNDRY_BASE_URL"] = service.base_url

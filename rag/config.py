@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     # the in-process engine's generation process runs at this niceness: above 0, retrieval and the chat's
     # quotes (in the server's process) go before the answers being generated when they want the same cores
     engine_nice: int = Field(0, ge=0, le=19, validation_alias=_env("LRC_ENGINE_NICE"))
+    # threads that generate an answer in the in-process engine: 0 = cpu_threads() (OMP_NUM_THREADS when set,
+    # else the machine's cores). ONNX Runtime GenAI alone uses one: on 2 cores, two threads read a prompt in
+    # 0.6 of the time (docs/BENCHMARKS.md "Generation threads")
+    engine_threads: int = Field(0, ge=0, le=256, validation_alias=_env("LRC_ENGINE_THREADS"))
     foundry_slots: int = Field(1, ge=1, validation_alias=_env("LRC_FOUNDRY_SLOTS"))
     max_waiting: int = Field(64, ge=0, validation_alias=_env("LRC_MAX_WAITING"))
     max_waiting_per_user: int = Field(10, ge=0, validation_alias=_env("LRC_MAX_WAITING_PER_USER"))
@@ -251,7 +255,7 @@ class Settings(BaseSettings):
         """Keyword arguments the engine registry passes to engine ``name`` when it creates it
         (``engines/`` reads no settings of its own)."""
         if name == "onnx":
-            return {**self.catalog_config(), "nice": self.engine_nice}
+            return {**self.catalog_config(), "nice": self.engine_nice, "threads": self.engine_threads or cpu_threads()}
         if name == "foundry":
             return {"base_url": self.foundry_base_url or None, "model": self.foundry_model or None,
                     "api_key": self.foundry_api_key or None, "connect_timeout": self.foundry_connect_timeout,
@@ -259,6 +263,15 @@ class Settings(BaseSettings):
                     "default_context_length": self.foundry_context_length,
                     "state_file": self.cache_dir / "foundry.json"}
         return {}
+
+
+def cpu_threads() -> int:
+    """Threads for work that can use several (a batch of embeddings, generating an answer): OMP_NUM_THREADS
+    when set (as torch reads it; the test suite sets 1), else the machine's cores."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return max(1, os.cpu_count() or 1)
 
 
 _PREFIXES = ("LRC_", "FOUNDRY_")

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.config import cpu_threads
+
 _log = logging.getLogger(__name__)
 # the sentence-transformers modules whose work this file reproduces
 _TRANSFORMER, _POOLING, _NORMALIZE = ("sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
@@ -131,17 +133,9 @@ def load(model_path: str, cache_dir: Path, force: bool = False) -> "OnnxEncoder"
     return OnnxEncoder(lay, target)
 
 
-def default_threads() -> int:
-    """Threads for a batch: OMP_NUM_THREADS when set (as torch reads it), else the machine's cores."""
-    try:
-        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
-    except ValueError:
-        return max(1, os.cpu_count() or 1)
-
-
 class OnnxEncoder:
     """Normalised sentence vectors from an exported model. A single text (a query) runs on one thread (no
-    thread start-up for a few milliseconds of work); batches on ``default_threads()``."""
+    thread start-up for a few milliseconds of work); batches on ``cpu_threads()``."""
 
     def __init__(self, lay: Layout, model_file: Path):
         import onnxruntime as ort
@@ -168,9 +162,9 @@ class OnnxEncoder:
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         encs = self.tokenizer.encode_batch(list(texts))
         session = self._one
-        if len(texts) > 4 and default_threads() > 1:
+        if len(texts) > 4 and cpu_threads() > 1:
             if self._many is None:
-                self._many = self._session(default_threads())
+                self._many = self._session(cpu_threads())
             session = self._many
         # longest first, as sentence-transformers batches: each batch is padded to its longest text
         order = np.argsort([-len(e.ids) for e in encs], kind="stable")

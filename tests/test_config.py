@@ -52,6 +52,17 @@ def test_paths_follow_data_and_cache_dirs(monkeypatch, tmp_path):
     assert s.engine_config("onnx")["models_dir"] == tmp_path / "c" / "models"
 
 
+def test_engine_threads_default_to_the_cores_or_omp_num_threads(monkeypatch):
+    """LRC_ENGINE_THREADS=0 (the default): OMP_NUM_THREADS when set, else the machine's cores; a number wins."""
+    monkeypatch.delenv("LRC_ENGINE_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert settings().engine_config("onnx")["threads"] == max(1, os.cpu_count() or 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert settings().engine_config("onnx")["threads"] == 1
+    monkeypatch.setenv("LRC_ENGINE_THREADS", "3")
+    assert settings().engine_config("onnx")["threads"] == 3
+
+
 def test_a_bad_value_is_a_readable_error(monkeypatch):
     monkeypatch.setenv("LRC_TOP_K", "many")
     with pytest.raises(ValidationError, match="LRC_TOP_K"):

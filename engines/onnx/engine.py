@@ -72,16 +72,18 @@ class OnnxGenaiEngine:
     start_hint = ""
 
     def __init__(self, models_dir: str | os.PathLike | None = None, extra_dirs: Iterable[str | os.PathLike] = (),
-                 default_model: str | None = None, max_active: int = 4, prompt_chunk: int = 128, nice: int = 0):
+                 default_model: str | None = None, max_active: int = 4, prompt_chunk: int = 128, nice: int = 0,
+                 threads: int = 0):
         """``models_dir``: provisioned model folders; ``extra_dirs``: bring-your-own model folders (see
         ``engines.onnx.models``). ``default_model``: model id/alias/path used when a request names none
         (else the best provisioned one). ``max_active``: answers generated at once (more wait in line).
         ``prompt_chunk``: prompt tokens fed per step (smaller = quicker cancel and fairer interleaving,
-        larger = a bit faster)."""
+        larger = a bit faster). ``threads``: threads that run the model (0: ONNX Runtime GenAI's own choice)."""
         self.catalog = ModelCatalog(models_dir, extra_dirs, default_model)
         self.max_active = max_active
         self.prompt_chunk = prompt_chunk
         self.nice = nice  # the worker process's niceness (Unix)
+        self.threads = threads
         self._worker: _Worker | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
@@ -196,7 +198,7 @@ class OnnxGenaiEngine:
             proc = subprocess.Popen(
                 [sys.executable, "-m", worker_module.__name__, "--fd", str(child_sock.fileno()),
                  "--max-active", str(self.max_active), "--prompt-chunk", str(self.prompt_chunk),
-                 "--nice", str(self.nice)],
+                 "--nice", str(self.nice), "--threads", str(self.threads)],
                 pass_fds=[child_sock.fileno()], env=env, stdin=subprocess.DEVNULL)
         finally:
             child_sock.close()

@@ -67,7 +67,8 @@ class Request:
 
 
 class Worker:
-    def __init__(self, conn: Connection, max_active: int, prompt_chunk: int, time_slice: float = 0.1):
+    def __init__(self, conn: Connection, max_active: int, prompt_chunk: int, time_slice: float = 0.1,
+                 threads: int = 0):
         import onnxruntime_genai as og
 
         self.og = og
@@ -76,6 +77,7 @@ class Worker:
         self.max_active = max_active
         self.prompt_chunk = prompt_chunk
         self.time_slice = time_slice
+        self.threads = threads  # the model's intra-op threads (0: the library's own choice)
         self.stopping = False
         self.models: dict[str, LoadedModel] = {}
         self.active: list[Request] = []
@@ -140,7 +142,10 @@ class Worker:
             if lm.active == 0:
                 del self.models[key]
         og = self.og
-        model = og.Model(path)
+        config = og.Config(path)
+        if self.threads:
+            config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": self.threads}}}}))
+        model = og.Model(config)
         tokenizer = og.Tokenizer(model)
         with open(f"{path}/genai_config.json") as fh:
             cfg = json.load(fh)
@@ -311,12 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-active", type=int, default=4)
     ap.add_argument("--prompt-chunk", type=int, default=128)
     ap.add_argument("--nice", type=int, default=0, help="lower this process's priority by N before the model loads")
+    ap.add_argument("--threads", type=int, default=0, help="threads that run the model (0: the library's choice)")
     args = ap.parse_args(argv)
     if args.nice > 0 and hasattr(os, "nice"):
         os.nice(args.nice)  # its generation threads inherit it
     conn = Connection(args.fd)
     try:
-        Worker(conn, args.max_active, args.prompt_chunk).run()
+        Worker(conn, args.max_active, args.prompt_chunk, threads=args.threads).run()
     except Exception as exc:  # noqa: BLE001 - say why before dying; the engine reports the exit
         print(f"onnx worker crashed: {exc!r}", file=sys.stderr, flush=True)
         return 1

@@ -145,3 +145,20 @@ async def test_the_worker_runs_at_the_niceness_it_is_given(tiny_model_dir):
         assert text.strip() and niceness == min(base + 3, 19), (niceness, base)
     finally:
         await engine.aclose()
+
+
+async def test_the_worker_runs_the_model_on_the_threads_it_is_given(tiny_model_dir):
+    """LRC_ENGINE_THREADS (settings().engine_config; default: the machine's cores): ONNX Runtime's pool for the
+    model holds one thread fewer than asked (the calling thread is the other), so two threads make the worker
+    one thread more than one does; both answer the same."""
+    counts, texts = {}, {}
+    for threads in (1, 2):
+        engine = OnnxGenaiEngine(default_model=str(tiny_model_dir), threads=threads)
+        try:
+            texts[threads] = await collect(engine.stream(HELLO, GenerationOptions(max_new_tokens=8)))
+            with open(f"/proc/{engine.worker_pid}/status") as fh:
+                counts[threads] = int(next(line for line in fh if line.startswith("Threads:")).split()[1])
+        finally:
+            await engine.aclose()
+    assert counts[2] == counts[1] + 1, counts
+    assert texts[1] == texts[2] and texts[1].strip()
