@@ -156,7 +156,7 @@ def finish(text: str, cut: bool = False, whole: bool = False) -> str:
     stripped = _EMPTY_ITEM.sub("", text.rstrip()).rstrip()
     if not stripped or stripped[-1] in ".!?:;)\"'`*]…" or stripped.endswith("```"):
         return stripped
-    kept = end_at_sentence(stripped)
+    kept = _EMPTY_ITEM.sub("", end_at_sentence(stripped)).rstrip()  # "2." ends a "sentence": not an item left empty
     if kept and (whole or len(kept) >= len(stripped) // 2):
         return kept
     if cut and " " in stripped:

@@ -65,6 +65,9 @@ def test_an_answer_always_ends_cleanly():
     assert finish(long_tail, cut=True) == long_tail.rsplit(" ", 1)[0] + " …"
     assert finish(long_tail, cut=True, whole=True) == "Run make [1]."
     assert finish("No full sentence before the lim", cut=True, whole=True) == "No full sentence before the …"
+    # ... and a list number that the trimming leaves last is dropped with what followed it (seen in the chat: "2.")
+    assert finish("It includes [1]:\n\n1. The file is read [1].\n\n2. The sys", cut=True, whole=True) == \
+        "It includes [1]:\n\n1. The file is read [1]."
 
 
 def test_a_degenerate_table_is_a_loop_though_no_phrase_repeats():
