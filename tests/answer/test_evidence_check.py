@@ -49,6 +49,19 @@ def test_an_faq_question_in_the_passage_is_quoted_as_its_answer(embedder):
         [q.text for q in ev.quotes]
 
 
+def test_a_sentence_two_passages_share_is_quoted_once(embedder):
+    """Passages overlap (a chunk's last sentences start the next one): with ten passages the quote showed
+    "Library libcurl (version 7.28.0 or later) is required." twice, once from each (R-admin, question f48)."""
+    first = ("Support for downloading from URLs uses libcurl. Library libcurl (version 7.28.0 or later) is required. "
+             "Information on libcurl is found from the curl-config script.")
+    second = "Library libcurl (version 7.28.0 or later) is required. Its headers are needed too."
+    ev = evidence.select(embedder, "Which version of libcurl is required?",
+                         [Hit(Chunk(1, first, "/docs/R-admin.pdf", page=47), 0.8, 1),
+                          Hit(Chunk(2, second, "/docs/R-admin.pdf", page=47), 0.7, 2)])
+    quoted = [q.text for q in ev.quotes]
+    assert any("7.28.0" in q for q in quoted) and len(quoted) == len(set(quoted)), quoted
+
+
 def test_a_question_naming_what_the_library_never_mentions_is_not_answerable(embedder):
     ev = evidence.select(embedder, "Is there an official Docker image with a personal library?", hits(),
                          unknown_terms=library_terms())
