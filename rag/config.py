@@ -78,7 +78,7 @@ class Settings(BaseSettings):
         "onnxruntime", validation_alias=_env("LRC_EMBED_RUNTIME"))
     max_file_mb: float = Field(50.0, validation_alias=_env("LRC_MAX_FILE_MB"))
     # passages retrieved per question; their best sentences become the model's context (rag.answer.evidence)
-    top_k: int = Field(6, validation_alias=_env("LRC_TOP_K"))
+    top_k: int = Field(10, validation_alias=_env("LRC_TOP_K"))
     retrieval_mode: str = Field("hybrid", validation_alias=_env("LRC_RETRIEVAL_MODE"))
     # optional cross-encoder re-ranking (rag/search/reranker.py): a sentence-transformers CrossEncoder folder
     reranker: str = Field("", validation_alias=_env("LRC_RERANKER"))

@@ -18,7 +18,7 @@ def test_a_changed_variable_is_seen_without_reloading(monkeypatch):
     monkeypatch.setenv("LRC_TOP_K", "3")
     assert settings().top_k == 3
     monkeypatch.delenv("LRC_TOP_K")
-    assert settings().top_k == 6
+    assert settings().top_k == 10
 
 
 def test_pipeline_options_follow_the_environment(monkeypatch):

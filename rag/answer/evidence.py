@@ -33,7 +33,8 @@ from rag.text import sentence_spans
 LEXICAL_WEIGHT = 0.3  # share of the term-coverage score in a sentence's score
 RANK_PRIOR = 0.05  # subtracted per passage rank below the first (retrieval's order counts too)
 ANSWER_THRESHOLD = 0.3  # best sentence score below this: the documents do not answer
-CONTEXT_TOKENS = 700  # estimated tokens of passage text given to the model
+CONTEXT_TOKENS = 1400  # estimated tokens of passage text given to the model (the best sentences of LRC_TOP_K
+# passages): 700 until the model ran on every core (docs/BENCHMARKS.md "Ten passages, 1,400 tokens")
 MIN_WORDS = 3  # shorter "sentences" (page numbers, stray headings) are not scored
 _SPACE = re.compile(r"\s+")
 
