@@ -52,7 +52,7 @@ def main() -> int:
     ap.add_argument("--mode", default=None)
     ap.add_argument("--followup", default=None, choices=METHODS)
     ap.add_argument("--index-dir", default=None)
-    ap.add_argument("--budgets", type=int, nargs="+", default=[ev_mod.CONTEXT_TOKENS],
+    ap.add_argument("--budgets", type=int, nargs="+", default=[settings().context_tokens],
                     help="compact-context sizes to report gold in (estimated tokens)")
     ap.add_argument("--depths", type=int, nargs="+", default=list(DEPTHS),
                     help="ranking depths to report the gold passage in (retrieval only, no sentence scoring)")

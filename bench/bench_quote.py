@@ -32,6 +32,7 @@ EXTRA = "The lighthouse keeper counted forty-two lamps in the north tower last w
 def one_round(lib, queries: list[dict], cache: bool) -> dict:
     from rag.answer import evidence
     from rag.answer.check import check
+    from rag.config import settings
 
     os.environ["LRC_SENTENCE_CACHE"] = "20000" if cache else "0"
     lib.embedder._sentences.clear()
@@ -42,7 +43,7 @@ def one_round(lib, queries: list[dict], cache: bool) -> dict:
         ev = evidence.select(lib.embedder, q["question"], hits)
         t1 = time.perf_counter()
         answer = " ".join(s.text for s in ev.quotes) + " " + EXTRA
-        check(lib.embedder, answer, evidence.context(ev) if ev.ranked else hits, q["question"])
+        check(lib.embedder, answer, evidence.context(ev, settings().context_tokens) if ev.ranked else hits, q["question"])
         quote_s.append(t1 - t0)
         check_s.append(time.perf_counter() - t1)
     return {"quote": statistics.mean(quote_s), "check": statistics.mean(check_s)}

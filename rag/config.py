@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(50.0, validation_alias=_env("LRC_MAX_FILE_MB"))
     # passages retrieved per question; their best sentences become the model's context (rag.answer.evidence)
     top_k: int = Field(10, validation_alias=_env("LRC_TOP_K"))
+    # estimated tokens of passage text the model reads: the best sentences of the top_k passages (and their
+    # neighbours) until this is used; 700 until the model ran on every core (docs/BENCHMARKS.md "Ten passages,
+    # 1,400 tokens"). The /browser page gives its model half (rag.browser.context)
+    context_tokens: int = Field(1400, ge=50, le=100_000, validation_alias=_env("LRC_CONTEXT_TOKENS"))
     retrieval_mode: str = Field("hybrid", validation_alias=_env("LRC_RETRIEVAL_MODE"))
     # optional cross-encoder re-ranking (rag/search/reranker.py): a sentence-transformers CrossEncoder folder
     reranker: str = Field("", validation_alias=_env("LRC_RERANKER"))

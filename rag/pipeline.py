@@ -215,17 +215,17 @@ async def answer(question: str, history: Sequence[Message] | None = None, option
 
 
 async def prepare(question: str, history: Sequence[Message] | None, opts: Options, *,
-                  lib: LibrarySource, context_tokens: int = evidence.CONTEXT_TOKENS) -> AsyncIterator[Event | Prepared]:
+                  lib: LibrarySource, context_tokens: int | None = None) -> AsyncIterator[Event | Prepared]:
     """Steps 1-2: retrieval, then what the documents say (the quote) and whether they answer at all.
     Yields its events and, when the model should answer, a :class:`Prepared` as its last item (not an
     event: callers take it out of the stream); without one the answer ended here. ``lib``: the library,
     or how to open it (``library``): opened in a worker thread only when the question searches, so a
     library that cannot be opened is a Failed event and search off needs none. Counted in its engine's line
     from now (rag.scheduler ``counted``: a ``Queued`` first when it will wait; a full line: Failed, BUSY).
-    ``context_tokens``: estimated tokens of passage text the model reads (the /browser page gives its slower
-    model fewer)."""
+    ``context_tokens``: estimated tokens of passage text the model reads (None: LRC_CONTEXT_TOKENS; the /browser
+    page gives its slower model fewer)."""
     on = None if opts.style == "quote" or opts.engine == AUTO else opts.engine  # "auto": known once routed
-    async for item in scheduler.counted(on, opts.user or opts.client, _prepare(question, history, opts, lib=lib, context_tokens=context_tokens),
+    async for item in scheduler.counted(on, opts.user or opts.client, _prepare(question, history, opts, lib=lib, context_tokens=context_tokens or settings().context_tokens),
                                         until=lambda item: isinstance(item, Prepared), lane=opts.lane):
         yield item
 

@@ -45,6 +45,21 @@ async def test_prepare_yields_a_frozen_prepared_last_or_none_when_the_answer_end
         assert none is None and events, (question, events)  # nothing found / quote only / empty: ended here
 
 
+async def test_the_model_reads_at_most_lrc_context_tokens_of_passage_text(zorblax_library, monkeypatch):
+    """LRC_CONTEXT_TOKENS (estimated at 3.5 characters a token) bounds the passage text the model reads; the
+    /browser page's budget is half of it."""
+    from rag.browser.context import context_tokens
+
+    sizes = {}
+    for budget in ("60", "1400"):
+        monkeypatch.setenv("LRC_CONTEXT_TOKENS", budget)
+        _, prep = await _prepared(QUESTION, opts(top_k=4), zorblax_library)
+        sizes[budget] = sum(len(h.chunk.text) for h in prep.passages)
+    assert 0 < sizes["60"] < sizes["1400"], sizes
+    assert sizes["60"] <= 3.5 * 60 + 200, sizes  # the best sentence and its neighbours come first, whatever they cost
+    assert context_tokens() == 700
+
+
 async def test_each_generation_keeps_its_own_timings_and_done_composes_them(zorblax_library, tiny_model_dir):
     """Two generations from one Prepared at once (what routing does when it starts the next target
     early): each yields its own Generated; neither adds into the other's timings nor the Prepared's."""

@@ -33,8 +33,6 @@ from rag.text import sentence_spans
 LEXICAL_WEIGHT = 0.3  # share of the term-coverage score in a sentence's score
 RANK_PRIOR = 0.05  # subtracted per passage rank below the first (retrieval's order counts too)
 ANSWER_THRESHOLD = 0.3  # best sentence score below this: the documents do not answer
-CONTEXT_TOKENS = 1400  # estimated tokens of passage text given to the model (the best sentences of LRC_TOP_K
-# passages): 700 until the model ran on every core (docs/BENCHMARKS.md "Ten passages, 1,400 tokens")
 MIN_WORDS = 3  # shorter "sentences" (page numbers, stray headings) are not scored
 _SPACE = re.compile(r"\s+")
 
@@ -185,8 +183,9 @@ def _answer_to(ev: Evidence, s: Sentence) -> Sentence:
     return after[0] if _asks(s) and after else s
 
 
-def context(ev: Evidence, budget_tokens: int = CONTEXT_TOKENS, neighbours: int = 1) -> list[Hit]:
-    """The passages the model reads: for the best sentences (best first, until the budget is used)
+def context(ev: Evidence, budget_tokens: int, neighbours: int = 1) -> list[Hit]:
+    """The passages the model reads: for the best sentences (best first, until ``budget_tokens``, estimated,
+    is used: settings().context_tokens in the chat)
     the sentence and its neighbours, joined per passage in text order ('…' where text was left out).
     Returns copies of the hits (same source, page, rank) whose text is that selection, best passage
     first; passages with nothing selected are left out."""

@@ -27,9 +27,10 @@ from rag.events import Failed, NothingFound, Notice, Quoted, Retrieved
 
 ENGINE = registry.IN_PROCESS  # the page runs the in-process engine's model build: its tokenizer and context
 MAX_QUESTION_CHARS = 4000
-# passage text the page's model reads: half the chat's (rag.answer.evidence.CONTEXT_TOKENS), as before the
-# chat's model ran on every core; WebAssembly in the browser reads a prompt several times slower
-CONTEXT_TOKENS = 700
+# passage text the page's model reads: half the chat's (LRC_CONTEXT_TOKENS), as before the chat's model ran
+# on every core; WebAssembly in the browser reads a prompt several times slower
+def context_tokens() -> int:
+    return max(50, settings().context_tokens // 2)
 # an answer to check: the page's model writes at most its context (8,192 tokens, some 30,000 characters);
 # every sentence of it is embedded, so a longer text would only be CPU work a client asked for
 MAX_ANSWER_CHARS = 100_000
@@ -88,7 +89,7 @@ async def _prepare(req: PageQuestion) -> _Prepared:
     nothing: NothingFound | None = None
     quote: list[dict] = []
     prep, query, hits = None, question, ()
-    async for event in pipeline.prepare(question, [], opts, lib=pipeline.library, context_tokens=CONTEXT_TOKENS):
+    async for event in pipeline.prepare(question, [], opts, lib=pipeline.library, context_tokens=context_tokens()):
         if isinstance(event, Prepared):
             prep = event
         elif isinstance(event, Retrieved):
