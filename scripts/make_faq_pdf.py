@@ -52,7 +52,8 @@ SECTIONS = [
          "guessing. Add a document that contains the answer, rephrase the question with the words "
          "your documents use, or switch the retrieval mode to lexical for exact names and codes."),
         ("How many passages does the model see?",
-         "Four by default (the Passages setting, LRC_TOP_K). More passages give the model more context "
+         "Ten by default (the Passages setting, LRC_TOP_K); their best sentences, about 1,400 tokens "
+         "(LRC_CONTEXT_TOKENS), are what it reads. More passages give the model more context "
          "but make the first token slower, because the model must read a longer prompt."),
     ]),
     ("Models and speed", [
