@@ -225,7 +225,8 @@ async def prepare(question: str, history: Sequence[Message] | None, opts: Option
     ``context_tokens``: estimated tokens of passage text the model reads (None: LRC_CONTEXT_TOKENS; the /browser
     page gives its slower model fewer)."""
     on = None if opts.style == "quote" or opts.engine == AUTO else opts.engine  # "auto": known once routed
-    async for item in scheduler.counted(on, opts.user or opts.client, _prepare(question, history, opts, lib=lib, context_tokens=context_tokens or settings().context_tokens),
+    steps = _prepare(question, history, opts, lib=lib, context_tokens=context_tokens or settings().context_tokens)
+    async for item in scheduler.counted(on, opts.user or opts.client, steps,
                                         until=lambda item: isinstance(item, Prepared), lane=opts.lane):
         yield item
 

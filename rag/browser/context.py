@@ -27,13 +27,15 @@ from rag.events import Failed, NothingFound, Notice, Quoted, Retrieved
 
 ENGINE = registry.IN_PROCESS  # the page runs the in-process engine's model build: its tokenizer and context
 MAX_QUESTION_CHARS = 4000
-# passage text the page's model reads: half the chat's (LRC_CONTEXT_TOKENS), as before the chat's model ran
-# on every core; WebAssembly in the browser reads a prompt several times slower
-def context_tokens() -> int:
-    return max(50, settings().context_tokens // 2)
 # an answer to check: the page's model writes at most its context (8,192 tokens, some 30,000 characters);
 # every sentence of it is embedded, so a longer text would only be CPU work a client asked for
 MAX_ANSWER_CHARS = 100_000
+
+
+def context_tokens() -> int:
+    """Passage text the page's model reads: half the chat's (LRC_CONTEXT_TOKENS), as before the chat's model
+    ran on every core; WebAssembly in the browser reads a prompt several times slower."""
+    return max(50, settings().context_tokens // 2)
 
 
 class ContextError(Exception):
