@@ -31,7 +31,7 @@ offline_env()
 
 
 def _cpu(engine: OnnxGenaiEngine) -> float:
-    t = psutil.Process(engine._worker.proc.pid).cpu_times()
+    t = psutil.Process(engine.worker_pid).cpu_times()
     return t.user + t.system
 
 

@@ -165,8 +165,8 @@ def select(embedder, question: str, hits: Sequence[Hit], *, unknown_terms=None, 
     # quoted as the sentence after it, its answer
     ev.quotes = [s for s in ev.sentences[best.hit][best.pos:best.pos + 2] if not _asks(s)] or [best]
     # (not a sentence already quoted: passages overlap, so two of them can hold the same one)
-    ev.quotes += [a for a in (_answer_to(ev, s) for s in ev.ranked[1:])
-                  if a.text not in {q.text for q in ev.quotes} and not _asks(a)][:1]
+    shown = {q.text for q in ev.quotes}
+    ev.quotes += [a for a in (_answer_to(ev, s) for s in ev.ranked[1:]) if a.text not in shown and not _asks(a)][:1]
     return ev
 
 

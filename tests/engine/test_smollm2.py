@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
+import psutil
 import pytest
 
 from engines.base import Engine, Generation, GenerationOptions, PromptTooLong
@@ -118,10 +118,9 @@ def records_prompt(n: int = 55) -> list[dict]:
 
 
 def worker_cpu(engine) -> float:
-    """CPU seconds the engine's worker process has used (/proc: utime + stime)."""
-    with open(f"/proc/{engine.worker_pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds the engine's worker process has used."""
+    times = psutil.Process(engine.worker_pid).cpu_times()
+    return times.user + times.system
 
 
 async def test_cancel_during_prompt_processing(smollm2_engine):
