@@ -26,23 +26,26 @@ SECTIONS = [
          "exception is a Foundry Local or OpenAI-compatible endpoint that you configure yourself with "
          "FOUNDRY_BASE_URL; if you point it at a remote server, your questions and the passages go there."),
         ("Where are my documents and the index stored?",
-         "In the data folder, which is the .data folder inside the project unless you set LRC_DATA_DIR. "
-         "The index lives in data/index and the files you drop into the chat are copied into "
-         "data/uploads, keeping their original names. Models are cached separately, in "
-         "~/.cache/local-rag-chat/models unless you set LRC_CACHE_DIR."),
+         "In the data folder: .data in the project folder, or ~/.local/share/local-rag-chat for an "
+         "installed copy (LRC_DATA_DIR changes it). The index lives in its index folder and the files you "
+         "drop into the chat are copied into its uploads folder, keeping their original names. Models are "
+         "cached separately, in ~/.cache/local-rag-chat/models unless you set LRC_CACHE_DIR."),
         ("How do I delete everything?",
-         "Stop the app and delete the data folder. Nothing else is kept: there is no account, no "
-         "telemetry and no chat history on disk. The next start indexes the docs_corpus folder again."),
+         "Stop the app and delete the data folder. It holds the index, your uploads, your past chats "
+         "(history.sqlite3 and the passages they showed) and, with logins on, the users. There is no "
+         "telemetry. The next start indexes the docs_corpus folder again. To delete one chat, use its menu "
+         "in the sidebar; to keep no chats at all, set LRC_HISTORY=0."),
         ("Do other people on my network see my chats?",
          "By default the server listens on 127.0.0.1 only, so only your own computer can open it. Each "
-         "browser tab is its own chat with its own settings; the document library is shared by all chats "
-         "on the same server."),
+         "browser tab is its own chat with its own settings. To share the app on a network, turn on logins "
+         "(LRC_AUTH=password): each person then sees only their own chats and the files they dropped."),
     ]),
     ("Documents and answers", [
         ("Which file types can I add?",
-         "PDF, Markdown (.md), plain text (.txt), reStructuredText (.rst) and HTML (.html, .htm). "
-         "Files larger than 50 MB are refused unless you raise LRC_MAX_FILE_MB. Scanned PDFs without a "
-         "text layer cannot be read; run them through an OCR tool first."),
+         "PDF, Word (.docx), OpenDocument text (.odt), PowerPoint (.pptx), Markdown (.md), plain text "
+         "(.txt), reStructuredText (.rst), HTML (.html, .htm) and images of pages (.png, .jpg, .tif). "
+         "Scanned PDF pages and images are read by OCR (Tesseract; make ocr installs it). Files larger "
+         "than 50 MB are refused unless you raise LRC_MAX_FILE_MB."),
         ("What are the numbers like [1] and [2] in an answer?",
          "They are citations. Every answer is written from numbered passages of your documents, and "
          "[2] means the statement comes from passage 2. The sources under the answer list each passage "
@@ -66,8 +69,9 @@ SECTIONS = [
          "second is how fast the rest of the answer was written. Compare them between models to choose "
          "a model that is fast enough on your computer."),
         ("How fast is indexing?",
-         "About 20 passages per second on a two-core laptop, so a 100-page manual takes roughly a "
-         "minute. Files that did not change since they were indexed are skipped."),
+         "About 30 passages per second on a two-core laptop, so a 100-page manual takes about 15 "
+         "seconds (scanned pages read by OCR take a few seconds each). Files that did not change since "
+         "they were indexed are skipped."),
         ("Can I stop a long answer?",
          "Yes. Press the stop button while the answer streams. Generation ends at once and you can ask "
          "the next question straight away."),
