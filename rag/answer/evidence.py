@@ -34,6 +34,8 @@ LEXICAL_WEIGHT = 0.3  # share of the term-coverage score in a sentence's score
 RANK_PRIOR = 0.05  # subtracted per passage rank below the first (retrieval's order counts too)
 ANSWER_THRESHOLD = 0.25  # best sentence score below this: the documents do not answer (0.3 until 2026-12-07;
 # docs/BENCHMARKS.md "When to decline": chosen on the dev documents, where 0.3 refused 5 of 60 answerable facts)
+QUOTE_SENTENCES = 3  # sentences quoted before the model answers
+NEXT_BONUS = 0.05  # added to the score of the sentence after the best one when choosing the quote
 MIN_WORDS = 3  # shorter "sentences" (page numbers, stray headings) are not scored
 _SPACE = re.compile(r"\s+")
 
@@ -159,16 +161,29 @@ def select(embedder, question: str, hits: Sequence[Hit], *, unknown_terms=None, 
     if conversation and conversation.strip() != question.strip():
         best = max(best, float(scores(conversation)[2].max()))
     ev.answerable = best >= threshold and not ev.unknown_names
-    best = _answer_to(ev, ev.ranked[0])
-    # the best sentence and the one after it (an answer often follows the sentence that names the topic:
-    # "... unpack it with:" then the command), then the next best sentence from elsewhere; a question the
-    # document asks (an FAQ's "Which file types can I add?": close to the user's words, but no answer) is
-    # quoted as the sentence after it, its answer
-    ev.quotes = [s for s in ev.sentences[best.hit][best.pos:best.pos + 2] if not _asks(s)] or [best]
-    # (not a sentence already quoted: passages overlap, so two of them can hold the same one)
-    shown = {q.text for q in ev.quotes}
-    ev.quotes += [a for a in (_answer_to(ev, s) for s in ev.ranked[1:]) if a.text not in shown and not _asks(a)][:1]
+    ev.quotes = _quote(ev)
     return ev
+
+
+def _quote(ev: Evidence) -> list[Sentence]:
+    """The ``QUOTE_SENTENCES`` best sentences, each once (passages overlap, so two of them can hold the same
+    one). The sentence after the best one counts ``NEXT_BONUS`` more (an answer often follows the sentence that
+    names the topic: "... unpack it with:" then the command) and, when quoted, is shown right after it. A
+    question the document asks (an FAQ's "Which file types can I add?": close to the user's words, but no
+    answer) is quoted as the sentence after it, its answer."""
+    best = _answer_to(ev, ev.ranked[0])
+    after = [s for s in ev.sentences[best.hit][best.pos + 1:best.pos + 2] if not _asks(s)]
+    order = sorted(ev.ranked, key=lambda s: -(s.score + (NEXT_BONUS if after and s is after[0] else 0.0)))
+    quotes: list[Sentence] = []
+    for a in (_answer_to(ev, s) for s in order):
+        if len(quotes) == QUOTE_SENTENCES:
+            break
+        if not _asks(a) and all(a.text != q.text for q in quotes):
+            quotes.append(a)
+    if after and after[0] in quotes[1:]:
+        quotes.remove(after[0])
+        quotes.insert(quotes.index(best) + 1 if best in quotes else 1, after[0])
+    return quotes or [best]
 
 
 _QUESTION = re.compile(r"[^\W\d_][\"'\u201d)]?\?$")  # "... can I add?", not "~?" (an escape) nor "a=1?"

@@ -62,6 +62,21 @@ def test_a_sentence_two_passages_share_is_quoted_once(embedder):
     assert any("7.28.0" in q for q in quoted) and len(quoted) == len(set(quoted)), quoted
 
 
+def test_the_quote_is_the_best_three_sentences_not_whatever_follows_the_best(embedder):
+    """The sentence after the best one was always quoted ("... unpack it with:" then the command). An unrelated
+    sentence there took the place of a better one from elsewhere; it now has to score within NEXT_BONUS of the
+    third best to be quoted."""
+    first = ("To use a personal library, set the environment variable R_LIBS_USER to a folder you can write to. "
+             "The office coffee machine is cleaned every Friday afternoon. Site libraries are listed in R_LIBS_SITE.")
+    second = "Packages are installed into the first library of .libPaths(). The folder must exist before R starts."
+    ev = evidence.select(embedder, "Which variable makes R install packages into my own folder?",
+                         [Hit(Chunk(1, first, "/docs/R-admin.pdf", page=40), 0.7, 1, {"dense": 0.6}),
+                          Hit(Chunk(2, second, "/docs/R-admin.pdf", page=41), 0.6, 2, {"dense": 0.5})])
+    quoted = [q.text for q in ev.quotes]
+    assert len(quoted) == evidence.QUOTE_SENTENCES and "R_LIBS_USER" in quoted[0], quoted
+    assert not any("coffee" in q for q in quoted), quoted
+
+
 def test_a_question_naming_what_the_library_never_mentions_is_not_answerable(embedder):
     ev = evidence.select(embedder, "Is there an official Docker image with a personal library?", hits(),
                          unknown_terms=library_terms())
