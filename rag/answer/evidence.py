@@ -168,9 +168,9 @@ def select(embedder, question: str, hits: Sequence[Hit], *, unknown_terms=None, 
 def _quote(ev: Evidence) -> list[Sentence]:
     """The ``QUOTE_SENTENCES`` best sentences, each once (passages overlap, so two of them can hold the same
     one). The sentence after the best one counts ``NEXT_BONUS`` more (an answer often follows the sentence that
-    names the topic: "... unpack it with:" then the command) and, when quoted, is shown right after it. A
-    question the document asks (an FAQ's "Which file types can I add?": close to the user's words, but no
-    answer) is quoted as the sentence after it, its answer."""
+    names the topic: "... unpack it with:" then the command). A question the document asks (an FAQ's "Which
+    file types can I add?": close to the user's words, but no answer) is quoted as the sentence after it, its
+    answer."""
     best = _answer_to(ev, ev.ranked[0])
     after = [s for s in ev.sentences[best.hit][best.pos + 1:best.pos + 2] if not _asks(s)]
     order = sorted(ev.ranked, key=lambda s: -(s.score + (NEXT_BONUS if after and s is after[0] else 0.0)))
@@ -180,10 +180,11 @@ def _quote(ev: Evidence) -> list[Sentence]:
             break
         if not _asks(a) and all(a.text != q.text for q in quotes):
             quotes.append(a)
-    if after and after[0] in quotes[1:]:
-        quotes.remove(after[0])
-        quotes.insert(quotes.index(best) + 1 if best in quotes else 1, after[0])
-    return quotes or [best]
+    # shown passage by passage (the one with the best sentence first), each passage's sentences in the text's order
+    first = {}
+    for i, q in enumerate(quotes):
+        first.setdefault(q.hit, i)
+    return sorted(quotes, key=lambda q: (first[q.hit], q.pos)) or [best]
 
 
 _QUESTION = re.compile(r"[^\W\d_][\"'\u201d)]?\?$")  # "... can I add?", not "~?" (an escape) nor "a=1?"

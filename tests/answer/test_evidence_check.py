@@ -77,6 +77,20 @@ def test_the_quote_is_the_best_three_sentences_not_whatever_follows_the_best(emb
     assert not any("coffee" in q for q in quoted), quoted
 
 
+def test_the_quote_reads_passage_by_passage_in_the_texts_order(embedder):
+    """Ranked, the second best sentence here is in the other passage and the third comes two sentences after the
+    best one: shown, the best passage's two sentences come first, in the order the text has them."""
+    first = ("To use a personal library, set the environment variable R_LIBS_USER to a folder you can write to. "
+             "Site libraries are listed in R_LIBS_SITE. The folder named by R_LIBS_USER must exist before R starts.")
+    second = ("Packages are installed into the first library of .libPaths(). "
+              "Each library is a folder of installed packages.")
+    ev = evidence.select(embedder, "Which variable makes R install packages into my own folder?",
+                         [Hit(Chunk(1, first, "/docs/R-admin.pdf", page=40), 0.7, 1, {"dense": 0.6}),
+                          Hit(Chunk(2, second, "/docs/R-admin.pdf", page=41), 0.6, 2, {"dense": 0.5})])
+    assert [(s.hit, s.pos) for s in ev.ranked[:3]] == [(0, 0), (1, 1), (0, 2)], [s.text for s in ev.ranked[:3]]
+    assert [(q.hit, q.pos) for q in ev.quotes] == [(0, 0), (0, 2), (1, 1)], [q.text for q in ev.quotes]
+
+
 def test_a_question_naming_what_the_library_never_mentions_is_not_answerable(embedder):
     ev = evidence.select(embedder, "Is there an official Docker image with a personal library?", hits(),
                          unknown_terms=library_terms())
