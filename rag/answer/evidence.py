@@ -181,7 +181,7 @@ def _quote(ev: Evidence) -> list[Sentence]:
         if not _asks(a) and all(a.text != q.text for q in quotes):
             quotes.append(a)
     # shown passage by passage (the one with the best sentence first), each passage's sentences in the text's order
-    first = {}
+    first: dict[int, int] = {}  # passage -> where its first quoted sentence was chosen
     for i, q in enumerate(quotes):
         first.setdefault(q.hit, i)
     return sorted(quotes, key=lambda q: (first[q.hit], q.pos)) or [best]

@@ -13,9 +13,10 @@ TEMP = ("R writes its scratch files to a per-session folder. The folder is creat
         "by TMPDIR, if set, else /tmp. It is removed when the session ends.")
 
 
-def hits() -> list[Hit]:
-    return [Hit(Chunk(1, LIBS, "/docs/R-admin.pdf", page=40), 0.7, 1, {"dense": 0.6}),
-            Hit(Chunk(2, TEMP, "/docs/R-admin.pdf", page=12), 0.5, 2, {"dense": 0.4})]
+def hits(first: str = LIBS, second: str = TEMP, pages: tuple[int, int] = (40, 12)) -> list[Hit]:
+    """Two R-admin passages, ``first`` ranked above ``second``."""
+    return [Hit(Chunk(1, first, "/docs/R-admin.pdf", page=pages[0]), 0.7, 1, {"dense": 0.6}),
+            Hit(Chunk(2, second, "/docs/R-admin.pdf", page=pages[1]), 0.5, 2, {"dense": 0.4})]
 
 
 def library_terms():
@@ -70,8 +71,7 @@ def test_the_quote_is_the_best_three_sentences_not_whatever_follows_the_best(emb
              "The office coffee machine is cleaned every Friday afternoon. Site libraries are listed in R_LIBS_SITE.")
     second = "Packages are installed into the first library of .libPaths(). The folder must exist before R starts."
     ev = evidence.select(embedder, "Which variable makes R install packages into my own folder?",
-                         [Hit(Chunk(1, first, "/docs/R-admin.pdf", page=40), 0.7, 1, {"dense": 0.6}),
-                          Hit(Chunk(2, second, "/docs/R-admin.pdf", page=41), 0.6, 2, {"dense": 0.5})])
+                         hits(first, second, pages=(40, 41)))
     quoted = [q.text for q in ev.quotes]
     assert len(quoted) == evidence.QUOTE_SENTENCES and "R_LIBS_USER" in quoted[0], quoted
     assert not any("coffee" in q for q in quoted), quoted
@@ -85,8 +85,7 @@ def test_the_quote_reads_passage_by_passage_in_the_texts_order(embedder):
     second = ("Packages are installed into the first library of .libPaths(). "
               "Each library is a folder of installed packages.")
     ev = evidence.select(embedder, "Which variable makes R install packages into my own folder?",
-                         [Hit(Chunk(1, first, "/docs/R-admin.pdf", page=40), 0.7, 1, {"dense": 0.6}),
-                          Hit(Chunk(2, second, "/docs/R-admin.pdf", page=41), 0.6, 2, {"dense": 0.5})])
+                         hits(first, second, pages=(40, 41)))
     assert [(s.hit, s.pos) for s in ev.ranked[:3]] == [(0, 0), (1, 1), (0, 2)], [s.text for s in ev.ranked[:3]]
     assert [(q.hit, q.pos) for q in ev.quotes] == [(0, 0), (0, 2), (1, 1)], [q.text for q in ev.quotes]
 
