@@ -16,6 +16,9 @@ retrieved passages and in the compact context the model reads at each ``--budget
 tokens; default the shipped one), then sweeps the lexical weight and prints, per
 weight: quote fact hit (1 and 2 sentences), the best-score distribution of answerable vs unanswerable
 questions, and the abstention threshold that keeps false abstention <= 10 % on the split.
+Then "the chat's choices": the answerable questions the chat refuses and the unanswerable ones it declines before
+the model (the retrieval's relevance gate, then the names and threshold of ``evidence.select``), and how often the
+quote the chat shows holds the expected fact.
 No model is generated with: this is the part of the answer that is instant.
 With several sets (``--dataset`` repeated, or a folder of sets) each is indexed on its own and a table
 gives, per document and overall, the gold passage in the retrieved passages and in the compact context,
@@ -39,6 +42,7 @@ from rag.answer import evidence as ev_mod  # noqa: E402
 from rag.answer.followup import METHODS, standalone_query  # noqa: E402
 from rag.config import REPO_ROOT, settings  # noqa: E402
 from rag.library import Library  # noqa: E402
+from rag.search import is_relevant  # noqa: E402
 
 DEPTHS = (6, 20, 50)  # gold passage in the top 6 (what the chat reads) / 20 / 50 of the ranking
 
@@ -169,7 +173,7 @@ def one_set(dataset: Path, args: argparse.Namespace) -> list[dict]:
             if r["set"] == "followups":
                 followup[m].append(any(answer_eval.holds_quote(h.chunk.text, r["gold_quote"]) for h in hits))
             if m == (args.followup or "previous-question") or r["set"] != "followups":
-                ev = ev_mod.select(lib.embedder, r["question"], hits)
+                ev = ev_mod.select(lib.embedder, r["question"], hits, unknown_terms=lib.unknown_terms, conversation=q)
                 scored.append((r, hits, ev))
     if followup["question"]:
         std = []
@@ -191,6 +195,7 @@ def one_set(dataset: Path, args: argparse.Namespace) -> list[dict]:
                       for b in args.budgets}
         print(f"{name} ({len(rated)}, k={k}, {mode}): gold in the retrieved passages {retrieved:.3f}; "
               f"in the compact context by budget {json.dumps(in_context)}")
+    print(the_chats_choices(scored, mode))
     for w in (0.0, 0.15, 0.3, 0.45, 0.6):
         best_a, best_u, q1, q2 = [], [], [], []
         for r, hits, ev in scored:
@@ -216,6 +221,25 @@ def one_set(dataset: Path, args: argparse.Namespace) -> list[dict]:
     return [{**by_id[r["id"]], "retrieved": gold_rank(hits, r["gold_quote"]) is not None,
              "in_context": gold_rank(ev_mod.context(ev, args.budgets[0]), r["gold_quote"]) is not None}
             for r, hits, ev in scored if r["set"] != "unanswerable"]
+
+
+def the_chats_choices(scored: list, mode: str) -> str:
+    """What the chat decides before the model: answerable questions it refuses and unanswerable ones it declines
+    (retrieval's relevance gate, then ``evidence.select``'s names and threshold), and whether its quote holds the
+    expected fact (answerable questions it answers)."""
+    refused = [not (is_relevant(hits, mode) and ev.answerable) for r, hits, ev in scored]
+    kinds = [r["set"] for r, _, _ in scored]
+    parts = [f"answerable refused {sum(x for x, k in zip(refused, kinds) if k != 'unanswerable')} of "
+             f"{sum(k != 'unanswerable' for k in kinds)}, unanswerable declined "
+             f"{sum(x for x, k in zip(refused, kinds) if k == 'unanswerable')} of {kinds.count('unanswerable')}"]
+    for name in ("facts", "followups"):
+        quoted = [(r, " ".join(q.text for q in ev.quotes)) for (r, _, ev), x in zip(scored, refused)
+                  if r["set"] == name and not x]
+        if quoted:
+            hit = sum(answer_eval.fact_hit(t, r["must_include_any"], r.get("must_match_case", False)) for r, t in quoted)
+            parts.append(f"{name}: the quote holds the fact {hit} of {len(quoted)} "
+                         f"({np.mean([len(t.split()) for _, t in quoted]):.0f} words)")
+    return "the chat's choices: " + "; ".join(parts)
 
 
 if __name__ == "__main__":
