@@ -10,8 +10,8 @@ it holds (the BM25 tokenizer and stemmer; idf over the sentences at hand). From 
   token, less to copy wrongly);
 - **whether to answer at all**: the documents do not answer the question when it names something
   they never mention (a capitalised name such as "Docker" or "RStudio", not at the start of the
-  question, or a word rare in English such as "sshfs", whose whole word occurs nowhere in the
-  library), or when the best sentence scores below a threshold.
+  question, none of whose terms occurs in the library), or when the best sentence scores below a
+  threshold.
 
 The weights were chosen on the dev part of bench/data/answers (docs/BENCHMARKS.md, "Answers"), the threshold
 on the dev documents of bench/data/unseen ("When to decline").
@@ -26,7 +26,6 @@ from typing import Sequence
 
 import numpy as np
 
-from rag.answer import rarity
 from rag.schema import Hit
 from rag.search.lexical import tokenize
 from rag.text import sentence_spans
@@ -115,21 +114,15 @@ def _before(text: str, pos: int) -> str:
 
 
 def unknown_names(question: str, unknown_terms) -> list[str]:
-    """Names and rare words in ``question`` (rag.answer.rarity: "sshfs", "conda") whose whole word the library
-    never holds (``unknown_terms(text)``: the library's answer for which terms of a text occur nowhere). Only the
-    whole word counts: "RStudio" is not mentioned by a library that has "R" and "studio" apart."""
-    named = set(names(question))
-    whole: dict[str, str] = {}
-    for m in _NAME.finditer(question):
-        w = m.group(1)
-        if w not in whole:
-            t = tokenize(w)[:1]
-            whole[w] = t[0] if t else ""
-    whole = {w: t for w, t in whole.items() if t}
+    """Names in ``question`` whose whole word the library never holds (``unknown_terms(text)``: the
+    library's answer for which terms of a text occur nowhere). Only the whole word counts: "RStudio"
+    is not mentioned by a library that has "R" and "studio" apart."""
+    whole = {w: tokenize(w)[:1] for w in names(question)}
+    whole = {w: t[0] for w, t in whole.items() if t}
     if not whole:
         return []
     missing = set(unknown_terms(" ".join(whole)))
-    return [w for w, t in whole.items() if t in missing and (w in named or rarity.rare(w))]
+    return [w for w, t in whole.items() if t in missing]
 
 
 def select(embedder, question: str, hits: Sequence[Hit], *, unknown_terms=None, conversation: str | None = None,
