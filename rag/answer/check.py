@@ -82,6 +82,7 @@ class Checked:
     repeats: bool = False  # says again what was already shown (left out when rendered)
     gap: str = ""  # what separated it from the sentence before in the model's text (newlines, a list)
     invented: list[str] = field(default_factory=list)  # identifiers no passage (nor the question) holds
+    restates: bool = False  # not judged, and its salient words all stand in the question (a lead-in echoing it)
 
 
 def citation_numbers(text: str) -> list[int]:
@@ -190,7 +191,9 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
         invented = sorted(holds(words, range(len(passages))))
         if not judged[i]:
             invented = invented or unknown_item(i)
-            out.append(Checked(bare[i], False, [], invented=invented) if invented else Checked(s, True, cited, judged=False))
+            restates = bool(words) and all(_stands_in(w, q_text, q_text.lower()) for w in words)
+            out.append(Checked(bare[i], False, [], invented=invented) if invented else
+                       Checked(s, True, cited, judged=False, restates=restates))
             continue
         scores = [support(i, [p], words) for p in range(len(passages))]
         ok = [p + 1 for p in np.argsort(-np.asarray(scores), kind="stable") if scores[p] >= 1.0]
@@ -219,8 +222,8 @@ def render(checked: Sequence[Checked]) -> str:
     """The answer as the user reads it: the sentences with the model's own line breaks between them
     (repeats left out), each unsupported one followed by ⚠️, and one line saying what the mark
     means (with how many sentences carry it). When every judged sentence is unsupported (and the rest
-    are lead-ins or list numbers: no code, no name), the model added nothing the documents support: the answer
-    is ``NOTHING_ADDED`` and that line instead of the marked sentences."""
+    are lead-ins or list numbers: no code, no name the question does not name), the model added nothing the
+    documents support: the answer is ``NOTHING_ADDED`` and that line instead of the marked sentences."""
     kept = [c for c in checked if not c.repeats]
     parts: list[str] = []  # joined once: adding to one string is quadratic where CPython cannot extend it
     started = False
@@ -233,9 +236,11 @@ def render(checked: Sequence[Checked]) -> str:
         text += "\n```"
     judged = [c for c in kept if c.judged]
     bad = sum(not c.supported for c in judged)
-    if bad and bad == len(judged) and not any(c.supported and ("`" in c.text or salient(_CITE.sub("", c.text)))
-                                              for c in kept if not c.judged):
-        # nothing the check can support (the rest lead-ins, list numbers): one line, not the marked sentences
+    content = [c for c in kept if not c.judged and c.supported
+               and ("`" in c.text or (not c.restates and salient(_CITE.sub("", c.text))))]
+    if bad and bad == len(judged) and not content:
+        # nothing the check can support (the rest lead-ins, list numbers, or lead-ins naming only what the question
+        # names: "Here's how to install Writer2LaTeX as a LibreOffice extension:"): one line, not the marked sentences
         return f"{NOTHING_ADDED}\n\n*{MARK} not found in your documents ({bad} of {len(judged)} sentences)*"
     if bad:
         text += f"\n\n*{MARK} not found in your documents ({bad} of {len(judged)} sentences)*"

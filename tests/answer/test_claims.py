@@ -103,3 +103,24 @@ def test_an_answer_with_nothing_supported_is_one_line(embedder):
         assert text.startswith(NOTHING_ADDED) == nothing, text
         assert "⚠️ not found in your documents" in text, text
     assert "`~/.ssh/config`" in text and "⚠️" in text.split("\n\n")[0], text
+
+
+def test_a_lead_in_that_only_names_what_the_question_names_does_not_keep_unsupported_steps(embedder):
+    """Read by eye on writer2latex: "Here's how to install Writer2LaTeX as a LibreOffice extension:" then invented
+    steps, every one marked. The lead-in names only what the question names, so the answer adds nothing the
+    documents support: one line. A lead-in naming something the passage names and the question does not (the
+    Extension Manager) still keeps the answer, marked."""
+    from rag.answer.check import NOTHING_ADDED, render
+
+    passage = ("Writer2LaTeX is installed with the Extension Manager of LibreOffice. Choose Tools - Extension Manager, "
+               "click Add and select the file writer2latex.oxt.")
+    question = "How do I install Writer2LaTeX as a LibreOffice extension?"
+    steps = ("\n\n1. Install the librettleite package from your distribution.\n2. Create a new folder named Librarian "
+             "for all the files of the installation.")
+    lead_in = "Here's how to install Writer2LaTeX as a LibreOffice extension:"
+    checked = check(embedder, lead_in + steps, hits(passage), question)
+    assert [c.supported for c in checked if c.judged] == [False, False], checked
+    assert render(checked).startswith(NOTHING_ADDED), render(checked)
+    checked = check(embedder, "Here's how to do it with the Extension Manager:" + steps, hits(passage), question)
+    assert not checked[0].judged and checked[0].supported and not checked[0].restates, checked[0]
+    assert not render(checked).startswith(NOTHING_ADDED), render(checked)
