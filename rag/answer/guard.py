@@ -145,6 +145,7 @@ def tidy_fences(text: str) -> str:
 
 
 _EMPTY_ITEM = re.compile(r"\n[ \t]*(?:\d{1,3}[.)]|[-*+•])[ \t]*$")
+_TICK = re.compile(r"(?<!`)`(?!`)")  # a backtick of inline code, not of a ``` fence
 
 
 def finish(text: str, cut: bool = False, whole: bool = False) -> str:
@@ -152,14 +153,21 @@ def finish(text: str, cut: bool = False, whole: bool = False) -> str:
     trimmed to its last complete sentence (when that keeps most of it, or always when ``whole``: the
     model's own short length ended it, and a sentence or two read better than one and a half), or marked
     unfinished with an ellipsis — after dropping the last word when a length limit ``cut`` it (it may be
-    half a word). A list item the limit left empty ("11.") is dropped."""
+    half a word). A list item the limit left empty ("11.") is dropped, and so is inline code the limit left
+    open ("1. Open the `~/." ends at a full stop, but inside a path) and a lead-in whose list it took."""
     stripped = _EMPTY_ITEM.sub("", text.rstrip()).rstrip()
+    ticks = [m.start() for m in _TICK.finditer(stripped)]
+    opened = len(ticks) % 2 == 1  # an inline `code` span left open: what it holds so far is not an end
+    if opened:
+        stripped = _EMPTY_ITEM.sub("", stripped[:ticks[-1]].rstrip()).rstrip()
     if not stripped or stripped[-1] in ".!?:;)\"'`*]…" or stripped.endswith("```"):
         return stripped
     kept = _EMPTY_ITEM.sub("", end_at_sentence(stripped)).rstrip()  # "2." ends a "sentence": not an item left empty
+    if cut and kept.endswith(":"):  # a lead-in ("Here's how:") whose list the limit took away
+        kept = end_at_sentence(kept) or kept
     if kept and (whole or len(kept) >= len(stripped) // 2):
         return kept
-    if cut and " " in stripped:
+    if cut and not opened and " " in stripped:  # (before an open span, the last word is whole)
         stripped = without_last_word(stripped).rstrip(" ,;-")
     return stripped + " …"
 

@@ -68,6 +68,11 @@ def test_an_answer_always_ends_cleanly():
     # ... and a list number that the trimming leaves last is dropped with what followed it (seen in the chat: "2.")
     assert finish("It includes [1]:\n\n1. The file is read [1].\n\n2. The sys", cut=True, whole=True) == \
         "It includes [1]:\n\n1. The file is read [1]."
+    # inline code the limit left open ends at a full stop inside a path, not at a sentence's end (seen: "`~/.")
+    assert finish("You can set it in your config [3]. Here's how:\n\n1. Open the `~/.", cut=True, whole=True) == \
+        "You can set it in your config [3]."
+    assert finish("Run `make` then `make install`.") == "Run `make` then `make install`."
+    assert finish("```\nmake\n```\nThen run `make inst", cut=True) == "```\nmake\n```\nThen run …"
 
 
 def test_a_degenerate_table_is_a_loop_though_no_phrase_repeats():
