@@ -156,7 +156,8 @@ def finish(text: str, cut: bool = False, whole: bool = False) -> str:
     half a word). A list item the limit left empty ("11.") is dropped, and so is inline code the limit left
     open ("1. Open the `~/." ends at a full stop, but inside a path) and a lead-in whose list it took."""
     stripped = _EMPTY_ITEM.sub("", text.rstrip()).rstrip()
-    ticks = [m.start() for m in _TICK.finditer(stripped)]
+    after_fences = stripped.rfind("```") + 3 if "```" in stripped else 0  # (a backtick inside a block is code)
+    ticks = [m.start() for m in _TICK.finditer(stripped, after_fences)]
     opened = len(ticks) % 2 == 1  # an inline `code` span left open: what it holds so far is not an end
     if opened:
         stripped = _EMPTY_ITEM.sub("", stripped[:ticks[-1]].rstrip()).rstrip()

@@ -73,6 +73,7 @@ def test_an_answer_always_ends_cleanly():
         "You can set it in your config [3]."
     assert finish("Run `make` then `make install`.") == "Run `make` then `make install`."
     assert finish("```\nmake\n```\nThen run `make inst", cut=True) == "```\nmake\n```\nThen run …"
+    assert finish("```bash\necho `date\n```") == "```bash\necho `date\n```"  # a backtick in a block is code
 
 
 def test_a_degenerate_table_is_a_loop_though_no_phrase_repeats():
