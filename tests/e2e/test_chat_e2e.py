@@ -286,7 +286,8 @@ def test_quote_first_then_a_follow_up_retrieves_with_the_conversation(new_chat, 
 
 
 def test_an_unsupported_sentence_is_marked(new_chat, server, screenshots):
-    """The tiny random-weight model writes words the documents never say: the check marks them."""
+    """The tiny random-weight model writes words the documents never say: the check marks them (none is supported,
+    so the page shows the quote and the line that the model's own answer is left out)."""
     page = new_chat()
     page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
     open_settings(page)
