@@ -2,7 +2,7 @@
 
 Chunks are tokenised once when added (word characters, lower case, English stop words dropped,
 a light suffix stemmer; an identifier written in camelCase or with underscores also gives its
-parts, so ``Py_BuildValue`` matches "build value"); the BM25 weight matrix (terms x chunks,
+parts, so ``Py_BuildValue`` matches "build value"; a command-line option also gives itself, "-A"); the BM25 weight matrix (terms x chunks,
 sparse) is rebuilt lazily when the set of chunks changed, so adding or removing files costs
 nothing until the next query.
 
@@ -34,7 +34,8 @@ through to too under until up very was we were what when where which while who w
 would you your yours yourself yourselves s t don
 """.split())
 
-_WORD = re.compile(r"[A-Za-z0-9_]+")
+# a word, and the dash or two before it when it is a command-line option ("-A", "--force": not "x-y" nor "- item")
+_WORD = re.compile(r"((?<![\w-])--?(?=[A-Za-z]))?([A-Za-z0-9_]+)")
 _PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 
 # derivational endings (longest first where they overlap); one is removed after the inflectional
@@ -91,7 +92,14 @@ def _terms(word: str) -> tuple[str, ...]:
 
 
 def tokenize(text: str) -> list[str]:
-    return [t for w in _WORD.findall(text) for t in _terms(w)]
+    """The index terms of ``text``; a command-line option also gives itself as a term, a one-letter one with its
+    case ("-A" is not "-a"): in a manual the option is what a question about it and its passage share."""
+    out: list[str] = []
+    for dash, word in _WORD.findall(text):
+        if dash:
+            out.append(dash + word if len(word) == 1 else (dash + word).lower())
+        out += _terms(word)
+    return out
 
 
 K1, B = 1.2, 0.75  # BM25's term-frequency saturation and length normalisation

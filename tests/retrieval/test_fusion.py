@@ -38,6 +38,24 @@ def test_identifier_part_finds_passage():
     assert list(ids) == [1]
 
 
+def test_a_question_naming_an_option_finds_that_options_passage():
+    """Read by eye on the ssh man pages: "What does the -A option do?" lost its only telling word ("-A" read as
+    the stop word "a") and quoted unrelated sentences. An option is a term of its own, a one-letter one with its
+    case; "x-y" and a "- item" are not options."""
+    assert tokenize("What does the -A option do?") == ["-A", "option"]
+    assert tokenize("--Force it") == ["--force", "force"] and "-o" in tokenize("ssh -o Port=22")
+    assert not [t for t in tokenize("x-y co-op - item e-mail -5") if t.startswith("-")]
+    lx = LexicalIndex()
+    lx.add([1, 2, 3, 4], ["-a Archive mode: keep the permissions of the files copied.",
+                          "-A Enables forwarding of connections from an authentication agent.",
+                          "The options are as follows, each with what it does.",
+                          "An option given on the command line overrides the same option in the configuration file."])
+    ids, _ = lx.top("What does the -A option do?", 3)
+    assert list(ids[:1]) == [2], ids
+    ids, _ = lx.top("what is -a for", 3)
+    assert list(ids[:1]) == [1], ids
+
+
 def _onehot(i: int, dim: int = 8) -> np.ndarray:
     v = np.zeros(dim, np.float32)
     v[i] = 1.0
