@@ -34,8 +34,8 @@ through to too under until up very was we were what when where which while who w
 would you your yours yourself yourselves s t don
 """.split())
 
-# a word, and the dash or two before it when it is a command-line option ("-A", "--force": not "x-y" nor "- item")
-_WORD = re.compile(r"((?<![\w-])--?(?=[A-Za-z]))?([A-Za-z0-9_]+)")
+_WORD = re.compile(r"[A-Za-z0-9_]+")
+_OPTION = re.compile(r"-(-?[A-Za-z][A-Za-z0-9_]*)")  # "-A", "--force" (where no word character or dash precedes)
 _PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 
 # derivational endings (longest first where they overlap); one is removed after the inflectional
@@ -94,11 +94,12 @@ def _terms(word: str) -> tuple[str, ...]:
 def tokenize(text: str) -> list[str]:
     """The index terms of ``text``; a command-line option also gives itself as a term, a one-letter one with its
     case ("-A" is not "-a"): in a manual the option is what a question about it and its passage share."""
-    out: list[str] = []
-    for dash, word in _WORD.findall(text):
-        if dash:
-            out.append(dash + word if len(word) == 1 else (dash + word).lower())
-        out += _terms(word)
+    out = [t for w in _WORD.findall(text) for t in _terms(w)]
+    for m in _OPTION.finditer(text):  # a pattern that opens with its dash: a scan, not a try at every position
+        before = text[m.start() - 1] if m.start() else " "
+        if not (before.isalnum() or before in "_-"):  # not "x-y", nor a dash inside "a--b"
+            option = m.group(1)
+            out.append("-" + option if len(option) == 1 else "-" + option.lower())
     return out
 
 
