@@ -156,10 +156,15 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
     known = " ".join([q_text, *texts])
     known_terms = set(tokenize(known))
 
+    q_lower = q_text.lower()
+
+    def asked(word: str) -> bool:
+        """The salient ``word`` stands in the question."""
+        return _stands_in(word, q_text, q_lower)
+
     def holds(words: set[str], ps: Sequence[int]) -> set[str]:
         """The salient ``words`` that neither the passages ``ps`` nor the question hold."""
-        return {w for w in words if not _stands_in(w, q_text, q_text.lower())
-                and not any(_stands_in(w, texts[p], lowers[p]) for p in ps)}
+        return {w for w in words if not asked(w) and not any(_stands_in(w, texts[p], lowers[p]) for p in ps)}
 
     def support(i: int, ps: Sequence[int], words: set[str]) -> float:
         """>= 1: the passages ``ps`` together support sentence ``i`` (see the module docstring)."""
@@ -191,7 +196,7 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
         invented = sorted(holds(words, range(len(passages))))
         if not judged[i]:
             invented = invented or unknown_item(i)
-            restates = bool(words) and all(_stands_in(w, q_text, q_text.lower()) for w in words)
+            restates = bool(words) and all(asked(w) for w in words)
             out.append(Checked(bare[i], False, [], invented=invented) if invented else
                        Checked(s, True, cited, judged=False, restates=restates))
             continue

@@ -2,9 +2,9 @@
 
 Chunks are tokenised once when added (word characters, lower case, English stop words dropped,
 a light suffix stemmer; an identifier written in camelCase or with underscores also gives its
-parts, so ``Py_BuildValue`` matches "build value"; a command-line option also gives itself, "-A"); the BM25 weight matrix (terms x chunks,
-sparse) is rebuilt lazily when the set of chunks changed, so adding or removing files costs
-nothing until the next query.
+parts, so ``Py_BuildValue`` matches "build value"; a command-line option also gives itself, "-A");
+the BM25 weight matrix (terms x chunks, sparse) is rebuilt lazily when the set of chunks changed, so
+adding or removing files costs nothing until the next query.
 
 Scored here rather than by ``bm25s``: fed this tokenizer (``method="atire", idf_method="lucene"``,
 the same formula) bm25s gave the same scores and the same figures (pyfaq, R FAQ), but it has no
