@@ -28,7 +28,7 @@ import numpy as np
 
 from rag.schema import Hit
 from rag.search.lexical import tokenize
-from rag.text import sentence_spans
+from rag.text import is_code, sentence_spans
 
 LEXICAL_WEIGHT = 0.3  # share of the term-coverage score in a sentence's score
 RANK_PRIOR = 0.05  # subtracted per passage rank below the first (retrieval's order counts too)
@@ -66,8 +66,13 @@ class Evidence:
 
 
 def split(text: str) -> list[str]:
+    """The sentences of a passage that are scored and can be quoted, whitespace collapsed: not a fenced
+    code block (a quote line cannot show one; the model still reads the passage whole) nor a scrap shorter
+    than MIN_WORDS."""
     out = []
     for a, b in sentence_spans(text):
+        if is_code(text[a:b]):
+            continue
         s = _SPACE.sub(" ", text[a:b]).strip()
         if len(s.split()) >= MIN_WORDS:
             out.append(s)

@@ -26,7 +26,7 @@ from rag.config import settings
 from rag.embedder import CountTokens, token_counter
 from rag.ingest.loaders.base import Block, Document
 from rag.schema import stored_heading
-from rag.text import sentence_spans
+from rag.text import is_code, sentence_spans
 
 
 
@@ -217,7 +217,11 @@ class Chunker:
         def flush():
             if run:
                 b = blocks[run[0].block]
-                parts.append(b.text[run[0].start - b.start: run[-1].end - b.start])
+                part = b.text[run[0].start - b.start: run[-1].end - b.start]
+                if is_code(b.text):  # a piece of a long code block keeps its fences: the chunk stays Markdown
+                    opened, closed = run[0].start > b.start, run[-1].end < b.start + len(b.text.rstrip())
+                    part = ("```\n" if opened else "") + part + ("\n```" if closed else "")
+                parts.append(part)
 
         for u in group:
             if run and u.block != run[-1].block:
@@ -275,6 +279,8 @@ class Chunker:
                                self.count([prefix + cut])[0], [prefix + cut])]
         mid = len(words) // 2
         a, b = " ".join(words[:mid]), " ".join(words[mid:])
+        if a.count("```") % 2:  # cut inside a code block: each half keeps it fenced
+            a, b = a + "\n```", "```\n" + b
         parts = [ChunkDraft(a, prefix + a, d.page, d.start, d.start + len(a), d.heading, views=[prefix + a]),
                  ChunkDraft(b, prefix + b, d.page, d.start + len(a) + 1, d.end, d.heading, views=[prefix + b])]
         return self._verify(parts)

@@ -71,3 +71,19 @@ def test_one_huge_sentence_is_cut_to_fit(tmp_path, chunker, embedder):
     drafts = chunker.chunk(loaders.load(p))
     assert len(drafts) > 5 and max(d.tokens for d in drafts) <= embedder.window
     assert drafts[0].text.startswith("tok0_x") and drafts[-1].text.endswith("tok2999_x")
+
+
+def test_a_code_block_cut_between_chunks_stays_fenced_in_each(tmp_path, chunker, embedder):
+    """A code block longer than a chunk: each chunk that holds a piece of it has the piece between fences,
+    so a chunk that starts inside the code does not read its closing fence as an opening one (and the prose
+    after it as code)."""
+    code = "\n".join(f"    value_{i} = compute(value_{i - 1}, {i});" for i in range(1, 160))
+    p = tmp_path / "long-code.md"
+    p.write_text(f"# Code\n\nThe loop is set up like this.\n\n```python\n{code}\n```\n\nThat is the whole loop. "
+                 "Each value depends on the one before.\n", encoding="utf-8")
+    drafts = chunker.chunk(loaders.load(p))
+    assert len(drafts) >= 3 and max(d.tokens for d in drafts) <= embedder.window
+    assert all(d.text.count("```") % 2 == 0 for d in drafts), [d.text[:80] for d in drafts]
+    assert drafts[-1].text.rstrip().endswith("Each value depends on the one before.")
+    from rag.answer.evidence import split
+    assert split(drafts[-1].text)[-2:] == ["That is the whole loop.", "Each value depends on the one before."]

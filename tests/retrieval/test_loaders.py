@@ -42,6 +42,24 @@ def test_html_visible_text_only(tmp_path):
     assert [b.text for b in doc.blocks if b.kind == "heading"] == ["Usage"]
 
 
+def test_html_pre_is_a_fenced_code_block_apart_from_the_prose(tmp_path):
+    """A <pre> keeps its lines and indentation as a fenced block (the model reads it as code); the prose
+    around it stays its own sentences, as the quote shows them (it ran the code into the sentence before)."""
+    p = tmp_path / "zpipe.html"
+    p.write_text("<body>The output of <tt>inflate()</tt> is handled like that of deflate().\n<pre><b>\n"
+                 "    have = CHUNK - strm.avail_out;\n    if (have != 0) {\n        (void)inflateEnd(&amp;strm);\n"
+                 "    }\n</b></pre>\nThe inner loop ends when inflate() has no more output.</body>")
+    doc = loaders.load(p)
+    assert [b.text for b in doc.blocks] == [
+        "The output of inflate() is handled like that of deflate().",
+        "```\n    have = CHUNK - strm.avail_out;\n    if (have != 0) {\n        (void)inflateEnd(&strm);\n    }\n```",
+        "The inner loop ends when inflate() has no more output."]
+    from rag.answer.evidence import split
+    assert split("\n".join(b.text for b in doc.blocks)) == [
+        "The output of inflate() is handled like that of deflate().",
+        "The inner loop ends when inflate() has no more output."]
+
+
 def test_md_with_html_content_and_pdf_named_txt(tmp_path, small_pdf):
     p = tmp_path / "really-a-pdf.txt"
     p.write_bytes(small_pdf.read_bytes())

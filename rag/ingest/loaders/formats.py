@@ -45,7 +45,7 @@ FORMATS: tuple[Format, ...] = (
     Format("rst", "reStructuredText", (".rst",), ("text/x-rst", "text/prs.fallenstein.rst", "text/plain", UNTYPED),
            False, "headings"),
     Format("html", "HTML", (".html", ".htm", ".xhtml"), ("text/html", "application/xhtml+xml"), False,
-           "headings and tables; scripts and styles left out"),
+           "headings, tables and code blocks; scripts and styles left out"),
     Format("image", "PNG image", (".png",), ("image/png",), True, "read by OCR"),
     Format("image", "JPEG image", (".jpg", ".jpeg"), ("image/jpeg",), True, "read by OCR"),
     Format("image", "TIFF image", (".tif", ".tiff"), ("image/tiff",), True, "read by OCR; each frame is a page"),

@@ -3,7 +3,9 @@ as paragraphs, and the ``<title>``. Malformed markup falls back to the text with
 
 A ``<table>`` becomes one Block per row that keeps its column names (``tables.table_blocks``): the
 header is the first row of ``<thead>``, or else a first row of ``<th>`` cells only; a ``<caption>`` comes
-first. Cell text has its whitespace collapsed; a table nested in a cell is just more text of that cell."""
+first. Cell text has its whitespace collapsed; a table nested in a cell is just more text of that cell.
+A ``<pre>`` keeps its lines and indentation and becomes a fenced code block, as in Markdown: the model
+reads it as code, and the sentences around it are not run together with it (``rag.text.sentence_spans``)."""
 from __future__ import annotations
 
 import html
@@ -128,6 +130,7 @@ class _VisibleText(HTMLParser):
         self.title = ""
         self.in_title = False
         self.table: _Table | None = None
+        self.pre = 0  # inside <pre>: its text is code
 
     def end_table(self):
         if self.table is not None:
@@ -135,9 +138,17 @@ class _VisibleText(HTMLParser):
             self.table = None
 
     def flush(self):
-        text = re.sub(r"[ \t\r\f\v]+", " ", "".join(self.buf))
+        raw, self.buf = "".join(self.buf), []
+        if self.pre:
+            lines = [line.rstrip() for line in raw.replace("\r", "").split("\n")]
+            while lines and not lines[0]:
+                lines.pop(0)
+            code = "\n".join(lines).rstrip().replace("```", "` ``")  # a fence in the code would end the block
+            if code:
+                self.blocks.append(Block(f"```\n{code}\n```", None, "text"))
+            return
+        text = re.sub(r"[ \t\r\f\v]+", " ", raw)
         text = re.sub(r" ?\n ?", "\n", text).strip()
-        self.buf = []
         if text:
             if self.heading:
                 self.blocks.append(Block(" ".join(text.split()), None, "heading", self.heading))
@@ -159,10 +170,11 @@ class _VisibleText(HTMLParser):
             self.flush()
             self.heading = int(tag[1])
         elif tag in self.BLOCK:
-            if tag in _LINE_TAGS:
+            if tag in _LINE_TAGS or (self.pre and tag != "pre"):
                 self.buf.append("\n")
             else:
                 self.flush()
+                self.pre += tag == "pre"
 
     def handle_endtag(self, tag):
         if tag == "title":
@@ -178,8 +190,9 @@ class _VisibleText(HTMLParser):
         elif _HEADING_TAG.fullmatch(tag):
             self.flush()
             self.heading = None
-        elif tag in self.BLOCK and tag not in _LINE_TAGS:
+        elif tag in self.BLOCK and tag not in _LINE_TAGS and (not self.pre or tag == "pre"):
             self.flush()
+            self.pre = max(0, self.pre - (tag == "pre"))
 
     def handle_data(self, data):
         if self.in_title:
