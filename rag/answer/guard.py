@@ -145,6 +145,7 @@ def tidy_fences(text: str) -> str:
 
 
 _EMPTY_ITEM = re.compile(r"\n[ \t]*(?:\d{1,3}[.)]|[-*+•])[ \t]*$")
+_EMPTY_FENCE = re.compile(r"(?:^|\n)[ \t]*```[^`\n]*$")  # a block opened on the last line, nothing in it
 _TICK = re.compile(r"(?<!`)`(?!`)")  # a backtick of inline code, not of a ``` fence
 
 
@@ -154,8 +155,14 @@ def finish(text: str, cut: bool = False, whole: bool = False) -> str:
     model's own short length ended it, and a sentence or two read better than one and a half), or marked
     unfinished with an ellipsis — after dropping the last word when a length limit ``cut`` it (it may be
     half a word). A list item the limit left empty ("11.") is dropped, and so is inline code the limit left
-    open ("1. Open the `~/." ends at a full stop, but inside a path) and a lead-in whose list it took."""
+    open ("1. Open the `~/." ends at a full stop, but inside a path), a code block opened on the last line
+    with nothing in it, and a lead-in whose list or code block it took."""
     stripped = _EMPTY_ITEM.sub("", text.rstrip()).rstrip()
+    empty = _EMPTY_FENCE.search(stripped) if stripped.count("```") % 2 else None
+    if empty:  # "Here's an example:\n```c" and nothing more: the empty block goes, and so does its lead-in
+        stripped = stripped[:empty.start()].rstrip()
+        if stripped.endswith(":"):
+            stripped = end_at_sentence(stripped[:-1]) or stripped
     after_fences = stripped.rfind("```") + 3 if "```" in stripped else 0  # (a backtick inside a block is code)
     ticks = [m.start() for m in _TICK.finditer(stripped, after_fences)]
     opened = len(ticks) % 2 == 1  # an inline `code` span left open: what it holds so far is not an end

@@ -74,6 +74,12 @@ def test_an_answer_always_ends_cleanly():
     assert finish("Run `make` then `make install`.") == "Run `make` then `make install`."
     assert finish("```\nmake\n```\nThen run `make inst", cut=True) == "```\nmake\n```\nThen run …"
     assert finish("```bash\necho `date\n```") == "```bash\necho `date\n```"  # a backtick in a block is code
+    # a code block the limit left empty, and its lead-in, go (seen on zlib's how-to: "Here's a simple example:"
+    # above an empty block, each marked as not found); a block with code in it stays, to be closed when shown
+    assert finish("It frees the state [5]. Here's a simple example:\n```c\n", cut=True) == "It frees the state [5]."
+    assert finish("It frees the state [5]. Here's an example:\n\n```") == "It frees the state [5]."
+    assert finish("Here's an example:\n```c\nfree(s);", cut=True) == "Here's an example:\n```c\nfree(s);"
+    assert finish("Code:\n```c\nx\n```") == "Code:\n```c\nx\n```"
 
 
 def test_a_degenerate_table_is_a_loop_though_no_phrase_repeats():
