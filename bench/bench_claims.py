@@ -125,22 +125,42 @@ def outcomes(answers: list[dict], module: str | None = None) -> tuple[dict[tuple
         from rag.answer.check import check, render
     from rag.schema import Chunk, Hit
 
+    from rag.text import sentence_spans
+
     emb = Embedder.get()
     out, hidden = {}, set()
     for a in answers:
         hits = [Hit(Chunk(i, t, a["document"]), 1.0, i + 1) for i, t in enumerate(a["passages"])]
         checked = check(emb, a["answer"], hits, a["query"], a["quoted"])
+        spans = list(sentence_spans(a["answer"]))
         for k, c in enumerate(checked):
             out[a["id"], k] = "left out" if c.repeats else "passed" if c.supported else "marked"
+        out[a["id"]] = (a["answer"], [(x, y, out[a["id"], k]) for k, (x, y) in enumerate(spans[:len(checked)])])
         if checked and not any(c.text in render(checked) for c in checked if c.text.strip() and not c.repeats):
             hidden.add(a["id"])
     return out, hidden
 
 
+def outcome(r: dict, got: dict) -> str | None:
+    """What the check does with the labelled sentence ``r``: its outcome at its index when that sentence is
+    still there; else (the sentences are split otherwise since it was labelled: a code block is apart from
+    its lead-in since 2026-12-07) the pieces of the answer that overlap it: marked if one is, left out if
+    all are, else passed."""
+    answer, spans = got.get(r["id"], ("", []))
+    k = r["index"]
+    if k < len(spans) and answer[spans[k][0]:spans[k][1]] == r["sentence"].strip():
+        return spans[k][2]
+    at = answer.find(r["sentence"].strip())
+    if at < 0:
+        return got.get((r["id"], k))
+    pieces = [o for x, y, o in spans if x < at + len(r["sentence"].strip()) and y > at]
+    return "marked" if "marked" in pieces else "left out" if pieces and set(pieces) == {"left out"} else "passed"
+
+
 def figures(labels: list[dict], got: dict) -> dict:
     bad = [r for r in labels if r["label"] == "unsupported"]
-    marked = [r for r in labels if got.get((r["id"], r["index"])) == "marked"]
-    caught = [r for r in bad if got.get((r["id"], r["index"])) in ("marked", "left out")]
+    marked = [r for r in labels if outcome(r, got) == "marked"]
+    caught = [r for r in bad if outcome(r, got) in ("marked", "left out")]
     right = [r for r in marked if r["label"] == "unsupported"]
     return {"sentences": len(labels), "unsupported": len(bad), "caught": len(caught), "marks": len(marked),
             "marks_right": len(right), "recall": round(len(caught) / len(bad), 3) if bad else None,
@@ -172,7 +192,7 @@ def score(args: argparse.Namespace) -> int:
                   f"sentences labelled supported (claims) they held: {len(lost)}")
     if args.show:
         for r in labels:
-            o = got.get((r["id"], r["index"]))
+            o = outcome(r, got)
             if (r["label"] == "unsupported") != (o in ("marked", "left out")):
                 print(f"\n[{r['split']} {r['id']}#{r['index']} label={r['label']} check={o}] {r['sentence']}\n"
                       f"   reason: {r['reason']}")

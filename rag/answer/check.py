@@ -22,6 +22,9 @@ Then:
 - a sentence that repeats what was already shown (the quote) is left out;
 - an answer none of whose sentences is supported is not printed: one line says so (``render``).
 
+A fenced code block is one piece (``rag.text.sentence_spans``), supported when every line of it (spaces
+aside) is a line of one passage: code the model copied is found, code it wrote is not.
+
 Sentences of fewer than ``MIN_WORDS`` words or two content terms ("Yes.", "Here's how to do it:") are not
 judged, except a short one naming a salient word no passage nor the question holds, and a short list
 item ("6. CSV (CSV)") none of whose terms any passage or the question holds: a list of names is where a
@@ -42,7 +45,7 @@ from rag.answer.evidence import split
 from rag.embedder import MIXED_BATCH
 from rag.schema import Hit
 from rag.search.lexical import tokenize
-from rag.text import sentence_spans
+from rag.text import is_code, sentence_spans
 
 MIN_COSINE = 0.6
 MIN_COVERAGE = 0.7
@@ -120,6 +123,17 @@ def _stands_in(word: str, text: str, lower: str) -> bool:
     return re.search(r"(?<!\w)" + r"[-_\s]".join(parts) + r"(?!\w)", lower) is not None
 
 
+def _lines(text: str) -> list[str]:
+    return [" ".join(line.split()) for line in text.split("\n") if line.strip()]
+
+
+def _code_found(block: str, passage_lines: Sequence[set[str]]) -> list[int]:
+    """The passages (1-based) that hold every line of the code ``block`` (spaces aside): code the model
+    copied is found; code it wrote is not, however close its words are."""
+    code = [line for line in _lines(block) if not line.startswith("```")]
+    return [p + 1 for p, held in enumerate(passage_lines) if code and all(line in held for line in code)]
+
+
 def _repeats(sentence: str, shown: Sequence[set[str]]) -> bool:
     words = set(_WORD.findall(sentence.lower()))
     return len(words) >= MIN_WORDS and any(len(words & s) >= REPEAT_SHARE * len(words) for s in shown)
@@ -135,13 +149,15 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
     # judged: a claim of some length with at least two content terms ("Here's how to do it:" is none)
     # a question back ("What kind of essay is it?"), a lead-in ("Here are some guidelines:") or a courtesy says nothing
     # to check by meaning; its salient words still are
+    code = [is_code(s) for s in raw]  # judged by its lines (_code_found), not by meaning
     judged = [len(b.split()) >= MIN_WORDS and len(set(tokenize(b))) >= 2 and b.rstrip("*_ ")[-1:] not in "?:"
-              and not _COURTESY.search(b) for b in bare]
+              and not _COURTESY.search(b) and not c for b, c in zip(bare, code)]
     psents = [split(h.chunk.text) or [h.chunk.text] for h in passages]
     flat = [s for ss in psents for s in ss]
     owner = np.repeat(np.arange(len(psents)), [len(ss) for ss in psents])
     texts = [_fold(h.chunk.text) for h in passages]
     lowers = [t.lower() for t in texts]
+    passage_lines = [set(_lines(t)) for t in texts] if any(code) else []
     q_text = _fold(question)
     have = [set(tokenize(t)) for t in texts]  # once, not once per sentence
     q_terms = set(tokenize(q_text))
@@ -191,6 +207,10 @@ def check(embedder, answer: str, passages: Sequence[Hit], question: str = "",
         cited = [n for n in citation_numbers(s) if 1 <= n <= len(passages)]
         if _repeats(bare[i], shown_words):
             out.append(Checked(s, True, cited, judged=False, repeats=True))
+            continue
+        if code[i]:
+            found = _code_found(_fold(s), passage_lines)
+            out.append(Checked(s, bool(found), found[:1]))
             continue
         words = salient(bare[i])
         invented = sorted(holds(words, range(len(passages))))

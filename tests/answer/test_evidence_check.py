@@ -143,3 +143,26 @@ def test_an_invented_short_list_item_is_marked(embedder):
     assert not item.supported and item.judged and "cuda" in item.invented
     assert by_text["Good luck!"].supported and not by_text["Good luck!"].judged, "not a list item: not judged"
     assert "CUDA_HOME (CUDA) ⚠️" in render(checked)
+
+
+ZLIB = ("Of course, inflateEnd() is called first to avoid a memory leak.\n```\n    /* clean up and return */\n"
+        "    (void)inflateEnd(&strm);\n    return ret == Z_STREAM_END ? Z_OK : Z_DATA_ERROR;\n```\n"
+        "The inner loop ends when inflate() has no more output.")
+
+
+def test_code_the_model_copied_is_found_and_code_it_wrote_is_marked(embedder):
+    """A code block in the answer is one piece, judged by its lines: each (spaces aside) in one passage. Its
+    lead-in is a sentence of its own (the two were one sentence, and copied code was marked as not found)."""
+    passages = [Hit(Chunk(1, LIBS, "/docs/R-admin.pdf", page=40), 0.8, 1, {}),
+                Hit(Chunk(2, ZLIB, "/docs/zlib_how.html"), 0.7, 2, {})]
+    question = "How do I free the zlib state?"
+    copied = check(embedder, "Call inflateEnd() to avoid a memory leak [2]. For example:\n```c\n(void)inflateEnd(&strm);\n```",
+                   passages, question)
+    assert [(c.text, c.supported) for c in copied] == [
+        ("Call inflateEnd() to avoid a memory leak [2].", True), ("For example:", True),
+        ("```c\n(void)inflateEnd(&strm);\n```", True)]
+    assert copied[2].cites == [2] and "⚠️" not in render(copied)
+    written = check(embedder, "Call inflateEnd() to avoid a memory leak [2]. For example:\n```c\n"
+                              "(void)inflateEnd(&strm);\nfree_all_buffers(&ctx, 42);\n```", passages, question)
+    assert [c.supported for c in written] == [True, True, False]
+    assert render(written).endswith("*⚠️ not found in your documents (1 of 2 sentences)*")
