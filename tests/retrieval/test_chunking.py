@@ -30,9 +30,12 @@ def test_no_chunk_exceeds_the_window(datasets, embedder, chunker, name):
     views = [v for d in drafts for v in d.views]
     venc = embedder.tokenizer(views, add_special_tokens=True, truncation=False)["input_ids"]
     assert max(len(ids) for ids in venc) <= chunker.view_tokens + 2
+    def words(text: str) -> list[str]:  # (the fences around a piece of a cut code block are no content)
+        return [w for w in text.split() if w != "```"]
+
     for d in drafts[:50]:
         body = " ".join(v.split("\n", 1)[1] if d.embed_text != d.text else v for v in d.views)
-        assert body.split() == d.text.split() or len(d.views) == 1
+        assert words(body) == words(d.text) or len(d.views) == 1
 
 
 def test_headings_pages_and_offsets(rfaq_pdf, chunker):

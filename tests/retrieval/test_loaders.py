@@ -42,6 +42,19 @@ def test_html_visible_text_only(tmp_path):
     assert [b.text for b in doc.blocks if b.kind == "heading"] == ["Usage"]
 
 
+def test_rst_literal_blocks_are_fenced_code_blocks(tmp_path):
+    """The indented lines after "::" (or a code directive) are one fenced block, dedented, blank lines kept;
+    the lead-in reads as rst shows it ("Example::" -> "Example:", "Then ::" -> "Then")."""
+    p = tmp_path / "howto.rst"
+    p.write_text("Usage\n=====\n\nFor example::\n\n    import foo\n\n    foo.bar()\n\nThis does X.\n\n"
+                 ".. code-block:: python\n   :linenos:\n\n   x = 1\n     y = 2\n\nThen build it ::\n\n   $ make\n\n"
+                 "Last::\nnot indented, so no code.\n", encoding="utf-8")
+    doc = loaders.load(p)
+    assert [b.text for b in doc.blocks if b.kind == "text"] == [
+        "For example:", "```\nimport foo\n\nfoo.bar()\n```", "This does X.", "```python\nx = 1\n  y = 2\n```",
+        "Then build it", "```\n$ make\n```", "Last::\nnot indented, so no code."]
+
+
 def test_html_pre_is_a_fenced_code_block_apart_from_the_prose(tmp_path):
     """A <pre> keeps its lines and indentation as a fenced block (the model reads it as code); the prose
     around it stays its own sentences, as the quote shows them (it ran the code into the sentence before)."""

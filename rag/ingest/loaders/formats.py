@@ -43,7 +43,7 @@ FORMATS: tuple[Format, ...] = (
            False, "headings and tables"),
     Format("text", "text", (".txt", ".text"), ("text/plain", UNTYPED), False, "paragraphs separated by blank lines"),
     Format("rst", "reStructuredText", (".rst",), ("text/x-rst", "text/prs.fallenstein.rst", "text/plain", UNTYPED),
-           False, "headings"),
+           False, "headings and code blocks"),
     Format("html", "HTML", (".html", ".htm", ".xhtml"), ("text/html", "application/xhtml+xml"), False,
            "headings, tables and code blocks; scripts and styles left out"),
     Format("image", "PNG image", (".png",), ("image/png",), True, "read by OCR"),

@@ -1,12 +1,38 @@
 """reStructuredText: section titles by their adornment (underline, or overline + underline); the
-level of a style is the order in which it first appears. The rest is paragraphs."""
+level of a style is the order in which it first appears. A literal block (the indented lines after a
+paragraph ending "::", or after a ``code-block``/``code``/``sourcecode`` directive) becomes a fenced code
+block, dedented, as in Markdown: the model reads it as code, and the sentences around it are not run together
+with it (``rag.text.sentence_spans``). The rest is paragraphs."""
 from __future__ import annotations
 
 import re
+import textwrap
 
 from rag.ingest.loaders.base import Block, paragraphs
 
 _RST_ADORN = re.compile(r"^([=\-`:'\"~^_*+#<>.])\1{2,}[ \t]*$")
+_CODE_DIRECTIVE = re.compile(r"\.\. (?:code-block|code|sourcecode)::[ \t]*(\S*)[ \t]*$")
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _literal(lines: list[str], i: int, directive: bool) -> tuple[int, int]:
+    """(first line, end) of the literal block introduced by line ``i``: the lines indented deeper than it (and
+    the blank lines between them; a directive's option lines, ":linenos:", are not code); (end, end) if none."""
+    base, j = _indent(lines[i]), i + 1
+    while directive and j < len(lines) and lines[j].strip().startswith(":") and _indent(lines[j]) > base:
+        j += 1
+    first = j
+    while first < len(lines) and not lines[first].strip():
+        first += 1
+    end = first
+    while end < len(lines) and (not lines[end].strip() or _indent(lines[end]) > base):
+        end += 1
+    while end > first and not lines[end - 1].strip():
+        end -= 1
+    return (first, end) if end > first else (end, end)
 
 
 def rst_blocks(text: str) -> list[Block]:
@@ -50,6 +76,22 @@ def rst_blocks(text: str) -> list[Block]:
             heading(nxt.strip()[0], line.strip(), i)
             i += 2
             continue
+        directive = _CODE_DIRECTIVE.match(line.strip())
+        if line.strip() and (directive or line.rstrip().endswith("::")):
+            first, end = _literal(lines, i, bool(directive))
+            if end > first:
+                body = "" if directive else line.rstrip()[:-2]  # as rst shows it: "Example::" -> "Example:",
+                lead = body.rstrip() if body[-1:].isspace() else body + ":" if body.strip() else ""  # "Ex ::" -> "Ex"
+                if lead:
+                    if not buf:
+                        buf_start = pos_of[i]
+                    buf.append(lead)
+                flush()
+                code = textwrap.dedent("\n".join(lines[first:end]))
+                blocks.append(Block(f"```{directive.group(1) if directive else ''}\n{code}\n```", None, "text", 0,
+                                    pos_of[first]))
+                i = end
+                continue
         if not buf:
             buf_start = pos_of[i]
         buf.append(line)
