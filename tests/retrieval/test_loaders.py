@@ -42,6 +42,20 @@ def test_html_visible_text_only(tmp_path):
     assert [b.text for b in doc.blocks if b.kind == "heading"] == ["Usage"]
 
 
+def test_a_markdown_code_block_is_one_block_however_many_blank_lines_it_holds(tmp_path):
+    """Cut at its blank lines, a code block could leave a chunk starting inside code, whose closing fence then
+    read as an opening one; an indented block and a ~~~ block get backtick fences (what the sentence rules know)."""
+    p = tmp_path / "build.md"
+    p.write_text("# Build\n\nRun this:\n\n```python\nx = 1\n\ny = 2\n```\n\nThen this:\n\n    make\n\n"
+                 "    make install\n\nDone.\n\n~~~sh\nls\n~~~\nAfter.\n", encoding="utf-8")
+    doc = loaders.load(p)
+    text = [b for b in doc.blocks if b.kind == "text"]
+    assert [b.text for b in text] == ["Run this:", "```python\nx = 1\n\ny = 2\n```", "Then this:",
+                                      "```\nmake\n\nmake install\n```", "Done.", "```sh\nls\n```", "After."]
+    source = p.read_text(encoding="utf-8")  # offsets in the file, as for every Markdown block
+    assert source[text[1].start:].startswith("```python") and source[text[3].start:].startswith("    make")
+
+
 def test_rst_literal_blocks_are_fenced_code_blocks(tmp_path):
     """The indented lines after "::" (or a code directive) are one fenced block, dedented, blank lines kept;
     the lead-in reads as rst shows it ("Example::" -> "Example:", "Then ::" -> "Then")."""

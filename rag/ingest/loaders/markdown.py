@@ -6,11 +6,17 @@ lines, so every block's ``start`` is its offset in the file text (the chunker's 
 sentence rules read the source, code fences and list markers included). Thematic breaks
 (``---``) hold no text and are left out.
 
-GFM pipe tables (top level) are the exception: each becomes one Block per row that keeps its
+A code block (top level) is one Block however many blank lines it holds, fenced as in the file; an
+indented one is given fences (and dedented): the sentence rules keep a fenced block apart from the prose
+(``rag.text.sentence_spans``), and a block cut at its blank lines left a chunk starting inside code.
+
+GFM pipe tables (top level) are the other exception: each becomes one Block per row that keeps its
 column names (``tables.table_blocks``), all starting at the table's offset, with inline markup in
 the cells reduced to its text.
 """
 from __future__ import annotations
+
+import textwrap
 
 from markdown_it import MarkdownIt
 
@@ -36,7 +42,18 @@ def markdown_blocks(text: str) -> list[Block]:
     after = 0  # first source line after the last heading (or break) taken out of the text
     tokens = _PARSER.parse(text)
     for i, tok in enumerate(tokens):
-        if tok.level != 0 or not tok.map or tok.type not in ("heading_open", "hr", "table_open"):
+        if tok.level != 0 or not tok.map or tok.type not in ("heading_open", "hr", "table_open", "fence", "code_block"):
+            continue
+        if tok.type in ("fence", "code_block"):
+            blocks.extend(run(after, tok.map[0]))
+            source = "\n".join(lines[tok.map[0]:tok.map[1]]).rstrip()
+            if tok.type == "code_block":
+                source = "```\n" + textwrap.dedent(source).strip("\n") + "\n```"
+            elif not tok.markup.startswith("`"):  # ~~~: the sentence rules know backtick fences only
+                source = f"```{tok.info}\n" + tok.content.replace("```", "` ``").rstrip("\n") + "\n```"
+            if source.strip("`~ \n"):
+                blocks.append(Block(source, None, "text", 0, starts[tok.map[0]]))
+            after = tok.map[1]
             continue
         if tok.type == "table_open":
             blocks.extend(run(after, tok.map[0]))
