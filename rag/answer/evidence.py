@@ -185,11 +185,21 @@ def _quote(ev: Evidence) -> list[Sentence]:
             break
         if not _asks(a) and all(a.text != q.text for q in quotes):
             quotes.append(a)
+    quotes = [_with_what_it_introduces(ev, q, quotes) for q in quotes]
     # shown passage by passage (the one with the best sentence first), each passage's sentences in the text's order
     first: dict[int, int] = {}  # passage -> where its first quoted sentence was chosen
     for i, q in enumerate(quotes):
         first.setdefault(q.hit, i)
     return sorted(quotes, key=lambda q: (first[q.hit], q.pos)) or [best]
+
+
+def _with_what_it_introduces(ev: Evidence, q: Sentence, quotes: list[Sentence]) -> Sentence:
+    """A quoted lead-in ("The files created by update-mime-database are:") with the sentence after it in its
+    passage (the first of what it introduces), unless that one is quoted too: alone it says nothing."""
+    after = ev.sentences[q.hit][q.pos + 1:q.pos + 2]
+    if not q.text.endswith(":") or not after or any(a.hit == q.hit and a.pos == q.pos + 1 for a in quotes):
+        return q
+    return replace(q, text=f"{q.text} {after[0].text}")
 
 
 _QUESTION = re.compile(r"[^\W\d_][\"'\u201d)]?\?$")  # "... can I add?", not "~?" (an escape) nor "a=1?"

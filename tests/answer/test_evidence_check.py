@@ -166,3 +166,18 @@ def test_code_the_model_copied_is_found_and_code_it_wrote_is_marked(embedder):
                               "(void)inflateEnd(&strm);\nfree_all_buffers(&ctx, 42);\n```", passages, question)
     assert [c.supported for c in written] == [True, True, False]
     assert render(written).endswith("*⚠️ not found in your documents (1 of 2 sentences)*")
+
+
+def test_a_quoted_lead_in_brings_the_first_of_what_it_introduces(embedder):
+    """Read by eye on shared-mime-info's spec: "> The files created by update-mime-database are:" was quoted
+    alone, its list left out. A quoted sentence ending ":" carries the sentence after it in its passage."""
+    spec = ("Applications must run update-mime-database after installing a package file. "
+            "The files created by update-mime-database are:\n• <MIME>/globs (a mapping from names to MIME types)\n"
+            "• <MIME>/magic (a mapping from file contents to MIME types)\nThe database is rebuilt each time.")
+    other = "A MIME type names the kind of a file's content, such as text/html or image/png, for every desktop."
+    ev = evidence.select(embedder, "Which files does update-mime-database create?",
+                         [Hit(Chunk(1, spec, "/docs/spec.pdf", page=3), 0.8, 1), Hit(Chunk(2, other, "/docs/spec.pdf", page=1), 0.7, 2)])
+    lead = [q.text for q in ev.quotes if q.text.startswith("The files created")]
+    assert lead == ["The files created by update-mime-database are: • <MIME>/globs (a mapping from names to MIME types)"], \
+        [q.text for q in ev.quotes]
+    assert not any(q.text.endswith(":") for q in ev.quotes), [q.text for q in ev.quotes]
