@@ -42,6 +42,20 @@ def test_html_visible_text_only(tmp_path):
     assert [b.text for b in doc.blocks if b.kind == "heading"] == ["Usage"]
 
 
+def test_plain_text_titles_underlined_are_headings(tmp_path):
+    """Release notes and READMEs underline their titles as reStructuredText does; as text, "Git 2.20 Release Notes
+    ====== Backward Compatibility Notes ------" was one quoted sentence."""
+    p = tmp_path / "2.20.0.txt"
+    p.write_text("Git 2.20 Release Notes\n======================\n\nBackward Compatibility Notes\n"
+                 "----------------------------\n\n * \"git help -a\" now gives verbose output.\n\n=====\n\nThe end.\n",
+                 encoding="utf-8")
+    doc = loaders.load(p)
+    assert doc.kind == "text" and doc.title == "Git 2.20 Release Notes"
+    assert [(b.kind, b.level, b.text) for b in doc.blocks] == [
+        ("heading", 1, "Git 2.20 Release Notes"), ("heading", 2, "Backward Compatibility Notes"),
+        ("text", 0, '* "git help -a" now gives verbose output.'), ("text", 0, "====="), ("text", 0, "The end.")]
+
+
 def test_a_markdown_code_block_is_one_block_however_many_blank_lines_it_holds(tmp_path):
     """Cut at its blank lines, a code block could leave a chunk starting inside code, whose closing fence then
     read as an opening one; an indented block and a ~~~ block get backtick fences (what the sentence rules know)."""

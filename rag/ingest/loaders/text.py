@@ -1,11 +1,12 @@
-"""Text decoding for every text format, and plain text (paragraphs separated by blank lines)."""
+"""Text decoding for every text format, and plain text (paragraphs separated by blank lines, underlined titles)."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from rag.ingest.loaders.base import Block, paragraphs
+from rag.ingest.loaders.base import Block
 from rag.ingest.loaders.errors import BinaryFile, UndecodableText
+from rag.ingest.loaders.rst import rst_blocks
 
 _C1 = re.compile("[\x80-\x9f]")
 _CTRL = re.compile("[\x00-\x08\x0e-\x1f\x7f]")
@@ -42,4 +43,7 @@ def decode_text(path: Path, data: bytes) -> str:
 
 
 def plain_blocks(text: str) -> list[Block]:
-    return paragraphs(text)
+    """Paragraphs separated by blank lines; a title underlined (or over- and underlined) with a line of "=",
+    "-", "~" ... is a heading, as in reStructuredText, whose rules plain-text notes and release notes follow
+    (quoted, "Git 2.20 Release Notes ====== Backward Compatibility Notes ------" read as one sentence)."""
+    return rst_blocks(text)
