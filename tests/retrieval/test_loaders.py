@@ -47,13 +47,14 @@ def test_plain_text_titles_underlined_are_headings(tmp_path):
     ====== Backward Compatibility Notes ------" was one quoted sentence."""
     p = tmp_path / "2.20.0.txt"
     p.write_text("Git 2.20 Release Notes\n======================\n\nBackward Compatibility Notes\n"
-                 "----------------------------\n\n * \"git help -a\" now gives verbose output.\n\n=====\n\nThe end.\n",
-                 encoding="utf-8")
+                 "----------------------------\n\n * \"git help -a\" now gives verbose output.\n\n=====\n\nThe end.\n"
+                 "```\nA line between two fences is no title.\n```\n", encoding="utf-8")
     doc = loaders.load(p)
     assert doc.kind == "text" and doc.title == "Git 2.20 Release Notes"
     assert [(b.kind, b.level, b.text) for b in doc.blocks] == [
         ("heading", 1, "Git 2.20 Release Notes"), ("heading", 2, "Backward Compatibility Notes"),
-        ("text", 0, '* "git help -a" now gives verbose output.'), ("text", 0, "====="), ("text", 0, "The end.")]
+        ("text", 0, '* "git help -a" now gives verbose output.'), ("text", 0, "====="),
+        ("text", 0, "The end.\n```\nA line between two fences is no title.\n```")]
 
 
 def test_a_markdown_code_block_is_one_block_however_many_blank_lines_it_holds(tmp_path):

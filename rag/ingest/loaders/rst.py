@@ -64,9 +64,10 @@ def rst_blocks(text: str) -> list[Block]:
         line = lines[i]
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
         over = _RST_ADORN.match(line)
-        # overline + title + underline
+        # overline + title + underline, each line as long as the title (a ``` fence around a line of text is no title)
         if over and i + 2 < len(lines) and lines[i + 1].strip() and _RST_ADORN.match(lines[i + 2]) \
-                and lines[i + 2].strip()[0] == line.strip()[0]:
+                and lines[i + 2].strip()[0] == line.strip()[0] \
+                and min(len(line.strip()), len(lines[i + 2].strip())) >= len(lines[i + 1].strip()) - 1:
             heading("o" + line.strip()[0], lines[i + 1].strip(), i + 1)
             i += 3
             continue
