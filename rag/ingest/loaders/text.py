@@ -43,7 +43,8 @@ def decode_text(path: Path, data: bytes) -> str:
 
 
 def plain_blocks(text: str) -> list[Block]:
-    """Paragraphs separated by blank lines; a title underlined (or over- and underlined) with a line of "=",
-    "-", "~" ... is a heading, as in reStructuredText, whose rules plain-text notes and release notes follow
-    (quoted, "Git 2.20 Release Notes ====== Backward Compatibility Notes ------" read as one sentence)."""
+    """Paragraphs separated by blank lines, read by reStructuredText's rules, which plain-text notes and release
+    notes follow: a title underlined (or over- and underlined) with a line of "=", "-", "~" ... is a heading
+    (quoted, "Git 2.20 Release Notes ====== Backward Compatibility Notes ------" read as one sentence), and the
+    indented lines after a line ending "::" are a code block."""
     return rst_blocks(text)
