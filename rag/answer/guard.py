@@ -145,8 +145,20 @@ def tidy_fences(text: str) -> str:
 
 
 _EMPTY_ITEM = re.compile(r"\n[ \t]*(?:\d{1,3}[.)]|[-*+•])[ \t]*$")
-_EMPTY_FENCE = re.compile(r"(?:^|\n)[ \t]*```[^`\n]*$")  # a block opened on the last line, nothing in it
+_LAST_FENCE = re.compile(r"(?:^|\n)[ \t]*```[^`\n]*$")  # the last line is a fence
 _TICK = re.compile(r"(?<!`)`(?!`)")  # a backtick of inline code, not of a ``` fence
+
+
+def _empty_block_at_end(text: str) -> int | None:
+    """Where a code block with nothing in it starts, when one ends ``text``: opened on the last line, or (the
+    fences pairing up in order; ``tidy_fences`` closes a block left open) opened and closed on the last two."""
+    last = _LAST_FENCE.search(text)
+    if last is None:
+        return None
+    if text.count("```") % 2:
+        return last.start()
+    opening = _LAST_FENCE.search(text, 0, last.start())
+    return opening.start() if opening else None
 
 
 def finish(text: str, cut: bool = False, whole: bool = False) -> str:
@@ -155,12 +167,12 @@ def finish(text: str, cut: bool = False, whole: bool = False) -> str:
     model's own short length ended it, and a sentence or two read better than one and a half), or marked
     unfinished with an ellipsis — after dropping the last word when a length limit ``cut`` it (it may be
     half a word). A list item the limit left empty ("11.") is dropped, and so is inline code the limit left
-    open ("1. Open the `~/." ends at a full stop, but inside a path), a code block opened on the last line
-    with nothing in it, and a lead-in whose list or code block it took."""
+    open ("1. Open the `~/." ends at a full stop, but inside a path), a code block at the end with nothing in
+    it (left open, or closed by ``tidy_fences``), and a lead-in whose list or code block it took."""
     stripped = _EMPTY_ITEM.sub("", text.rstrip()).rstrip()
-    empty = _EMPTY_FENCE.search(stripped) if stripped.count("```") % 2 else None
-    if empty:  # "Here's an example:\n```c" and nothing more: the empty block goes, and so does its lead-in
-        stripped = stripped[:empty.start()].rstrip()
+    empty = _empty_block_at_end(stripped) if "```" in stripped else None
+    if empty is not None:  # "Here's an example:\n```c" and nothing more: the empty block goes, and so does its lead-in
+        stripped = stripped[:empty].rstrip()
         if stripped.endswith(":"):
             stripped = end_at_sentence(stripped[:-1]) or stripped
     after_fences = stripped.rfind("```") + 3 if "```" in stripped else 0  # (a backtick inside a block is code)

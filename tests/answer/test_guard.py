@@ -80,6 +80,10 @@ def test_an_answer_always_ends_cleanly():
     assert finish("It frees the state [5]. Here's an example:\n\n```") == "It frees the state [5]."
     assert finish("Here's an example:\n```c\nfree(s);", cut=True) == "Here's an example:\n```c\nfree(s);"
     assert finish("Code:\n```c\nx\n```") == "Code:\n```c\nx\n```"
+    # ... as the answer reaches it: tidy_fences has closed the block the limit left open
+    assert finish(tidy_fences("It frees the state [5]. Here's a simple example:\n```c\n"), cut=True) == \
+        "It frees the state [5]."
+    assert finish("```\nmake\n```\n```") == "```\nmake\n```"  # a closed block, then an empty one left open
 
 
 def test_a_degenerate_table_is_a_loop_though_no_phrase_repeats():
