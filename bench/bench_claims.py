@@ -106,10 +106,10 @@ def collect(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ score
-def outcomes(answers: list[dict], module: str | None = None) -> tuple[dict[tuple[str, int], str], set[str]]:
-    """(answer id, sentence index) -> what the check does with it: "marked", "left out" (a repeat of the
-    quote), "passed" (supported or not judged); and the answers whose text the user no longer reads (the
-    check supports none of it: ``render`` says so in one line). ``module``: a file holding another version of
+def outcomes(answers: list[dict], module: str | None = None) -> tuple[dict[str, tuple[str, list]], set[str]]:
+    """answer id -> (its text, (start, end, what the check does with it) for each of its sentences: "marked",
+    "left out" (a repeat of the quote), "passed" (supported or not judged)); and the answers whose text the
+    user no longer reads (the check supports none of it: ``render`` says so in one line). ``module``: a file holding another version of
     rag/answer/check.py (e.g. ``git show REV:rag/answer/check.py > old.py``), to measure it on the same labels."""
     import importlib.util
 
@@ -124,7 +124,6 @@ def outcomes(answers: list[dict], module: str | None = None) -> tuple[dict[tuple
     else:
         from rag.answer.check import check, render
     from rag.schema import Chunk, Hit
-
     from rag.text import sentence_spans
 
     emb = Embedder.get()
@@ -132,10 +131,9 @@ def outcomes(answers: list[dict], module: str | None = None) -> tuple[dict[tuple
     for a in answers:
         hits = [Hit(Chunk(i, t, a["document"]), 1.0, i + 1) for i, t in enumerate(a["passages"])]
         checked = check(emb, a["answer"], hits, a["query"], a["quoted"])
-        spans = list(sentence_spans(a["answer"]))
-        for k, c in enumerate(checked):
-            out[a["id"], k] = "left out" if c.repeats else "passed" if c.supported else "marked"
-        out[a["id"]] = (a["answer"], [(x, y, out[a["id"], k]) for k, (x, y) in enumerate(spans[:len(checked)])])
+        spans = sentence_spans(a["answer"])  # one Checked per span
+        out[a["id"]] = (a["answer"], [(x, y, "left out" if c.repeats else "passed" if c.supported else "marked")
+                                      for (x, y), c in zip(spans, checked)])
         if checked and not any(c.text in render(checked) for c in checked if c.text.strip() and not c.repeats):
             hidden.add(a["id"])
     return out, hidden
@@ -152,7 +150,7 @@ def outcome(r: dict, got: dict) -> str | None:
         return spans[k][2]
     at = answer.find(r["sentence"].strip())
     if at < 0:
-        return got.get((r["id"], k))
+        return spans[k][2] if k < len(spans) else None
     pieces = [o for x, y, o in spans if x < at + len(r["sentence"].strip()) and y > at]
     return "marked" if "marked" in pieces else "left out" if pieces and set(pieces) == {"left out"} else "passed"
 

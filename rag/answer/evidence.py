@@ -177,8 +177,9 @@ def _quote(ev: Evidence) -> list[Sentence]:
     file types can I add?": close to the user's words, but no answer) is quoted as the sentence after it, its
     answer."""
     best = _answer_to(ev, ev.ranked[0])
-    after = [s for s in ev.sentences[best.hit][best.pos + 1:best.pos + 2] if not _asks(s)]
-    order = sorted(ev.ranked, key=lambda s: -(s.score + (NEXT_BONUS if after and s is after[0] else 0.0)))
+    after = _after(ev, best)
+    after = after if after is not None and not _asks(after) else None
+    order = sorted(ev.ranked, key=lambda s: -(s.score + (NEXT_BONUS if s is after else 0.0)))
     quotes: list[Sentence] = []
     for a in (_answer_to(ev, s) for s in order):
         if len(quotes) == QUOTE_SENTENCES:
@@ -196,10 +197,16 @@ def _quote(ev: Evidence) -> list[Sentence]:
 def _with_what_it_introduces(ev: Evidence, q: Sentence, quotes: list[Sentence]) -> Sentence:
     """A quoted lead-in ("The files created by update-mime-database are:") with the sentence after it in its
     passage (the first of what it introduces), unless that one is quoted too: alone it says nothing."""
-    after = ev.sentences[q.hit][q.pos + 1:q.pos + 2]
-    if not q.text.endswith(":") or not after or any(a.hit == q.hit and a.pos == q.pos + 1 for a in quotes):
+    after = _after(ev, q)
+    if not q.text.endswith(":") or after is None or any((a.hit, a.pos) == (after.hit, after.pos) for a in quotes):
         return q
-    return replace(q, text=f"{q.text} {after[0].text}")
+    return replace(q, text=f"{q.text} {after.text}")
+
+
+def _after(ev: Evidence, s: Sentence) -> Sentence | None:
+    """The sentence after ``s`` in its passage."""
+    following = ev.sentences[s.hit][s.pos + 1:s.pos + 2]
+    return following[0] if following else None
 
 
 _QUESTION = re.compile(r"[^\W\d_][\"'\u201d)]?\?$")  # "... can I add?", not "~?" (an escape) nor "a=1?"
@@ -211,8 +218,8 @@ def _asks(s: Sentence) -> bool:
 
 def _answer_to(ev: Evidence, s: Sentence) -> Sentence:
     """``s``, or the sentence after it in its passage when ``s`` is a question (the answer follows it)."""
-    after = ev.sentences[s.hit][s.pos + 1:s.pos + 2]
-    return after[0] if _asks(s) and after else s
+    after = _after(ev, s)
+    return after if _asks(s) and after is not None else s
 
 
 def context(ev: Evidence, budget_tokens: int, neighbours: int = 1) -> list[Hit]:

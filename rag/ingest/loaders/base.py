@@ -45,6 +45,12 @@ def paragraphs(text: str, base: int = 0, page: int | None = None) -> list[Block]
     return out
 
 
+def fenced(code: str, info: str = "") -> str:
+    """``code`` as a fenced code block, the way every loader writes one (``rag.text.sentence_spans`` keeps it
+    apart from the prose); a fence inside the code is broken up, or it would end the block."""
+    return f"```{info}\n" + code.strip("\n").rstrip().replace("```", "` ``") + "\n```"
+
+
 def joined_offsets(blocks: list[Block]) -> list[Block]:
     """``blocks`` with each ``start`` set to the block's offset in their texts joined by newlines."""
     pos = 0

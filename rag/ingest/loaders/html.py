@@ -12,7 +12,7 @@ import html
 import re
 from html.parser import HTMLParser
 
-from rag.ingest.loaders.base import Block, joined_offsets, paragraphs
+from rag.ingest.loaders.base import Block, fenced, joined_offsets, paragraphs
 from rag.ingest.loaders.tables import table_blocks
 
 _HEADING_TAG = re.compile(r"h[1-6]")
@@ -140,12 +140,9 @@ class _VisibleText(HTMLParser):
     def flush(self):
         raw, self.buf = "".join(self.buf), []
         if self.pre:
-            lines = [line.rstrip() for line in raw.replace("\r", "").split("\n")]
-            while lines and not lines[0]:
-                lines.pop(0)
-            code = "\n".join(lines).rstrip().replace("```", "` ``")  # a fence in the code would end the block
-            if code:
-                self.blocks.append(Block(f"```\n{code}\n```", None, "text"))
+            code = "\n".join(line.rstrip() for line in raw.replace("\r", "").split("\n"))
+            if code.strip():
+                self.blocks.append(Block(fenced(code), None, "text"))
             return
         text = re.sub(r"[ \t\r\f\v]+", " ", raw)
         text = re.sub(r" ?\n ?", "\n", text).strip()

@@ -22,7 +22,7 @@ from markdown_it import MarkdownIt
 
 from markdown_it.token import Token
 
-from rag.ingest.loaders.base import Block, paragraphs
+from rag.ingest.loaders.base import Block, fenced, paragraphs
 from rag.ingest.loaders.tables import table_blocks
 
 _PARSER = MarkdownIt("commonmark").enable("table")  # parse() keeps its state per call: one parser serves all threads
@@ -48,9 +48,9 @@ def markdown_blocks(text: str) -> list[Block]:
             blocks.extend(run(after, tok.map[0]))
             source = "\n".join(lines[tok.map[0]:tok.map[1]]).rstrip()
             if tok.type == "code_block":
-                source = "```\n" + textwrap.dedent(source).strip("\n") + "\n```"
+                source = fenced(textwrap.dedent(source))
             elif not tok.markup.startswith("`"):  # ~~~: the sentence rules know backtick fences only
-                source = f"```{tok.info}\n" + tok.content.replace("```", "` ``").rstrip("\n") + "\n```"
+                source = fenced(tok.content, tok.info)
             if source.strip("`~ \n"):
                 blocks.append(Block(source, None, "text", 0, starts[tok.map[0]]))
             after = tok.map[1]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import textwrap
 
-from rag.ingest.loaders.base import Block, paragraphs
+from rag.ingest.loaders.base import Block, fenced, paragraphs
 
 _RST_ADORN = re.compile(r"^([=\-`:'\"~^_*+#<>.])\1{2,}[ \t]*$")
 _CODE_DIRECTIVE = re.compile(r"\.\. (?:code-block|code|sourcecode)::[ \t]*(\S*)[ \t]*$")
@@ -16,6 +16,14 @@ _CODE_DIRECTIVE = re.compile(r"\.\. (?:code-block|code|sourcecode)::[ \t]*(\S*)[
 
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
+
+
+def _lead_in(line: str) -> str:
+    """A line ending "::" as rst shows it: "Example::" -> "Example:", "Then build it ::" -> "Then build it", "::" -> ""."""
+    body = line.rstrip()[:-2]
+    if not body.strip():
+        return ""
+    return body.rstrip() if body[-1].isspace() else body + ":"
 
 
 def _literal(lines: list[str], i: int, directive: bool) -> tuple[int, int]:
@@ -81,15 +89,14 @@ def rst_blocks(text: str) -> list[Block]:
         if line.strip() and (directive or line.rstrip().endswith("::")):
             first, end = _literal(lines, i, bool(directive))
             if end > first:
-                body = "" if directive else line.rstrip()[:-2]  # as rst shows it: "Example::" -> "Example:",
-                lead = body.rstrip() if body[-1:].isspace() else body + ":" if body.strip() else ""  # "Ex ::" -> "Ex"
+                lead = "" if directive else _lead_in(line)
                 if lead:
                     if not buf:
                         buf_start = pos_of[i]
                     buf.append(lead)
                 flush()
                 code = textwrap.dedent("\n".join(lines[first:end]))
-                blocks.append(Block(f"```{directive.group(1) if directive else ''}\n{code}\n```", None, "text", 0,
+                blocks.append(Block(fenced(code, directive.group(1) if directive else ""), None, "text", 0,
                                     pos_of[first]))
                 i = end
                 continue
