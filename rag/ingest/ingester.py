@@ -269,7 +269,7 @@ class IngestRun:
     def _load_and_embed(self) -> None:
         ing = self.ingester
         s = settings()
-        processes = process_count(self.jobs, s.ingest_workers)
+        processes = process_count(self.jobs, s.ingest_workers, own=s.docs_corpus)
         ocr_jobs = max(1, (os.cpu_count() or 1) // max(1, processes))  # each loader's share of the cores
         config = LoaderConfig(ing.embedder.path, ing.embedder.window, ing.max_file_mb, s.loader_nice,
                               OcrOptions.from_settings(ocr_jobs), memory_mb=max(0, s.loader_memory_mb),

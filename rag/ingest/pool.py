@@ -3,7 +3,7 @@
 
 Measured behaviour kept here (docs/BENCHMARKS.md, "Ingest throughput"; why in ``worker.py``):
 - up to 2 loader processes (one per core) for runs with a PDF or more than 2 MB; a thread
-  otherwise (a process start, ~0.5 s, costs more than it saves);
+  otherwise (a process start, ~0.5 s, costs more than it saves), and for the bundled guide alone;
 - with 2 processes the largest files go first (a big file loading alone at the end wastes a core);
 - the processes are stopped (SIGSTOP) while the model computes a batch (``paused()``) and continued
   while the embedding side waits for chunks or saves;
@@ -66,11 +66,12 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
     os.kill(proc.pid, sig)
 
 
-def process_count(jobs: list[FileJob], configured: int) -> int:
+def process_count(jobs: list[FileJob], configured: int, own: Path | None = None) -> int:
     """Loader processes for a run: ``configured`` (-1: one per core, up to 2); 0 (load in a thread)
-    for small runs of text files."""
+    for small runs of text files, and for runs of the app's ``own`` files only (the bundled guide: no
+    hostile file to keep apart, and two process starts tripled the CPU of a fresh library's first start)."""
     n = configured if configured >= 0 else min(2, os.cpu_count() or 1)
-    if n <= 0 or not jobs:
+    if n <= 0 or not jobs or (own is not None and all(j.path.resolve().is_relative_to(own.resolve()) for j in jobs)):
         return 0
     big = sum(j.size for j in jobs) > _BIG_RUN_BYTES
     if not big and not any(j.path.suffix.lower() in BINARY_EXTS for j in jobs):  # parsed or OCR'd, not just decoded

@@ -218,3 +218,27 @@ def test_kept_loader_processes_are_capped(embedder):
         for feeder in feeders:
             feeder.finish(wait=2)
     assert all(f.proc.poll() is not None for f in feeders)
+
+
+def test_the_bundled_guide_loads_in_a_thread_and_a_copy_of_it_in_processes(tmp_path, embedder, monkeypatch):
+    """The app's own guide (docs_corpus/, a PDF among its files) is loaded in a thread: no hostile file to
+    keep apart, and two process starts tripled the CPU of a fresh library's first start. The same files
+    copied anywhere else are loaded in processes, like any PDF."""
+    import shutil
+
+    from rag.config import settings
+
+    started = []
+    real_start = pool.start_loader_process
+    monkeypatch.setattr(pool, "start_loader_process", lambda: started.append(1) or real_start())
+    guide = settings().docs_corpus
+    assert any(p.suffix == ".pdf" for p in guide.iterdir()), f"{guide} has no PDF: this test needs one"
+    lib = Library(tmp_path / "own")
+    report = lib.ingest([guide])
+    assert not started and not report.failed and len(report.added) == len(lib.guide_files())
+    assert lib.guide_present()
+
+    copy = shutil.copytree(guide, tmp_path / "copy")
+    report = Library(tmp_path / "other").ingest([copy])
+    assert started, "a copy of the guide's PDF outside the guide was not loaded in a loader process"
+    assert not report.failed and report.chunks_added > 0
