@@ -8,7 +8,6 @@ fixed free port; the Foundry test starts the real service (tests/foundry's Launc
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -23,14 +22,12 @@ from rag.config import settings
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED = settings().datasets_dir.parent  # ../shared beside the repo, or LRC_DATASETS/..
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
-CHROMIUM = Path(os.environ.get("LRC_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 START_TIMEOUT = 180.0
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "foundry"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import chainlit_server  # noqa: E402
+import browser_launch  # noqa: E402  (tests/: the browser every browser test drives)
 
 
 def free_port() -> int:
@@ -107,12 +104,10 @@ def server(tmp_path_factory) -> Server:
 def browser():
     """Chromium for one module: while Playwright's sync API runs, its event loop is this thread's running
     loop, and a later module's asyncio test (or another sync_playwright()) on the same worker would fail."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (Debian package chromium).")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
+        b = browser_launch.launch(pw)
         yield b
         b.close()
 

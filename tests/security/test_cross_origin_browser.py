@@ -1,22 +1,18 @@
-"""Another website, in a real browser (Debian chromium): a page served from another origin tries to read the
+"""Another website, in a real browser (Debian's headless chromium): a page served from another origin tries to read the
 library with fetch (with the user's cookies), to post a question without a preflight, to get the no-login
 token, and to open the chat's WebSocket; a DNS-rebinding name pointed at 127.0.0.1 gets no page. And the
 app's own page still works under its Content-Security-Policy (no violation reported)."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
+from browser_launch import launch  # tests/: the browser every browser test drives
 
 pytestmark = [pytest.mark.security, pytest.mark.slow, pytest.mark.e2e]
 
-CHROMIUM = Path(os.environ.get("LRC_CHROMIUM", "/usr/bin/chromium"))
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 ATTACK = """
 async function attempt(name, run) {
@@ -62,10 +58,7 @@ class _Attacker(BaseHTTPRequestHandler):
 def chromium():
     """Runs ``work(playwright)`` in a thread of its own with its own Playwright: the e2e suite's session-wide
     Playwright (and any event loop left running in this thread) would make a second sync_playwright() here
-    refuse to start."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (Debian package chromium).")
-
+    refuse to start. ``browser_launch.launch`` fails the test when the browser is missing."""
     def run(work):
         from concurrent.futures import ThreadPoolExecutor
 
@@ -89,7 +82,7 @@ def test_a_page_on_another_origin_reads_nothing(open_server, chromium):
     threading.Thread(target=evil.serve_forever, daemon=True).start()
 
     def attack(pw):
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        browser = launch(pw)
         try:
             ctx = browser.new_context()
             own = ctx.new_page()
@@ -118,7 +111,7 @@ def test_dns_rebinding_name_gets_no_page(open_server, chromium):
     rules = "--host-resolver-rules=MAP rebind.test 127.0.0.1"
 
     def visit(pw):
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[*FLAGS, rules], headless=True)
+        browser = launch(pw, rules)
         try:
             page = browser.new_page()
             answer = page.goto(f"http://rebind.test:{open_server.port}/")
@@ -136,7 +129,7 @@ def test_the_apps_own_page_works_under_its_policy(open_server, chromium):
     violations, outside = [], []
 
     def use(pw):
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        browser = launch(pw)
         try:
             page = browser.new_page()
             page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import re
 import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -71,16 +69,12 @@ class Beacon:
 
 @pytest.fixture(scope="module")
 def browser():
-    """Debian chromium driven by Playwright, as tests/e2e starts it."""
-    chromium = Path(os.environ.get("LRC_CHROMIUM", "/usr/bin/chromium"))
-    if not chromium.exists():
-        pytest.fail(f"{chromium} is missing: run `make chromium` (Debian package chromium).")
+    """Chromium driven by Playwright, as tests/e2e starts it (tests/browser_launch.py)."""
+    from browser_launch import launch
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(chromium), headless=True, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        b = launch(pw)
         yield b
         b.close()
 

@@ -20,9 +20,9 @@ from .test_cmd_watch import holds
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
 import chainlit_server  # noqa: E402  (tests/e2e: start and stop a real chat server)
+from browser_launch import launch, require  # noqa: E402  (tests/: the browser every browser test drives)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-CHROMIUM = Path(os.environ.get("LRC_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 
 
@@ -34,8 +34,7 @@ def library_view_text(url: str, add: Path) -> dict:
 
     def look():
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = launch(pw)
             try:
                 page = browser.new_page()
                 page.set_default_timeout(60_000)
@@ -80,8 +79,7 @@ def library_view_text(url: str, add: Path) -> dict:
 
 
 def test_the_chat_server_watches_lrc_watch(tmp_path, free_port):
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (Debian package chromium).")
+    require()
     docs, other, gone = tmp_path / "docs", tmp_path / "other", tmp_path / "gone"
     first = write(docs / "first.md", "mulberry")
     data, guide = tmp_path / "data", tmp_path / "guide"
