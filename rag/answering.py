@@ -27,7 +27,7 @@ from engines import registry
 from engines.base import (Engine, EngineError, EngineUnavailable, ErrorCategory, GenerationOptions, Message,
                           PromptTooLong)
 from rag import prompt as prompt_mod, scheduler
-from rag.answer.check import check as check_answer, citation_numbers, render
+from rag.answer.check import NOTHING_ADDED, check as check_answer, citation_numbers, render
 from rag.answer.guard import LoopGuard, finish, tidy_fences
 from rag.config import settings
 from rag.events import Done, Event, Failed, FellBack, NothingFound, Notice, Revised, Routed, Sources, Token
@@ -213,15 +213,19 @@ async def finish_answer(prep: Prepared, control: Control, eng: Engine, model: st
         return
     used = made.prompt.hits if made.prompt else []
     looped, cut = made.guard.looped, made.generation.usage.finish_reason == "length"
-    if looped:
-        yield Notice("The model started repeating itself and was stopped.")
-    elif cut and made.chosen_limit:  # (the model's own length: it ends at a full sentence, unannounced)
-        yield Notice("The answer reached the length limit ('Max answer tokens') and ends at its last full sentence.")
     text = finish(tidy_fences(made.guard.kept if looped else made.text), cut=cut, whole=cut and not made.chosen_limit)
+    revised = None
     if used and text.strip() and prep.embedder is not None:
         sentences = await asyncio.to_thread(check_answer, prep.embedder, text, used, prep.query, list(prep.quoted))
         text = render(sentences)
-        yield Revised(text, sentences, looped=looped, cut=cut)
+        revised = Revised(text, sentences, looped=looped, cut=cut)
+    left_out = text == NOTHING_ADDED  # then how the model's text ended does not matter to the reader
+    if looped and not left_out:
+        yield Notice("The model started repeating itself and was stopped.")
+    elif cut and made.chosen_limit and not left_out:  # (the model's own length: it ends at a full sentence, unannounced)
+        yield Notice("The answer reached the length limit ('Max answer tokens') and ends at its last full sentence.")
+    if revised is not None:
+        yield revised
     yield Sources(cited(text, used), list(used))
     timings = {**prep.timings, **made.timings, "total": time.perf_counter() - prep.t0}
     yield Done(made.generation.usage, eng.name, await model_label(eng, model), prep.quote, text, timings)

@@ -243,3 +243,17 @@ async def test_unchosen_limit_is_the_models_own_length_without_a_notice(library,
     assert done.text.rstrip().endswith((".", "!", "?", ")", "`", "*")), done.text[-80:]
     chosen = await collect("How do I calibrate a Zorblax widget?", opts(max_new_tokens=24), library)
     assert chosen[-1].usage.completion_tokens == 24 and length_notices(chosen), [type(e).__name__ for e in chosen]
+
+
+async def test_a_left_out_answer_is_one_line_without_a_note_on_how_it_ended(library, tiny_model_dir):
+    """The tiny random-weight model writes nothing the documents hold: the answer is the one line saying the
+    model's text is left out, with no line explaining a mark that is not shown and no notice about the length
+    limit its left-out text reached (test_unchosen_limit_...: an answer that is kept keeps that notice)."""
+    from rag.answer.check import NOTHING_ADDED
+
+    events = await collect("How do I calibrate a Zorblax widget?", opts(model="tiny", max_new_tokens=24), library)
+    assert events[-1].usage.finish_reason == "length", events[-1].usage
+    revised = [e for e in events if isinstance(e, pl.Revised)]
+    assert revised and revised[-1].text == NOTHING_ADDED, [e.text for e in revised]
+    assert not [e for e in events if isinstance(e, pl.Notice) and "length limit" in e.text]
+    assert events[-1].text.endswith(NOTHING_ADDED), events[-1].text[-200:]

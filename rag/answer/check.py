@@ -248,7 +248,7 @@ def render(checked: Sequence[Checked]) -> str:
     (repeats left out), each unsupported one followed by ⚠️, and one line saying what the mark
     means (with how many sentences carry it). When every judged sentence is unsupported (and the rest
     are lead-ins or list numbers: no code, no name the question does not name), the model added nothing the
-    documents support: the answer is ``NOTHING_ADDED`` and that line instead of the marked sentences."""
+    documents support: the answer is ``NOTHING_ADDED`` alone (no marked sentence, so no line about the mark)."""
     kept = [c for c in checked if not c.repeats]
     parts: list[str] = []  # joined once: adding to one string is quadratic where CPython cannot extend it
     started = False
@@ -266,7 +266,7 @@ def render(checked: Sequence[Checked]) -> str:
     if bad and bad == len(judged) and not content:
         # nothing the check can support (the rest lead-ins, list numbers, or lead-ins naming only what the question
         # names: "Here's how to install Writer2LaTeX as a LibreOffice extension:"): one line, not the marked sentences
-        return f"{NOTHING_ADDED}\n\n*{MARK} not found in your documents ({bad} of {len(judged)} sentences)*"
+        return NOTHING_ADDED
     if bad:
         text += f"\n\n*{MARK} not found in your documents ({bad} of {len(judged)} sentences)*"
     return text
