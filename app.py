@@ -40,7 +40,8 @@ async def _warm() -> None:
     try:
         await pl.warm_library()
         name = await pl.warm_engine()
-        log.info("warm: library and %s engine ready in %.1fs", name, time.perf_counter() - t)
+        log.info("warm: library and %s ready in %.1fs", f"{name} engine" if name else "no model (quote only)",
+                 time.perf_counter() - t)
     except Exception as exc:  # the chat reports problems when they matter; never crash the server
         log.warning("warm-up failed: %s", exc)
 

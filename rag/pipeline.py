@@ -155,9 +155,12 @@ async def warm_library() -> None:
     await asyncio.to_thread(lambda: library().search("warm up", 1, "dense"))
 
 
-async def warm_engine() -> str:
+async def warm_engine() -> str | None:
     """Load the default engine's model (for "auto": its first routing target's engine); returns the
-    engine's name."""
+    engine's name. None, loading nothing, when the default answer style is "quote": the model stays out of
+    memory until a chat chooses a style that asks it."""
+    if settings().answer_style == "quote":
+        return None
     name = settings().engine
     if name == AUTO:
         name = (await asyncio.to_thread(routing_rules)).targets[0].engine

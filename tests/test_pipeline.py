@@ -257,3 +257,24 @@ async def test_a_left_out_answer_is_one_line_without_a_note_on_how_it_ended(libr
     assert revised and revised[-1].text == NOTHING_ADDED, [e.text for e in revised]
     assert not [e for e in events if isinstance(e, pl.Notice) and "length limit" in e.text]
     assert events[-1].text.endswith(NOTHING_ADDED), events[-1].text[-200:]
+
+
+def test_a_quote_only_server_loads_no_model_at_start(tmp_path, tiny_model_dir):
+    """The warm-up loads the default engine's model unless the default answer style is "quote": such a server
+    keeps the model out of memory (a real process each way: is an engine worker running after the warm-up?)."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import asyncio, psutil; from rag import pipeline as pl; name = asyncio.run(pl.warm_engine()); "
+             "print(name, any('engines.onnx.worker' in ' '.join(c.cmdline()) "
+             "for c in psutil.Process().children(recursive=True)))")
+    said = {}
+    for style in ("quote", "quote+answer"):
+        env = dict(os.environ, LRC_ANSWER_STYLE=style, LRC_ENGINE="onnx", LRC_MODEL=str(tiny_model_dir),
+                   LRC_DATA_DIR=str(tmp_path / "data"))
+        done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120,
+                              cwd=REPO_ROOT)
+        assert done.returncode == 0, done.stderr[-2000:]
+        said[style] = done.stdout.split()
+    assert said == {"quote": ["None", "False"], "quote+answer": ["onnx", "True"]}, said
