@@ -285,9 +285,11 @@ def test_quote_first_then_a_follow_up_retrieves_with_the_conversation(new_chat, 
     page.screenshot(path=str(screenshots / "quote-and-follow-up.png"))
 
 
-def test_an_unsupported_sentence_is_marked(new_chat, server, screenshots):
-    """The tiny random-weight model writes words the documents never say: the check marks them (none is supported,
-    so the page shows the quote and the line that the model's own answer is left out)."""
+def test_an_unsupported_answer_is_left_out_in_one_line(new_chat, server, screenshots):
+    """The tiny random-weight model writes words the documents never say: the check supports none of them, so the
+    page shows the quote and the one line that the model's own answer is left out (not its marked sentences)."""
+    from rag.answer.check import NOTHING_ADDED
+
     page = new_chat()
     page.get_by_text("Welcome to Local RAG Chat").wait_for(timeout=240_000)
     open_settings(page)
@@ -295,7 +297,7 @@ def test_an_unsupported_sentence_is_marked(new_chat, server, screenshots):
     confirm_settings(page)
     answer, _ = ask(page, "How do I add documents to the library?", server)
     assert "From your documents:" in answer, answer
-    assert "not found in your documents" in answer, answer
+    assert NOTHING_ADDED.strip("*") in answer and "⚠️" not in answer, answer
     page.screenshot(path=str(screenshots / "unsupported-marked.png"))
 
 
