@@ -29,12 +29,11 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 import benchlib  # noqa: E402
 import chainlit_server  # noqa: E402
 
-from bench_chat_startup import CHROMIUM_FLAGS, free_port  # noqa: E402
+from bench_chat_startup import browser_launch, free_port  # noqa: E402
 
 TITLE = "In-browser inference (issue 17)"
 QUESTIONS = ["How do I add documents to the library?", "Does Local RAG Chat send my documents to the internet?",
              "How do I connect a Foundry Local endpoint?", "How do I use Phi-4-mini with the in-process engine?"]
-CHROMIUM = "/usr/bin/chromium"
 
 
 def state_is(page, states: list[str], timeout: float = 600_000) -> str:
@@ -48,7 +47,7 @@ def browser_runs(url: str, questions: list[str], max_new: int) -> dict:
 
     out: dict = {"loads": [], "answers": []}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        browser = browser_launch.launch(pw)
         ctx = browser.new_context()
         page = ctx.new_page()
         page.set_default_timeout(300_000)

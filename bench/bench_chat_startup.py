@@ -12,7 +12,7 @@ own working folder on a free loopback port:
 For each: seconds from spawning the server to the first HTTP 200, to the welcome message, to the
 first answer's first token and to its completion footer; then a SECOND chat (new browser context)
 asks the same question, showing that the models are loaded once per process, not per chat.
-Needs chromium (/usr/bin/chromium) and Playwright, like the e2e tests.
+Needs the browser and Playwright of the e2e tests (tests/browser_launch.py, `make chromium`).
 """
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+import browser_launch  # noqa: E402  (the browser the tests drive: tests/browser_launch.py)
 import chainlit_server  # noqa: E402  (the browser tests' server start/stop)
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MESSAGES = '[data-step-type="assistant_message"]'
 
 
@@ -107,7 +107,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="lrc-bench-startup-") as tmp, sync_playwright() as pw:
         root = Path(tmp)
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        browser = browser_launch.launch(pw)
         data = root / "data"
         rows.append(run_config("first-start", root, data, {}, browser, args.question))  # builds the index
         for _ in range(args.runs):

@@ -27,14 +27,14 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(REPO_ROOT / "tests"))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 sys.path.insert(0, str(REPO_ROOT))
+import browser_launch  # noqa: E402  (the browser the tests drive: tests/browser_launch.py)
 import chainlit_server  # noqa: E402  (the browser tests' server start/stop)
 from benchlib import command_line, machine_note, report, today  # noqa: E402
 from rag.chat.history import SHOWN_MESSAGES  # noqa: E402
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ANSWERS = '[data-step-type="assistant_message"]'
 QUESTIONS = ["How do I add documents to the library?", "How do I connect a Foundry Local endpoint?",
              "Does Local RAG Chat send my documents to the internet?", "How do I use Phi-4-mini?",
@@ -161,7 +161,7 @@ def main() -> int:
     procs = []
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+            browser = browser_launch.launch(pw)
             on_proc, on_url, on_data = start(root, "history-on")
             procs.append(on_proc)
             off_proc, off_url, _ = start(root, "history-off", LRC_HISTORY="0")

@@ -9,7 +9,7 @@ app.py` (SmolLM2, LRC_MAX_NEW_TOKENS=--tokens) and a real chromium: one chat ask
 and for each answer the bench records chromium's CPU seconds (all its processes) and the server's from
 the question to the footer, the Socket.IO frames the page received, and the seconds to its first text
 and to its footer. The answers' final texts must be the same at every interval (greedy decoding).
-Needs chromium (/usr/bin/chromium) and Playwright, like the e2e tests.
+Needs the browser and Playwright of the e2e tests (tests/browser_launch.py, `make chromium`).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib  # noqa: E402
-from bench_chat_startup import CHROMIUM_FLAGS, MESSAGES, start_server, stop_server, wait_http  # noqa: E402
+from bench_chat_startup import MESSAGES, browser_launch, start_server, stop_server, wait_http  # noqa: E402
 
 QUESTIONS = ["How do I connect a Foundry Local endpoint?", "Does Local RAG Chat send my documents to the internet?",
              "How do I add documents to the library?"]
@@ -112,7 +112,7 @@ def main() -> int:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="lrc-bench-stream-") as tmp, sync_playwright() as pw:
         root = Path(tmp)
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        browser = browser_launch.launch(pw)
         for r in range(args.rounds):
             for ms in intervals:
                 got = run_interval(ms, root, root / "data", browser, args.tokens)
