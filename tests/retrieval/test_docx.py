@@ -73,6 +73,37 @@ def test_headings_paragraphs_and_table_rows_in_order(tmp_path):
     assert all(doc.text[b.start:b.start + len(b.text)] == b.text for b in doc.blocks)
 
 
+CODE = ["int def(FILE *source, FILE *dest, int level)", "{", "    int ret, flush;", "", "    /* allocate deflate state */",
+        "    strm.zalloc = Z_NULL;", "}"]
+
+
+def test_code_paragraphs_are_one_fenced_block_with_their_indentation(tmp_path):
+    """Read by eye on Debian's zlib how-to saved as .docx by LibreOffice: its code is one "Preformatted Text"
+    paragraph a line, and the quote ran the code into the sentences around it. Consecutive paragraphs in a style
+    for code (by its name, or a style based on one) are one fenced block, indentation and blank lines kept; the
+    prose around it stays prose, and ``sentence_spans`` keeps the block apart."""
+    from docx.enum.style import WD_STYLE_TYPE
+
+    from rag.text import sentence_spans
+
+    d = docx.Document()
+    pre = d.styles.add_style("Preformatted Text", WD_STYLE_TYPE.PARAGRAPH)
+    own = d.styles.add_style("Zlib Sample", WD_STYLE_TYPE.PARAGRAPH)
+    own.base_style = pre
+    d.add_paragraph("The def() routine compresses data from an input file to an output file.")
+    for i, line in enumerate(CODE):
+        d.add_paragraph(line, style=pre if i < 4 else own)
+    d.add_paragraph("Here are the local variables for def().")
+    path = tmp_path / "zlib.docx"
+    d.save(path)
+    doc = loaders.load(path)
+    block = "```\n" + "\n".join(CODE) + "\n```"
+    assert [b.text for b in doc.blocks] == ["The def() routine compresses data from an input file to an output file.",
+                                            block, "Here are the local variables for def()."]
+    spans = [doc.text[a:b].strip() for a, b in sentence_spans(doc.text)]
+    assert block in spans, spans
+
+
 def test_core_title_when_there_is_no_heading(tmp_path):
     d = docx.Document()
     d.core_properties.title = "Quarterly Notes"

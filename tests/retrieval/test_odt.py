@@ -55,11 +55,11 @@ def handbook_body() -> str:
 
 
 def write_odt(path: Path, body: str, *, title: str = "Handbook meta title", mimetype: str = "application/vnd.oasis.opendocument.text",
-              manifest_extra: str = "") -> Path:
+              manifest_extra: str = "", styles: str = "") -> Path:
     content = (f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {NS}><office:automatic-styles>'
                '<style:style style:name="P1" style:family="paragraph" style:parent-style-name="Title"/>'
                '<style:style style:name="T1" style:family="text"><style:text-properties fo:font-weight="bold"/>'
-               '</style:style></office:automatic-styles>'
+               f'</style:style>{styles}</office:automatic-styles>'
                f'<office:body><office:text>{body}</office:text></office:body></office:document-content>')
     manifest = ('<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
                 'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.3">'
@@ -102,6 +102,26 @@ def test_headings_lists_footnotes_and_table_rows_in_order(tmp_path):
     assert "Copy the model folder into the models directory." in texts
     assert "Run  make\tinstall, then restart the application." in texts  # <text:s text:c="2"/> is two spaces
     assert all(doc.text[b.start:b.start + len(b.text)] == b.text for b in doc.blocks)
+
+
+def test_preformatted_paragraphs_are_one_fenced_block_with_their_indentation(tmp_path):
+    """As LibreOffice saves code (an HTML page's <pre>, its "Preformatted Text" style): a paragraph a line, the
+    leading spaces as text:s, through an automatic style ("P2") or the style itself. Consecutive ones are one
+    fenced block, indentation and blank lines kept, apart from the prose around them."""
+    body = ('<text:p text:style-name="Text_20_body">The def() routine compresses data from an input file.</text:p>'
+            '<text:p text:style-name="P2">int def(FILE *source, FILE *dest, int level)</text:p>'
+            '<text:p text:style-name="P2">{</text:p>'
+            '<text:p text:style-name="Preformatted_20_Text"><text:s text:c="4"/>int ret, flush;</text:p>'
+            '<text:p text:style-name="P2"/>'
+            '<text:p text:style-name="P2"><text:s text:c="4"/>strm.zalloc = Z_NULL;</text:p>'
+            '<text:p text:style-name="P2">}</text:p>'
+            '<text:p text:style-name="Text_20_body">Here are the local variables for def().</text:p>')
+    path = write_odt(tmp_path / "zlib.odt", body, styles='<style:style style:name="P2" style:family="paragraph" '
+                     'style:parent-style-name="Preformatted_20_Text"/>')
+    doc = loaders.load(path)
+    code = ["int def(FILE *source, FILE *dest, int level)", "{", "    int ret, flush;", "", "    strm.zalloc = Z_NULL;", "}"]
+    assert [b.text for b in doc.blocks] == ["The def() routine compresses data from an input file.",
+                                            "```\n" + "\n".join(code) + "\n```", "Here are the local variables for def()."]
 
 
 def test_meta_title_when_there_is_no_heading(tmp_path):

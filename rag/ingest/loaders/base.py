@@ -51,6 +51,35 @@ def fenced(code: str, info: str = "") -> str:
     return f"```{info}\n" + code.strip("\n").rstrip().replace("```", "` ``") + "\n```"
 
 
+# Word-processor paragraph styles for code, one line a paragraph (LibreOffice's "Preformatted Text", Word's "HTML
+# Preformatted", "Plain Text" and "Macro Text", and the names people give their own)
+_CODE_STYLE = re.compile(r"(preformatted text|html preformatted|html code|plain text|macro text|code|code block|"
+                         r"source code|source text|listing)", re.I)
+
+
+def code_style(name: str | None) -> bool:
+    """Whether a word processor's paragraph style ``name`` is one for code (``CodeLines`` gathers its lines)."""
+    return bool(name) and bool(_CODE_STYLE.fullmatch(name.strip()))
+
+
+class CodeLines:
+    """Consecutive code paragraphs of a word-processor document (one line each, blank ones included) gathered
+    into one fenced code block, as the HTML, Markdown and reStructuredText loaders write theirs."""
+
+    def __init__(self, blocks: list[Block]):
+        self.blocks = blocks  # where the block goes when the code ends
+        self.lines: list[str] = []
+
+    def add(self, line: str) -> None:
+        self.lines.append(line.rstrip())
+
+    def end(self) -> None:
+        """The code so far (if any line has text) as one Block; call it before anything that is not code."""
+        if any(line.strip() for line in self.lines):
+            self.blocks.append(Block(fenced("\n".join(self.lines)), None, "text"))
+        self.lines = []
+
+
 def joined_offsets(blocks: list[Block]) -> list[Block]:
     """``blocks`` with each ``start`` set to the block's offset in their texts joined by newlines."""
     pos = 0

@@ -1,7 +1,8 @@
 """OpenDocument text (.odt, LibreOffice Writer): the body's headings, paragraphs, list items and tables
 in document order, read from the package's ``content.xml`` with the standard zip reader and lxml (no
 entity expansion, no network), within the unzip caps (``office.open_zip``, ``office.Reader``). ``text:h`` elements (and paragraphs styled "Title", as level 1) are
-heading Blocks; each table row becomes one text Block keeping its column names
+heading Blocks; consecutive paragraphs in a style for code (LibreOffice's "Preformatted Text", ...:
+``base.code_style``) are one fenced code block with their lines and indentation; each table row becomes one text Block keeping its column names
 (``tables.grid_blocks``, the first row is the header); footnote and endnote bodies follow the paragraph
 that cites them. Like .docx, an .odt has no reliable pages (``pages`` = 0); ``start`` is the block's
 character offset in ``Document.text``. A password-protected document (its manifest names encryption
@@ -11,7 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rag.ingest.loaders import office
-from rag.ingest.loaders.base import Block, Document, first_heading, joined_offsets
+import re
+
+from rag.ingest.loaders.base import Block, CodeLines, Document, code_style, first_heading, joined_offsets
 from rag.ingest.loaders.errors import EmptyFile, EncryptedFile, LoaderError
 from rag.ingest.loaders.tables import grid_blocks
 
@@ -39,9 +42,11 @@ def load_odt(path: Path, data: bytes) -> Document:
     body = root.find(f"{_q(OFFICE, 'body')}/{_q(OFFICE, 'text')}")
     if body is None:
         raise office.invalid(path, KIND, "content.xml has no text body")
-    titles = _title_styles(root)
+    styles = _Styles(root)
     blocks: list[Block] = []
-    _walk(body, blocks, titles)
+    code = CodeLines(blocks)
+    _walk(body, blocks, styles, code)
+    code.end()
     if not any(b.kind == "text" for b in blocks):
         raise EmptyFile(path, "only headings" if blocks else "")
     joined_offsets(blocks)
@@ -84,18 +89,33 @@ def _parts(path: Path, reader: office.Reader, parser):
     return root, title
 
 
-def _title_styles(root) -> set[str]:
-    """Names of the automatic paragraph styles that derive from "Title" (plus "Title" itself)."""
-    names = {"Title"}
-    for st in root.iter(_q(STYLE, "style")):
-        if st.get(_q(STYLE, "parent-style-name")) == "Title":
-            names.add(st.get(_q(STYLE, "name")))
-    return names
+def _display(name: str) -> str:
+    """An OpenDocument style name as shown ("Preformatted_20_Text" -> "Preformatted Text")."""
+    return re.sub(r"_([0-9a-fA-F]{2})_", lambda m: chr(int(m.group(1), 16)), name)
 
 
-def _walk(parent, blocks: list[Block], titles: set[str]) -> None:
+class _Styles:
+    """Which paragraph style names are "Title" and which are for code: the style itself, or the automatic
+    style (content.xml's "P3") that derives from it."""
+
+    def __init__(self, root):
+        parents = {st.get(_q(STYLE, "name")): st.get(_q(STYLE, "parent-style-name")) or ""
+                   for st in root.iter(_q(STYLE, "style"))}
+        self.titles = {"Title"} | {name for name, parent in parents.items() if parent == "Title"}
+        self.codes = {name for name, parent in parents.items() if code_style(_display(parent))}
+
+    def code(self, name: str | None) -> bool:
+        return bool(name) and (name in self.codes or code_style(_display(name)))
+
+
+def _walk(parent, blocks: list[Block], styles: _Styles, code: CodeLines) -> None:
     for child in parent:
         tag = child.tag
+        style = child.get(_q(TEXT, "style-name"))
+        if tag == _q(TEXT, "p") and styles.code(style):
+            code.add(_inline(child, strip=False)[0])
+            continue
+        code.end()
         if tag == _q(TEXT, "h"):
             text, notes = _inline(child)
             if text:
@@ -105,19 +125,20 @@ def _walk(parent, blocks: list[Block], titles: set[str]) -> None:
         elif tag == _q(TEXT, "p"):
             text, notes = _inline(child)
             if text:
-                title = child.get(_q(TEXT, "style-name")) in titles
+                title = style in styles.titles
                 blocks.append(Block(text, None, "heading", 1) if title else Block(text, None, "text"))
             blocks.extend(notes)
         elif tag == _q(TABLE, "table"):
             blocks.extend(grid_blocks(_table_rows(child)))
         elif tag in (_q(TEXT, "list"), _q(TEXT, "list-item"), _q(TEXT, "list-header"), _q(TEXT, "section"),
                      _q(TABLE, "table-header-rows"), _q(TEXT, "index-body")):
-            _walk(child, blocks, titles)
+            _walk(child, blocks, styles, code)
         # text:sequence-decls, text:table-of-content's generated title, drawings: not text of the body
 
 
-def _inline(el) -> tuple[str, list[Block]]:
-    """The paragraph's text (spaces and tabs as written, line breaks kept) and its notes' paragraphs."""
+def _inline(el, strip: bool = True) -> tuple[str, list[Block]]:
+    """The paragraph's text (spaces and tabs as written, line breaks kept; ``strip``: without the spaces
+    around it) and its notes' paragraphs."""
     parts: list[str] = []
     notes: list[Block] = []
 
@@ -145,8 +166,8 @@ def _inline(el) -> tuple[str, list[Block]]:
                 parts.append(c.tail)
 
     add(el)
-    text = "".join(parts).strip()
-    return text, notes
+    text = "".join(parts)
+    return text.strip() if strip else text.rstrip(), notes
 
 
 def _table_rows(table) -> list[list[str]]:
