@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path(os.environ.get("LRC_CHROMIUM", "/usr/bin/chromium-headless-shell"))
+HEADLESS_SHELL, FULL = Path("/usr/bin/chromium-headless-shell"), Path("/usr/bin/chromium")
+# LRC_CHROMIUM, else the headless shell, else (a machine where only the full browser could be installed) chromium
+CHROMIUM = Path(os.environ.get("LRC_CHROMIUM") or (FULL if FULL.exists() and not HEADLESS_SHELL.exists() else HEADLESS_SHELL))
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
