@@ -41,6 +41,7 @@ from rag.ingest.chunking import Chunker
 from rag.ingest.loaders import BINARY_EXTS
 from rag.ingest.records import FileFailed, FileJob, LoaderConfig, LoadResult, OcrPage
 from rag.ingest.loading import Note, prepare
+from rag.owners import under
 
 _ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding the rag package
 _BIG_RUN_BYTES = 2 * 1024 * 1024
@@ -71,7 +72,7 @@ def process_count(jobs: list[FileJob], configured: int, own: Path | None = None)
     for small runs of text files, and for runs of the app's ``own`` files only (the bundled guide: no
     hostile file to keep apart, and two process starts tripled the CPU of a fresh library's first start)."""
     n = configured if configured >= 0 else min(2, os.cpu_count() or 1)
-    if n <= 0 or not jobs or (own is not None and all(j.path.resolve().is_relative_to(own.resolve()) for j in jobs)):
+    if n <= 0 or not jobs or (own is not None and all(under(j.path.resolve(), own) for j in jobs)):
         return 0
     big = sum(j.size for j in jobs) > _BIG_RUN_BYTES
     if not big and not any(j.path.suffix.lower() in BINARY_EXTS for j in jobs):  # parsed or OCR'd, not just decoded
