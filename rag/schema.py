@@ -80,9 +80,29 @@ class Chunk:
         return self.source.rsplit("/", 1)[-1]
 
     def citation(self) -> str:
-        """"scan.pdf, p. 3", with " (OCR)" when the passage was read by OCR."""
-        where = f"{self.name}, p. {self.page}" if self.page else self.name
+        """Where the passage is, for the reader: "scan.pdf, p. 3" in a file with pages; in one without
+        (Markdown, HTML, Word, text) the section it is in, "guide.md § Installing" (ten passages of one
+        manual cited as "manual.html" alone told the reader nothing); " (OCR)" when read by OCR."""
+        if self.page:
+            where = f"{self.name}, p. {self.page}"
+        elif self.heading.strip():
+            where = f"{self.name} § {clip(self.heading, SECTION_CHARS)}"
+        else:
+            where = self.name
         return f"{where} (OCR)" if self.ocr else where
+
+
+SECTION_CHARS = 60  # a section's heading in a citation, at most (cut at a word, with "…")
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` on one line, at most ``limit`` characters: cut at the last word that fits, with "…"."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:.-") + "…"
 
 
 @dataclass

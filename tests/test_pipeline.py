@@ -65,6 +65,21 @@ async def test_pdf_sources_carry_their_page(library, smollm2_dir):
     assert any(h.chunk.name == "faq.pdf" and h.chunk.page == 1 for h in used), [h.chunk.citation() for h in used]
 
 
+async def test_sources_without_pages_name_their_section(library):
+    """A Markdown (HTML, Word, text) file has no pages: its passages are cited with their section, so ten
+    passages of one manual do not all read "manual.html"; a PDF's keep their page."""
+    from rag.schema import Chunk
+
+    events = await collect("How do I calibrate a Zorblax widget?", opts(style="quote", top_k=4), library)
+    quoted = next(e for e in events if isinstance(e, pl.Quoted))
+    assert "(calibration.md § Zorblax widget calibration)" in quoted.text, quoted.text
+    assert Chunk(0, "t", "/d/faq.pdf", page=2, heading="Privacy").citation() == "faq.pdf, p. 2"
+    assert Chunk(0, "t", "/d/notes.txt").citation() == "notes.txt"
+    long = Chunk(0, "t", "/d/m.html", heading="7.4.2.3 The interface for authenticated encryption with associated "
+                                              "data using the Galois counter mode").citation()
+    assert long == "m.html § 7.4.2.3 The interface for authenticated encryption with…", long
+
+
 async def test_nothing_relevant_says_so_and_does_not_generate(library):
     events = await collect("What is the capital of France?", opts(), library)
     assert kinds(events) == ["Retrieved", "NothingFound", "Sources"], kinds(events)

@@ -102,7 +102,7 @@ def test_images_are_read_by_ocr(library, rfaq_pdf, tmp_path):
     assert not report.failed and len(report.added) == 4, report.failed
     assert report.ocr_pages == 4
     hit = top(library, "Are there Unix-like binaries for R?")[0]
-    assert hit.chunk.name == "binaries.png" and hit.chunk.page is None and hit.chunk.citation() == "binaries.png (OCR)"
+    assert hit.chunk.name == "binaries.png" and hit.chunk.page is None and hit.chunk.citation() == "binaries.png § 2.6 Are there Unix-like binaries for R? (OCR)"
     hit = top(library, "What is CRAN, the Comprehensive R Archive Network?")[0]
     assert hit.chunk.name == "cran.jpg" and hit.chunk.ocr
     hit = top(library, "Why is R named R?")[0]  # 2.12, the TIFF's first frame
@@ -110,7 +110,7 @@ def test_images_are_read_by_ocr(library, rfaq_pdf, tmp_path):
     hit = top(library, "What is S-Plus?")[0]  # 3.2, its second frame
     assert (hit.chunk.name, hit.chunk.page) == ("two-pages.tif", 2), hit.chunk.citation()
     tea = top(library, "At what temperature is green tea brewed?")[0]
-    assert tea.chunk.name == "tea.md" and not tea.chunk.ocr and tea.chunk.citation() == "tea.md"
+    assert tea.chunk.name == "tea.md" and not tea.chunk.ocr and tea.chunk.citation() == "tea.md § Tea"
 
 
 def test_a_mixed_pdf_reads_only_its_scanned_page_by_ocr(library, rfaq_pdf, tmp_path):
