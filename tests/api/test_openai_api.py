@@ -43,6 +43,7 @@ def test_answer_quotes_and_cites_the_indexed_file(api_server):
     sources = _sources(resp)
     assert sources and sources[0]["file"] == "quillfeather.md" and sources[0]["index"] == 1, sources
     assert "violet oil every 17 days" in sources[0]["text"] and sources[0]["page"] is None
+    assert sources[0]["section"] == "The Quillfeather lantern", sources
     assert isinstance(sources[0]["score"], float)
     assert resp.object == "chat.completion" and resp.model == "rag:smollm2"
     assert resp.choices[0].message.role == "assistant" and resp.choices[0].finish_reason in ("stop", "length")
