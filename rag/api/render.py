@@ -21,9 +21,10 @@ and sends them with the answer's end. Stop strings are looked for as given and a
 
 ``sources`` (machine-readable, on the response and on the last stream chunk): one
 ``{"index", "file", "page", "section", "ocr", "text", "score", "scores"}`` per source: ``index`` is the [n] the
-answer cites, ``section`` the heading the passage is under ("" if none), ``ocr`` whether the passage was read by OCR (a scan: its label says "(OCR)"), ``score`` the
-retrieval's ranking score (fused in hybrid mode: relative to the other hits), ``scores`` the per-mode
-ones (e.g. ``dense``: the cosine similarity to the question).
+answer cites, ``section`` the heading the passage is under ("" if none), ``ocr`` whether the passage was read
+by OCR (a scan: its label says "(OCR)"), ``score`` the retrieval's ranking score (fused in hybrid mode:
+relative to the other hits), ``scores`` the per-mode ones (e.g. ``dense``: the cosine similarity to the
+question).
 """
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ def sources_field(shown: Sequence[Hit], used: Sequence[Hit]) -> list[dict]:
     for i, hit in enumerate(shown, start=1):
         index = next((n for n, h in enumerate(used, start=1) if h is hit), i)
         out.append({"index": index, "file": neutralise(hit.chunk.name), "page": hit.chunk.page,
-                    "section": neutralise(hit.chunk.heading), "ocr": hit.chunk.ocr, "text": neutralise(hit.chunk.text),
+                    "section": neutralise(hit.chunk.heading), "ocr": hit.chunk.ocr,
+                    "text": neutralise(hit.chunk.text),
                     "score": round(float(hit.score), 6),
                     "scores": {k: round(float(v), 6) for k, v in (hit.scores or {}).items()}})
     return out

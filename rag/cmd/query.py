@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"rank": h.rank, "score": h.score, "scores": h.scores, "source": h.chunk.source,
                               "page": h.chunk.page, "heading": h.chunk.heading, "text": h.chunk.text}))
             continue
-        print(f"#{h.rank}  {h.score:.3f}  {h.chunk.citation()}" + (f"  § {h.chunk.heading}" if h.chunk.heading and h.chunk.page else ""))
+        section = f"  § {h.chunk.heading}" if h.chunk.heading and h.chunk.page else ""  # else the citation has it
+        print(f"#{h.rank}  {h.score:.3f}  {h.chunk.citation()}{section}")
         text = " ".join(h.chunk.text.split())
         print(f"    {text[:300]}{'...' if len(text) > 300 else ''}")
     return 0

@@ -74,7 +74,8 @@ def test_streamed_text_is_raw_tokens_then_the_check_note_then_sources():
                         "\n\nHold the button [2].\n\n*⚠️ not found in your documents (1 of 1 sentences)*"
                         "\n\n**Sources:**\n[2] b.pdf, p. 3")
     assert t.content() == streamed
-    assert t.sources == [{"index": 2, "file": "b.pdf", "page": 3, "section": "", "ocr": False, "text": "text of b.pdf", "score": 0.5,
+    assert t.sources == [{"index": 2, "file": "b.pdf", "page": 3, "section": "", "ocr": False,
+                          "text": "text of b.pdf", "score": 0.5,
                           "scores": {"dense": 0.7}}]
 
 

@@ -39,7 +39,8 @@ def test_answer_quotes_and_cites_the_indexed_file(api_server):
                                        {"role": "user", "content": QUESTION}])
     content = resp.choices[0].message.content
     assert content.startswith("From your documents:\n> ") and "17 days" in content.split("\n\n")[0], content
-    assert "(quillfeather.md § The Quillfeather lantern)" in content and "\n\n**Sources:**\n[1] quillfeather.md" in content, content
+    assert "(quillfeather.md § The Quillfeather lantern)" in content, content
+    assert "\n\n**Sources:**\n[1] quillfeather.md" in content, content
     sources = _sources(resp)
     assert sources and sources[0]["file"] == "quillfeather.md" and sources[0]["index"] == 1, sources
     assert "violet oil every 17 days" in sources[0]["text"] and sources[0]["page"] is None
