@@ -222,7 +222,7 @@ async def finish_answer(prep: Prepared, control: Control, eng: Engine, model: st
     left_out = text == NOTHING_ADDED  # then how the model's text ended does not matter to the reader
     if looped and not left_out:
         yield Notice("The model started repeating itself and was stopped.")
-    elif cut and made.chosen_limit and not left_out:  # (the model's own length: it ends at a full sentence, unannounced)
+    elif cut and made.chosen_limit and not left_out:  # (its own length: ends at a full sentence, unannounced)
         yield Notice("The answer reached the length limit ('Max answer tokens') and ends at its last full sentence.")
     if revised is not None:
         yield revised

@@ -1,19 +1,19 @@
 """OpenDocument text (.odt, LibreOffice Writer): the body's headings, paragraphs, list items and tables
 in document order, read from the package's ``content.xml`` with the standard zip reader and lxml (no
-entity expansion, no network), within the unzip caps (``office.open_zip``, ``office.Reader``). ``text:h`` elements (and paragraphs styled "Title", as level 1) are
-heading Blocks; consecutive paragraphs in a style for code (LibreOffice's "Preformatted Text", ...:
-``base.code_style``) are one fenced code block with their lines and indentation; each table row becomes one text Block keeping its column names
+entity expansion, no network), within the unzip caps (``office.open_zip``, ``office.Reader``). ``text:h``
+elements (and paragraphs styled "Title", as level 1) are heading Blocks; consecutive paragraphs in a style for
+code (LibreOffice's "Preformatted Text", ...: ``base.code_style``) are one fenced code block with their lines
+and indentation; each table row becomes one text Block keeping its column names
 (``tables.grid_blocks``, the first row is the header); footnote and endnote bodies follow the paragraph
 that cites them. Like .docx, an .odt has no reliable pages (``pages`` = 0); ``start`` is the block's
 character offset in ``Document.text``. A password-protected document (its manifest names encryption
 data) is an ``EncryptedFile``."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rag.ingest.loaders import office
-import re
-
 from rag.ingest.loaders.base import Block, CodeLines, Document, code_style, first_heading, joined_offsets
 from rag.ingest.loaders.errors import EmptyFile, EncryptedFile, LoaderError
 from rag.ingest.loaders.tables import grid_blocks
